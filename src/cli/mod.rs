@@ -1,0 +1,30 @@
+//! The command line: raw clap arguments, one file per subcommand.
+
+pub mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Re-rates KAZOO call-detail records: reads CDR exports, re-derives what every leg should cost
+/// with KAZOO's own formula, and writes Parquet/CSV datasets partitioned by account and day.
+#[derive(Debug, Parser)]
+#[command(name = "rerate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
+    Run(run::RunArgs),
+}
+
+/// Parses the arguments and runs the subcommand.
+pub fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run::run(args),
+    }
+}

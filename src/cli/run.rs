@@ -1,0 +1,285 @@
+//! `rerate run`: the whole pipeline, discover -> read -> dedup -> rate -> write.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::dedup::dedup;
+use crate::ingest::discover::{discover, InputFile, Skipped};
+use crate::ingest::{ingest, IngestOptions};
+use crate::progress::Progress;
+use crate::rate::{rate_frame, Rounding};
+use crate::time::ReportTz;
+use crate::write::manifest::{Counts, Manifest, Totals};
+use crate::write::{prepare_out_dir, write_legs, write_rejects, Format};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both"
+)]
+pub struct RunArgs {
+    /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
+    /// optionally .gz or .zst) or quoted glob patterns. Each file may hold NDJSON, one document,
+    /// an array, or crossbar API pages saved one after another; gzip and zstd are detected from
+    /// the content.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Output folder. Created if missing; a previous run's outputs in it are replaced. A
+    /// non-empty folder that is not a rerate output is refused.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// File format of the legs dataset.
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    pub format: Format,
+
+    /// IANA time zone that decides each leg's report day (the `date` partition), e.g. UTC,
+    /// America/New_York. Timestamps themselves are always stored in UTC.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    pub tz: String,
+
+    /// Arithmetic for the cost formula: `kazoo` reproduces KAZOO's double arithmetic bit for
+    /// bit (what KAZOO billed); `exact` uses exact integers, rounded down once.
+    #[arg(long, value_enum, default_value_t = Rounding::Kazoo)]
+    pub rounding: Rounding,
+
+    /// Worker threads [default: all cores]. Results never depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Size of one parallel parse task, in decoded bytes (K, M, G suffixes allowed). Results
+    /// never depend on it.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
+    pub chunk_size: usize,
+
+    /// No progress bar and no summary on stderr (errors are still printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let mult = match t[i..].to_ascii_uppercase().as_str() {
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                other => return Err(format!("unknown size suffix {other:?}: use K, M or G")),
+            };
+            (&t[..i], mult)
+        }
+        None => (t, 1),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 8M or 65536"))?;
+    match n.checked_mul(mult) {
+        Some(0) | None => Err(format!("{s:?} must be a positive size")),
+        Some(v) => Ok(v),
+    }
+}
+
+/// The checked configuration: everything that can be wrong with the arguments is found here,
+/// before any output is written.
+struct RunConfig {
+    files: Vec<InputFile>,
+    skipped: Vec<Skipped>,
+    out: PathBuf,
+    format: Format,
+    tz: ReportTz,
+    rounding: Rounding,
+    threads: usize,
+    chunk_size: usize,
+    quiet: bool,
+    options: serde_json::Value,
+}
+
+impl RunConfig {
+    fn from_args(args: RunArgs) -> anyhow::Result<Self> {
+        let tz = ReportTz::parse(&args.tz).map_err(anyhow::Error::msg)?;
+        let threads = match args.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let (files, skipped) = discover(&args.inputs)?;
+        let options = serde_json::json!({
+            "inputs": args.inputs,
+            "out": args.out.display().to_string(),
+            "format": args.format,
+            "tz": tz.name(),
+            "rounding": args.rounding,
+            "threads": threads,
+            "chunk_size": args.chunk_size,
+        });
+        Ok(RunConfig {
+            files,
+            skipped,
+            out: args.out,
+            format: args.format,
+            tz,
+            rounding: args.rounding,
+            threads,
+            chunk_size: args.chunk_size,
+            quiet: args.quiet,
+            options,
+        })
+    }
+}
+
+/// Runs the pipeline; exit status 0 when the manifest balances.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    // Both pools are sized before either starts: polars reads this once, on first use.
+    if let Some(n) = args.threads {
+        std::env::set_var("POLARS_MAX_THREADS", n.to_string());
+    }
+    let cfg = RunConfig::from_args(args)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .context("starting the worker threads")?
+        .install(|| execute(&cfg, t0))
+}
+
+fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
+    let mut stages = BTreeMap::new();
+    let mut lap = Instant::now();
+    let mut stage = |name: &'static str, stages: &mut BTreeMap<&'static str, u64>| {
+        stages.insert(name, lap.elapsed().as_millis() as u64);
+        lap = Instant::now();
+    };
+    stages.insert("1_discover", t0.elapsed().as_millis() as u64);
+    for s in &cfg.skipped {
+        if !cfg.quiet {
+            eprintln!("rerate: skipping {}: {}", s.path, s.reason);
+        }
+    }
+    prepare_out_dir(&cfg.out)?;
+
+    let total_bytes: u64 = cfg.files.iter().map(|f| f.bytes).sum();
+    let progress = Progress::new(total_bytes, cfg.quiet);
+    let opts = IngestOptions {
+        tz: cfg.tz,
+        chunk_bytes: cfg.chunk_size,
+    };
+    let ingested = ingest(&cfg.files, &opts, &progress)?;
+    progress.finish();
+    stage("2_read_parse", &mut stages);
+
+    let (mut legs, dedup_stats) = dedup(ingested.legs).context("deduplicating legs")?;
+    stage("3_dedup", &mut stages);
+
+    rate_frame(&mut legs, cfg.rounding).context("rating legs")?;
+    stage("4_rate", &mut stages);
+
+    let parts = write_legs(&legs, &cfg.out, cfg.format)?;
+    let mut rejects = ingested.rejects;
+    let rejects_path = write_rejects(&mut rejects, &cfg.out)?;
+    stage("5_write", &mut stages);
+
+    let mut by_reason = BTreeMap::new();
+    for r in &rejects {
+        *by_reason.entry(r.code).or_insert(0u64) += 1;
+    }
+    let counts = Counts::new(ingested.records_read, &parts, by_reason, dedup_stats);
+    let totals = Totals::of(&parts);
+    let mut parts = parts;
+    parts.sort_by(|a, b| (&a.account_id, &a.date).cmp(&(&b.account_id, &b.date)));
+    let manifest = Manifest {
+        rerate_version: env!("CARGO_PKG_VERSION"),
+        options: cfg.options.clone(),
+        inputs: ingested.files,
+        skipped_files: cfg.skipped.clone(),
+        counts,
+        totals,
+        partitions: parts,
+        stages_ms: stages,
+        elapsed_ms: t0.elapsed().as_millis() as u64,
+    };
+    manifest.write(&cfg.out)?;
+
+    if !cfg.quiet {
+        eprintln!(
+            "{}",
+            summary(&manifest, &rejects_path.display().to_string())
+        );
+    }
+    if !manifest.counts.balanced {
+        bail!(
+            "internal error: the counts do not balance (read {}, written {}, rejected {}, duplicates {}); see {}",
+            manifest.counts.records_read,
+            manifest.counts.legs_written,
+            manifest.counts.rejected,
+            manifest.counts.dedup.duplicates_dropped,
+            cfg.out.join("manifest.json").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Units (1/10,000) as a currency amount with four decimals.
+pub fn units_to_decimal(units: i64) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let u = units.unsigned_abs();
+    format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
+}
+
+fn summary(m: &Manifest, rejects_path: &str) -> String {
+    let c = &m.counts;
+    let t = &m.totals;
+    let mb = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>() as f64 / 1e6;
+    let mut s = format!(
+        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs written to {} partitions",
+        c.records_read,
+        m.inputs.len(),
+        m.elapsed_ms as f64 / 1000.0,
+        c.legs_written,
+        m.partitions.len(),
+    );
+    if c.rejected > 0 {
+        s += &format!(", {} rejected (see {rejects_path})", c.rejected);
+    } else {
+        s += ", none rejected";
+    }
+    s += &format!(
+        ", {} duplicates dropped ({} conflicting call_ids). Billed {} s; rated {} units, customer cost {} ({} units), reseller cost {} ({} units).",
+        c.dedup.duplicates_dropped,
+        c.conflicts,
+        t.billed_seconds,
+        t.rated_cost_units,
+        units_to_decimal(t.cost_units),
+        t.cost_units,
+        units_to_decimal(t.reseller_cost_units),
+        t.reseller_cost_units,
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_bytes("8M"), Ok(8 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("8X").is_err());
+    }
+
+    #[test]
+    fn units_print_as_four_decimals() {
+        assert_eq!(units_to_decimal(4524), "0.4524");
+        assert_eq!(units_to_decimal(123_456_789), "12345.6789");
+        assert_eq!(units_to_decimal(-5), "-0.0005");
+    }
+}

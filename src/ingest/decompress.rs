@@ -1,0 +1,118 @@
+//! Reading an input file's bytes through the right decoder: gzip (every member of a multi-member
+//! file) or zstd, chosen by magic bytes, so a misnamed file is still read right.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+
+/// How a file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// From the first bytes of a file.
+    pub fn from_magic(head: &[u8]) -> Self {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// What the file name promises, to warn when the content disagrees.
+    pub fn from_extension(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz" | "gzip") => Compression::Gzip,
+            Some("zst" | "zstd") => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+}
+
+/// Opens a file with its decoder.
+pub fn open(path: &Path, compression: Compression) -> io::Result<Box<dyn Read + Send>> {
+    let file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    Ok(match compression {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(MultiGzDecoder::new(file)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+    })
+}
+
+/// The first `n` decoded bytes (fewer if the file is shorter).
+pub fn head(path: &Path, compression: Compression, n: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    open(path, compression)?
+        .take(n as u64)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// All decoded bytes. A decoding error part way (a truncated gzip stream, a corrupt frame)
+/// keeps what was decoded before it and returns the error beside it.
+pub fn read_all(
+    path: &Path,
+    compression: Compression,
+    size_hint: u64,
+) -> io::Result<(Vec<u8>, Option<io::Error>)> {
+    let mut reader = open(path, compression)?;
+    let cap = match compression {
+        Compression::None => size_hint as usize,
+        _ => (size_hint as usize).saturating_mul(4),
+    };
+    let mut out = Vec::with_capacity(cap.min(1 << 30));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok((out, None)),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Ok((out, Some(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn magic_bytes_decide() {
+        assert_eq!(Compression::from_magic(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::from_magic(b"{\"a\""), Compression::None);
+    }
+
+    #[test]
+    fn multi_member_gzip_and_truncation() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("x.gz");
+        let mut bytes = Vec::new();
+        for part in [b"{\"a\":1}\n".as_slice(), b"{\"a\":2}\n".as_slice()] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(part)?;
+            bytes.extend(enc.finish()?);
+        }
+        std::fs::write(&path, &bytes)?;
+        let (all, err) = read_all(&path, Compression::Gzip, 0)?;
+        assert_eq!(all, b"{\"a\":1}\n{\"a\":2}\n");
+        assert!(err.is_none());
+
+        std::fs::write(&path, &bytes[..bytes.len() - 5])?;
+        let (part, err) = read_all(&path, Compression::Gzip, 0)?;
+        assert!(err.is_some(), "a truncated stream must report an error");
+        assert!(part.starts_with(b"{\"a\":1}\n"));
+        Ok(())
+    }
+}

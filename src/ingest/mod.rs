@@ -1,0 +1,424 @@
+//! Stage 1: from input paths to one frame of legs plus the rejects.
+//!
+//! discover (paths, globs, directories; sniff each file) -> decompress (gzip/zstd) -> scan
+//! (split into units: lines, or top-level values) -> parse units in parallel (record) -> push
+//! checked legs into per-worker column builders (builder) -> concatenate the batches.
+
+pub mod builder;
+pub mod decompress;
+pub mod discover;
+pub mod json_text;
+pub mod record;
+pub mod scan;
+pub mod value;
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::progress::Progress;
+use crate::time::ReportTz;
+use builder::LegBuilder;
+use discover::InputFile;
+use json_text::truncate;
+use record::{RawCdr, RejectReason};
+use scan::{Broken, Layout, Unit};
+
+/// Input problems that stop the run before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no INPUT given: name at least one file, directory or glob")]
+    NoInputs,
+    #[error("input not found: {0}")]
+    NotFound(String),
+    #[error("input pattern {0} matches no file")]
+    NoMatch(String),
+    #[error("bad glob pattern {pattern}: {message}")]
+    BadGlob { pattern: String, message: String },
+    #[error("cannot read input {path}: {message}")]
+    Unreadable { path: String, message: String },
+    #[error(
+        "{0} is a crossbar CSV export; rerate does not read CSV exports yet (JSON exports only)"
+    )]
+    CsvNotSupported(String),
+    #[error("building the legs frame: {0}")]
+    Frame(#[from] PolarsError),
+}
+
+/// How to read.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub tz: ReportTz,
+    /// Target size of one parallel parse task, in decoded bytes.
+    pub chunk_bytes: usize,
+}
+
+/// A record that did not become a leg.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reject {
+    pub source: Arc<str>,
+    /// "line 12", or "line 3, record 5" for the sixth record of a page or array.
+    pub location: String,
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    /// Short stable code, counted in the manifest.
+    pub code: &'static str,
+    pub reason: String,
+    /// The record's text, cut at 4 KiB.
+    pub raw: String,
+}
+
+/// Per input file: what was read from it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileStats {
+    #[serde(flatten)]
+    pub input: InputFile,
+    pub decoded_bytes: u64,
+    pub layout: &'static str,
+    pub records: u64,
+    pub legs: u64,
+    pub rejected: u64,
+}
+
+/// Everything stage 1 produced.
+pub struct Ingested {
+    pub legs: DataFrame,
+    pub rejects: Vec<Reject>,
+    pub records_read: u64,
+    pub files: Vec<FileStats>,
+}
+
+const RAW_LIMIT: usize = 4096;
+
+/// One worker's output.
+struct Batch {
+    builder: LegBuilder,
+    rejects: Vec<Reject>,
+    records: u64,
+}
+
+/// What a worker needs to know about the file it reads.
+struct Ctx<'a> {
+    source: Arc<str>,
+    tz: &'a ReportTz,
+}
+
+impl Batch {
+    fn new(cap: usize) -> Self {
+        Batch {
+            builder: LegBuilder::with_capacity(cap),
+            rejects: Vec::new(),
+            records: 0,
+        }
+    }
+
+    fn reject(&mut self, ctx: &Ctx, line: u64, record: Option<u64>, why: RejectReason, raw: &str) {
+        self.records += 1;
+        let location = match record {
+            Some(r) => format!("line {line}, record {r}"),
+            None => format!("line {line}"),
+        };
+        self.rejects.push(Reject {
+            source: ctx.source.clone(),
+            location,
+            line,
+            record,
+            code: why.code,
+            reason: why.message,
+            raw: truncate(raw, RAW_LIMIT).to_owned(),
+        });
+    }
+
+    /// One unit: a line, or a top-level value of a stream.
+    fn unit(&mut self, ctx: &Ctx, buf: &[u8], unit: &Unit) {
+        let bytes = &buf[unit.start..unit.end];
+        if let Some(broken) = unit.broken {
+            let msg = match broken {
+                Broken::Truncated => "invalid JSON: the input ends inside this value",
+                Broken::NewlineInString => {
+                    "invalid JSON: a string is still open at the end of the line"
+                }
+            };
+            let raw = String::from_utf8_lossy(bytes);
+            return self.reject(
+                ctx,
+                unit.line,
+                None,
+                RejectReason::new("invalid_json", msg),
+                &raw,
+            );
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.value(ctx, text, unit.line, None, Level::Top),
+            Err(e) => {
+                let bad_line = unit.line + count_newlines(&bytes[..e.valid_up_to()]);
+                let why = RejectReason::new(
+                    "invalid_utf8",
+                    format!(
+                        "invalid UTF-8 at byte {} of the record (line {bad_line})",
+                        e.valid_up_to()
+                    ),
+                );
+                self.reject(ctx, unit.line, None, why, &String::from_utf8_lossy(bytes));
+            }
+        }
+    }
+
+    /// A JSON value: a CDR, an envelope, or (at the top) an array of either.
+    fn value(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, level: Level) {
+        match (text.as_bytes().first(), level) {
+            (Some(b'{'), _) => self.object(ctx, text, line, record, level),
+            (Some(b'['), Level::Top) => self.array(ctx, text, line, Level::InArray),
+            _ => {
+                let why = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                    Ok(_) => RejectReason::new(
+                        "not_an_object",
+                        format!("the value is {}, not a CDR object", kind_of(text)),
+                    ),
+                    Err(e) => invalid_json(&e, line),
+                };
+                self.reject(ctx, line, record, why, text);
+            }
+        }
+    }
+
+    /// The elements of an array, each located by its own line and its index.
+    fn array(&mut self, ctx: &Ctx, text: &str, line: u64, level: Level) {
+        let elems: Vec<&RawValue> = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return self.reject(ctx, line, None, invalid_json(&e, line), text),
+        };
+        let base = text.as_ptr() as usize;
+        let (mut at, mut el_line) = (0usize, line);
+        for (i, el) in elems.iter().enumerate() {
+            let el = el.get();
+            let off = (el.as_ptr() as usize).saturating_sub(base).min(text.len());
+            el_line += count_newlines(&text.as_bytes()[at..off]);
+            at = off;
+            self.value(ctx, el, el_line, Some(i as u64), level);
+        }
+    }
+
+    fn object(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, level: Level) {
+        let cdr = match RawCdr::parse(text) {
+            Ok(c) => c,
+            Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
+        };
+        if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
+            // A crossbar envelope: its records are in `data`, an array or one object.
+            let d = data.get();
+            let off = (d.as_ptr() as usize)
+                .saturating_sub(text.as_ptr() as usize)
+                .min(text.len());
+            let d_line = line + count_newlines(&text.as_bytes()[..off]);
+            return match d.as_bytes().first() {
+                Some(b'[') => self.array(ctx, d, d_line, Level::InData),
+                _ if d == "null" => {}
+                _ => self.value(ctx, d, d_line, Some(0), Level::InData),
+            };
+        }
+        match cdr.into_leg(ctx.tz) {
+            Ok(leg) => {
+                self.records += 1;
+                self.builder.push(&leg, line, record.unwrap_or(0));
+            }
+            Err(why) => self.reject(ctx, line, record, why, text),
+        }
+    }
+}
+
+/// Where a value stands: what it may be besides a CDR.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// A whole unit: may be an array, or a crossbar envelope.
+    Top,
+    /// An element of a top-level array: may be an envelope (pages saved as an array).
+    InArray,
+    /// A record of an envelope's `data`: a CDR, nothing else.
+    InData,
+}
+
+fn count_newlines(s: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', s).count() as u64
+}
+
+fn kind_of(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'[') => "an array",
+        _ => "a number",
+    }
+}
+
+/// serde_json's message, with its position made absolute in the file.
+fn invalid_json(e: &serde_json::Error, first_line: u64) -> RejectReason {
+    let msg = e.to_string();
+    let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+    RejectReason::new(
+        "invalid_json",
+        format!(
+            "invalid JSON at line {}, column {}: {msg}",
+            first_line + e.line().saturating_sub(1) as u64,
+            e.column()
+        ),
+    )
+}
+
+/// One file's legs, rejects and statistics.
+type FileOutput = (DataFrame, Vec<Reject>, FileStats);
+
+/// Reads every file, in parallel across files and within large ones.
+pub fn ingest(
+    files: &[InputFile],
+    opts: &IngestOptions,
+    progress: &Progress,
+) -> Result<Ingested, IngestError> {
+    let per_file: Vec<Result<FileOutput, IngestError>> = files
+        .par_iter()
+        .map(|f| read_file(f, opts, progress))
+        .collect();
+    let mut frames = Vec::with_capacity(per_file.len());
+    let mut rejects = Vec::new();
+    let mut stats = Vec::with_capacity(per_file.len());
+    let mut records_read = 0;
+    for r in per_file {
+        let (df, rj, st) = r?;
+        records_read += st.records;
+        frames.push(df);
+        rejects.extend(rj);
+        stats.push(st);
+    }
+    let legs = concat_frames(frames)?;
+    Ok(Ingested {
+        legs,
+        rejects,
+        records_read,
+        files: stats,
+    })
+}
+
+/// Stacks frames of the same schema; an empty input gives an empty frame with the schema.
+pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut it = frames.into_iter();
+    let mut out = match it.next() {
+        Some(df) => df,
+        None => LegBuilder::with_capacity(0).finish("")?,
+    };
+    for df in it {
+        out.vstack_mut_owned(df)?;
+    }
+    out.rechunk_mut_par();
+    Ok(out)
+}
+
+fn read_file(
+    file: &InputFile,
+    opts: &IngestOptions,
+    progress: &Progress,
+) -> Result<FileOutput, IngestError> {
+    let (buf, tail_err) =
+        decompress::read_all(&file.path, file.compression, file.bytes).map_err(|e| {
+            IngestError::Unreadable {
+                path: file.display.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    let body = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf);
+    let ctx = Ctx {
+        source: Arc::from(file.display.as_str()),
+        tz: &opts.tz,
+    };
+    let layout = scan::detect_layout(body);
+    let decoded = body.len().max(1) as u64;
+    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
+    let cap_for = |bytes: usize| bytes / 2048 + 16;
+
+    let mut batches: Vec<Batch> = match layout {
+        Layout::Lines => scan::line_chunks(body, opts.chunk_bytes)
+            .into_par_iter()
+            .map(|(s, e, line)| {
+                let mut b = Batch::new(cap_for(e - s));
+                for u in scan::line_units(body, s, e, line) {
+                    b.unit(&ctx, body, &u);
+                }
+                tick(e - s);
+                b
+            })
+            .collect(),
+        Layout::Stream => group_units(scan::stream_units(body), opts.chunk_bytes)
+            .into_par_iter()
+            .map(|units| {
+                let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
+                let mut b = Batch::new(cap_for(bytes));
+                for u in &units {
+                    b.unit(&ctx, body, u);
+                }
+                tick(bytes);
+                b
+            })
+            .collect(),
+    };
+    if let Some(e) = tail_err {
+        let mut b = Batch::new(0);
+        let line = 1 + count_newlines(body);
+        let why = RejectReason::new(
+            "unreadable_input",
+            format!(
+                "the {:?} stream could not be decoded after {} bytes: {e}; the records before it were read",
+                file.compression,
+                body.len()
+            ),
+        );
+        b.reject(&ctx, line, None, why, "");
+        batches.push(b);
+    }
+    drop(buf);
+
+    let mut frames = Vec::with_capacity(batches.len());
+    let mut rejects = Vec::new();
+    let mut records = 0;
+    for b in batches {
+        records += b.records;
+        rejects.extend(b.rejects);
+        if !b.builder.is_empty() {
+            frames.push(b.builder.finish(&file.display)?);
+        }
+    }
+    let df = concat_frames(frames)?;
+    let stats = FileStats {
+        input: file.clone(),
+        decoded_bytes: decoded,
+        layout: match layout {
+            Layout::Lines => "lines",
+            Layout::Stream => "stream",
+        },
+        records,
+        legs: df.height() as u64,
+        rejected: rejects.len() as u64,
+    };
+    Ok((df, rejects, stats))
+}
+
+/// Groups stream units into tasks of about `target` bytes (a huge unit is a task of its own).
+fn group_units(units: Vec<Unit>, target: usize) -> Vec<Vec<Unit>> {
+    let mut groups = Vec::new();
+    let mut cur = Vec::new();
+    let mut size = 0;
+    for u in units {
+        size += u.end - u.start;
+        cur.push(u);
+        if size >= target {
+            groups.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+    }
+    if !cur.is_empty() {
+        groups.push(cur);
+    }
+    groups
+}

@@ -1,0 +1,457 @@
+//! One CDR object, read in a single pass into borrowed slots (no `serde_json::Value` tree), then
+//! checked and turned into typed cells.
+//!
+//! Known keys land in fixed slots; custom_channel_vars is kept whole as raw text and read a
+//! second time for its named fields; unknown top-level keys are kept, raw, for the `extra`
+//! column. Checking decides whether the record is a leg or a reject, before anything is pushed
+//! into the columns, so a rejected record leaves no trace in them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::json_text::compact;
+use super::value::{kz_to_integer, Val};
+use crate::schema::{
+    IntRole, IntSource, CCV_STR, INT_FIELDS, I_CHANNEL_CREATED_TIME, I_DURATION_SECONDS,
+    I_TIMESTAMP, JSON_COLS, J_CCV, J_EXTRA, TOP_LEVEL_IDENTITY_ALIASES, TOP_STR,
+};
+use crate::time::{gregorian_to_unix_micros, ReportTz};
+
+pub const N_TOP: usize = TOP_STR.len();
+pub const N_CCV: usize = CCV_STR.len();
+pub const N_INT: usize = INT_FIELDS.len();
+pub const N_JSON: usize = JSON_COLS.len();
+
+/// Where a key's value goes.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    TopStr(usize),
+    Int(usize),
+    /// custom_channel_vars, custom_application_vars, custom_sip_headers (index into JSON_COLS).
+    Json(usize),
+    /// An identity CCV found at the top level (index into CCV_STR).
+    Alias(usize),
+    CcvStr(usize),
+    CallInteractionId,
+    /// Unknown keys that are still read: kept in `extra`, and also used.
+    PvtCreated,
+    Data,
+}
+
+/// FxHash: keys are short and trusted (our own field names), so a fast multiplicative hash does.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+type KeyMap = HashMap<&'static str, Slot, BuildHasherDefault<Fx>>;
+
+static TOP_KEYS: LazyLock<KeyMap> = LazyLock::new(|| {
+    let mut m = KeyMap::default();
+    for (i, k) in TOP_STR.iter().enumerate() {
+        m.insert(*k, Slot::TopStr(i));
+    }
+    for (i, f) in INT_FIELDS.iter().enumerate() {
+        if f.source != IntSource::Ccv {
+            m.insert(f.name, Slot::Int(i));
+        }
+    }
+    for (j, k) in JSON_COLS.iter().enumerate().take(J_EXTRA) {
+        m.insert(*k, Slot::Json(j));
+    }
+    for k in TOP_LEVEL_IDENTITY_ALIASES {
+        if let Some(i) = CCV_STR.iter().position(|c| c == k) {
+            m.insert(*k, Slot::Alias(i));
+        }
+    }
+    m.insert("pvt_created", Slot::PvtCreated);
+    m.insert("data", Slot::Data);
+    m
+});
+
+static CCV_KEYS: LazyLock<KeyMap> = LazyLock::new(|| {
+    let mut m = KeyMap::default();
+    for (i, k) in CCV_STR.iter().enumerate() {
+        m.insert(*k, Slot::CcvStr(i));
+    }
+    for (i, f) in INT_FIELDS.iter().enumerate() {
+        if f.source == IntSource::Ccv {
+            m.insert(f.name, Slot::Int(i));
+        }
+    }
+    m.insert("call_interaction_id", Slot::CallInteractionId);
+    m
+});
+
+/// KAZOO reads a CCV under its own name or its normalized one ("Rate-Increment" and
+/// "rate_increment"); stored CDRs use the normalized form.
+fn ccv_slot(key: &str) -> Option<Slot> {
+    if let Some(s) = CCV_KEYS.get(key) {
+        return Some(*s);
+    }
+    if key.bytes().any(|b| b == b'-' || b.is_ascii_uppercase()) {
+        let norm: String = key
+            .chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        return CCV_KEYS.get(norm.as_str()).copied();
+    }
+    None
+}
+
+/// A JSON object key, borrowed when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Val::deserialize(d)? {
+            Val::Str(s) => Ok(Key(s)),
+            _ => Err(de::Error::custom("object key is not a string")),
+        }
+    }
+}
+
+/// One object's slots, as read.
+pub struct RawCdr<'a> {
+    top: [Option<Val<'a>>; N_TOP],
+    ints: [Option<Val<'a>>; N_INT],
+    ccv: [Option<Val<'a>>; N_CCV],
+    alias: [Option<Val<'a>>; N_CCV],
+    json: [Option<&'a RawValue>; N_JSON],
+    call_interaction_id: Option<Val<'a>>,
+    pvt_created: Option<Val<'a>>,
+    data: Option<&'a RawValue>,
+    extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// custom_channel_vars was present but not an object.
+    ccv_not_object: bool,
+}
+
+impl<'a> RawCdr<'a> {
+    fn empty() -> Self {
+        RawCdr {
+            top: std::array::from_fn(|_| None),
+            ints: std::array::from_fn(|_| None),
+            ccv: std::array::from_fn(|_| None),
+            alias: std::array::from_fn(|_| None),
+            json: [None; N_JSON],
+            call_interaction_id: None,
+            pvt_created: None,
+            data: None,
+            extra: Vec::new(),
+            ccv_not_object: false,
+        }
+    }
+
+    /// Reads one JSON object. Errors are JSON syntax errors (or a value that is not an object).
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        let mut cdr = RawCdr::empty();
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(TopVisitor(&mut cdr))?;
+        de.end()?;
+        if let Some(raw) = cdr.json[J_CCV] {
+            let t = raw.get();
+            if t.starts_with('{') {
+                let mut de = serde_json::Deserializer::from_str(t);
+                de.deserialize_map(CcvVisitor(&mut cdr))?;
+            } else if t != "null" {
+                cdr.ccv_not_object = true;
+            }
+        }
+        Ok(cdr)
+    }
+
+    /// The `data` member of a crossbar envelope: an object with `data` and no `call_id`.
+    pub fn envelope_data(&self) -> Option<&'a RawValue> {
+        match (&self.top[0], self.data) {
+            (None, Some(d)) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+struct TopVisitor<'r, 'a>(&'r mut RawCdr<'a>);
+
+impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a CDR object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let cdr = self.0;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match TOP_KEYS.get(key.as_ref()).copied() {
+                Some(Slot::TopStr(i)) => cdr.top[i] = Some(map.next_value()?),
+                Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
+                Some(Slot::Alias(i)) => cdr.alias[i] = Some(map.next_value()?),
+                Some(Slot::Json(j)) => cdr.json[j] = Some(map.next_value()?),
+                Some(Slot::PvtCreated) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    cdr.pvt_created = serde_json::from_str(raw.get()).ok();
+                    cdr.extra.push((key, raw));
+                }
+                Some(Slot::Data) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    cdr.data = Some(raw);
+                    cdr.extra.push((key, raw));
+                }
+                _ => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    cdr.extra.push((key, raw));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct CcvVisitor<'r, 'a>(&'r mut RawCdr<'a>);
+
+impl<'de, 'r> Visitor<'de> for CcvVisitor<'r, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a custom_channel_vars object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let cdr = self.0;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match ccv_slot(&key) {
+                Some(Slot::CcvStr(i)) => cdr.ccv[i] = Some(map.next_value()?),
+                Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
+                Some(Slot::CallInteractionId) => cdr.call_interaction_id = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Warnings collected for one leg, written comma-separated in `rating_flags`.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct Flags(String);
+
+impl Flags {
+    pub fn add(&mut self, flag: &str) {
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(flag);
+    }
+    pub fn add_field(&mut self, prefix: &str, field: &str) {
+        self.add(prefix);
+        self.0.push(':');
+        self.0.push_str(field);
+    }
+    pub fn as_option(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+/// A checked leg: every cell typed, ready to be pushed into the columns.
+pub struct Leg<'a> {
+    pub top: [Option<Cow<'a, str>>; N_TOP],
+    pub ccv: [Option<Cow<'a, str>>; N_CCV],
+    /// Integer fields; timestamp fields are already Unix microseconds.
+    pub ints: [Option<i64>; N_INT],
+    pub json: [Option<String>; N_JSON],
+    pub start_us: Option<i64>,
+    pub end_us: Option<i64>,
+    pub date: Option<i32>,
+    pub flags: Flags,
+}
+
+/// Why a record is rejected; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectReason {
+    /// A stable short code for counting (`missing_call_id`, `bad_billing_field`, ...).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RejectReason {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        RejectReason {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn field_path(i: usize) -> String {
+    let f = &INT_FIELDS[i];
+    if f.source == IntSource::Ccv {
+        format!("custom_channel_vars.{}", f.name)
+    } else {
+        f.name.to_owned()
+    }
+}
+
+const MICROS: i64 = 1_000_000;
+
+impl<'a> RawCdr<'a> {
+    /// Checks the record and types its cells, or says why it is rejected.
+    pub fn into_leg(self, tz: &ReportTz) -> Result<Leg<'a>, RejectReason> {
+        let mut flags = Flags::default();
+        let mut ints = [None; N_INT];
+        for (i, v) in self.ints.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let f = &INT_FIELDS[i];
+            let parsed = kz_to_integer(v).and_then(|k| match (k, f.source) {
+                (Some(k), IntSource::TopGregorian) => gregorian_to_unix_micros(k.value)
+                    .map(|us| Some(super::value::KzInt { value: us, ..k }))
+                    .ok_or(super::value::IntError::OutOfRange),
+                _ => Ok(k),
+            });
+            match (parsed, f.role) {
+                (Ok(Some(k)), _) => {
+                    if k.rounded {
+                        flags.add_field("decimal", f.name);
+                    }
+                    ints[i] = Some(k.value);
+                }
+                (Ok(None), _) => {}
+                (Err(e), IntRole::Billing | IntRole::Rating) => {
+                    return Err(RejectReason::new(
+                        "bad_billing_field",
+                        format!("field '{}': {} {e}", field_path(i), v.describe()),
+                    ));
+                }
+                (Err(_), IntRole::Lenient) => flags.add_field("invalid", f.name),
+            }
+        }
+
+        let mut top: [Option<Cow<'a, str>>; N_TOP] = std::array::from_fn(|_| None);
+        for (dst, v) in top.iter_mut().zip(self.top) {
+            *dst = v.and_then(Val::into_text);
+        }
+        match &top[0] {
+            None => {
+                return Err(RejectReason::new(
+                    "missing_call_id",
+                    "field 'call_id' is missing",
+                ))
+            }
+            Some(s) if s.trim().is_empty() => {
+                return Err(RejectReason::new(
+                    "empty_call_id",
+                    "field 'call_id' is empty",
+                ))
+            }
+            Some(_) => {}
+        }
+        if top[1].is_none() {
+            // The cdr app moves CCV call_interaction_id to interaction_id when it saves a CDR.
+            top[1] = self.call_interaction_id.and_then(Val::into_text);
+        }
+
+        let mut ccv: [Option<Cow<'a, str>>; N_CCV] = std::array::from_fn(|_| None);
+        for ((dst, v), alias) in ccv.iter_mut().zip(self.ccv).zip(self.alias) {
+            *dst = v.or(alias).and_then(Val::into_text);
+        }
+        if ccv[0].as_deref().is_some_and(|a| a.trim().is_empty()) {
+            ccv[0] = None;
+        }
+        if self.ccv_not_object {
+            flags.add_field("invalid", "custom_channel_vars");
+        }
+
+        let mut json: [Option<String>; N_JSON] = std::array::from_fn(|_| None);
+        for (dst, raw) in json.iter_mut().zip(self.json) {
+            *dst = raw.map(|r| compact(r.get()));
+        }
+        if !self.extra.is_empty() {
+            json[J_EXTRA] = Some(extra_json(&self.extra));
+        }
+
+        let (start_us, end_us) = leg_times(&ints, self.pvt_created.as_ref(), &mut flags);
+        let date = start_us.and_then(|us| tz.date_of(us));
+        if start_us.is_none() {
+            flags.add("no_start_time");
+        }
+        Ok(Leg {
+            top,
+            ccv,
+            ints,
+            json,
+            start_us,
+            end_us,
+            date,
+            flags,
+        })
+    }
+}
+
+/// start_time and end_time, in Unix microseconds.
+///
+/// start = channel_created_time, else timestamp - duration_seconds; end = start +
+/// duration_seconds when the start came from channel_created_time, else timestamp. A stored
+/// CouchDB document with neither falls back to its pvt_created (flagged).
+fn leg_times(
+    ints: &[Option<i64>; N_INT],
+    pvt_created: Option<&Val<'_>>,
+    flags: &mut Flags,
+) -> (Option<i64>, Option<i64>) {
+    let dur = ints[I_DURATION_SECONDS].unwrap_or(0).saturating_mul(MICROS);
+    if let Some(cct) = ints[I_CHANNEL_CREATED_TIME] {
+        let end = match ints[I_DURATION_SECONDS] {
+            Some(_) => Some(cct.saturating_add(dur)),
+            None => ints[I_TIMESTAMP],
+        };
+        return (Some(cct), end);
+    }
+    let end = ints[I_TIMESTAMP].or_else(|| {
+        let p = pvt_created.and_then(|v| kz_to_integer(v).ok().flatten())?;
+        let us = gregorian_to_unix_micros(p.value)?;
+        flags.add("time_from_pvt_created");
+        Some(us)
+    });
+    (end.map(|e| e.saturating_sub(dur)), end)
+}
+
+fn extra_json(extra: &[(Cow<'_, str>, &RawValue)]) -> String {
+    let mut s = String::with_capacity(64);
+    s.push('{');
+    for (i, (k, v)) in extra.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        // A key re-escaped by serde_json cannot fail: it is a plain string.
+        s.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
+        s.push(':');
+        s.push_str(&compact(v.get()));
+    }
+    s.push('}');
+    s
+}
+
+#[cfg(test)]
+mod tests {}

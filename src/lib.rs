@@ -1,0 +1,15 @@
+//! rerate: a batch engine that re-rates KAZOO call-detail records.
+//!
+//! The pipeline, one module per stage:
+//! [`ingest`] (discover, decompress, scan, parse into columns) -> [`dedup`] -> [`rate`]
+//! (KAZOO's formula) -> [`write`] (partitioned Parquet/CSV, rejects, manifest).
+//! [`schema`] is the one home of column names; [`cli`] holds one file per subcommand.
+
+pub mod cli;
+pub mod dedup;
+pub mod ingest;
+pub mod progress;
+pub mod rate;
+pub mod schema;
+pub mod time;
+pub mod write;

@@ -1,0 +1,27 @@
+//! The `rerate` binary: parse arguments, run, print the error chain.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match rerate::cli::main() {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (rerate ... | head) is not a failure.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<io::Error>())
+                .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = io::stderr().lock();
+            let _ = write!(stderr, "rerate: error: {err}");
+            for cause in err.chain().skip(1) {
+                let _ = write!(stderr, ": {cause}");
+            }
+            let _ = writeln!(stderr);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Progress on stderr while reading: a bar over input bytes when stderr is a terminal, nothing
+//! otherwise or with --quiet.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// A bar over `total_bytes` of input, shown only when wanted and stderr is a terminal.
+    pub fn new(total_bytes: u64, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{spinner} reading {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        Progress(Some(bar))
+    }
+
+    /// No progress at all (tests, library use).
+    pub fn hidden() -> Self {
+        Progress(None)
+    }
+
+    pub fn inc(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+
+    pub fn message(&self, msg: &'static str) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

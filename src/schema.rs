@@ -1,0 +1,301 @@
+//! The one home for column names and types.
+//!
+//! Every column rerate reads from a CDR or derives from it is named here, once. The parser, the
+//! rating stage and the writers all take their names from these lists, so a CSV header, a Parquet
+//! field and a manifest key can never drift apart.
+
+use polars::prelude::{DataType, TimeUnit, TimeZone};
+
+/// Top-level CDR keys kept as UTF-8 text columns, in output order (the seed schema's strings,
+/// plus `fax_t38` from its notes). The fax_* fields are strings, as the schema documents them.
+pub const TOP_STR: &[&str] = &[
+    CALL_ID,
+    INTERACTION_ID,
+    "call_direction",
+    "caller_id_name",
+    "caller_id_number",
+    "callee_id_name",
+    "callee_id_number",
+    "hangup_cause",
+    "hangup_code",
+    "disposition",
+    "interaction_key",
+    "other_leg_call_id",
+    "other_leg_caller_id_name",
+    "other_leg_caller_id_number",
+    "other_leg_destination_number",
+    "other_leg_direction",
+    "request",
+    "to",
+    "from",
+    "to_uri",
+    "from_uri",
+    "to_tag",
+    "from_tag",
+    "presence_id",
+    "digits_dialed",
+    "user_agent",
+    "app_name",
+    "app_version",
+    "channel_call_state",
+    "channel_name",
+    "channel_state",
+    "event_category",
+    "event_name",
+    "media_server",
+    "msg_id",
+    "node",
+    "switch_hostname",
+    "switch_nodename",
+    "switch_uri",
+    "switch_url",
+    "local_sdp",
+    "remote_sdp",
+    "fax_bad_rows",
+    "fax_ecm_used",
+    "fax_result_code",
+    "fax_result_text",
+    "fax_success",
+    "fax_t38",
+    "fax_total_pages",
+    "fax_transfer_rate",
+    "fax_transferred_pages",
+];
+
+/// custom_channel_vars kept as named text columns. `account_id` is the partition key; the
+/// identity ones may also appear at the top level (the webhook shape), which is used when the
+/// CCVs lack them.
+pub const CCV_STR: &[&str] = &[
+    ACCOUNT_ID,
+    RESELLER_ID,
+    ACCOUNT_BILLING,
+    RESELLER_BILLING,
+    RATE_NAME,
+    "rate_description",
+    "authorizing_type",
+    "authorizing_id",
+    "owner_id",
+    "bridge_id",
+    "resource_type",
+    "resource_id",
+    "realm",
+    "username",
+];
+
+/// How many leading entries of [`CCV_STR`] stand after the rating columns; the rest are identity.
+const CCV_STR_BILLING: usize = 6;
+
+/// CCVs that a KAZOO webhook or flattened export carries at the top level instead.
+pub const TOP_LEVEL_IDENTITY_ALIASES: &[&str] = &[
+    ACCOUNT_ID,
+    RESELLER_ID,
+    "authorizing_type",
+    "authorizing_id",
+    "owner_id",
+    "bridge_id",
+    "resource_type",
+    "resource_id",
+    "realm",
+    "username",
+];
+
+/// What a bad value in an integer field does to its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntRole {
+    /// A billing field: present but not a non-negative number rejects the record.
+    Billing,
+    /// Same as billing, read with KAZOO's `kz_term:to_integer` (decimal strings rounded, flagged).
+    Rating,
+    /// Informational: a bad value becomes null and the leg is flagged `invalid:<field>`.
+    Lenient,
+}
+
+/// Where an integer field lives and how its raw value maps to the column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntSource {
+    /// A top-level integer, stored as is.
+    Top,
+    /// A top-level Gregorian-seconds timestamp, stored as a UTC datetime.
+    TopGregorian,
+    /// A top-level Unix-microseconds timestamp, stored as a UTC datetime.
+    TopUnixMicros,
+    /// A custom_channel_vars integer.
+    Ccv,
+}
+
+/// One integer input field.
+#[derive(Clone, Copy, Debug)]
+pub struct IntField {
+    pub name: &'static str,
+    pub source: IntSource,
+    pub role: IntRole,
+}
+
+const fn int(name: &'static str, source: IntSource, role: IntRole) -> IntField {
+    IntField { name, source, role }
+}
+
+/// Integer input fields; indices are the `I_*` constants below.
+pub const INT_FIELDS: &[IntField] = &[
+    int(BILLING_SECONDS, IntSource::Top, IntRole::Billing),
+    int(DURATION_SECONDS, IntSource::Top, IntRole::Billing),
+    int(TIMESTAMP, IntSource::TopGregorian, IntRole::Billing),
+    int(RINGING_SECONDS, IntSource::Top, IntRole::Lenient),
+    int(
+        CHANNEL_CREATED_TIME,
+        IntSource::TopUnixMicros,
+        IntRole::Lenient,
+    ),
+    int(
+        "interaction_time",
+        IntSource::TopGregorian,
+        IntRole::Lenient,
+    ),
+    int(RATE, IntSource::Ccv, IntRole::Rating),
+    int(RATE_INCREMENT, IntSource::Ccv, IntRole::Rating),
+    int(RATE_MINIMUM, IntSource::Ccv, IntRole::Rating),
+    int(SURCHARGE, IntSource::Ccv, IntRole::Rating),
+    int(RATE_NOCHARGE_TIME, IntSource::Ccv, IntRole::Rating),
+    int(DISCOUNT_PERCENTAGE, IntSource::Ccv, IntRole::Rating),
+    int(BILLING_SECONDS_OFFSET, IntSource::Ccv, IntRole::Rating),
+    int("base_cost", IntSource::Ccv, IntRole::Lenient),
+];
+
+pub const I_BILLING_SECONDS: usize = 0;
+pub const I_DURATION_SECONDS: usize = 1;
+pub const I_TIMESTAMP: usize = 2;
+pub const I_CHANNEL_CREATED_TIME: usize = 4;
+
+/// Nested objects kept whole as compact JSON text, and the catch-all for unknown top-level keys.
+pub const JSON_COLS: &[&str] = &[
+    CUSTOM_CHANNEL_VARS,
+    "custom_application_vars",
+    "custom_sip_headers",
+    EXTRA,
+];
+pub const J_CCV: usize = 0;
+pub const J_EXTRA: usize = 3;
+
+pub const CALL_ID: &str = "call_id";
+pub const INTERACTION_ID: &str = "interaction_id";
+pub const ACCOUNT_ID: &str = "account_id";
+pub const RESELLER_ID: &str = "reseller_id";
+pub const ACCOUNT_BILLING: &str = "account_billing";
+pub const RESELLER_BILLING: &str = "reseller_billing";
+pub const RATE_NAME: &str = "rate_name";
+pub const BILLING_SECONDS: &str = "billing_seconds";
+pub const DURATION_SECONDS: &str = "duration_seconds";
+pub const RINGING_SECONDS: &str = "ringing_seconds";
+pub const TIMESTAMP: &str = "timestamp";
+pub const CHANNEL_CREATED_TIME: &str = "channel_created_time";
+pub const RATE: &str = "rate";
+pub const RATE_INCREMENT: &str = "rate_increment";
+pub const RATE_MINIMUM: &str = "rate_minimum";
+pub const SURCHARGE: &str = "surcharge";
+pub const RATE_NOCHARGE_TIME: &str = "rate_nocharge_time";
+pub const DISCOUNT_PERCENTAGE: &str = "discount_percentage";
+pub const BILLING_SECONDS_OFFSET: &str = "billing_seconds_offset";
+pub const CUSTOM_CHANNEL_VARS: &str = "custom_channel_vars";
+pub const EXTRA: &str = "extra";
+
+/// Derived columns.
+pub const START_TIME: &str = "start_time";
+pub const END_TIME: &str = "end_time";
+pub const DATE: &str = "date";
+pub const RATING_FLAGS: &str = "rating_flags";
+pub const BILLED_SECONDS: &str = "billed_seconds";
+pub const RATED_COST_UNITS: &str = "rated_cost_units";
+pub const COST_UNITS: &str = "cost_units";
+pub const RESELLER_COST_UNITS: &str = "reseller_cost_units";
+pub const SOURCE_FILE: &str = "source_file";
+pub const SOURCE_LINE: &str = "source_line";
+
+/// The money columns the rating stage adds, in output order.
+pub const RATED_COLS: &[&str] = &[
+    BILLED_SECONDS,
+    RATED_COST_UNITS,
+    COST_UNITS,
+    RESELLER_COST_UNITS,
+];
+
+/// The partition columns: they live in the dataset's paths, not inside its files.
+pub const PARTITION_COLS: &[&str] = &[ACCOUNT_ID, DATE];
+
+/// The partition value for legs that carry no account_id.
+pub const UNASSIGNED_ACCOUNT: &str = "_unassigned";
+
+/// The dtype of every timestamp column: microseconds, UTC-adjusted.
+pub fn timestamp_dtype() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+}
+
+/// The dtype of a named int field column.
+pub fn int_field_dtype(f: &IntField) -> DataType {
+    match f.source {
+        IntSource::TopGregorian | IntSource::TopUnixMicros => timestamp_dtype(),
+        IntSource::Top | IntSource::Ccv => DataType::Int64,
+    }
+}
+
+/// The legs file's columns in output order (partition columns excluded).
+pub fn leg_columns() -> Vec<&'static str> {
+    let mut cols: Vec<&'static str> = Vec::with_capacity(128);
+    cols.extend_from_slice(&[CALL_ID, INTERACTION_ID, START_TIME, END_TIME]);
+    cols.extend(TOP_STR[2..10].iter().copied());
+    cols.extend_from_slice(&[DURATION_SECONDS, BILLING_SECONDS, RINGING_SECONDS]);
+    cols.extend(CCV_STR[1..CCV_STR_BILLING].iter().copied());
+    cols.extend(
+        INT_FIELDS
+            .iter()
+            .filter(|f| f.source == IntSource::Ccv)
+            .map(|f| f.name),
+    );
+    cols.extend_from_slice(RATED_COLS);
+    cols.push(RATING_FLAGS);
+    cols.extend(CCV_STR[CCV_STR_BILLING..].iter().copied());
+    cols.extend_from_slice(&[TIMESTAMP, CHANNEL_CREATED_TIME, "interaction_time"]);
+    cols.extend(TOP_STR[10..].iter().copied());
+    cols.extend_from_slice(JSON_COLS);
+    cols.extend_from_slice(&[SOURCE_FILE, SOURCE_LINE]);
+    cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn leg_columns_are_unique_and_cover_every_input_field() {
+        let cols = leg_columns();
+        let set: HashSet<_> = cols.iter().collect();
+        assert_eq!(set.len(), cols.len(), "duplicate column name");
+        for name in TOP_STR
+            .iter()
+            .chain(CCV_STR.iter().skip(1))
+            .chain(INT_FIELDS.iter().map(|f| &f.name))
+            .chain(JSON_COLS.iter())
+            .chain(RATED_COLS.iter())
+        {
+            assert!(set.contains(name), "{name} missing from leg_columns");
+        }
+        assert!(!set.contains(&ACCOUNT_ID) && !set.contains(&DATE));
+    }
+
+    #[test]
+    fn index_constants_point_at_their_fields() {
+        assert_eq!(INT_FIELDS[I_BILLING_SECONDS].name, BILLING_SECONDS);
+        assert_eq!(INT_FIELDS[I_DURATION_SECONDS].name, DURATION_SECONDS);
+        assert_eq!(INT_FIELDS[I_TIMESTAMP].name, TIMESTAMP);
+        assert_eq!(
+            INT_FIELDS[I_CHANNEL_CREATED_TIME].name,
+            CHANNEL_CREATED_TIME
+        );
+        assert_eq!(JSON_COLS[J_CCV], CUSTOM_CHANNEL_VARS);
+        assert_eq!(JSON_COLS[J_EXTRA], EXTRA);
+        assert_eq!(TOP_STR[0], CALL_ID);
+        assert_eq!(TOP_STR[1], INTERACTION_ID);
+        assert_eq!(TOP_STR[9], "disposition");
+        assert_eq!(CCV_STR[CCV_STR_BILLING], "authorizing_type");
+    }
+}

@@ -1,0 +1,98 @@
+//! `manifest.json`: what a run read, wrote, rejected and dropped, with per-partition totals and
+//! stage timings. Its counts balance: records read = legs written + rejected + duplicates dropped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{PartitionStats, WriteError};
+use crate::dedup::DedupStats;
+use crate::ingest::discover::Skipped;
+use crate::ingest::FileStats;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub rerate_version: &'static str,
+    pub options: serde_json::Value,
+    pub inputs: Vec<FileStats>,
+    pub skipped_files: Vec<Skipped>,
+    pub counts: Counts,
+    pub totals: Totals,
+    pub partitions: Vec<PartitionStats>,
+    /// Milliseconds per stage, in run order.
+    pub stages_ms: BTreeMap<&'static str, u64>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub records_read: u64,
+    pub legs_written: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+    #[serde(flatten)]
+    pub dedup: DedupStats,
+    /// Number of call_ids whose copies differed.
+    pub conflicts: u64,
+    /// records_read == legs_written + rejected + duplicates_dropped.
+    pub balanced: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub billing_seconds: i64,
+    pub billed_seconds: i64,
+    pub rated_cost_units: i64,
+    pub cost_units: i64,
+    pub reseller_cost_units: i64,
+}
+
+impl Totals {
+    pub fn of(parts: &[PartitionStats]) -> Self {
+        parts.iter().fold(Totals::default(), |t, p| Totals {
+            billing_seconds: t.billing_seconds + p.billing_seconds,
+            billed_seconds: t.billed_seconds + p.billed_seconds,
+            rated_cost_units: t.rated_cost_units + p.rated_cost_units,
+            cost_units: t.cost_units + p.cost_units,
+            reseller_cost_units: t.reseller_cost_units + p.reseller_cost_units,
+        })
+    }
+}
+
+impl Counts {
+    pub fn new(
+        records_read: u64,
+        parts: &[PartitionStats],
+        rejected_by_reason: BTreeMap<&'static str, u64>,
+        dedup: DedupStats,
+    ) -> Self {
+        let legs_written = parts.iter().map(|p| p.rows).sum();
+        let rejected = rejected_by_reason.values().sum();
+        let balanced = records_read == legs_written + rejected + dedup.duplicates_dropped;
+        Counts {
+            records_read,
+            legs_written,
+            rejected,
+            rejected_by_reason,
+            conflicts: dedup.conflict_call_ids.len() as u64,
+            dedup,
+            balanced,
+        }
+    }
+}
+
+impl Manifest {
+    pub fn write(&self, out: &Path) -> Result<(), WriteError> {
+        let path = out.join("manifest.json");
+        let text = serde_json::to_string_pretty(self).map_err(|e| WriteError::Io {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        fs::write(&path, text + "\n").map_err(|source| WriteError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! Stage 4: the output folder.
+//!
+//! `legs/account_id=<ID>/date=<YYYY-MM-DD>/part-0.parquet` (and `.csv`), written with polars'
+//! own Parquet (zstd, column statistics) and CSV writers; `rejects.ndjson`; `manifest.json`.
+//! Partition columns live in the paths, not in the files (the Hive convention).
+
+pub mod manifest;
+pub mod partition;
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::ingest::Reject;
+use crate::schema::{
+    leg_columns, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, COST_UNITS, DATE,
+    RATED_COST_UNITS, RESELLER_COST_UNITS, START_TIME, UNASSIGNED_ACCOUNT,
+};
+use crate::time::format_date;
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Csv,
+    Both,
+}
+
+impl Format {
+    fn parquet(self) -> bool {
+        matches!(self, Format::Parquet | Format::Both)
+    }
+    fn csv(self) -> bool {
+        matches!(self, Format::Csv | Format::Both)
+    }
+}
+
+/// Output problems; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Polars { path: String, source: PolarsError },
+    #[error(
+        "{0} is not empty and holds no rerate manifest.json; refusing to write into it (choose an empty or new folder)"
+    )]
+    NotAnOutputFolder(String),
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn pl_err(path: &Path) -> impl Fn(PolarsError) -> WriteError + '_ {
+    move |source| WriteError::Polars {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One written partition and its totals.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionStats {
+    pub table: &'static str,
+    pub account_id: String,
+    pub date: Option<String>,
+    pub path: String,
+    pub rows: u64,
+    pub billing_seconds: i64,
+    pub billed_seconds: i64,
+    pub rated_cost_units: i64,
+    pub cost_units: i64,
+    pub reseller_cost_units: i64,
+}
+
+/// The things a run replaces in its output folder.
+const OUTPUTS: &[&str] = &["legs", "rejects.ndjson", "manifest.json"];
+
+/// Makes `out` ready: creates it, or clears a previous run's outputs from it. A non-empty
+/// folder that is not a rerate output is refused, so a typo cannot wipe someone's files.
+pub fn prepare_out_dir(out: &Path) -> Result<(), WriteError> {
+    if out.exists() {
+        let mut entries = fs::read_dir(out).map_err(io_err(out))?;
+        let empty = entries.next().is_none();
+        if !empty && !out.join("manifest.json").is_file() {
+            return Err(WriteError::NotAnOutputFolder(out.display().to_string()));
+        }
+        for name in OUTPUTS {
+            let p = out.join(name);
+            if p.is_dir() {
+                fs::remove_dir_all(&p).map_err(io_err(&p))?;
+            } else if p.exists() {
+                fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
+    }
+    fs::create_dir_all(out).map_err(io_err(out))
+}
+
+/// Writes the legs dataset, one folder per (account_id, date), in parallel.
+pub fn write_legs(
+    legs: &DataFrame,
+    out: &Path,
+    format: Format,
+) -> Result<Vec<PartitionStats>, WriteError> {
+    let table = out.join("legs");
+    fs::create_dir_all(&table).map_err(io_err(&table))?;
+    let mut df = legs.clone();
+    let acct = df
+        .column(ACCOUNT_ID)
+        .and_then(|c| c.str().cloned())
+        .map_err(pl_err(&table))?;
+    let mut filled = StringChunkedBuilder::new(ACCOUNT_ID.into(), acct.len());
+    for v in acct.iter() {
+        filled.append_value(v.unwrap_or(UNASSIGNED_ACCOUNT));
+    }
+    df.with_column(filled.finish().into_column())
+        .map_err(pl_err(&table))?;
+    // Rows in a stable order: by partition, then start, then call_id (unique after dedup).
+    let df = df
+        .sort(
+            [ACCOUNT_ID, DATE, START_TIME, CALL_ID],
+            SortMultipleOptions::default()
+                .with_maintain_order(true)
+                .with_nulls_last(true),
+        )
+        .map_err(pl_err(&table))?;
+    let parts = df
+        .partition_by_stable([ACCOUNT_ID, DATE], true)
+        .map_err(pl_err(&table))?;
+    let cols = leg_columns();
+    parts
+        .into_par_iter()
+        .map(|part| write_partition(part, &table, &cols, format))
+        .collect()
+}
+
+fn write_partition(
+    part: DataFrame,
+    table: &Path,
+    cols: &[&str],
+    format: Format,
+) -> Result<PartitionStats, WriteError> {
+    let account = part
+        .column(ACCOUNT_ID)
+        .and_then(|c| c.str().map(|s| s.get(0).map(str::to_owned)))
+        .map_err(pl_err(table))?
+        .unwrap_or_else(|| UNASSIGNED_ACCOUNT.to_owned());
+    let date = part
+        .column(DATE)
+        .and_then(|c| c.date().map(|d| d.physical().get(0)))
+        .map_err(pl_err(table))?
+        .map(format_date);
+    let dir = table
+        .join(partition::dir_name(ACCOUNT_ID, Some(&account)))
+        .join(partition::dir_name(DATE, date.as_deref()));
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut file_df = part.select(cols.iter().copied()).map_err(pl_err(&dir))?;
+    let stats = PartitionStats {
+        table: "legs",
+        account_id: account,
+        date,
+        path: dir.display().to_string(),
+        rows: part.height() as u64,
+        billing_seconds: sum_i64(&part, BILLING_SECONDS),
+        billed_seconds: sum_i64(&part, BILLED_SECONDS),
+        rated_cost_units: sum_i64(&part, RATED_COST_UNITS),
+        cost_units: sum_i64(&part, COST_UNITS),
+        reseller_cost_units: sum_i64(&part, RESELLER_COST_UNITS),
+    };
+    if format.parquet() {
+        write_parquet(&mut file_df, &dir.join("part-0.parquet"))?;
+    }
+    if format.csv() {
+        write_csv(&mut file_df, &dir.join("part-0.csv"))?;
+    }
+    Ok(stats)
+}
+
+fn sum_i64(df: &DataFrame, col: &str) -> i64 {
+    df.column(col)
+        .ok()
+        .and_then(|c| c.i64().ok())
+        .map_or(0, |c| c.iter().flatten().sum())
+}
+
+/// Parquet: zstd, min/max/null-count statistics, row groups of up to 128k rows.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    ParquetWriter::new(BufWriter::new(file))
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(128 * 1024))
+        .finish(df)
+        .map_err(pl_err(path))?;
+    Ok(())
+}
+
+/// CSV: header row, RFC 4180 quoting (only where needed), ISO 8601 UTC timestamps.
+pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    CsvWriter::new(BufWriter::new(file))
+        .include_header(true)
+        .with_quote_style(QuoteStyle::Necessary)
+        .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.6fZ".into()))
+        .with_date_format(Some("%Y-%m-%d".into()))
+        .finish(df)
+        .map_err(pl_err(path))
+}
+
+/// `rejects.ndjson`: one object per rejected record, in file and line order.
+pub fn write_rejects(rejects: &mut [Reject], out: &Path) -> Result<PathBuf, WriteError> {
+    rejects.sort_by(|a, b| {
+        (a.source.as_ref(), a.line, a.record).cmp(&(b.source.as_ref(), b.line, b.record))
+    });
+    let path = out.join("rejects.ndjson");
+    let file = File::create(&path).map_err(io_err(&path))?;
+    let mut w = BufWriter::new(file);
+    for r in rejects.iter() {
+        serde_json::to_writer(&mut w, r).map_err(|e| WriteError::Io {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        w.write_all(b"\n").map_err(io_err(&path))?;
+    }
+    w.flush().map_err(io_err(&path))?;
+    Ok(path)
+}
