@@ -123,6 +123,21 @@ fn scan_value(buf: &[u8], start: usize) -> Scanned {
     Scanned::Truncated
 }
 
+/// After a broken value, the next top-level value starts on a line that opens with `{` or `[`
+/// in its first column (pretty printers indent everything inside a value). Everything before
+/// that line belongs to the broken value.
+fn resync(buf: &[u8], newline: usize) -> usize {
+    let mut pos = newline;
+    while pos < buf.len() {
+        let next = pos + 1;
+        if matches!(buf.get(next), Some(b'{' | b'[')) {
+            return next;
+        }
+        pos = memchr(b'\n', &buf[next..]).map_or(buf.len(), |i| next + i);
+    }
+    buf.len()
+}
+
 fn count_lines(s: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', s).count() as u64
 }
@@ -146,7 +161,7 @@ pub fn stream_units(buf: &[u8]) -> Vec<Unit> {
         let (end, broken) = if matches!(buf[pos], b'{' | b'[') {
             match scan_value(buf, pos) {
                 Scanned::Complete(end) => (end, None),
-                Scanned::NewlineInString(nl) => (nl, Some(Broken::NewlineInString)),
+                Scanned::NewlineInString(nl) => (resync(buf, nl), Some(Broken::NewlineInString)),
                 Scanned::Truncated => (buf.len(), Some(Broken::Truncated)),
             }
         } else {
@@ -266,6 +281,11 @@ mod tests {
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].broken, Some(Broken::NewlineInString));
         assert_eq!(texts(buf, &u)[1], ("{\"a\": 2}", 2));
+        // The rest of a broken pretty value goes with it, up to the next value in column 0.
+        let buf = b"{\n  \"a\": \"oops\n  \"b\": {\n  }\n}\n[1]\n";
+        let u = stream_units(buf);
+        assert_eq!(u.len(), 2);
+        assert_eq!(texts(buf, &u)[1], ("[1]", 6));
         let t = stream_units(b"{\"a\": [1, 2");
         assert_eq!(t[0].broken, Some(Broken::Truncated));
     }

@@ -1,0 +1,190 @@
+//! Input shapes and input failures, on files made per test.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::util::*;
+
+fn cdr(call_id: &str, secs: i64, rate: &str) -> String {
+    format!(
+        r#"{{"call_id":"{call_id}","billing_seconds":{secs},"timestamp":63940000000,"custom_channel_vars":{{"account_id":"acc1","account_billing":"per_minute","rate":"{rate}"}}}}"#
+    )
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn run_in(dir: &Path, inputs: &[&str]) -> std::process::Output {
+    let out = dir.join("out");
+    let mut args = vec!["run"];
+    args.extend_from_slice(inputs);
+    args.extend(["--out", out.to_str().expect("utf-8 path"), "-q"]);
+    rerate(&args)
+}
+
+#[test]
+fn every_shape_kazoo_exports_come_in_is_read() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // zstd content under a name that says plain JSON: magic bytes decide.
+    let nd = format!("{}\n{}\n", cdr("z1", 60, "600"), cdr("z2", 61, "600"));
+    std::fs::write(d.join("zstd.json"), zstd::encode_all(nd.as_bytes(), 3)?)?;
+    // BOM, CRLF line ends, a blank line.
+    std::fs::write(
+        d.join("crlf.ndjson"),
+        format!(
+            "\u{feff}{}\r\n\r\n{}\r\n",
+            cdr("c1", 1, "60"),
+            cdr("c2", 0, "60")
+        ),
+    )?;
+    // An array of crossbar pages (envelopes), one line.
+    std::fs::write(
+        d.join("pages.json"),
+        format!(
+            r#"[{{"data":[{}],"page_size":1}},{{"data":[{}]}}]"#,
+            cdr("p1", 30, "120"),
+            cdr("p2", 90, "120")
+        ),
+    )?;
+    // A pretty stream whose second value has a string broken across lines: only it is lost.
+    std::fs::write(
+        d.join("stream.json"),
+        format!("{{\n  \"call_id\": \"s1\", \"billing_seconds\": 120,\n  \"custom_channel_vars\": {{\"account_id\": \"acc1\", \"account_billing\": \"per_minute\", \"rate\": \"60\"}}\n}}\n{{\n  \"call_id\": \"broken\n}}\n{}\n", cdr("s2", 59, "60")),
+    )?;
+    let out = run_in(d, &[d.to_str().ok_or("path")?]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = legs(&d.join("out"));
+    let cost = |id: &str| got.get(id).map(|r| (r.billed, r.cost));
+    assert_eq!(cost("z1"), Some((60, 600)));
+    assert_eq!(cost("z2"), Some((120, 1200)));
+    assert_eq!(cost("c1"), Some((60, 60)));
+    assert_eq!(cost("c2"), Some((0, 0)));
+    assert_eq!(cost("p1"), Some((60, 120)));
+    assert_eq!(cost("p2"), Some((120, 240)));
+    assert_eq!(cost("s1"), Some((120, 120)));
+    assert_eq!(cost("s2"), Some((60, 60)));
+    assert_eq!(got.len(), 8);
+    let rejects = ndjson_file(&d.join("out/rejects.ndjson"));
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["line"], 5);
+    assert_eq!(rejects[0]["code"], "invalid_json");
+    let m = json_file(&d.join("out/manifest.json"));
+    assert_eq!(m["counts"]["records_read"], 9);
+    assert_eq!(m["counts"]["balanced"], true);
+    let pages = m["inputs"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with("zstd.json")))
+        })
+        .ok_or("zstd input")?;
+    assert_eq!(pages["compression"], "zstd");
+    Ok(())
+}
+
+#[test]
+fn a_truncated_gzip_keeps_what_came_before_and_says_so() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let lines: String = (0..200)
+        .map(|i| cdr(&format!("t{i}"), 60, "600") + "\n")
+        .collect();
+    let gz = gzip(lines.as_bytes());
+    let f = d.join("cut.ndjson.gz");
+    std::fs::write(&f, &gz[..gz.len() * 2 / 3])?;
+    let out = run_in(d, &[f.to_str().ok_or("path")?]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = json_file(&d.join("out/manifest.json"));
+    let written = m["counts"]["legs_written"].as_u64().ok_or("written")?;
+    assert!(
+        written > 50 && written < 200,
+        "{written} legs before the cut"
+    );
+    assert_eq!(m["counts"]["rejected_by_reason"]["unreadable_input"], 1);
+    assert_eq!(m["counts"]["balanced"], true);
+    Ok(())
+}
+
+#[test]
+fn a_csv_export_is_a_clear_error_and_nothing_is_written() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let f = d.join("export.csv");
+    std::fs::write(&f, "id,call_id,caller_id_number\n1,abc,+1555\n")?;
+    let out = run_in(d, &[f.to_str().ok_or("path")?]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("export.csv") && err.contains("CSV"), "{err}");
+    assert!(!d.join("out").exists());
+    Ok(())
+}
+
+#[test]
+fn a_missing_input_aborts_before_anything_is_written() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let good = d.join("good.json");
+    std::fs::write(&good, cdr("g", 1, "1"))?;
+    let out = run_in(d, &[good.to_str().ok_or("path")?, "no/such/file.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input not found: no/such/file.json"), "{err}");
+    assert!(!d.join("out").exists());
+    let out = run_in(d, &["nothing-*.json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
+    Ok(())
+}
+
+#[test]
+fn a_folder_that_is_not_a_rerate_output_is_not_overwritten() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    std::fs::create_dir(d.join("out"))?;
+    std::fs::write(d.join("out/precious.txt"), "keep me")?;
+    let good = d.join("good.json");
+    std::fs::write(&good, cdr("g", 1, "1"))?;
+    let out = run_in(d, &[good.to_str().ok_or("path")?]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/precious.txt"))?,
+        "keep me"
+    );
+    // A previous rerate output is replaced, not added to.
+    std::fs::remove_file(d.join("out/precious.txt"))?;
+    for _ in 0..2 {
+        let out = run_in(d, &[good.to_str().ok_or("path")?]);
+        assert!(out.status.success());
+    }
+    assert_eq!(legs(&d.join("out")).len(), 1);
+    Ok(())
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = rerate(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--out",
+        "--format",
+        "--tz",
+        "--rounding",
+        "--threads",
+        "--chunk-size",
+        "--quiet",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -1,0 +1,154 @@
+//! Test harness: run the built binary in a temp dir and read back what it wrote.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The repository root (where `fixtures/` is).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `rerate` with `args` from the repository root.
+pub fn rerate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rerate"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the rerate binary runs")
+}
+
+/// Runs `rerate run` and insists it succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let out = rerate(&all);
+    assert!(
+        out.status.success(),
+        "rerate {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One row of the legs dataset, with the partition values from its path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegRow {
+    pub account: String,
+    pub date: String,
+    pub billed: i64,
+    pub rated: i64,
+    pub cost: i64,
+    pub reseller: i64,
+    pub flags: Option<String>,
+}
+
+/// Every Parquet file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn read_parquet(path: &Path) -> DataFrame {
+    ParquetReader::new(File::open(path).expect("open parquet"))
+        .finish()
+        .expect("read parquet")
+}
+
+/// `account_id=X/date=Y/part-0.parquet` -> (X, Y).
+pub fn partition_of(path: &Path) -> (String, String) {
+    let date = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap_or_default();
+    let acct = path
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.file_name())
+        .unwrap_or_default();
+    let strip = |s: &std::ffi::OsStr, k: &str| {
+        s.to_string_lossy()
+            .strip_prefix(k)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (strip(acct, "account_id="), strip(date, "date="))
+}
+
+/// All legs of a run, keyed by call_id.
+pub fn legs(out: &Path) -> BTreeMap<String, LegRow> {
+    let mut m = BTreeMap::new();
+    for f in parquet_files(&out.join("legs")) {
+        let (account, date) = partition_of(&f);
+        let df = read_parquet(&f);
+        let col = |n: &str| df.column(n).expect(n).i64().expect(n).clone();
+        let (b, r, c, s) = (
+            col("billed_seconds"),
+            col("rated_cost_units"),
+            col("cost_units"),
+            col("reseller_cost_units"),
+        );
+        let ids = df
+            .column("call_id")
+            .expect("call_id")
+            .str()
+            .expect("str")
+            .clone();
+        let flags = df
+            .column("rating_flags")
+            .expect("flags")
+            .str()
+            .expect("str")
+            .clone();
+        for i in 0..df.height() {
+            let id = ids.get(i).expect("call_id").to_owned();
+            let row = LegRow {
+                account: account.clone(),
+                date: date.clone(),
+                billed: b.get(i).expect("billed"),
+                rated: r.get(i).expect("rated"),
+                cost: c.get(i).expect("cost"),
+                reseller: s.get(i).expect("reseller"),
+                flags: flags.get(i).map(str::to_owned),
+            };
+            assert!(m.insert(id.clone(), row).is_none(), "{id} written twice");
+        }
+    }
+    m
+}
+
+pub fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read json")).expect("parse json")
+}
+
+pub fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("read ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect()
+}
