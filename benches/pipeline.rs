@@ -1,1 +1,108 @@
-fn main() {}
+//! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
+//! beside serde_json merely validating the same lines), rate (legs/s), dedup + rate on a frame,
+//! and the partitioned Parquet write. `cargo bench --bench pipeline` takes a minute or two.
+
+use std::sync::LazyLock;
+
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{black_box, Bencher};
+use polars::prelude::DataFrame;
+use rerate::gen::{generate, GenOptions, Rng, Shape};
+use rerate::ingest::{parse_buffer, IngestOptions};
+use rerate::rate::{rate, rate_frame, Inputs, Rounding};
+use rerate::time::ReportTz;
+
+fn main() {
+    divan::main();
+}
+
+const LEGS: u64 = 20_000;
+
+/// About 70 MB of realistic NDJSON, generated once.
+static CORPUS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = GenOptions {
+        legs: LEGS,
+        accounts: 40,
+        days: 7,
+        seed: 42,
+        files: 1,
+        shape: Shape::Ndjson,
+        gzip: false,
+        start_unix: 1_793_577_600,
+    };
+    let report = generate(&opts, dir.path()).expect("generate");
+    std::fs::read(&report.files[0]).expect("read corpus")
+});
+
+fn opts() -> IngestOptions {
+    IngestOptions {
+        tz: ReportTz(chrono_tz::Tz::UTC),
+        chunk_bytes: 8 << 20,
+    }
+}
+
+static FRAME: LazyLock<DataFrame> = LazyLock::new(|| {
+    parse_buffer(&CORPUS, "bench", &opts(), &|_| {})
+        .expect("parse")
+        .legs
+});
+
+#[divan::bench(sample_count = 10)]
+fn parse(b: Bencher) {
+    let o = opts();
+    b.counter(BytesCount::new(CORPUS.len()))
+        .bench(|| parse_buffer(black_box(&CORPUS), "bench", &o, &|_| {}).map(|p| p.records));
+}
+
+/// The JSON parser alone, validating every line: the ceiling parse is measured against.
+#[divan::bench(sample_count = 10)]
+fn serde_json_validate_only(b: Bencher) {
+    let text = std::str::from_utf8(&CORPUS).expect("utf-8");
+    b.counter(BytesCount::new(CORPUS.len())).bench(|| {
+        text.lines()
+            .filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok())
+            .count()
+    });
+}
+
+#[divan::bench(sample_count = 10)]
+fn rate_legs(b: Bencher) {
+    let mut g = Rng::new(9);
+    let cases: Vec<Inputs> = (0..1_000_000)
+        .map(|_| Inputs {
+            billing_seconds: Some(g.below(3600) as i64),
+            rate: Some(g.below(20_000) as i64),
+            rate_increment: Some(*g.pick(&[1, 6, 30, 60])),
+            rate_minimum: Some(*g.pick(&[0, 30, 60])),
+            surcharge: Some(g.below(100) as i64),
+            discount_percentage: Some(g.below(20) as i64),
+            ..Inputs::default()
+        })
+        .collect();
+    b.counter(ItemsCount::new(cases.len()))
+        .bench(|| cases.iter().map(|c| rate(c, Rounding::Kazoo).cost_units).sum::<i64>());
+}
+
+#[divan::bench(sample_count = 10)]
+fn dedup_and_rate_frame(b: Bencher) {
+    b.counter(ItemsCount::new(FRAME.height()))
+        .with_inputs(|| FRAME.clone())
+        .bench_values(|df| {
+            let (mut df, _) = rerate::dedup::dedup(df).expect("dedup");
+            rate_frame(&mut df, Rounding::Kazoo).expect("rate");
+            df.height()
+        });
+}
+
+#[divan::bench(sample_count = 5)]
+fn write_partitioned_parquet(b: Bencher) {
+    let mut df = FRAME.clone();
+    rate_frame(&mut df, Rounding::Kazoo).expect("rate");
+    b.counter(ItemsCount::new(df.height())).bench(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        rerate::write::write_legs(&df, dir.path(), rerate::write::Format::Parquet)
+            .map(|p| p.len())
+            .expect("write")
+    });
+}

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod dedup;
+pub mod gen;
 pub mod ingest;
 pub mod progress;
 pub mod rate;

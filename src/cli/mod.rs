@@ -1,5 +1,6 @@
 //! The command line: raw clap arguments, one file per subcommand.
 
+pub mod gen;
 pub mod run;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
     Run(run::RunArgs),
+    /// Write a deterministic corpus of realistic KAZOO CDRs (for benchmarks and scale tests).
+    Gen(gen::GenArgs),
 }
 
 /// Parses the arguments and runs the subcommand.
@@ -26,5 +29,6 @@ pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Gen(args) => gen::run(args),
     }
 }

@@ -321,24 +321,70 @@ fn read_file(
     opts: &IngestOptions,
     progress: &Progress,
 ) -> Result<FileOutput, IngestError> {
-    let (buf, tail_err) =
-        decompress::read_all(&file.path, file.compression, file.bytes).map_err(|e| {
-            IngestError::Unreadable {
-                path: file.display.clone(),
-                message: e.to_string(),
-            }
+    let (buf, tail_err) = decompress::read_all(&file.path, file.compression, file.bytes)
+        .map_err(|e| IngestError::Unreadable {
+            path: file.display.clone(),
+            message: e.to_string(),
         })?;
-    let body = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf);
+    let decoded = buf.len().max(1) as u64;
+    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
+    let mut parsed = parse_buffer(&buf, &file.display, opts, &tick)?;
+    if let Some(e) = tail_err {
+        // The records before the break were read; the break itself is one reject.
+        parsed.rejects.push(Reject {
+            source: Arc::from(file.display.as_str()),
+            location: format!("byte {}", buf.len()),
+            line: 1 + count_newlines(&buf),
+            record: None,
+            code: "unreadable_input",
+            reason: format!(
+                "the {:?} stream could not be decoded after {} bytes: {e}; the records before it were read",
+                file.compression,
+                buf.len()
+            ),
+            raw: String::new(),
+        });
+        parsed.records += 1;
+    }
+    drop(buf);
+    let stats = FileStats {
+        input: file.clone(),
+        decoded_bytes: decoded,
+        layout: match parsed.layout {
+            Layout::Lines => "lines",
+            Layout::Stream => "stream",
+        },
+        records: parsed.records,
+        legs: parsed.legs.height() as u64,
+        rejected: parsed.rejects.len() as u64,
+    };
+    Ok((parsed.legs, parsed.rejects, stats))
+}
+
+/// What one decoded buffer held.
+pub struct Parsed {
+    pub legs: DataFrame,
+    pub rejects: Vec<Reject>,
+    pub records: u64,
+    pub layout: Layout,
+}
+
+/// Parses one decoded file's bytes, in parallel tasks of about `opts.chunk_bytes`; `tick` is
+/// told how many bytes each finished task covered.
+pub fn parse_buffer(
+    buf: &[u8],
+    source: &str,
+    opts: &IngestOptions,
+    tick: &(dyn Fn(usize) + Sync),
+) -> Result<Parsed, IngestError> {
+    let body = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
     let ctx = Ctx {
-        source: Arc::from(file.display.as_str()),
+        source: Arc::from(source),
         tz: &opts.tz,
     };
     let layout = scan::detect_layout(body);
-    let decoded = body.len().max(1) as u64;
-    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
     let cap_for = |bytes: usize| bytes / 2048 + 16;
-
-    let mut batches: Vec<Batch> = match layout {
+    let batches: Vec<Batch> = match layout {
         Layout::Lines => scan::line_chunks(body, opts.chunk_bytes)
             .into_par_iter()
             .map(|(s, e, line)| {
@@ -363,22 +409,6 @@ fn read_file(
             })
             .collect(),
     };
-    if let Some(e) = tail_err {
-        let mut b = Batch::new(0);
-        let line = 1 + count_newlines(body);
-        let why = RejectReason::new(
-            "unreadable_input",
-            format!(
-                "the {:?} stream could not be decoded after {} bytes: {e}; the records before it were read",
-                file.compression,
-                body.len()
-            ),
-        );
-        b.reject(&ctx, line, None, why, "");
-        batches.push(b);
-    }
-    drop(buf);
-
     let mut frames = Vec::with_capacity(batches.len());
     let mut rejects = Vec::new();
     let mut records = 0;
@@ -386,22 +416,15 @@ fn read_file(
         records += b.records;
         rejects.extend(b.rejects);
         if !b.builder.is_empty() {
-            frames.push(b.builder.finish(&file.display)?);
+            frames.push(b.builder.finish(source)?);
         }
     }
-    let df = concat_frames(frames)?;
-    let stats = FileStats {
-        input: file.clone(),
-        decoded_bytes: decoded,
-        layout: match layout {
-            Layout::Lines => "lines",
-            Layout::Stream => "stream",
-        },
+    Ok(Parsed {
+        legs: concat_frames(frames)?,
+        rejects,
         records,
-        legs: df.height() as u64,
-        rejected: rejects.len() as u64,
-    };
-    Ok((df, rejects, stats))
+        layout,
+    })
 }
 
 /// Groups stream units into tasks of about `target` bytes (a huge unit is a task of its own).
