@@ -80,8 +80,12 @@ fn rate_legs(b: Bencher) {
             ..Inputs::default()
         })
         .collect();
-    b.counter(ItemsCount::new(cases.len()))
-        .bench(|| cases.iter().map(|c| rate(c, Rounding::Kazoo).cost_units).sum::<i64>());
+    b.counter(ItemsCount::new(cases.len())).bench(|| {
+        cases
+            .iter()
+            .map(|c| rate(c, Rounding::Kazoo).cost_units)
+            .sum::<i64>()
+    });
 }
 
 #[divan::bench(sample_count = 10)]

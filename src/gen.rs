@@ -187,7 +187,11 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
     let day = rng.below(o.days.max(1)) as i64;
     let start = o.start_unix + day * 86_400 + rng.below(86_400) as i64;
     let answered = rng.chance(75);
-    let talk = if answered { 1 + rng.below(900) as i64 } else { 0 };
+    let talk = if answered {
+        1 + rng.below(900) as i64
+    } else {
+        0
+    };
     let ring = rng.below(30) as i64;
     let iid = format!("{}-{}", start + UNIX_EPOCH_IN_GREGORIAN, hex(rng, 8));
     let caller = format!("+1{}", 2_000_000_000 + rng.below(7_999_999_999));
@@ -198,7 +202,14 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
         *serial += 1;
         let call_id = format!("{}-{:08}-{}", file, serial, hex(rng, 16));
         let direction = if k == 0 { "inbound" } else { "outbound" };
-        let account_billing = *rng.pick(&["per_minute", "per_minute", "per_minute", "flat_rate", "flat_rate", "limits_disabled"]);
+        let account_billing = *rng.pick(&[
+            "per_minute",
+            "per_minute",
+            "per_minute",
+            "flat_rate",
+            "flat_rate",
+            "limits_disabled",
+        ]);
         let reseller_billing = *rng.pick(&["per_minute", "flat_rate", "flat_rate"]);
         let rated = !(account_billing == "per_minute" && rng.chance(3));
         let rate = *rng.pick(&[22u64, 60, 100, 400, 1200, 2262, 4500, 15000]);
@@ -231,7 +242,16 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
             );
         }
         ccv.push('}');
-        let hangup = if answered { "NORMAL_CLEARING" } else { *rng.pick(&["NO_ANSWER", "USER_BUSY", "ORIGINATOR_CANCEL", "CALL_REJECTED"]) };
+        let hangup = if answered {
+            "NORMAL_CLEARING"
+        } else {
+            *rng.pick(&[
+                "NO_ANSWER",
+                "USER_BUSY",
+                "ORIGINATOR_CANCEL",
+                "CALL_REJECTED",
+            ])
+        };
         let mut s = String::with_capacity(3200);
         let _ = write!(
             s,
@@ -282,7 +302,10 @@ mod tests {
             }
         }
         assert_eq!(
-            a.files.iter().map(|f| std::fs::read_to_string(f).map(|t| t.lines().count())).sum::<std::io::Result<usize>>()?,
+            a.files
+                .iter()
+                .map(|f| std::fs::read_to_string(f).map(|t| t.lines().count()))
+                .sum::<std::io::Result<usize>>()?,
             120
         );
         Ok(())

@@ -85,19 +85,13 @@ pub const CCV_STR: &[&str] = &[
 /// How many leading entries of [`CCV_STR`] stand after the rating columns; the rest are identity.
 const CCV_STR_BILLING: usize = 6;
 
-/// CCVs that a KAZOO webhook or flattened export carries at the top level instead.
-pub const TOP_LEVEL_IDENTITY_ALIASES: &[&str] = &[
-    ACCOUNT_ID,
-    RESELLER_ID,
-    "authorizing_type",
-    "authorizing_id",
-    "owner_id",
-    "bridge_id",
-    "resource_type",
-    "resource_id",
-    "realm",
-    "username",
-];
+/// CCVs that a KAZOO webhook or flattened export carries at the top level instead: the
+/// account and reseller ids and the identity CCVs.
+pub fn top_level_identity_aliases() -> impl Iterator<Item = &'static str> {
+    [ACCOUNT_ID, RESELLER_ID]
+        .into_iter()
+        .chain(CCV_STR[CCV_STR_BILLING..].iter().copied())
+}
 
 /// What a bad value in an integer field does to its record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -109,6 +109,18 @@ const EXPECTED: &[Expected] = &[
     ),
 ];
 
+/// Runs `rerate run fixtures` into a fresh temp dir (kept alive by the returned guard).
+fn run_fixtures(
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, std::path::PathBuf), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("reports");
+    let mut args = vec!["fixtures", "--out", out.to_str().ok_or("path")?, "--quiet"];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    Ok((dir, out))
+}
+
 fn check_legs(out: &Path, expected: &[Expected]) {
     let got = legs(out);
     let want: Vec<&str> = expected.iter().map(|e| e.0).collect();
@@ -133,26 +145,14 @@ fn check_legs(out: &Path, expected: &[Expected]) {
 
 #[test]
 fn fixtures_every_leg_costs_what_was_worked_by_hand() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("reports");
-    let o = out.to_str().ok_or("path")?;
-    run_ok(&["fixtures", "--out", o, "--quiet"]);
+    let (_dir, out) = run_fixtures(&[])?;
     check_legs(&out, EXPECTED);
     Ok(())
 }
 
 #[test]
 fn exact_rounding_differs_only_where_doubles_lose_a_unit() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("r");
-    run_ok(&[
-        "fixtures",
-        "--out",
-        out.to_str().ok_or("path")?,
-        "-q",
-        "--rounding",
-        "exact",
-    ]);
+    let (_dir, out) = run_fixtures(&["--rounding", "exact"])?;
     let exp: Vec<Expected> = EXPECTED
         .iter()
         .map(|e| match e.0 {
@@ -166,16 +166,7 @@ fn exact_rounding_differs_only_where_doubles_lose_a_unit() -> TestResult {
 
 #[test]
 fn report_day_follows_tz() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("r");
-    run_ok(&[
-        "fixtures",
-        "--out",
-        out.to_str().ok_or("path")?,
-        "-q",
-        "--tz",
-        "America/New_York",
-    ]);
+    let (_dir, out) = run_fixtures(&["--tz", "America/New_York"])?;
     let got = legs(&out);
     // 2026-11-03T03:30Z is 22:30 EST on the 2nd; 2019-05-06T23:09:58Z is 19:09 EDT, same day;
     // the webhook leg starts 2019-05-06T08:10:03Z, 04:10 EDT.
@@ -194,9 +185,7 @@ fn report_day_follows_tz() -> TestResult {
 
 #[test]
 fn rejects_name_each_bad_record() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("r");
-    run_ok(&["fixtures", "--out", out.to_str().ok_or("path")?, "-q"]);
+    let (_dir, out) = run_fixtures(&[])?;
     let rejects = ndjson_file(&out.join("rejects.ndjson"));
     let got: Vec<(String, u64, String, String)> = rejects
         .iter()
@@ -245,9 +234,7 @@ fn rejects_name_each_bad_record() -> TestResult {
 
 #[test]
 fn manifest_balances_and_counts_duplicates() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("r");
-    run_ok(&["fixtures", "--out", out.to_str().ok_or("path")?, "-q"]);
+    let (_dir, out) = run_fixtures(&[])?;
     let m = json_file(&out.join("manifest.json"));
     let c = &m["counts"];
     // 5 page records + 17 NDJSON lines + 2 array elements + 3 gzip lines + 3 samples = 30.
@@ -311,16 +298,7 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
 
 #[test]
 fn legs_files_keep_the_schema_and_leave_partition_columns_to_the_path() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("r");
-    run_ok(&[
-        "fixtures",
-        "--out",
-        out.to_str().ok_or("path")?,
-        "-q",
-        "--format",
-        "both",
-    ]);
+    let (_dir, out) = run_fixtures(&["--format", "both"])?;
     let part = out.join(format!("legs/account_id={S1}/date=2019-05-06"));
     let df = read_parquet(&part.join("part-0.parquet"));
     let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();

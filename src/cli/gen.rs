@@ -52,7 +52,9 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         files: args.files,
         shape: args.shape,
         gzip: args.gzip,
-        start_unix: day.and_hms_opt(0, 0, 0).map_or(0, |d| d.and_utc().timestamp()),
+        start_unix: day
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |d| d.and_utc().timestamp()),
     };
     let report = generate(&opts, &args.out)
         .with_context(|| format!("writing the corpus to {}", args.out.display()))?;

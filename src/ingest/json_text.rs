@@ -2,6 +2,35 @@
 //! pretty-printed export puts in them, so that the same object reads the same whichever export
 //! it came from.
 
+/// Tracks, byte by byte, whether JSON text is inside a string literal.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StringState {
+    in_str: bool,
+    escaped: bool,
+}
+
+impl StringState {
+    /// Feeds one byte; true when it belongs to a string literal (its quotes included).
+    #[inline]
+    pub fn feed(&mut self, c: u8) -> bool {
+        if self.in_str {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == b'\\' {
+                self.escaped = true;
+            } else if c == b'"' {
+                self.in_str = false;
+            }
+            true
+        } else if c == b'"' {
+            self.in_str = true;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Removes white space outside strings. The input must be valid JSON (it comes from a parsed
 /// `RawValue`); the output is the same JSON value, byte for byte inside strings.
 pub fn compact(raw: &str) -> String {
@@ -10,22 +39,9 @@ pub fn compact(raw: &str) -> String {
         return raw.to_owned();
     }
     let mut out = Vec::with_capacity(b.len());
-    let mut in_str = false;
-    let mut escaped = false;
+    let mut st = StringState::default();
     for &c in b {
-        if in_str {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == b'\\' {
-                escaped = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-            if c == b'"' {
-                in_str = true;
-            }
+        if st.feed(c) || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
             out.push(c);
         }
     }

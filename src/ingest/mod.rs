@@ -321,10 +321,12 @@ fn read_file(
     opts: &IngestOptions,
     progress: &Progress,
 ) -> Result<FileOutput, IngestError> {
-    let (buf, tail_err) = decompress::read_all(&file.path, file.compression, file.bytes)
-        .map_err(|e| IngestError::Unreadable {
-            path: file.display.clone(),
-            message: e.to_string(),
+    let (buf, tail_err) =
+        decompress::read_all(&file.path, file.compression, file.bytes).map_err(|e| {
+            IngestError::Unreadable {
+                path: file.display.clone(),
+                message: e.to_string(),
+            }
         })?;
     let decoded = buf.len().max(1) as u64;
     let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);

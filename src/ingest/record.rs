@@ -19,7 +19,7 @@ use super::json_text::compact;
 use super::value::{kz_to_integer, Val};
 use crate::schema::{
     IntRole, IntSource, CCV_STR, INT_FIELDS, I_CHANNEL_CREATED_TIME, I_DURATION_SECONDS,
-    I_TIMESTAMP, JSON_COLS, J_CCV, J_EXTRA, TOP_LEVEL_IDENTITY_ALIASES, TOP_STR,
+    I_TIMESTAMP, JSON_COLS, J_CCV, J_EXTRA, TOP_STR,
 };
 use crate::time::{gregorian_to_unix_micros, ReportTz};
 
@@ -77,9 +77,9 @@ static TOP_KEYS: LazyLock<KeyMap> = LazyLock::new(|| {
     for (j, k) in JSON_COLS.iter().enumerate().take(J_EXTRA) {
         m.insert(*k, Slot::Json(j));
     }
-    for k in TOP_LEVEL_IDENTITY_ALIASES {
-        if let Some(i) = CCV_STR.iter().position(|c| c == k) {
-            m.insert(*k, Slot::Alias(i));
+    for k in crate::schema::top_level_identity_aliases() {
+        if let Some(i) = CCV_STR.iter().position(|c| *c == k) {
+            m.insert(k, Slot::Alias(i));
         }
     }
     m.insert("pvt_created", Slot::PvtCreated);

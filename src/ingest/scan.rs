@@ -9,6 +9,8 @@
 
 use memchr::memchr;
 
+use super::json_text::StringState;
+
 /// How a file's values are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -90,35 +92,24 @@ enum Scanned {
 /// Scans one object or array starting at `start`, tracking strings and nesting.
 fn scan_value(buf: &[u8], start: usize) -> Scanned {
     let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    let mut i = start;
-    while i < buf.len() {
-        let c = buf[i];
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if c == b'\\' {
-                escaped = true;
-            } else if c == b'"' {
-                in_str = false;
-            } else if c == b'\n' {
+    let mut st = StringState::default();
+    for (i, &c) in buf.iter().enumerate().skip(start) {
+        if st.feed(c) {
+            if c == b'\n' {
                 return Scanned::NewlineInString(i);
             }
-        } else {
-            match c {
-                b'"' => in_str = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return Scanned::Complete(i + 1);
-                    }
-                }
-                _ => {}
-            }
+            continue;
         }
-        i += 1;
+        match c {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Scanned::Complete(i + 1);
+                }
+            }
+            _ => {}
+        }
     }
     Scanned::Truncated
 }
