@@ -188,3 +188,47 @@ fn help_explains_every_flag() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn a_big_array_split_across_tasks_reads_the_same_as_one_task() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut elems: Vec<String> = (0..60)
+        .map(|i| {
+            let v: serde_json::Value = serde_json::from_str(&cdr(&format!("a{i}"), i, "600"))?;
+            serde_json::to_string_pretty(&v)
+        })
+        .collect::<Result<_, _>>()?;
+    elems[33] = "\"not a cdr\"".to_owned();
+    let text = format!("[\n{}\n]\n", elems.join(",\n"));
+    let f = d.join("big.json");
+    std::fs::write(&f, &text)?;
+    let reject_line = 2 + text[..text.find("\"not a cdr\"").ok_or("marker")?]
+        .matches('\n')
+        .count() as u64
+        - 1;
+    let mut seen = Vec::new();
+    for chunk in ["300", "8M"] {
+        let out = d.join(format!("out-{chunk}"));
+        let o = rerate(&[
+            "run",
+            f.to_str().ok_or("path")?,
+            "--out",
+            out.to_str().ok_or("path")?,
+            "-q",
+            "--chunk-size",
+            chunk,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = legs(&out);
+        assert_eq!(got.len(), 59);
+        assert_eq!(got["a59"].cost, 600);
+        let rejects = ndjson_file(&out.join("rejects.ndjson"));
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0]["record"], 33);
+        assert_eq!(rejects[0]["line"], reject_line);
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1]);
+    Ok(())
+}

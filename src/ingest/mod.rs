@@ -191,14 +191,27 @@ impl Batch {
             Ok(v) => v,
             Err(e) => return self.reject(ctx, line, None, invalid_json(&e, line), text),
         };
-        let base = text.as_ptr() as usize;
-        let (mut at, mut el_line) = (0usize, line);
+        self.elements(ctx, text, &elems, 0, (0, line), level);
+    }
+
+    /// Array elements `elems`, the first of which has index `first`; `at` is a known
+    /// (byte offset in `text`, line) from which element lines are counted.
+    fn elements(
+        &mut self,
+        ctx: &Ctx,
+        text: &str,
+        elems: &[&RawValue],
+        first: usize,
+        at: (usize, u64),
+        level: Level,
+    ) {
+        let (mut at, mut el_line) = at;
         for (i, el) in elems.iter().enumerate() {
             let el = el.get();
-            let off = (el.as_ptr() as usize).saturating_sub(base).min(text.len());
+            let off = offset_in(text, el);
             el_line += count_newlines(&text.as_bytes()[at..off]);
             at = off;
-            self.value(ctx, el, el_line, Some(i as u64), level);
+            self.value(ctx, el, el_line, Some((first + i) as u64), level);
         }
     }
 
@@ -210,10 +223,7 @@ impl Batch {
         if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
-            let off = (d.as_ptr() as usize)
-                .saturating_sub(text.as_ptr() as usize)
-                .min(text.len());
-            let d_line = line + count_newlines(&text.as_bytes()[..off]);
+            let d_line = line + count_newlines(&text.as_bytes()[..offset_in(text, d)]);
             return match d.as_bytes().first() {
                 Some(b'[') => self.array(ctx, d, d_line, Level::InData),
                 _ if d == "null" => {}
@@ -239,6 +249,13 @@ enum Level {
     InArray,
     /// A record of an envelope's `data`: a CDR, nothing else.
     InData,
+}
+
+/// Where a slice borrowed from `text` starts in it.
+fn offset_in(text: &str, part: &str) -> usize {
+    (part.as_ptr() as usize)
+        .saturating_sub(text.as_ptr() as usize)
+        .min(text.len())
 }
 
 fn count_newlines(s: &[u8]) -> u64 {
@@ -398,18 +415,30 @@ pub fn parse_buffer(
                 b
             })
             .collect(),
-        Layout::Stream => group_units(scan::stream_units(body), opts.chunk_bytes)
-            .into_par_iter()
-            .map(|units| {
-                let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
-                let mut b = Batch::new(cap_for(bytes));
-                for u in &units {
-                    b.unit(&ctx, body, u);
-                }
-                tick(bytes);
-                b
-            })
-            .collect(),
+        Layout::Stream => {
+            let (arrays, units): (Vec<Unit>, Vec<Unit>) =
+                scan::stream_units(body).into_iter().partition(|u| {
+                    u.broken.is_none()
+                        && body[u.start] == b'['
+                        && u.end - u.start > opts.chunk_bytes
+                });
+            let mut batches: Vec<Batch> = group_units(units, opts.chunk_bytes)
+                .into_par_iter()
+                .map(|units| {
+                    let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
+                    let mut b = Batch::new(cap_for(bytes));
+                    for u in &units {
+                        b.unit(&ctx, body, u);
+                    }
+                    tick(bytes);
+                    b
+                })
+                .collect();
+            for u in arrays {
+                batches.extend(big_array(&ctx, body, &u, opts.chunk_bytes, tick));
+            }
+            batches
+        }
     };
     let mut frames = Vec::with_capacity(batches.len());
     let mut rejects = Vec::new();
@@ -427,6 +456,56 @@ pub fn parse_buffer(
         records,
         layout,
     })
+}
+
+/// A top-level array larger than one task, its elements split across tasks. An array that is
+/// not valid UTF-8 or JSON is one unit, rejected whole, as a small one would be.
+fn big_array(
+    ctx: &Ctx,
+    body: &[u8],
+    unit: &Unit,
+    target: usize,
+    tick: &(dyn Fn(usize) + Sync),
+) -> Vec<Batch> {
+    let bytes = &body[unit.start..unit.end];
+    let parsed = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| Some((t, serde_json::from_str::<Vec<&RawValue>>(t).ok()?)));
+    let Some((text, elems)) = parsed else {
+        let mut b = Batch::new(0);
+        b.unit(ctx, body, unit);
+        return vec![b];
+    };
+    // Cut the elements into runs of about `target` bytes, each knowing its first line.
+    let mut runs = Vec::new();
+    let (mut first, mut at, mut line) = (0usize, 0usize, unit.line);
+    for i in 1..=elems.len() {
+        let end = elems
+            .get(i)
+            .map_or(text.len(), |e| offset_in(text, e.get()));
+        let start = offset_in(text, elems[first].get());
+        if end - start >= target || i == elems.len() {
+            line += count_newlines(&text.as_bytes()[at..start]);
+            at = start;
+            runs.push((first, i, at, line));
+            first = i;
+        }
+    }
+    runs.into_par_iter()
+        .map(|(from, to, at, line)| {
+            let mut b = Batch::new(to - from);
+            b.elements(
+                ctx,
+                text,
+                &elems[from..to],
+                from,
+                (at, line),
+                Level::InArray,
+            );
+            tick(offset_in(text, elems[to - 1].get()) - at);
+            b
+        })
+        .collect()
 }
 
 /// Groups stream units into tasks of about `target` bytes (a huge unit is a task of its own).
