@@ -33,12 +33,6 @@ impl Progress {
         }
     }
 
-    pub fn message(&self, msg: &'static str) {
-        if let Some(b) = &self.0 {
-            b.set_message(msg);
-        }
-    }
-
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();

@@ -70,9 +70,8 @@ mod tests {
 
     #[test]
     fn report_day_follows_the_zone_across_dst() {
-        let ny = ReportTz::parse("America/New_York").map_err(|e| e.to_string());
-        let ny = ny.as_ref().map_err(String::as_str);
-        let ny = ny.ok().copied().unwrap_or(ReportTz(Tz::UTC));
+        let ny = ReportTz::parse("America/New_York").unwrap_or(ReportTz(Tz::UTC));
+        assert_eq!(ny.name(), "America/New_York");
         // 2024-03-10 is the spring-forward day: 04:30Z is 23:30 EST the day before,
         // 07:30Z is 03:30 EDT on the 10th.
         assert_eq!(

@@ -232,3 +232,29 @@ fn a_big_array_split_across_tasks_reads_the_same_as_one_task() -> TestResult {
     assert_eq!(seen[0], seen[1]);
     Ok(())
 }
+
+#[test]
+fn invalid_utf8_costs_only_its_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut bytes = format!("{}\n", cdr("u1", 60, "600")).into_bytes();
+    bytes.extend_from_slice(b"{\"call_id\":\"bad\xff\xfe\",\"billing_seconds\":1}\n");
+    bytes.extend(format!("{}\n", cdr("u2", 60, "600")).into_bytes());
+    let f = d.join("latin1.ndjson");
+    std::fs::write(&f, bytes)?;
+    let out = run_in(d, &[f.to_str().ok_or("path")?]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(legs(&d.join("out")).len(), 2);
+    let rejects = ndjson_file(&d.join("out/rejects.ndjson"));
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["code"], "invalid_utf8");
+    assert_eq!(rejects[0]["line"], 2);
+    assert!(rejects[0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("byte 15")));
+    Ok(())
+}
