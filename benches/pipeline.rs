@@ -1,12 +1,12 @@
 //! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
 //! beside serde_json merely validating the same lines), rate (legs/s), dedup + rate on a frame,
-//! and the partitioned Parquet write. `cargo bench --bench pipeline` takes a minute or two.
+//! interactions + the built-in reports, and the partitioned Parquet write. `cargo bench --bench pipeline` takes a minute or two.
 
 use std::sync::LazyLock;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, IntoLazy};
 use rerate::gen::{generate, GenOptions, Rng, Shape};
 use rerate::ingest::{parse_buffer, IngestOptions};
 use rerate::rate::{rate, rate_frame, Inputs, Rounding};
@@ -100,12 +100,36 @@ fn dedup_and_rate_frame(b: Bencher) {
 }
 
 #[divan::bench(sample_count = 5)]
+fn interactions_and_reports(b: Bencher) {
+    let mut df = FRAME.clone();
+    rate_frame(&mut df, Rounding::Kazoo).expect("rate");
+    b.counter(ItemsCount::new(df.height())).bench(|| {
+        let mut calls = rerate::interactions::build(&df).expect("interactions");
+        rerate::write::fill_unassigned(&mut calls).expect("fill");
+        let mut ctx = rerate::reports::context(&[
+            ("legs", df.clone().lazy()),
+            ("interactions", calls.lazy()),
+        ]);
+        rerate::reports::builtin()
+            .iter()
+            .map(|r| rerate::reports::run(&mut ctx, r).map(|d| d.height()))
+            .sum::<Result<usize, _>>()
+            .expect("reports")
+    });
+}
+
+#[divan::bench(sample_count = 5)]
 fn write_partitioned_parquet(b: Bencher) {
     let mut df = FRAME.clone();
     rate_frame(&mut df, Rounding::Kazoo).expect("rate");
     b.counter(ItemsCount::new(df.height())).bench(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        rerate::write::write_legs(&df, dir.path(), rerate::write::Format::Parquet)
+        let table = rerate::write::Table {
+            name: "legs",
+            columns: rerate::schema::leg_columns(),
+            order: vec![rerate::schema::START_TIME, rerate::schema::CALL_ID],
+        };
+        rerate::write::write_partitioned(&df, dir.path(), &table, rerate::write::Format::Parquet)
             .map(|p| p.len())
             .expect("write")
     });

@@ -76,6 +76,13 @@ const EXPECTED: &[Expected] = &[
         0,
         None,
     ),
+    // ndjson/interaction.ndjson: one call of three legs across two accounts, and two legs
+    // joined only by their bridge_id
+    ("ix-a-leg", A, "2026-11-02", 120, 0, 0, 0, None),
+    ("ix-b-leg", A, "2026-11-02", 120, 1200, 1200, 0, None),
+    ("ix-c-leg", B, "2026-11-02", 60, 1000, 1000, 0, None),
+    ("br-1", B, "2026-11-02", 0, 0, 0, 0, None),
+    ("br-2", B, "2026-11-02", 0, 0, 0, 0, None),
     // kazoo-samples: the real KAZOO documents
     (
         "SD80b4301-08cad0a2bb1f10205aba739d13258341-06a91u0",
@@ -108,18 +115,6 @@ const EXPECTED: &[Expected] = &[
         None,
     ),
 ];
-
-/// Runs `rerate run fixtures` into a fresh temp dir (kept alive by the returned guard).
-fn run_fixtures(
-    extra: &[&str],
-) -> Result<(tempfile::TempDir, std::path::PathBuf), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("reports");
-    let mut args = vec!["fixtures", "--out", out.to_str().ok_or("path")?, "--quiet"];
-    args.extend_from_slice(extra);
-    run_ok(&args);
-    Ok((dir, out))
-}
 
 fn check_legs(out: &Path, expected: &[Expected]) {
     let got = legs(out);
@@ -237,9 +232,9 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
     let (_dir, out) = run_fixtures(&[])?;
     let m = json_file(&out.join("manifest.json"));
     let c = &m["counts"];
-    // 5 page records + 17 NDJSON lines + 2 array elements + 3 gzip lines + 3 samples = 30.
-    assert_eq!(c["records_read"], 30);
-    assert_eq!(c["legs_written"], 20);
+    // 5 page records + 17 + 5 NDJSON lines + 2 array elements + 3 gzip lines + 3 samples = 35.
+    assert_eq!(c["records_read"], 35);
+    assert_eq!(c["legs_written"], 25);
     assert_eq!(c["rejected"], 7);
     // page1-leg1 again in the gzip file, nd-over-nocharge twice: identical; one conflict.
     assert_eq!(c["duplicates_dropped"], 3);
@@ -254,7 +249,12 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
     assert_eq!(c["rejected_by_reason"]["bad_billing_field"], 3);
 
     // Partition totals add up to the legs, and to the hand-worked sums.
-    let parts = m["partitions"].as_array().ok_or("partitions")?;
+    let parts: Vec<&serde_json::Value> = m["partitions"]
+        .as_array()
+        .ok_or("partitions")?
+        .iter()
+        .filter(|p| p["table"] == "legs")
+        .collect();
     assert_eq!(parts.len(), 7);
     let sum = |k: &str| {
         parts
@@ -262,27 +262,27 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
             .map(|p| p[k].as_i64().unwrap_or(-1))
             .sum::<i64>()
     };
-    assert_eq!(sum("rows"), 20);
+    assert_eq!(sum("rows"), 25);
     let t = &m["totals"];
     assert_eq!(
         (sum("rated_cost_units"), t["rated_cost_units"].as_i64()),
-        (19941, Some(19941))
+        (22141, Some(22141))
     );
     assert_eq!(
         (sum("cost_units"), t["cost_units"].as_i64()),
-        (16679, Some(16679))
+        (18879, Some(18879))
     );
     assert_eq!(t["reseller_cost_units"], 1109);
-    assert_eq!(t["billed_seconds"], 1656);
+    assert_eq!(t["billed_seconds"], 1956);
     let a = parts
         .iter()
         .find(|p| p["account_id"] == A && p["date"] == "2026-11-02")
         .ok_or("partition A/2026-11-02")?;
-    assert_eq!(a["rows"], 4);
-    assert_eq!(a["cost_units"], 2262 + 2488 + 109 + 950);
+    assert_eq!(a["rows"], 6);
+    assert_eq!(a["cost_units"], 2262 + 2488 + 109 + 950 + 1200);
 
     let inputs = m["inputs"].as_array().ok_or("inputs")?;
-    assert_eq!(inputs.len(), 7);
+    assert_eq!(inputs.len(), 8);
     assert!(inputs.iter().all(|f| f["bytes"].as_u64().unwrap_or(0) > 0));
     let gz = inputs
         .iter()
@@ -290,7 +290,15 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
         .ok_or("gz input")?;
     assert_eq!(gz["compression"], "gzip");
     assert_eq!(gz["records"], 3);
-    for stage in ["1_discover", "2_read_parse", "3_dedup", "4_rate", "5_write"] {
+    for stage in [
+        "1_discover",
+        "2_read_parse",
+        "3_dedup",
+        "4_rate",
+        "5_interactions",
+        "6_reports",
+        "7_write",
+    ] {
         assert!(m["stages_ms"][stage].is_u64(), "stage {stage}");
     }
     Ok(())

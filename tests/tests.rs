@@ -3,4 +3,5 @@
 mod inputs;
 mod pipeline;
 mod rating;
+mod reports;
 mod util;

@@ -36,6 +36,29 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `rerate run fixtures` into a fresh temp dir (kept alive by the returned guard).
+pub fn run_fixtures(
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("reports");
+    let mut args = vec!["fixtures", "--out", out.to_str().ok_or("path")?, "--quiet"];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    Ok((dir, out))
+}
+
+/// All rows of a dataset folder (every partition file, with account_id and date from the path).
+pub fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
+    parquet_files(dir)
+        .into_iter()
+        .map(|f| {
+            let (a, d) = partition_of(&f);
+            (a, d, read_parquet(&f))
+        })
+        .collect()
+}
+
 /// One row of the legs dataset, with the partition values from its path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegRow {

@@ -1,6 +1,7 @@
 //! The command line: raw clap arguments, one file per subcommand.
 
 pub mod gen;
+pub mod query;
 pub mod run;
 
 use std::process::ExitCode;
@@ -20,6 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
     Run(run::RunArgs),
+    /// Run SQL over a finished run's dataset (legs, interactions, daily, ... as tables).
+    Query(query::QueryArgs),
+    /// List the built-in reports with a one-line description each.
+    Reports,
     /// Write a deterministic corpus of realistic KAZOO CDRs (for benchmarks and scale tests).
     Gen(gen::GenArgs),
 }
@@ -30,5 +35,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Gen(args) => gen::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Reports => query::list(),
     }
 }

@@ -11,11 +11,19 @@ use clap::Args;
 use crate::dedup::dedup;
 use crate::ingest::discover::{discover, InputFile, Skipped};
 use crate::ingest::{ingest, IngestOptions};
+use crate::interactions;
 use crate::progress::Progress;
 use crate::rate::{rate_frame, Rounding};
+use crate::reports::{self, Report};
+use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
 use crate::time::ReportTz;
 use crate::write::manifest::{Counts, Manifest, Totals};
-use crate::write::{prepare_out_dir, write_legs, write_rejects, Format};
+use crate::write::summary::{self, Headline};
+use crate::write::{
+    fill_unassigned, prepare_out_dir, write_files, write_partitioned, write_rejects, Format,
+    PartitionStats, Table,
+};
+use polars::prelude::{DataFrame, DataType, IntoLazy};
 
 #[derive(Debug, Args)]
 #[command(
@@ -56,6 +64,12 @@ pub struct RunArgs {
     /// never depend on it.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
     pub chunk_size: usize,
+
+    /// A folder of your own `.sql` reports, run like the built-in ones against the `legs` and
+    /// `interactions` tables; each is written as a report named after its file (partitioned
+    /// when the result has account_id and date columns, else DIR/<name>.parquet).
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
 
     /// No progress bar and no summary on stderr (errors are still printed).
     #[arg(long, short = 'q')]
@@ -98,6 +112,7 @@ struct RunConfig {
     threads: usize,
     chunk_size: usize,
     quiet: bool,
+    reports: Vec<Report>,
     options: serde_json::Value,
 }
 
@@ -110,6 +125,10 @@ impl RunConfig {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let (files, skipped) = discover(&args.inputs)?;
+        let mut reports = reports::builtin();
+        if let Some(dir) = &args.queries {
+            reports.extend(reports::load_dir(dir)?);
+        }
         let options = serde_json::json!({
             "inputs": args.inputs,
             "out": args.out.display().to_string(),
@@ -118,6 +137,7 @@ impl RunConfig {
             "rounding": args.rounding,
             "threads": threads,
             "chunk_size": args.chunk_size,
+            "queries": args.queries.as_ref().map(|q| q.display().to_string()),
         });
         Ok(RunConfig {
             files,
@@ -129,6 +149,7 @@ impl RunConfig {
             threads,
             chunk_size: args.chunk_size,
             quiet: args.quiet,
+            reports,
             options,
         })
     }
@@ -180,19 +201,86 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     rate_frame(&mut legs, cfg.rounding).context("rating legs")?;
     stage("4_rate", &mut stages);
 
-    let parts = write_legs(&legs, &cfg.out, cfg.format)?;
+    let mut calls = interactions::build(&legs).context("grouping legs into interactions")?;
+    fill_unassigned(&mut legs)?;
+    fill_unassigned(&mut calls)?;
+    stage("5_interactions", &mut stages);
+
+    let mut ctx = reports::context(&[
+        ("legs", legs.clone().lazy()),
+        ("interactions", calls.clone().lazy()),
+    ]);
+    let mut results = Vec::with_capacity(cfg.reports.len());
+    for r in &cfg.reports {
+        results.push((r, reports::run(&mut ctx, r)?));
+    }
+    drop(ctx);
+    stage("6_reports", &mut stages);
+
+    let out = &cfg.out;
+    let mut parts = write_partitioned(
+        &legs,
+        out,
+        &Table {
+            name: "legs",
+            columns: leg_columns(),
+            order: vec![START_TIME, CALL_ID],
+        },
+        cfg.format,
+    )?;
+    let mut outputs = vec!["legs".to_owned(), "interactions".to_owned()];
+    let legs_parts = parts.len();
+    parts.extend(write_partitioned(
+        &calls,
+        out,
+        &Table {
+            name: "interactions",
+            columns: interactions::columns(),
+            order: vec![START_TIME, INTERACTION_ID],
+        },
+        cfg.format,
+    )?);
+    for (r, df) in &mut results {
+        parts.extend(write_report(df, out, &r.name, cfg.format, &mut outputs)?);
+    }
     let mut rejects = ingested.rejects;
-    let rejects_path = write_rejects(&mut rejects, &cfg.out)?;
-    stage("5_write", &mut stages);
+    let rejects_path = write_rejects(&mut rejects, out)?;
+    stage("7_write", &mut stages);
 
     let mut by_reason = BTreeMap::new();
     for r in &rejects {
         *by_reason.entry(r.code).or_insert(0u64) += 1;
     }
-    let counts = Counts::new(ingested.records_read, &parts, by_reason, dedup_stats);
-    let totals = Totals::of(&parts);
-    let mut parts = parts;
-    parts.sort_by(|a, b| (&a.account_id, &a.date).cmp(&(&b.account_id, &b.date)));
+    let counts = Counts::new(
+        ingested.records_read,
+        &parts[..legs_parts],
+        by_reason,
+        dedup_stats,
+    );
+    let totals = Totals::of(&parts[..legs_parts]);
+    parts.sort_by(|a, b| {
+        (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
+    });
+    let headline = Headline {
+        records_read: counts.records_read,
+        legs: counts.legs_written,
+        interactions: calls.height() as u64,
+        rejected: counts.rejected,
+        duplicates: counts.dedup.duplicates_dropped,
+        billed_seconds: totals.billed_seconds,
+        rated_cost_units: totals.rated_cost_units,
+        cost_units: totals.cost_units,
+        reseller_cost_units: totals.reseller_cost_units,
+        tz: cfg.tz.name().to_owned(),
+        rounding: format!("{:?}", cfg.rounding).to_lowercase(),
+    };
+    if let Some((_, daily)) = results.iter().find(|(r, _)| r.name == "daily") {
+        let html = summary::render(&headline, daily).context("rendering summary.html")?;
+        let path = out.join("summary.html");
+        std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+        outputs.push("summary.html".to_owned());
+    }
+    outputs.extend(["rejects.ndjson".to_owned(), "manifest.json".to_owned()]);
     let manifest = Manifest {
         rerate_version: env!("CARGO_PKG_VERSION"),
         options: cfg.options.clone(),
@@ -200,11 +288,13 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         skipped_files: cfg.skipped.clone(),
         counts,
         totals,
+        interactions: headline.interactions,
+        outputs,
         partitions: parts,
         stages_ms: stages,
         elapsed_ms: t0.elapsed().as_millis() as u64,
     };
-    manifest.write(&cfg.out)?;
+    manifest.write(out)?;
 
     if !cfg.quiet {
         eprintln!(
@@ -225,6 +315,46 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes one report: partitioned like the legs when it has account_id and date (a day)
+/// columns, else as `DIR/<name>.parquet` / `.csv`.
+fn write_report(
+    df: &mut DataFrame,
+    out: &std::path::Path,
+    name: &str,
+    format: Format,
+    outputs: &mut Vec<String>,
+) -> anyhow::Result<Vec<PartitionStats>> {
+    let partitioned = df
+        .column(ACCOUNT_ID)
+        .is_ok_and(|c| c.dtype() == &DataType::String)
+        && df.column(DATE).is_ok_and(|c| c.dtype() == &DataType::Date);
+    if partitioned {
+        let columns: Vec<&str> = df
+            .get_column_names()
+            .into_iter()
+            .map(|c| c.as_str())
+            .filter(|c| *c != ACCOUNT_ID && *c != DATE)
+            .collect();
+        outputs.push(name.to_owned());
+        let table = Table {
+            name,
+            columns,
+            order: vec![],
+        };
+        return Ok(write_partitioned(df, out, &table, format)?);
+    }
+    write_files(df, out, name, format)?;
+    for (on, ext) in [
+        (format != Format::Csv, "parquet"),
+        (format != Format::Parquet, "csv"),
+    ] {
+        if on {
+            outputs.push(format!("{name}.{ext}"));
+        }
+    }
+    Ok(vec![])
+}
+
 /// Units (1/10,000) as a currency amount with four decimals.
 pub fn units_to_decimal(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
@@ -237,12 +367,13 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let t = &m.totals;
     let mb = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>() as f64 / 1e6;
     let mut s = format!(
-        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs written to {} partitions",
+        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs ({} interactions) written to {} partitions",
         c.records_read,
         m.inputs.len(),
         m.elapsed_ms as f64 / 1000.0,
         c.legs_written,
-        m.partitions.len(),
+        m.interactions,
+        m.partitions.iter().filter(|p| p.table == "legs").count(),
     );
     if c.rejected > 0 {
         s += &format!(", {} rejected (see {rejects_path})", c.rejected);

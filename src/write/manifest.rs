@@ -20,6 +20,10 @@ pub struct Manifest {
     pub skipped_files: Vec<Skipped>,
     pub counts: Counts,
     pub totals: Totals,
+    pub interactions: u64,
+    /// What this run wrote at the top of the output folder (replaced by the next run).
+    pub outputs: Vec<String>,
+    /// Every partition of every table, with its rows and money.
     pub partitions: Vec<PartitionStats>,
     /// Milliseconds per stage, in run order.
     pub stages_ms: BTreeMap<&'static str, u64>,

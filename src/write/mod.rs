@@ -6,6 +6,7 @@
 
 pub mod manifest;
 pub mod partition;
+pub mod summary;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -16,8 +17,8 @@ use rayon::prelude::*;
 
 use crate::ingest::Reject;
 use crate::schema::{
-    leg_columns, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, COST_UNITS, DATE,
-    RATED_COST_UNITS, RESELLER_COST_UNITS, START_TIME, UNASSIGNED_ACCOUNT,
+    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, RATED_COST_UNITS,
+    RESELLER_COST_UNITS, UNASSIGNED_ACCOUNT,
 };
 use crate::time::format_date;
 
@@ -72,7 +73,7 @@ fn pl_err(path: &Path) -> impl Fn(PolarsError) -> WriteError + '_ {
 /// One written partition and its totals.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionStats {
-    pub table: &'static str,
+    pub table: String,
     pub account_id: String,
     pub date: Option<String>,
     pub path: String,
@@ -85,7 +86,13 @@ pub struct PartitionStats {
 }
 
 /// The things a run replaces in its output folder.
-const OUTPUTS: &[&str] = &["legs", "rejects.ndjson", "manifest.json"];
+const OUTPUTS: &[&str] = &[
+    "legs",
+    "interactions",
+    "rejects.ndjson",
+    "manifest.json",
+    "summary.html",
+];
 
 /// Makes `out` ready: creates it, or clears a previous run's outputs from it. A non-empty
 /// folder that is not a rerate output is refused, so a typo cannot wipe someone's files.
@@ -93,11 +100,14 @@ pub fn prepare_out_dir(out: &Path) -> Result<(), WriteError> {
     if out.exists() {
         let mut entries = fs::read_dir(out).map_err(io_err(out))?;
         let empty = entries.next().is_none();
-        if !empty && !out.join("manifest.json").is_file() {
+        let manifest = out.join("manifest.json");
+        if !empty && !manifest.is_file() {
             return Err(WriteError::NotAnOutputFolder(out.display().to_string()));
         }
-        for name in OUTPUTS {
-            let p = out.join(name);
+        let mut names: Vec<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
+        names.extend(previous_outputs(&manifest));
+        for name in names {
+            let p = out.join(&name);
             if p.is_dir() {
                 fs::remove_dir_all(&p).map_err(io_err(&p))?;
             } else if p.exists() {
@@ -108,67 +118,106 @@ pub fn prepare_out_dir(out: &Path) -> Result<(), WriteError> {
     fs::create_dir_all(out).map_err(io_err(out))
 }
 
-/// Writes the legs dataset, one folder per (account_id, date), in parallel.
-pub fn write_legs(
-    legs: &DataFrame,
+/// The top-level names a previous run's manifest says it wrote; only plain names are
+/// trusted, so a doctored manifest cannot point outside the folder.
+fn previous_outputs(manifest: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(manifest) else {
+        return vec![];
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return vec![];
+    };
+    v["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains(['/', '\\', '\0']))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A table written as a Hive-partitioned dataset.
+#[derive(Debug, Clone)]
+pub struct Table<'a> {
+    /// Folder name under the output folder, and the manifest's `table`.
+    pub name: &'a str,
+    /// The files' columns, in order (the partition columns are not among them).
+    pub columns: Vec<&'a str>,
+    /// The row order inside each partition: these columns, ascending, nulls last.
+    pub order: Vec<&'a str>,
+}
+
+/// Writes `df` under `out/<table>/account_id=<ID>/date=<YYYY-MM-DD>/`, one folder per
+/// partition, in parallel. `df` has `account_id` (null: `_unassigned`) and `date` columns.
+pub fn write_partitioned(
+    df: &DataFrame,
     out: &Path,
+    table: &Table,
     format: Format,
 ) -> Result<Vec<PartitionStats>, WriteError> {
-    let table = out.join("legs");
-    fs::create_dir_all(&table).map_err(io_err(&table))?;
-    let mut df = legs.clone();
-    let acct = df
-        .column(ACCOUNT_ID)
-        .and_then(|c| c.str().cloned())
-        .map_err(pl_err(&table))?;
-    let mut filled = StringChunkedBuilder::new(ACCOUNT_ID.into(), acct.len());
-    for v in acct.iter() {
-        filled.append_value(v.unwrap_or(UNASSIGNED_ACCOUNT));
-    }
-    df.with_column(filled.finish().into_column())
-        .map_err(pl_err(&table))?;
-    // Rows in a stable order: by partition, then start, then call_id (unique after dedup).
+    let dir = out.join(table.name);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut df = df.clone();
+    fill_unassigned(&mut df).map_err(pl_err(&dir))?;
+    let mut by = vec![ACCOUNT_ID, DATE];
+    by.extend(table.order.iter().copied());
     let df = df
         .sort(
-            [ACCOUNT_ID, DATE, START_TIME, CALL_ID],
+            by,
             SortMultipleOptions::default()
                 .with_maintain_order(true)
                 .with_nulls_last(true),
         )
-        .map_err(pl_err(&table))?;
+        .map_err(pl_err(&dir))?;
     let parts = df
         .partition_by_stable([ACCOUNT_ID, DATE], true)
-        .map_err(pl_err(&table))?;
-    let cols = leg_columns();
+        .map_err(pl_err(&dir))?;
     parts
         .into_par_iter()
-        .map(|part| write_partition(part, &table, &cols, format))
+        .map(|part| write_partition(part, &dir, table, format))
         .collect()
+}
+
+/// Gives legs without an account the `_unassigned` account, as their partition says.
+pub fn fill_unassigned(df: &mut DataFrame) -> PolarsResult<()> {
+    let acct = df.column(ACCOUNT_ID)?.str()?;
+    if acct.null_count() == 0 {
+        return Ok(());
+    }
+    let mut filled = StringChunkedBuilder::new(ACCOUNT_ID.into(), acct.len());
+    for v in acct.iter() {
+        filled.append_value(v.unwrap_or(UNASSIGNED_ACCOUNT));
+    }
+    df.with_column(filled.finish().into_column())?;
+    Ok(())
 }
 
 fn write_partition(
     part: DataFrame,
-    table: &Path,
-    cols: &[&str],
+    table_dir: &Path,
+    table: &Table,
     format: Format,
 ) -> Result<PartitionStats, WriteError> {
     let account = part
         .column(ACCOUNT_ID)
         .and_then(|c| c.str().map(|s| s.get(0).map(str::to_owned)))
-        .map_err(pl_err(table))?
+        .map_err(pl_err(table_dir))?
         .unwrap_or_else(|| UNASSIGNED_ACCOUNT.to_owned());
     let date = part
         .column(DATE)
         .and_then(|c| c.date().map(|d| d.physical().get(0)))
-        .map_err(pl_err(table))?
+        .map_err(pl_err(table_dir))?
         .map(format_date);
-    let dir = table
+    let dir = table_dir
         .join(partition::dir_name(ACCOUNT_ID, Some(&account)))
         .join(partition::dir_name(DATE, date.as_deref()));
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let mut file_df = part.select(cols.iter().copied()).map_err(pl_err(&dir))?;
+    let mut file_df = part
+        .select(table.columns.iter().copied())
+        .map_err(pl_err(&dir))?;
     let stats = PartitionStats {
-        table: "legs",
+        table: table.name.to_owned(),
         account_id: account,
         date,
         path: dir.display().to_string(),
@@ -179,13 +228,24 @@ fn write_partition(
         cost_units: sum_i64(&part, COST_UNITS),
         reseller_cost_units: sum_i64(&part, RESELLER_COST_UNITS),
     };
+    write_files(&mut file_df, &dir, "part-0", format)?;
+    Ok(stats)
+}
+
+/// Writes `<dir>/<stem>.parquet` and/or `<dir>/<stem>.csv`.
+pub fn write_files(
+    df: &mut DataFrame,
+    dir: &Path,
+    stem: &str,
+    format: Format,
+) -> Result<(), WriteError> {
     if format.parquet() {
-        write_parquet(&mut file_df, &dir.join("part-0.parquet"))?;
+        write_parquet(df, &dir.join(format!("{stem}.parquet")))?;
     }
     if format.csv() {
-        write_csv(&mut file_df, &dir.join("part-0.csv"))?;
+        write_csv(df, &dir.join(format!("{stem}.csv")))?;
     }
-    Ok(stats)
+    Ok(())
 }
 
 fn sum_i64(df: &DataFrame, col: &str) -> i64 {
@@ -207,8 +267,20 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> 
     Ok(())
 }
 
-/// CSV: header row, RFC 4180 quoting (only where needed), ISO 8601 UTC timestamps.
+/// CSV: header row, RFC 4180 quoting (only where needed), ISO 8601 UTC timestamps, decimals
+/// as plain numbers, lists as JSON arrays.
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
+    let mut owned;
+    let df = if df
+        .columns()
+        .iter()
+        .any(|c| matches!(c.dtype(), DataType::List(_)))
+    {
+        owned = lists_as_json(df).map_err(pl_err(path))?;
+        &mut owned
+    } else {
+        df
+    };
     let file = File::create(path).map_err(io_err(path))?;
     CsvWriter::new(BufWriter::new(file))
         .include_header(true)
@@ -217,6 +289,30 @@ pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
         .with_date_format(Some("%Y-%m-%d".into()))
         .finish(df)
         .map_err(pl_err(path))
+}
+
+/// A copy of `df` whose list-of-string columns are JSON array text (CSV has no lists).
+fn lists_as_json(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut out = df.clone();
+    for c in df.columns() {
+        if !matches!(c.dtype(), DataType::List(_)) {
+            continue;
+        }
+        let list = c.list()?;
+        let mut b = StringChunkedBuilder::new(c.name().clone(), list.len());
+        for i in 0..list.len() {
+            match list.get_as_series(i) {
+                None => b.append_null(),
+                Some(s) => {
+                    let items: Vec<Option<String>> =
+                        s.str()?.iter().map(|x| x.map(str::to_owned)).collect();
+                    b.append_value(serde_json::to_string(&items).unwrap_or_default());
+                }
+            }
+        }
+        out.with_column(b.finish().into_column())?;
+    }
+    Ok(out)
 }
 
 /// `rejects.ndjson`: one object per rejected record, in file and line order.

@@ -1,0 +1,48 @@
+-- One row per account and day: legs, interactions, answer rate, minutes and money.
+WITH l AS (
+    SELECT
+        account_id,
+        date,
+        COUNT(*) AS legs,
+        SUM(CASE WHEN billing_seconds > 0 THEN 1 ELSE 0 END) AS answered_legs,
+        SUM(CASE WHEN billing_seconds > 0 THEN billing_seconds ELSE 0 END) AS billing_seconds,
+        SUM(billed_seconds) AS billed_seconds,
+        SUM(rated_cost_units) AS rated_cost_units,
+        SUM(cost_units) AS cost_units,
+        SUM(reseller_cost_units) AS reseller_cost_units,
+        SUM(CASE WHEN call_direction = 'inbound' THEN 1 ELSE 0 END) AS inbound_legs,
+        SUM(CASE WHEN call_direction = 'outbound' THEN 1 ELSE 0 END) AS outbound_legs,
+        SUM(
+            CASE
+                WHEN (account_billing = 'per_minute' OR reseller_billing = 'per_minute') AND rate IS NULL
+                THEN 1 ELSE 0
+            END
+        ) AS unrated_per_minute_legs
+    FROM legs
+    GROUP BY account_id, date
+),
+i AS (
+    SELECT account_id, date, COUNT(*) AS interactions
+    FROM interactions
+    GROUP BY account_id, date
+)
+SELECT
+    l.account_id,
+    l.date,
+    l.legs,
+    COALESCE(i.interactions, 0) AS interactions,
+    l.answered_legs,
+    CAST(l.answered_legs AS DOUBLE) / l.legs AS asr,
+    CASE WHEN l.answered_legs > 0 THEN CAST(l.billing_seconds AS DOUBLE) / l.answered_legs END AS acd_seconds,
+    l.billing_seconds,
+    l.billed_seconds,
+    CAST(l.billing_seconds AS DOUBLE) / 60 AS minutes_of_use,
+    l.rated_cost_units,
+    l.cost_units,
+    l.reseller_cost_units,
+    l.inbound_legs,
+    l.outbound_legs,
+    l.unrated_per_minute_legs
+FROM l
+LEFT JOIN i ON l.account_id = i.account_id AND l.date = i.date
+ORDER BY l.account_id, l.date

@@ -1,0 +1,24 @@
+-- Legs per account, day and hangup cause, with each cause's share of the day's legs.
+WITH c AS (
+    SELECT account_id, date, COALESCE(hangup_cause, 'UNKNOWN') AS hangup_cause
+    FROM legs
+),
+n AS (
+    SELECT account_id, date, hangup_cause, COUNT(*) AS legs
+    FROM c
+    GROUP BY account_id, date, hangup_cause
+),
+t AS (
+    SELECT account_id, date, COUNT(*) AS day_legs
+    FROM legs
+    GROUP BY account_id, date
+)
+SELECT
+    n.account_id,
+    n.date,
+    n.hangup_cause,
+    n.legs,
+    CAST(n.legs AS DOUBLE) / t.day_legs AS share
+FROM n
+JOIN t ON n.account_id = t.account_id AND n.date = t.date
+ORDER BY n.account_id, n.date, n.legs DESC, n.hangup_cause
