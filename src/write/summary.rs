@@ -69,7 +69,7 @@ fn group_digits(n: i64) -> String {
 
 /// A small bar chart, one bar per day.
 fn bars(title: &str, days: &[(String, f64)], color: &str, label: impl Fn(f64) -> String) -> String {
-    let (w, h, pad) = (560.0f64, 150.0f64, 24.0f64);
+    let (w, h, pad) = (500.0f64, 150.0f64, 24.0f64);
     let max = days.iter().map(|d| d.1).fold(0.0f64, f64::max).max(1e-9);
     let slot = (w - 2.0 * pad) / days.len().max(1) as f64;
     let bw = (slot * 0.7).clamp(2.0, 60.0);
