@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod interactions;
 pub mod progress;
 pub mod rate;
+pub mod reconcile;
 pub mod reports;
 pub mod schema;
 pub mod time;

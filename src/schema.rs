@@ -204,6 +204,33 @@ pub const RESELLER_COST_UNITS: &str = "reseller_cost_units";
 pub const SOURCE_FILE: &str = "source_file";
 pub const SOURCE_LINE: &str = "source_line";
 
+pub const SOURCE_FORMAT: &str = "source_format";
+pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
+pub const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
+pub const DERIVED_COST_UNITS: &str = "derived_cost_units";
+pub const DECK_RATE_NAME: &str = "deck_rate_name";
+pub const DECK_RATE: &str = "deck_rate";
+pub const DECK_RATE_INCREMENT: &str = "deck_rate_increment";
+pub const DECK_RATE_MINIMUM: &str = "deck_rate_minimum";
+pub const DECK_SURCHARGE: &str = "deck_surcharge";
+pub const DECK_NOCHARGE_TIME: &str = "deck_nocharge_time";
+pub const DECK_COST_UNITS: &str = "deck_cost_units";
+
+/// Money as KAZOO recorded it: the crossbar CSV's `cost` and `reseller_cost` (null for JSON
+/// legs until reconciliation fills in KAZOO's own arithmetic).
+pub const RECORDED_COLS: &[&str] = &[RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS];
+
+/// The rate deck's choice for a leg, and what it costs with the deck's parameters.
+pub const DECK_COLS: &[&str] = &[
+    DECK_RATE_NAME,
+    DECK_RATE,
+    DECK_RATE_INCREMENT,
+    DECK_RATE_MINIMUM,
+    DECK_SURCHARGE,
+    DECK_NOCHARGE_TIME,
+    DECK_COST_UNITS,
+];
+
 /// The money columns the rating stage adds, in output order.
 pub const RATED_COLS: &[&str] = &[
     BILLED_SECONDS,
@@ -246,11 +273,14 @@ pub fn leg_columns() -> Vec<&'static str> {
     );
     cols.extend_from_slice(RATED_COLS);
     cols.push(RATING_FLAGS);
+    cols.extend_from_slice(RECORDED_COLS);
+    cols.push(DERIVED_COST_UNITS);
+    cols.extend_from_slice(DECK_COLS);
     cols.extend(CCV_STR[CCV_STR_BILLING..].iter().copied());
     cols.extend_from_slice(&[TIMESTAMP, CHANNEL_CREATED_TIME, "interaction_time"]);
     cols.extend(TOP_STR[10..].iter().copied());
     cols.extend_from_slice(JSON_COLS);
-    cols.extend_from_slice(&[SOURCE_FILE, SOURCE_LINE]);
+    cols.extend_from_slice(&[SOURCE_FORMAT, SOURCE_FILE, SOURCE_LINE]);
     cols
 }
 

@@ -12,107 +12,432 @@ const B: &str = "b2e4d6f8a0c2e4f6a8b0c2d4e6f8a0b2";
 const S1: &str = "7600efb3424dc4b79854521fd4563d0a";
 const S2: &str = "7f89565344e3e6302df60168420e9265";
 const S3: &str = "91eb05e5c68d7ca05e7618b6821d2d16";
+const R: &str = "5e1f0c2d3b4a59687766554433221100";
+const S: &str = "6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d";
 
 /// (call_id, account, date, billed_seconds, rated, cost, reseller_cost, rating_flags)
 type Expected = (
     &'static str,
     &'static str,
     &'static str,
-    i64,
-    i64,
-    i64,
-    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
     Option<&'static str>,
 );
 
 const EXPECTED: &[Expected] = &[
     // crossbar/cdrs_pages.json (per_minute customer, flat_rate reseller unless noted)
-    ("page1-leg1", A, "2026-11-02", 60, 2262, 2262, 0, None),
-    ("page1-leg2", A, "2026-11-02", 66, 2488, 2488, 0, None),
+    (
+        "page1-leg1",
+        A,
+        "2026-11-02",
+        Some(60),
+        Some(2262),
+        Some(2262),
+        Some(0),
+        None,
+    ),
+    (
+        "page1-leg2",
+        A,
+        "2026-11-02",
+        Some(66),
+        Some(2488),
+        Some(2488),
+        Some(0),
+        None,
+    ),
     // R=22 RI=1 RM=0 300 s: KAZOO's doubles give 109 (exact: 110); reseller per_minute too.
-    ("page2-leg1", A, "2026-11-02", 300, 109, 109, 109, None),
-    ("page2-leg2", A, "2026-11-03", 120, 3393, 3393, 0, None),
-    ("single-unanswered", A, "2026-11-03", 0, 0, 0, 0, None),
+    (
+        "page2-leg1",
+        A,
+        "2026-11-02",
+        Some(300),
+        Some(109),
+        Some(109),
+        Some(109),
+        None,
+    ),
+    (
+        "page2-leg2",
+        A,
+        "2026-11-03",
+        Some(120),
+        Some(3393),
+        Some(3393),
+        Some(0),
+        None,
+    ),
+    (
+        "single-unanswered",
+        A,
+        "2026-11-03",
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        None,
+    ),
     // gzip/legs.ndjson.gz (it also repeats page1-leg1, identically)
-    ("gz-leg1", A, "2026-11-02", 180, 950, 950, 0, None),
-    ("gz-tz-edge", A, "2026-11-03", 60, 600, 600, 0, None),
+    (
+        "gz-leg1",
+        A,
+        "2026-11-02",
+        Some(180),
+        Some(950),
+        Some(950),
+        Some(0),
+        None,
+    ),
+    (
+        "gz-tz-edge",
+        A,
+        "2026-11-03",
+        Some(60),
+        Some(600),
+        Some(600),
+        Some(0),
+        None,
+    ),
     // ndjson/mixed.ndjson
-    ("nd-nocharge", B, "2026-11-02", 0, 0, 0, 0, None),
-    ("nd-over-nocharge", B, "2026-11-02", 60, 1000, 1000, 0, None),
+    (
+        "nd-nocharge",
+        B,
+        "2026-11-02",
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        None,
+    ),
+    (
+        "nd-over-nocharge",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(1000),
+        Some(1000),
+        Some(0),
+        None,
+    ),
     // the later, conflicting copy wins: 121 s, 1 + 3 * 600 = 1801, minus trunc(0.07 * 1801) = 126
     (
         "nd-surcharge-discount",
         B,
         "2026-11-02",
-        180,
-        1675,
-        1675,
-        0,
+        Some(180),
+        Some(1675),
+        Some(1675),
+        Some(0),
         None,
     ),
     (
         "nd-decimal-rate",
         B,
         "2026-11-02",
-        120,
-        2,
-        2,
-        0,
+        Some(120),
+        Some(2),
+        Some(2),
+        Some(0),
         Some("decimal:rate"),
     ),
-    ("nd-increment-zero", B, "2026-11-02", 60, 600, 600, 0, None),
-    ("nd-offset", B, "2026-11-02", 60, 600, 600, 0, None),
-    ("nd-unrated", B, "2026-11-02", 60, 0, 0, 0, Some("unrated")),
-    ("nd-flat-rate", B, "2026-11-02", 60, 1000, 0, 1000, None),
+    (
+        "nd-increment-zero",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(600),
+        Some(600),
+        Some(0),
+        None,
+    ),
+    (
+        "nd-offset",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(600),
+        Some(600),
+        Some(0),
+        None,
+    ),
+    (
+        "nd-unrated",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some("unrated"),
+    ),
+    (
+        "nd-flat-rate",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(1000),
+        Some(0),
+        Some(1000),
+        None,
+    ),
     // arrays/legs_array.json
-    ("arr-leg", B, "2026-11-02", 60, 1200, 1200, 0, None),
+    (
+        "arr-leg",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(1200),
+        Some(1200),
+        Some(0),
+        None,
+    ),
     (
         "arr-no-account",
         "_unassigned",
         "2026-11-02",
-        90,
-        1800,
-        1800,
-        0,
+        Some(90),
+        Some(1800),
+        Some(1800),
+        Some(0),
         None,
     ),
     // ndjson/interaction.ndjson: one call of three legs across two accounts, and two legs
     // joined only by their bridge_id
-    ("ix-a-leg", A, "2026-11-02", 120, 0, 0, 0, None),
-    ("ix-b-leg", A, "2026-11-02", 120, 1200, 1200, 0, None),
-    ("ix-c-leg", B, "2026-11-02", 60, 1000, 1000, 0, None),
-    ("br-1", B, "2026-11-02", 0, 0, 0, 0, None),
-    ("br-2", B, "2026-11-02", 0, 0, 0, 0, None),
+    (
+        "ix-a-leg",
+        A,
+        "2026-11-02",
+        Some(120),
+        Some(0),
+        Some(0),
+        Some(0),
+        None,
+    ),
+    (
+        "ix-b-leg",
+        A,
+        "2026-11-02",
+        Some(120),
+        Some(1200),
+        Some(1200),
+        Some(0),
+        None,
+    ),
+    (
+        "ix-c-leg",
+        B,
+        "2026-11-02",
+        Some(60),
+        Some(1000),
+        Some(1000),
+        Some(0),
+        None,
+    ),
+    (
+        "br-1",
+        B,
+        "2026-11-02",
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        None,
+    ),
+    (
+        "br-2",
+        B,
+        "2026-11-02",
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        None,
+    ),
     // kazoo-samples: the real KAZOO documents
     (
         "SD80b4301-08cad0a2bb1f10205aba739d13258341-06a91u0",
         S1,
         "2019-05-06",
-        60,
-        2262,
-        0,
-        0,
+        Some(60),
+        Some(2262),
+        Some(0),
+        Some(0),
         None,
     ),
     (
         "ZjM1ODg3NTNhNTI4NmM5ZTA3MmFjZWYzMWJmZGNkZjc",
         S2,
         "2013-07-29",
-        0,
-        0,
-        0,
-        0,
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
         Some("time_from_pvt_created"),
     ),
     (
         "NDlkNGI3OTZlMDgzNWQxNGYxNTA3NjQ4NDZjNDFkOTc",
         S3,
         "2019-05-06",
-        60,
-        0,
-        0,
-        0,
+        Some(60),
+        Some(0),
+        Some(0),
+        Some(0),
         None,
+    ),
+    // reconcile/: crossbar CSV exports (no deck here, so no money: the deck prices CSV legs)
+    (
+        "c-ok-1",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-ok-2",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-ok-flat",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-rounding",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-rate-mismatch",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-billing-flat-charged",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-billing-pm-free",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-unrated",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("unrated,no_deck_rate"),
+    ),
+    (
+        "c-mismatch",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "c-no-deck-rate",
+        R,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "d-ok",
+        S,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    (
+        "d-mismatch",
+        S,
+        "2026-11-04",
+        None,
+        None,
+        None,
+        None,
+        Some("no_deck_rate"),
+    ),
+    // reconcile/json_legs.ndjson: JSON legs are rated from their own CCVs
+    (
+        "j-ok",
+        R,
+        "2026-11-04",
+        Some(66),
+        Some(2488),
+        Some(2488),
+        Some(0),
+        None,
+    ),
+    (
+        "j-rate-mismatch",
+        R,
+        "2026-11-04",
+        Some(66),
+        Some(2200),
+        Some(2200),
+        Some(0),
+        None,
+    ),
+    (
+        "j-unrated",
+        R,
+        "2026-11-04",
+        Some(60),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some("unrated"),
     ),
 ];
 
@@ -151,7 +476,16 @@ fn exact_rounding_differs_only_where_doubles_lose_a_unit() -> TestResult {
     let exp: Vec<Expected> = EXPECTED
         .iter()
         .map(|e| match e.0 {
-            "page2-leg1" => (e.0, e.1, e.2, 300, 110, 110, 110, None),
+            "page2-leg1" => (
+                e.0,
+                e.1,
+                e.2,
+                Some(300),
+                Some(110),
+                Some(110),
+                Some(110),
+                None,
+            ),
             _ => *e,
         })
         .collect();
@@ -232,9 +566,10 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
     let (_dir, out) = run_fixtures(&[])?;
     let m = json_file(&out.join("manifest.json"));
     let c = &m["counts"];
-    // 5 page records + 17 + 5 NDJSON lines + 2 array elements + 3 gzip lines + 3 samples = 35.
-    assert_eq!(c["records_read"], 35);
-    assert_eq!(c["legs_written"], 25);
+    // 5 page records + 17 + 5 + 3 NDJSON lines + 2 array elements + 3 gzip lines + 3 samples
+    // + 12 CSV rows = 50.
+    assert_eq!(c["records_read"], 50);
+    assert_eq!(c["legs_written"], 40);
     assert_eq!(c["rejected"], 7);
     // page1-leg1 again in the gzip file, nd-over-nocharge twice: identical; one conflict.
     assert_eq!(c["duplicates_dropped"], 3);
@@ -255,25 +590,25 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
         .iter()
         .filter(|p| p["table"] == "legs")
         .collect();
-    assert_eq!(parts.len(), 7);
+    assert_eq!(parts.len(), 9);
     let sum = |k: &str| {
         parts
             .iter()
             .map(|p| p[k].as_i64().unwrap_or(-1))
             .sum::<i64>()
     };
-    assert_eq!(sum("rows"), 25);
+    assert_eq!(sum("rows"), 40);
     let t = &m["totals"];
     assert_eq!(
         (sum("rated_cost_units"), t["rated_cost_units"].as_i64()),
-        (22141, Some(22141))
+        (22141 + 2488 + 2200, Some(26829))
     );
     assert_eq!(
         (sum("cost_units"), t["cost_units"].as_i64()),
-        (18879, Some(18879))
+        (18879 + 2488 + 2200, Some(23567))
     );
     assert_eq!(t["reseller_cost_units"], 1109);
-    assert_eq!(t["billed_seconds"], 1956);
+    assert_eq!(t["billed_seconds"], 1956 + 66 + 66 + 60);
     let a = parts
         .iter()
         .find(|p| p["account_id"] == A && p["date"] == "2026-11-02")
@@ -282,7 +617,11 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
     assert_eq!(a["cost_units"], 2262 + 2488 + 109 + 950 + 1200);
 
     let inputs = m["inputs"].as_array().ok_or("inputs")?;
-    assert_eq!(inputs.len(), 8);
+    assert_eq!(
+        inputs.len(),
+        11,
+        "the rate deck in fixtures/reconcile is skipped"
+    );
     assert!(inputs.iter().all(|f| f["bytes"].as_u64().unwrap_or(0) > 0));
     let gz = inputs
         .iter()

@@ -64,10 +64,10 @@ pub fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
 pub struct LegRow {
     pub account: String,
     pub date: String,
-    pub billed: i64,
-    pub rated: i64,
-    pub cost: i64,
-    pub reseller: i64,
+    pub billed: Option<i64>,
+    pub rated: Option<i64>,
+    pub cost: Option<i64>,
+    pub reseller: Option<i64>,
     pub flags: Option<String>,
 }
 
@@ -152,10 +152,10 @@ pub fn legs(out: &Path) -> BTreeMap<String, LegRow> {
             let row = LegRow {
                 account: account.clone(),
                 date: date.clone(),
-                billed: b.get(i).expect("billed"),
-                rated: r.get(i).expect("rated"),
-                cost: c.get(i).expect("cost"),
-                reseller: s.get(i).expect("reseller"),
+                billed: b.get(i),
+                rated: r.get(i),
+                cost: c.get(i),
+                reseller: s.get(i),
                 flags: flags.get(i).map(str::to_owned),
             };
             assert!(m.insert(id.clone(), row).is_none(), "{id} written twice");

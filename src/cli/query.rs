@@ -57,7 +57,13 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
         let Some(name) = p.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
-        let lf = if p.is_dir() {
+        let has_parquet = |d: &Path| {
+            walkdir::WalkDir::new(d)
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        };
+        let lf = if p.is_dir() && has_parquet(&p) {
             let glob = format!("{}/**/*.parquet", p.display());
             let args = ScanArgsParquet {
                 hive_options: HiveOptions {
@@ -76,6 +82,12 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
         };
         let lf = lf.map_err(|e| anyhow::anyhow!("opening {}: {e}", p.display()))?;
         tables.push((name, lf));
+    }
+    if tables.is_empty() {
+        bail!(
+            "{} holds no Parquet dataset to query (a run with --format csv writes none)",
+            data.display()
+        );
     }
     Ok(tables)
 }
@@ -112,6 +124,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             std::env::set_var("POLARS_FMT_MAX_ROWS", args.max_rows.to_string());
             std::env::set_var("POLARS_FMT_MAX_COLS", "64");
             std::env::set_var("POLARS_FMT_STR_LEN", "48");
+            if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // Piped or captured: no terminal width to fit, so do not squeeze the columns.
+                std::env::set_var("POLARS_TABLE_WIDTH", "65535");
+            }
             println!("{df}");
         }
     }

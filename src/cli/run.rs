@@ -13,7 +13,8 @@ use crate::ingest::discover::{discover, InputFile, Skipped};
 use crate::ingest::{ingest, IngestOptions};
 use crate::interactions;
 use crate::progress::Progress;
-use crate::rate::{rate_frame, Rounding};
+use crate::rate::{apply_deck, rate_frame, DeckSet, RateSort, Rounding};
+use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
 use crate::time::ReportTz;
@@ -65,6 +66,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
     pub chunk_size: usize,
 
+    /// A KAZOO rate deck CSV (the hotornot tasks format: prefix, rate_cost in dollars,
+    /// rate_increment, rate_minimum, rate_surcharge, direction, weight, rate_name, ratedeck_id,
+    /// routes, ...). Each leg gets the rate KAZOO would pick (deck_* columns); crossbar CSV legs
+    /// are priced from it; reconciliation compares against it.
+    #[arg(long, value_name = "FILE")]
+    pub rates: Option<PathBuf>,
+
+    /// `account_id,ratedeck_id` lines: accounts priced from their own ratedeck (the deck rows
+    /// with that ratedeck_id); other accounts use the rows without a ratedeck_id.
+    #[arg(long, value_name = "FILE", requires = "rates")]
+    pub ratedeck_map: Option<PathBuf>,
+
+    /// Among rates of the same prefix length: `weight` (lower first, default 100) or `cost`
+    /// (higher rate_cost first).
+    #[arg(long, value_enum, default_value_t = RateSort::Weight)]
+    pub rate_sort: RateSort,
+
     /// A folder of your own `.sql` reports, run like the built-in ones against the `legs` and
     /// `interactions` tables; each is written as a report named after its file (partitioned
     /// when the result has account_id and date columns, else DIR/<name>.parquet).
@@ -113,6 +131,7 @@ struct RunConfig {
     chunk_size: usize,
     quiet: bool,
     reports: Vec<Report>,
+    decks: Option<DeckSet>,
     options: serde_json::Value,
 }
 
@@ -125,6 +144,31 @@ impl RunConfig {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let (files, skipped) = discover(&args.inputs)?;
+        let decks = match &args.rates {
+            None => None,
+            Some(path) => {
+                let mut d = DeckSet::load(path, args.rate_sort)?;
+                if let Some(map) = &args.ratedeck_map {
+                    d.load_account_map(map)?;
+                }
+                for i in d.issues.iter().take(20) {
+                    eprintln!(
+                        "rerate: rate deck {}, line {}: {}",
+                        path.display(),
+                        i.line,
+                        i.reason
+                    );
+                }
+                if d.issues.len() > 20 {
+                    eprintln!(
+                        "rerate: rate deck {}: {} more bad rows (see manifest.json)",
+                        path.display(),
+                        d.issues.len() - 20
+                    );
+                }
+                Some(d)
+            }
+        };
         let mut reports = reports::builtin();
         if let Some(dir) = &args.queries {
             reports.extend(reports::load_dir(dir)?);
@@ -138,6 +182,9 @@ impl RunConfig {
             "threads": threads,
             "chunk_size": args.chunk_size,
             "queries": args.queries.as_ref().map(|q| q.display().to_string()),
+            "rates": args.rates.as_ref().map(|q| q.display().to_string()),
+            "ratedeck_map": args.ratedeck_map.as_ref().map(|q| q.display().to_string()),
+            "rate_sort": args.rate_sort,
         });
         Ok(RunConfig {
             files,
@@ -150,6 +197,7 @@ impl RunConfig {
             chunk_size: args.chunk_size,
             quiet: args.quiet,
             reports,
+            decks,
             options,
         })
     }
@@ -198,8 +246,13 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let (mut legs, dedup_stats) = dedup(ingested.legs).context("deduplicating legs")?;
     stage("3_dedup", &mut stages);
 
+    apply_deck(&mut legs, cfg.decks.as_ref(), cfg.rounding).context("looking up the rate deck")?;
     rate_frame(&mut legs, cfg.rounding).context("rating legs")?;
     stage("4_rate", &mut stages);
+    let (mut recon, recon_summary) =
+        reconcile::reconcile(&mut legs, cfg.rounding).context("reconciling legs")?;
+    fill_unassigned(&mut recon)?;
+    stage("4b_reconcile", &mut stages);
 
     let mut calls = interactions::build(&legs).context("grouping legs into interactions")?;
     fill_unassigned(&mut legs)?;
@@ -209,6 +262,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let mut ctx = reports::context(&[
         ("legs", legs.clone().lazy()),
         ("interactions", calls.clone().lazy()),
+        ("reconciliation", recon.clone().lazy()),
     ]);
     let mut results = Vec::with_capacity(cfg.reports.len());
     for r in &cfg.reports {
@@ -240,6 +294,17 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         },
         cfg.format,
     )?);
+    parts.extend(write_partitioned(
+        &recon,
+        out,
+        &Table {
+            name: "reconciliation",
+            columns: reconcile::columns(),
+            order: vec![START_TIME, CALL_ID],
+        },
+        cfg.format,
+    )?);
+    outputs.push("reconciliation".to_owned());
     for (r, df) in &mut results {
         parts.extend(write_report(df, out, &r.name, cfg.format, &mut outputs)?);
     }
@@ -289,6 +354,12 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         counts,
         totals,
         interactions: headline.interactions,
+        reconciliation: recon_summary,
+        rate_deck_issues: cfg
+            .decks
+            .as_ref()
+            .map(|d| d.issues.clone())
+            .unwrap_or_default(),
         outputs,
         partitions: parts,
         stages_ms: stages,
@@ -391,6 +462,24 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
         units_to_decimal(t.reseller_cost_units),
         t.reseller_cost_units,
     );
+    let r = &m.reconciliation;
+    let classes: Vec<String> = r.by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    s += &format!(
+        "\nReconciliation: {} legs reported{}; total delta {} units ({}, derived minus recorded){}.",
+        r.rows,
+        if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) },
+        r.total_delta_units,
+        units_to_decimal(r.total_delta_units),
+        if r.not_derived > 0 { format!("; {} CSV legs not derived (no deck rate)", r.not_derived) } else { String::new() },
+    );
+    if !r.worst_accounts.is_empty() {
+        let worst: Vec<String> = r
+            .worst_accounts
+            .iter()
+            .map(|(a, n, d)| format!("{a} ({n} legs, {d} units)"))
+            .collect();
+        s += &format!(" Worst accounts: {}.", worst.join(", "));
+    }
     s
 }
 

@@ -5,8 +5,8 @@ use polars::prelude::*;
 
 use super::record::{Leg, N_CCV, N_INT, N_JSON, N_TOP};
 use crate::schema::{
-    int_field_dtype, CCV_STR, DATE, END_TIME, INT_FIELDS, JSON_COLS, RATING_FLAGS, SOURCE_FILE,
-    SOURCE_LINE, START_TIME, TOP_STR,
+    int_field_dtype, CCV_STR, DATE, END_TIME, INT_FIELDS, JSON_COLS, RATING_FLAGS, RECORDED_COLS,
+    SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE, START_TIME, TOP_STR,
 };
 
 /// A hidden ordering column: the record's index within its unit (a page or an array), so that
@@ -28,6 +28,7 @@ pub struct LegBuilder {
     end: PrimitiveChunkedBuilder<Int64Type>,
     date: PrimitiveChunkedBuilder<Int32Type>,
     flags: StringChunkedBuilder,
+    recorded: [PrimitiveChunkedBuilder<Int64Type>; 2],
     line: PrimitiveChunkedBuilder<Int64Type>,
     record: PrimitiveChunkedBuilder<Int64Type>,
     len: usize,
@@ -59,6 +60,7 @@ impl LegBuilder {
             end: i64b(END_TIME, cap),
             date: PrimitiveChunkedBuilder::new(DATE.into(), cap),
             flags: StringChunkedBuilder::new(RATING_FLAGS.into(), cap),
+            recorded: [i64b(RECORDED_COLS[0], cap), i64b(RECORDED_COLS[1], cap)],
             line: i64b(SOURCE_LINE, cap),
             record: i64b(RECORD_INDEX, cap),
             len: 0,
@@ -90,13 +92,16 @@ impl LegBuilder {
         self.end.append_option(leg.end_us);
         self.date.append_option(leg.date);
         self.flags.append_option(leg.flags.as_option());
+        for (b, v) in self.recorded.iter_mut().zip(leg.recorded) {
+            b.append_option(v);
+        }
         self.line.append_value(line as i64);
         self.record.append_value(record as i64);
         self.len += 1;
     }
 
-    /// The batch as a frame, with `source_file` set for every row.
-    pub fn finish(self, source_file: &str) -> PolarsResult<DataFrame> {
+    /// The batch as a frame, with `source_file` and `source_format` set for every row.
+    pub fn finish(self, source_file: &str, format: &str) -> PolarsResult<DataFrame> {
         let height = self.len;
         let mut cols: Vec<Column> = Vec::with_capacity(N_TOP + N_CCV + N_INT + N_JSON + 8);
         cols.extend(self.top.into_iter().map(|b| b.finish().into_column()));
@@ -113,6 +118,8 @@ impl LegBuilder {
         cols.push(utc_micros(self.end.finish()));
         cols.push(self.date.finish().into_date().into_column());
         cols.push(self.flags.finish().into_column());
+        cols.extend(self.recorded.into_iter().map(|b| b.finish().into_column()));
+        cols.push(StringChunked::full(SOURCE_FORMAT.into(), format, height).into_column());
         cols.push(StringChunked::full(SOURCE_FILE.into(), source_file, height).into_column());
         cols.push(self.line.finish().into_column());
         cols.push(self.record.finish().into_column());

@@ -17,6 +17,17 @@ pub struct InputFile {
     pub path: PathBuf,
     pub bytes: u64,
     pub compression: Compression,
+    pub format: InputFormat,
+}
+
+/// What a file holds, sniffed from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// A stream of JSON values (NDJSON, documents, arrays, crossbar pages).
+    Json,
+    /// KAZOO's crossbar CSV export.
+    Csv,
 }
 
 /// A file found under a directory that rerate does not read, and why.
@@ -51,7 +62,8 @@ fn is_glob(s: &str) -> bool {
 /// Expands the inputs. Files named directly are always read, whatever their name; files found
 /// by walking a directory or matching a glob are read when their name says JSON or CSV.
 pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), IngestError> {
-    let mut found: BTreeMap<PathBuf, String> = BTreeMap::new();
+    // path -> (display name, named directly on the command line)
+    let mut found: BTreeMap<PathBuf, (String, bool)> = BTreeMap::new();
     let mut skipped = Vec::new();
     if inputs.is_empty() {
         return Err(IngestError::NoInputs);
@@ -59,7 +71,7 @@ pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), Ing
     for input in inputs {
         let path = Path::new(input);
         if path.is_file() {
-            add(&mut found, path);
+            add(&mut found, path, true);
         } else if path.is_dir() {
             walk(path, &mut found, &mut skipped)?;
         } else if is_glob(input) {
@@ -77,7 +89,7 @@ pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), Ing
                 if p.is_dir() {
                     walk(&p, &mut found, &mut skipped)?;
                 } else if has_data_extension(&p) {
-                    add(&mut found, &p);
+                    add(&mut found, &p, false);
                 } else {
                     skipped.push(Skipped {
                         path: p.display().to_string(),
@@ -93,23 +105,31 @@ pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), Ing
         }
     }
     let mut files = Vec::with_capacity(found.len());
-    for (path, display) in found {
-        files.push(check(path, display)?);
+    for (path, (display, explicit)) in found {
+        match check(path, display.clone())? {
+            Some(f) => files.push(f),
+            None if explicit => return Err(IngestError::NotCdrCsv(display)),
+            None => skipped.push(Skipped {
+                path: display,
+                reason: "a CSV file without a call_id column: not a crossbar CDR export (a rate deck goes to --rates)".into(),
+            }),
+        }
     }
     Ok((files, skipped))
 }
 
-fn add(found: &mut BTreeMap<PathBuf, String>, path: &Path) {
+fn add(found: &mut BTreeMap<PathBuf, (String, bool)>, path: &Path, explicit: bool) {
     // The same file named twice (or reached twice) is read once.
     let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    found
+    let e = found
         .entry(key)
-        .or_insert_with(|| path.display().to_string());
+        .or_insert_with(|| (path.display().to_string(), explicit));
+    e.1 |= explicit;
 }
 
 fn walk(
     dir: &Path,
-    found: &mut BTreeMap<PathBuf, String>,
+    found: &mut BTreeMap<PathBuf, (String, bool)>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), IngestError> {
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
@@ -124,7 +144,7 @@ fn walk(
         }
         let p = entry.path();
         if has_data_extension(p) {
-            add(found, p);
+            add(found, p, false);
         } else {
             skipped.push(Skipped {
                 path: p.display().to_string(),
@@ -135,8 +155,9 @@ fn walk(
     Ok(())
 }
 
-/// Opens the file, picks its decoder from its magic bytes, and sniffs its format.
-fn check(path: PathBuf, display: String) -> Result<InputFile, IngestError> {
+/// Opens the file, picks its decoder from its magic bytes, and sniffs its format. `None` for a
+/// `.csv` file that is not a CDR export (no call_id column).
+fn check(path: PathBuf, display: String) -> Result<Option<InputFile>, IngestError> {
     let unreadable = |e: std::io::Error| IngestError::Unreadable {
         path: display.clone(),
         message: e.to_string(),
@@ -145,15 +166,28 @@ fn check(path: PathBuf, display: String) -> Result<InputFile, IngestError> {
     let magic = decompress::head(&path, Compression::None, 4).map_err(unreadable)?;
     let compression = Compression::from_magic(&magic);
     let head = decompress::head(&path, compression, 4096).map_err(unreadable)?;
-    if looks_like_csv(&head) {
-        return Err(IngestError::CsvNotSupported(display));
-    }
-    Ok(InputFile {
+    let format = if looks_like_csv(&head) {
+        InputFormat::Csv
+    } else if display.to_ascii_lowercase().contains(".csv") && !starts_like_json(&head) {
+        return Ok(None);
+    } else {
+        InputFormat::Json
+    };
+    Ok(Some(InputFile {
         display,
         path,
         bytes: meta.len(),
         compression,
-    })
+        format,
+    }))
+}
+
+fn starts_like_json(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    matches!(
+        head.iter().copied().find(|c| !c.is_ascii_whitespace()),
+        Some(b'{' | b'[') | None
+    )
 }
 
 /// A crossbar CSV export starts with a header naming call_id, not with `{` or `[`.

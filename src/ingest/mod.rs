@@ -5,6 +5,7 @@
 //! checked legs into per-worker column builders (builder) -> concatenate the batches.
 
 pub mod builder;
+pub mod csv_export;
 pub mod decompress;
 pub mod discover;
 pub mod json_text;
@@ -37,12 +38,10 @@ pub enum IngestError {
     NoMatch(String),
     #[error("bad glob pattern {pattern}: {message}")]
     BadGlob { pattern: String, message: String },
+    #[error("{0} is a CSV file without a call_id column: not a crossbar CDR export (a rate deck goes to --rates)")]
+    NotCdrCsv(String),
     #[error("cannot read input {path}: {message}")]
     Unreadable { path: String, message: String },
-    #[error(
-        "{0} is a crossbar CSV export; rerate does not read CSV exports yet (JSON exports only)"
-    )]
-    CsvNotSupported(String),
     #[error("building the legs frame: {0}")]
     Frame(#[from] PolarsError),
 }
@@ -91,7 +90,7 @@ pub struct Ingested {
     pub files: Vec<FileStats>,
 }
 
-const RAW_LIMIT: usize = 4096;
+pub(crate) const RAW_LIMIT: usize = 4096;
 
 /// One worker's output.
 struct Batch {
@@ -324,7 +323,7 @@ pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut it = frames.into_iter();
     let mut out = match it.next() {
         Some(df) => df,
-        None => LegBuilder::with_capacity(0).finish("")?,
+        None => LegBuilder::with_capacity(0).finish("", "json")?,
     };
     for df in it {
         out.vstack_mut_owned(df)?;
@@ -347,7 +346,15 @@ fn read_file(
         })?;
     let decoded = buf.len().max(1) as u64;
     let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
-    let mut parsed = parse_buffer(&buf, &file.display, opts, &tick)?;
+    let mut parsed = match file.format {
+        discover::InputFormat::Json => parse_buffer(&buf, &file.display, opts, &tick)?,
+        discover::InputFormat::Csv => {
+            let account = csv_export::account_from_path(&file.path);
+            let p = csv_export::parse(&buf, &file.display, account.as_deref(), &opts.tz)?;
+            tick(buf.len());
+            p
+        }
+    };
     if let Some(e) = tail_err {
         // The records before the break were read; the break itself is one reject.
         parsed.rejects.push(Reject {
@@ -369,9 +376,10 @@ fn read_file(
     let stats = FileStats {
         input: file.clone(),
         decoded_bytes: decoded,
-        layout: match parsed.layout {
-            Layout::Lines => "lines",
-            Layout::Stream => "stream",
+        layout: match (file.format, parsed.layout) {
+            (discover::InputFormat::Csv, _) => "csv",
+            (_, Layout::Lines) => "lines",
+            (_, Layout::Stream) => "stream",
         },
         records: parsed.records,
         legs: parsed.legs.height() as u64,
@@ -447,7 +455,7 @@ pub fn parse_buffer(
         records += b.records;
         rejects.extend(b.rejects);
         if !b.builder.is_empty() {
-            frames.push(b.builder.finish(source)?);
+            frames.push(b.builder.finish(source, "json")?);
         }
     }
     Ok(Parsed {

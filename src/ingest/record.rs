@@ -287,6 +287,8 @@ pub struct Leg<'a> {
     pub end_us: Option<i64>,
     pub date: Option<i32>,
     pub flags: Flags,
+    /// What KAZOO recorded (the CSV export's cost and reseller_cost); None for JSON.
+    pub recorded: [Option<i64>; 2],
 }
 
 /// Why a record is rejected; the message names the field.
@@ -406,6 +408,7 @@ impl<'a> RawCdr<'a> {
             end_us,
             date,
             flags,
+            recorded: [None, None],
         })
     }
 }

@@ -30,10 +30,21 @@ const BUILTIN: &[(&str, &str)] = &[
         "top_destinations",
         include_str!("../../queries/top_destinations.sql"),
     ),
+    (
+        "reconciliation_daily",
+        include_str!("../../queries/reconciliation_daily.sql"),
+    ),
 ];
 
 /// Report names the pipeline writes itself; a user's query may not take them.
-pub const RESERVED: &[&str] = &["legs", "interactions", "rejects", "manifest", "summary"];
+pub const RESERVED: &[&str] = &[
+    "legs",
+    "interactions",
+    "reconciliation",
+    "rejects",
+    "manifest",
+    "summary",
+];
 
 impl Report {
     fn new(name: &str, sql: &str) -> Self {

@@ -21,6 +21,9 @@ pub struct Manifest {
     pub counts: Counts,
     pub totals: Totals,
     pub interactions: u64,
+    pub reconciliation: crate::reconcile::Summary,
+    /// Rate deck rows that could not be used, with their lines.
+    pub rate_deck_issues: Vec<crate::rate::deck::DeckIssue>,
     /// What this run wrote at the top of the output folder (replaced by the next run).
     pub outputs: Vec<String>,
     /// Every partition of every table, with its rows and money.

@@ -89,6 +89,7 @@ pub struct PartitionStats {
 const OUTPUTS: &[&str] = &[
     "legs",
     "interactions",
+    "reconciliation",
     "rejects.ndjson",
     "manifest.json",
     "summary.html",
