@@ -3,5 +3,6 @@
 mod inputs;
 mod pipeline;
 mod rating;
+mod reconcile;
 mod reports;
 mod util;

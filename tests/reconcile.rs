@@ -1,0 +1,302 @@
+//! Reconciliation on fixtures/reconcile: a hand-made deck, crossbar CSV exports (5.0 and 4.3
+//! headers) and JSON legs in which known legs are wrong in each class. Expected figures are
+//! worked out in fixtures/EXPECTED.md (checked with tests/kazoo_reference.py).
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+
+use crate::util::*;
+
+const R: &str = "5e1f0c2d3b4a59687766554433221100";
+const S: &str = "6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d";
+const DECK: &str = "fixtures/reconcile/ratedeck.csv";
+
+/// call_id -> (class, recorded, derived, delta) of every reported leg.
+fn reported(out: &std::path::Path) -> BTreeMap<String, (String, i64, i64, i64)> {
+    let mut m = BTreeMap::new();
+    for (_, _, df) in read_dataset(&out.join("reconciliation")) {
+        let s = |c: &str| df.column(c).expect(c).str().expect(c).clone();
+        let i = |c: &str| df.column(c).expect(c).i64().expect(c).clone();
+        let (id, class) = (s("call_id"), s("class"));
+        let (rec, der, delta) = (
+            i("recorded_cost_units"),
+            i("derived_cost_units"),
+            i("delta_units"),
+        );
+        for k in 0..df.height() {
+            m.insert(
+                id.get(k).unwrap_or_default().to_owned(),
+                (
+                    class.get(k).unwrap_or_default().to_owned(),
+                    rec.get(k).unwrap_or(i64::MIN),
+                    der.get(k).unwrap_or(i64::MIN),
+                    delta.get(k).unwrap_or(i64::MIN),
+                ),
+            );
+        }
+    }
+    m
+}
+
+fn run_reconcile(
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, std::path::PathBuf, String), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("r");
+    let mut args = vec![
+        "run",
+        "fixtures/reconcile",
+        "--rates",
+        DECK,
+        "--out",
+        out.to_str().ok_or("path")?,
+    ];
+    args.extend_from_slice(extra);
+    let o = rerate(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Ok((dir, out, String::from_utf8_lossy(&o.stderr).into_owned()))
+}
+
+fn row(class: &str, recorded: i64, derived: i64) -> (String, i64, i64, i64) {
+    (class.to_owned(), recorded, derived, derived - recorded)
+}
+
+#[test]
+fn every_planted_error_is_found_with_its_class_and_no_correct_leg_is_reported() -> TestResult {
+    let (_dir, out, stderr) = run_reconcile(&[])?;
+    let got = reported(&out);
+    let want: BTreeMap<String, (String, i64, i64, i64)> = [
+        // CSV: KAZOO recorded 110 where its own doubles give 109.
+        ("c-rounding", row("rounding", 110, 109)),
+        // CSV: the leg carries 0.25/min, the deck 0.2262: 5000 recorded, 4524 from the deck.
+        ("c-rate-mismatch", row("rate_mismatch", 5000, 4524)),
+        ("c-billing-flat-charged", row("billing_type", 200, 0)),
+        ("c-billing-pm-free", row("billing_type", 0, 200)),
+        ("c-unrated", row("unrated", 0, 100)),
+        ("c-mismatch", row("mismatch", 3000, 2488)),
+        // The 4.3 export (columns in another order): 125 s at 0.06 is 1800, not 1000.
+        ("d-mismatch", row("mismatch", 1000, 1800)),
+        // JSON: KAZOO charged the leg's own 2000/min (2200); the deck says 2262 (2488).
+        ("j-rate-mismatch", row("rate_mismatch", 2200, 2488)),
+        ("j-unrated", row("unrated", 0, 100)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(got, want);
+
+    // CSV legs are priced from the deck; the inbound-only London rate is not picked for them.
+    let legs = legs(&out);
+    assert_eq!(
+        (legs["c-ok-2"].billed, legs["c-ok-2"].cost),
+        (Some(66), Some(2488))
+    );
+    assert_eq!(
+        (legs["d-ok"].account.as_str(), legs["d-ok"].cost),
+        (S, Some(1200))
+    );
+    assert_eq!(
+        legs["c-ok-1"].account, R,
+        "the account comes from the file name"
+    );
+    assert_eq!(legs["c-no-deck-rate"].cost, None);
+    let files = read_dataset(&out.join("legs"));
+    let (_, _, df) = files.iter().find(|(a, _, _)| a == R).ok_or("R legs")?;
+    let ids = df.column("call_id")?.str()?;
+    let k = ids
+        .iter()
+        .position(|v| v == Some("c-ok-2"))
+        .ok_or("c-ok-2")?;
+    assert_eq!(
+        df.column("deck_rate_name")?.str()?.get(k),
+        Some("UK-LONDON")
+    );
+    assert_eq!(
+        df.column("rate")?.i64()?.get(k),
+        Some(2262),
+        "0.2262 dollars is 2262 units"
+    );
+    assert_eq!(df.column("recorded_cost_units")?.i64()?.get(k), Some(2488));
+    assert_eq!(df.column("source_format")?.str()?.get(k), Some("csv"));
+    assert_eq!(df.column("deck_rate_increment")?.i64()?.get(k), Some(6));
+
+    // The manifest and the terminal summary.
+    let m = json_file(&out.join("manifest.json"));
+    let r = &m["reconciliation"];
+    assert_eq!(r["rows"], 9);
+    assert_eq!(r["total_delta_units"], 299);
+    assert_eq!(r["not_derived"], 1);
+    assert_eq!(r["by_class"]["rate_mismatch"], 2);
+    assert_eq!(r["worst_accounts"][0], serde_json::json!([S, 1, 800]));
+    assert!(
+        stderr.contains("total delta 299 units")
+            && stderr.contains(&format!("Worst accounts: {S} (1 legs, 800 units)")),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn reconciliation_daily_sums_the_day() -> TestResult {
+    let (_dir, out, _) = run_reconcile(&[])?;
+    let mut days = BTreeMap::new();
+    for (a, d, df) in read_dataset(&out.join("reconciliation_daily")) {
+        let row: BTreeMap<String, i64> = df
+            .columns()
+            .iter()
+            .filter_map(|c| Some((c.name().to_string(), c.get(0).ok()?.extract::<i64>()?)))
+            .collect();
+        days.insert((a, d), row);
+    }
+    let r = &days[&(R.to_owned(), "2026-11-04".to_owned())];
+    // 13 legs, 12 derivable (c-no-deck-rate is not); recorded and derived over those 12.
+    assert_eq!((r["legs"], r["derived_legs"]), (13, 12));
+    assert_eq!(
+        r["recorded_cost_units"],
+        200 + 2488 + 110 + 5000 + 200 + 3000 + 2488 + 2200
+    );
+    assert_eq!(
+        r["derived_cost_units"],
+        200 + 2488 + 109 + 4524 + 200 + 100 + 2488 + 2488 + 2488 + 100
+    );
+    assert_eq!(r["delta_units"], -501);
+    let classes = [
+        "reported_legs",
+        "unrated",
+        "billing_type",
+        "rate_mismatch",
+        "rounding",
+        "mismatch",
+    ];
+    assert_eq!(classes.map(|c| r[c]), [8, 2, 2, 2, 1, 1]);
+    let s = &days[&(S.to_owned(), "2026-11-04".to_owned())];
+    assert_eq!(
+        (s["delta_units"], s["reported_legs"], s["mismatch"]),
+        (800, 1, 1)
+    );
+    Ok(())
+}
+
+#[test]
+fn exact_arithmetic_clears_the_rounding_row() -> TestResult {
+    let (_dir, out, _) = run_reconcile(&["--rounding", "exact"])?;
+    let got = reported(&out);
+    assert!(
+        !got.contains_key("c-rounding"),
+        "exact gives 110 as recorded"
+    );
+    assert_eq!(got.len(), 8);
+    Ok(())
+}
+
+#[test]
+fn accounts_with_a_ratedeck_of_their_own_are_priced_from_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let deck = dir.path().join("deck.csv");
+    let mut text = std::fs::read_to_string(DECK)?;
+    text += "44,0.0500,60,0,0,,100,UK-SILVER,Silver UK,silver\n";
+    let text = text.replacen(
+        "rate_name,description",
+        "rate_name,description,ratedeck_id",
+        1,
+    );
+    std::fs::write(&deck, text)?;
+    let map = dir.path().join("map.csv");
+    std::fs::write(&map, format!("account_id,ratedeck_id\n{S},silver\n"))?;
+    let out = dir.path().join("r");
+    let o = rerate(&[
+        "run",
+        "fixtures/reconcile",
+        "--rates",
+        deck.to_str().ok_or("path")?,
+        "--ratedeck-map",
+        map.to_str().ok_or("path")?,
+        "--out",
+        out.to_str().ok_or("path")?,
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = reported(&out);
+    // S's legs now meet 0.05/min: d-ok recorded 1200 at 0.06 against 1000.
+    assert_eq!(got["d-ok"], row("rate_mismatch", 1200, 1000));
+    assert_eq!(got["d-mismatch"], row("rate_mismatch", 1000, 1500));
+    // R is not mapped: the default deck as before.
+    assert_eq!(got["c-rate-mismatch"], row("rate_mismatch", 5000, 4524));
+    Ok(())
+}
+
+#[test]
+fn bad_deck_rows_and_bad_csv_rows_are_reported_by_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let deck = dir.path().join("deck.csv");
+    std::fs::write(
+        &deck,
+        "prefix,rate_cost,rate_increment\n1,0.01,60\n1x,0.02,60\n44,0.06,-6\n",
+    )?;
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs)?;
+    std::fs::write(
+        inputs.join("cdrs.csv"),
+        "call_id,callee_id_number,billing_seconds,timestamp,call_type,rate,cost\n\
+         ok,+14155550100,61,63961002000,per_minute,0.0100,120\n\
+         bad-secs,+14155550100,x,63961002000,per_minute,0.0100,0\n\
+         short,+14155550100\n\
+         bad-rate,+14155550100,5,63961002000,per_minute,cheap,0\n\
+         ,+14155550100,5,63961002000,per_minute,0.01,0\n",
+    )?;
+    let out = dir.path().join("r");
+    let o = rerate(&[
+        "run",
+        inputs.to_str().ok_or("path")?,
+        "--rates",
+        deck.to_str().ok_or("path")?,
+        "--out",
+        out.to_str().ok_or("path")?,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 3: prefix \"1x\"") && err.contains("line 4: rate_increment \"-6\""),
+        "{err}"
+    );
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["rate_deck_issues"].as_array().map(Vec::len), Some(2));
+    let rejects = ndjson_file(&out.join("rejects.ndjson"));
+    let got: Vec<(u64, String)> = rejects
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap_or(0),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(
+        got[0].0 == 3 && got[0].1.contains("'billing_seconds'"),
+        "{got:?}"
+    );
+    assert!(got[1].0 == 4 && got[1].1.contains("2 fields"), "{got:?}");
+    assert!(got[2].0 == 5 && got[2].1.contains("'rate'"), "{got:?}");
+    assert!(got[3].0 == 6 && got[3].1.contains("call_id"), "{got:?}");
+    // The good row: 61 s at the deck's 1 US cent, increment 60, minimum 60 (defaults): 200.
+    assert_eq!(legs(&out)["ok"].cost, Some(200));
+    assert_eq!(m["counts"]["balanced"], true);
+
+    // A deck with no usable row stops the run before anything is written.
+    std::fs::write(&deck, "prefix,rate_cost\nabc,1\n")?;
+    let out2 = dir.path().join("r2");
+    let o = rerate(&[
+        "run",
+        inputs.to_str().ok_or("path")?,
+        "--rates",
+        deck.to_str().ok_or("path")?,
+        "--out",
+        out2.to_str().ok_or("path")?,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no usable rate"));
+    assert!(!out2.exists());
+    Ok(())
+}
