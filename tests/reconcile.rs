@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use polars::prelude::*;
-
 use crate::util::*;
 
 const R: &str = "5e1f0c2d3b4a59687766554433221100";
