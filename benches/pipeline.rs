@@ -1,15 +1,16 @@
 //! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
 //! beside serde_json merely validating the same lines), rate (legs/s), dedup + rate on a frame,
-//! interactions + the built-in reports, and the partitioned Parquet write. `cargo bench --bench pipeline` takes a minute or two.
+//! interactions + the built-in reports, the partitioned Parquet write, and rate-deck lookups
+//! (a 100,000-row deck: loading it, and pricing 1,000,000 legs against it). `cargo bench --bench pipeline` takes a minute or two.
 
 use std::sync::LazyLock;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use polars::prelude::{DataFrame, IntoLazy};
+use polars::prelude::{Column, DataFrame, IntoLazy};
 use rerate::gen::{generate, GenOptions, Rng, Shape};
 use rerate::ingest::{parse_buffer, IngestOptions};
-use rerate::rate::{rate, rate_frame, Inputs, Rounding};
+use rerate::rate::{apply_deck, rate, rate_frame, DeckSet, Inputs, RateSort, Rounding};
 use rerate::time::ReportTz;
 
 fn main() {
@@ -133,4 +134,65 @@ fn write_partitioned_parquet(b: Bencher) {
             .map(|p| p.len())
             .expect("write")
     });
+}
+
+/// A 100,000-row deck of random prefixes (2 to 9 digits, under 40 country codes), as a file.
+fn deck_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut g = Rng::new(5);
+    let mut text = String::from("prefix,rate_cost,rate_increment,rate_minimum,rate_surcharge,weight,rate_name\n");
+    for i in 0..100_000 {
+        let cc = 1 + g.below(40) * 7;
+        let len = 1 + g.below(8) as usize;
+        let rest: String = (0..len).map(|_| char::from(b'0' + g.below(10) as u8)).collect();
+        let cost = g.below(5000) as f64 / 10_000.0;
+        text += &format!("{cc}{rest},{cost},{},{},0,{},R{i}\n", g.pick(&[1, 6, 60]), g.pick(&[0, 30, 60]), g.below(200));
+    }
+    let path = dir.join("deck.csv");
+    std::fs::write(&path, text).expect("write deck");
+    path
+}
+
+static DECK: LazyLock<DeckSet> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    DeckSet::load(&deck_file(dir.path()), RateSort::Weight).expect("load deck")
+});
+
+#[divan::bench(sample_count = 3)]
+fn deck_load_100k_rows(b: Bencher) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = deck_file(dir.path());
+    b.counter(ItemsCount::new(100_000usize))
+        .bench(|| DeckSet::load(&path, RateSort::Weight).map(|d| d.rows).expect("load"));
+}
+
+#[divan::bench(sample_count = 3)]
+fn deck_price_1m_legs_against_100k_rows(b: Bencher) {
+    const N: usize = 1_000_000;
+    let mut g = Rng::new(11);
+    let numbers: Vec<String> = (0..N)
+        .map(|_| format!("+{}{:010}", 1 + g.below(40) * 7, g.next_u64() % 10_000_000_000))
+        .collect();
+    let accounts: Vec<String> = (0..N).map(|i| format!("acct{}", i % 40)).collect();
+    let secs: Vec<i64> = (0..N).map(|_| g.below(600) as i64).collect();
+    let none = vec![None::<i64>; N];
+    let df = DataFrame::new(
+        N,
+        vec![
+            Column::new("account_id".into(), accounts),
+            Column::new("callee_id_number".into(), numbers),
+            Column::new("request".into(), vec![None::<&str>; N]),
+            Column::new("call_direction".into(), vec!["outbound"; N]),
+            Column::new("billing_seconds".into(), secs),
+            Column::new("billing_seconds_offset".into(), none.clone()),
+            Column::new("discount_percentage".into(), none),
+        ],
+    )
+    .expect("frame");
+    let deck = &*DECK;
+    b.counter(ItemsCount::new(N))
+        .with_inputs(|| df.clone())
+        .bench_values(|mut df| {
+            apply_deck(&mut df, Some(deck), Rounding::Kazoo).expect("deck");
+            df.height()
+        });
 }
