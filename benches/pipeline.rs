@@ -139,13 +139,22 @@ fn write_partitioned_parquet(b: Bencher) {
 /// A 100,000-row deck of random prefixes (2 to 9 digits, under 40 country codes), as a file.
 fn deck_file(dir: &std::path::Path) -> std::path::PathBuf {
     let mut g = Rng::new(5);
-    let mut text = String::from("prefix,rate_cost,rate_increment,rate_minimum,rate_surcharge,weight,rate_name\n");
+    let mut text = String::from(
+        "prefix,rate_cost,rate_increment,rate_minimum,rate_surcharge,weight,rate_name\n",
+    );
     for i in 0..100_000 {
         let cc = 1 + g.below(40) * 7;
         let len = 1 + g.below(8) as usize;
-        let rest: String = (0..len).map(|_| char::from(b'0' + g.below(10) as u8)).collect();
+        let rest: String = (0..len)
+            .map(|_| char::from(b'0' + g.below(10) as u8))
+            .collect();
         let cost = g.below(5000) as f64 / 10_000.0;
-        text += &format!("{cc}{rest},{cost},{},{},0,{},R{i}\n", g.pick(&[1, 6, 60]), g.pick(&[0, 30, 60]), g.below(200));
+        text += &format!(
+            "{cc}{rest},{cost},{},{},0,{},R{i}\n",
+            g.pick(&[1, 6, 60]),
+            g.pick(&[0, 30, 60]),
+            g.below(200)
+        );
     }
     let path = dir.join("deck.csv");
     std::fs::write(&path, text).expect("write deck");
@@ -161,8 +170,11 @@ static DECK: LazyLock<DeckSet> = LazyLock::new(|| {
 fn deck_load_100k_rows(b: Bencher) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = deck_file(dir.path());
-    b.counter(ItemsCount::new(100_000usize))
-        .bench(|| DeckSet::load(&path, RateSort::Weight).map(|d| d.rows).expect("load"));
+    b.counter(ItemsCount::new(100_000usize)).bench(|| {
+        DeckSet::load(&path, RateSort::Weight)
+            .map(|d| d.rows)
+            .expect("load")
+    });
 }
 
 #[divan::bench(sample_count = 3)]
@@ -170,7 +182,13 @@ fn deck_price_1m_legs_against_100k_rows(b: Bencher) {
     const N: usize = 1_000_000;
     let mut g = Rng::new(11);
     let numbers: Vec<String> = (0..N)
-        .map(|_| format!("+{}{:010}", 1 + g.below(40) * 7, g.next_u64() % 10_000_000_000))
+        .map(|_| {
+            format!(
+                "+{}{:010}",
+                1 + g.below(40) * 7,
+                g.next_u64() % 10_000_000_000
+            )
+        })
         .collect();
     let accounts: Vec<String> = (0..N).map(|i| format!("acct{}", i % 40)).collect();
     let secs: Vec<i64> = (0..N).map(|_| g.below(600) as i64).collect();

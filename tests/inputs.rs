@@ -187,6 +187,10 @@ fn help_explains_every_flag() {
         "--threads",
         "--chunk-size",
         "--quiet",
+        "--rates",
+        "--ratedeck-map",
+        "--rate-sort",
+        "--queries",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
