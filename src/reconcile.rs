@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::rate::{rate, Inputs, Rounding, PER_MINUTE};
+use crate::rate::{rate, Inputs, Rounding, INPUT_COLS, PER_MINUTE};
 use crate::schema::{
-    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, BILLING_SECONDS_OFFSET, CALL_ID,
-    DATE, DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DERIVED_COST_UNITS, DISCOUNT_PERCENTAGE,
-    RATE, RATE_INCREMENT, RATE_MINIMUM, RATE_NAME, RATE_NOCHARGE_TIME, RECORDED_COST_UNITS,
+    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, DATE, DECK_COST_UNITS,
+    DECK_RATE, DECK_RATE_NAME, DERIVED_COST_UNITS, RATE, RATE_NAME, RECORDED_COST_UNITS,
     RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
-    START_TIME, SURCHARGE,
+    START_TIME,
 };
 
 pub const CLASS: &str = "class";
@@ -110,19 +109,11 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let s = |c: &str| -> PolarsResult<StringChunked> { Ok(legs.column(c)?.str()?.clone()) };
     let i = |c: &str| -> PolarsResult<Int64Chunked> { Ok(legs.column(c)?.i64()?.clone()) };
     let (fmt, acct_b, resl_b) = (s(SOURCE_FORMAT)?, s(ACCOUNT_BILLING)?, s(RESELLER_BILLING)?);
-    let ins = [
-        BILLING_SECONDS,
-        BILLING_SECONDS_OFFSET,
-        RATE_NOCHARGE_TIME,
-        RATE,
-        RATE_INCREMENT,
-        RATE_MINIMUM,
-        SURCHARGE,
-        DISCOUNT_PERCENTAGE,
-    ]
-    .map(i);
-    let [secs, off, noc, r, ri, rm, sur, disc] = ins;
-    let (secs, off, noc, r, ri, rm, sur, disc) = (secs?, off?, noc?, r?, ri?, rm?, sur?, disc?);
+    let ins: Vec<Int64Chunked> = INPUT_COLS
+        .iter()
+        .map(|c| i(c))
+        .collect::<PolarsResult<_>>()?;
+    let r = &ins[3];
     let (rec_c, rec_r) = (i(RECORDED_COST_UNITS)?, i(RECORDED_RESELLER_COST_UNITS)?);
     let (deck_rate, deck_cost) = (i(DECK_RATE)?, i(DECK_COST_UNITS)?);
 
@@ -134,22 +125,8 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let mut summary = Summary::default();
     for k in 0..n {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
-        let own = |mode| {
-            rate(
-                &Inputs {
-                    billing_seconds: secs.get(k),
-                    billing_seconds_offset: off.get(k),
-                    rate_nocharge_time: noc.get(k),
-                    rate: r.get(k),
-                    rate_increment: ri.get(k),
-                    rate_minimum: rm.get(k),
-                    surcharge: sur.get(k),
-                    discount_percentage: disc.get(k),
-                },
-                mode,
-            )
-            .cost_units
-        };
+        let inputs = Inputs::from_array(std::array::from_fn(|c| ins[c].get(k)));
+        let own = |mode| rate(&inputs, mode).cost_units;
         let csv = fmt.get(k) == Some("csv");
         let (rc, rr) = if csv {
             (rec_c.get(k), rec_r.get(k))

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::builder::LegBuilder;
-use super::record::{Flags, Leg, RejectReason, N_CCV, N_INT, N_JSON, N_TOP};
+use super::record::{check_call_id, Flags, Leg, RejectReason, N_CCV, N_INT, N_JSON, N_TOP};
 use super::{Parsed, Reject, RAW_LIMIT};
 use crate::rate::deck::dollars_to_units;
 use crate::schema::{
@@ -240,21 +240,7 @@ fn row_to_leg<'a>(
             }
         }
     }
-    match top[0].as_deref() {
-        None => {
-            return Err(RejectReason::new(
-                "missing_call_id",
-                "column 'call_id' is missing or empty",
-            ))
-        }
-        Some(s) if s.trim().is_empty() => {
-            return Err(RejectReason::new(
-                "empty_call_id",
-                "column 'call_id' is empty",
-            ))
-        }
-        Some(_) => {}
-    }
+    check_call_id(top[0].as_deref(), "column")?;
     if let Some(a) = account {
         ccv[0] = Some(Cow::Owned(a.to_owned()));
     }

@@ -355,21 +355,7 @@ impl<'a> RawCdr<'a> {
         for (dst, v) in top.iter_mut().zip(self.top) {
             *dst = v.and_then(Val::into_text);
         }
-        match &top[0] {
-            None => {
-                return Err(RejectReason::new(
-                    "missing_call_id",
-                    "field 'call_id' is missing",
-                ))
-            }
-            Some(s) if s.trim().is_empty() => {
-                return Err(RejectReason::new(
-                    "empty_call_id",
-                    "field 'call_id' is empty",
-                ))
-            }
-            Some(_) => {}
-        }
+        check_call_id(top[0].as_deref(), "field")?;
         if top[1].is_none() {
             // The cdr app moves CCV call_interaction_id to interaction_id when it saves a CDR.
             top[1] = self.call_interaction_id.and_then(Val::into_text);
@@ -410,6 +396,22 @@ impl<'a> RawCdr<'a> {
             flags,
             recorded: [None, None],
         })
+    }
+}
+
+/// A record needs a call_id that is not blank; `what` names it in the message ("field" for
+/// JSON, "column" for CSV).
+pub fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
+    match call_id {
+        None => Err(RejectReason::new(
+            "missing_call_id",
+            format!("{what} 'call_id' is missing"),
+        )),
+        Some(s) if s.trim().is_empty() => Err(RejectReason::new(
+            "empty_call_id",
+            format!("{what} 'call_id' is empty"),
+        )),
+        Some(_) => Ok(()),
     }
 }
 

@@ -26,8 +26,8 @@ use crate::schema::{
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
 
-/// The rating inputs, in the order [`Inputs`] takes them.
-const INPUT_COLS: [&str; 8] = [
+/// The rating input columns, in the order [`Inputs::from_array`] takes them.
+pub const INPUT_COLS: [&str; 8] = [
     BILLING_SECONDS,
     BILLING_SECONDS_OFFSET,
     RATE_NOCHARGE_TIME,
@@ -101,19 +101,8 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             v[4] = d[1];
             v[5] = d[2];
             v[6] = d[3];
-            let c = rate(
-                &Inputs {
-                    billing_seconds: v[0],
-                    billing_seconds_offset: v[1],
-                    rate_nocharge_time: v[2],
-                    rate: Some(deck_rate),
-                    rate_increment: v[4],
-                    rate_minimum: v[5],
-                    surcharge: v[6],
-                    discount_percentage: v[7],
-                },
-                rounding,
-            );
+            v[3] = Some(deck_rate);
+            let c = rate(&Inputs::from_array(v), rounding);
             billed.push(Some(c.billed_seconds));
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
@@ -121,16 +110,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             new_flags.append_option(f);
             continue;
         }
-        let inp = Inputs {
-            billing_seconds: v[0],
-            billing_seconds_offset: v[1],
-            rate_nocharge_time: v[2],
-            rate: v[3],
-            rate_increment: v[4],
-            rate_minimum: v[5],
-            surcharge: v[6],
-            discount_percentage: v[7],
-        };
+        let inp = Inputs::from_array(v);
         let c = rate(&inp, rounding);
         billed.push(Some(c.billed_seconds));
         rated.push(Some(c.cost_units));
