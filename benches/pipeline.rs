@@ -130,7 +130,11 @@ fn write_partitioned_parquet(b: Bencher) {
             columns: rerate::schema::leg_columns(),
             order: vec![rerate::schema::START_TIME, rerate::schema::CALL_ID],
         };
-        rerate::write::write_partitioned(&df, dir.path(), &table, rerate::write::Format::Parquet)
+        let output = rerate::write::Output {
+            format: rerate::write::Format::Parquet,
+            csv_raw: false,
+        };
+        rerate::write::write_partitioned(&df, dir.path(), &table, &output)
             .map(|p| p.len())
             .expect("write")
     });

@@ -265,3 +265,85 @@ fn invalid_utf8_costs_only_its_line() -> TestResult {
         .is_some_and(|r| r.contains("byte 15")));
     Ok(())
 }
+
+#[test]
+fn csv_cells_a_spreadsheet_would_run_are_neutralized_unless_raw() -> TestResult {
+    use polars::prelude::SerReader;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let f = d.join("evil.json");
+    std::fs::write(
+        &f,
+        r#"{"call_id":"evil","caller_id_name":"=HYPERLINK(\"http://x\",\"y\")","caller_id_number":"+15551234567","callee_id_name":"@SUM(A1)","hangup_cause":"-1+2","billing_seconds":61,"timestamp":63940000000,"custom_channel_vars":{"account_id":"acc1","account_billing":"per_minute","rate":"600"}}"#,
+    )?;
+    let read_csv =
+        |out: &std::path::Path| -> Result<polars::prelude::DataFrame, Box<dyn std::error::Error>> {
+            let csv = walk_csv(&out.join("legs"))?;
+            Ok(polars::prelude::CsvReadOptions::default()
+                .with_has_header(true)
+                .try_into_reader_with_file_path(Some(csv))?
+                .finish()?)
+        };
+    let cell = |df: &polars::prelude::DataFrame, c: &str| -> Option<String> {
+        df.column(c)
+            .ok()?
+            .get(0)
+            .ok()
+            .map(|v| v.get_str().map_or_else(|| v.to_string(), str::to_owned))
+    };
+    for (flag, prefix) in [(None, "'"), (Some("--csv-raw"), "")] {
+        let out = d.join(format!("out{prefix}"));
+        let mut args = vec![
+            "run",
+            f.to_str().ok_or("path")?,
+            "--out",
+            out.to_str().ok_or("path")?,
+            "-q",
+            "--format",
+            "both",
+        ];
+        args.extend(flag);
+        let o = rerate(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let df = read_csv(&out)?;
+        assert_eq!(
+            cell(&df, "caller_id_name"),
+            Some(format!("{prefix}=HYPERLINK(\"http://x\",\"y\")"))
+        );
+        assert_eq!(
+            cell(&df, "caller_id_number"),
+            Some(format!("{prefix}+15551234567"))
+        );
+        assert_eq!(
+            cell(&df, "callee_id_name"),
+            Some(format!("{prefix}@SUM(A1)"))
+        );
+        assert_eq!(cell(&df, "hangup_cause"), Some(format!("{prefix}-1+2")));
+        assert_eq!(
+            cell(&df, "cost_units"),
+            Some("1200".to_owned()),
+            "numbers are untouched"
+        );
+        // Parquet keeps the data as it came.
+        let pq = read_parquet(&parquet_files(&out.join("legs"))[0]);
+        assert_eq!(
+            pq.column("caller_id_number")?.str()?.get(0),
+            Some("+15551234567")
+        );
+    }
+    Ok(())
+}
+
+fn walk_csv(dir: &std::path::Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            if let Ok(found) = walk_csv(&p) {
+                return Ok(found);
+            }
+        } else if p.extension().is_some_and(|x| x == "csv") {
+            return Ok(p);
+        }
+    }
+    Err("no csv".into())
+}

@@ -30,6 +30,10 @@ pub struct QueryArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// With a .csv --output: write text cells as they are (see `rerate run --help`).
+    #[arg(long)]
+    pub csv_raw: bool,
+
     /// At most this many rows are printed in the terminal table (use --output for all).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_rows: usize,
@@ -107,7 +111,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(path) => {
             match path.extension().and_then(|e| e.to_str()) {
-                Some("csv") => write_csv(&mut df, path)?,
+                Some("csv") => write_csv(&mut df, path, args.csv_raw)?,
                 Some("parquet") => write_parquet(&mut df, path)?,
                 _ => bail!(
                     "--output {}: use a .csv or .parquet file name",

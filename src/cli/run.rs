@@ -22,7 +22,7 @@ use crate::write::manifest::{Counts, Manifest, Totals};
 use crate::write::summary::{self, Headline};
 use crate::write::{
     fill_unassigned, prepare_out_dir, write_files, write_partitioned, write_rejects, Format,
-    PartitionStats, Table,
+    Output, PartitionStats, Table,
 };
 use polars::prelude::{DataFrame, DataType, IntoLazy};
 
@@ -89,6 +89,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
 
+    /// Write CSV text cells exactly as they are. By default a cell that a spreadsheet would run
+    /// as a formula (starting with =, +, -, @, tab or carriage return, e.g. a caller id
+    /// "+15551234567") is prefixed with ' so that opening the file runs nothing; numeric columns
+    /// and Parquet files are never changed.
+    #[arg(long)]
+    pub csv_raw: bool,
+
     /// No progress bar and no summary on stderr (errors are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -124,7 +131,7 @@ struct RunConfig {
     files: Vec<InputFile>,
     skipped: Vec<Skipped>,
     out: PathBuf,
-    format: Format,
+    output: Output,
     tz: ReportTz,
     rounding: Rounding,
     threads: usize,
@@ -177,6 +184,7 @@ impl RunConfig {
             "inputs": args.inputs,
             "out": args.out.display().to_string(),
             "format": args.format,
+            "csv_raw": args.csv_raw,
             "tz": tz.name(),
             "rounding": args.rounding,
             "threads": threads,
@@ -190,7 +198,10 @@ impl RunConfig {
             files,
             skipped,
             out: args.out,
-            format: args.format,
+            output: Output {
+                format: args.format,
+                csv_raw: args.csv_raw,
+            },
             tz,
             rounding: args.rounding,
             threads,
@@ -280,7 +291,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             columns: leg_columns(),
             order: vec![START_TIME, CALL_ID],
         },
-        cfg.format,
+        &cfg.output,
     )?;
     let mut outputs = vec!["legs".to_owned(), "interactions".to_owned()];
     let legs_parts = parts.len();
@@ -292,7 +303,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             columns: interactions::columns(),
             order: vec![START_TIME, INTERACTION_ID],
         },
-        cfg.format,
+        &cfg.output,
     )?);
     parts.extend(write_partitioned(
         &recon,
@@ -302,11 +313,11 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             columns: reconcile::columns(),
             order: vec![START_TIME, CALL_ID],
         },
-        cfg.format,
+        &cfg.output,
     )?);
     outputs.push("reconciliation".to_owned());
     for (r, df) in &mut results {
-        parts.extend(write_report(df, out, &r.name, cfg.format, &mut outputs)?);
+        parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
     }
     let mut rejects = ingested.rejects;
     let rejects_path = write_rejects(&mut rejects, out)?;
@@ -392,7 +403,7 @@ fn write_report(
     df: &mut DataFrame,
     out: &std::path::Path,
     name: &str,
-    format: Format,
+    output: &Output,
     outputs: &mut Vec<String>,
 ) -> anyhow::Result<Vec<PartitionStats>> {
     let partitioned = df
@@ -412,12 +423,12 @@ fn write_report(
             columns,
             order: vec![],
         };
-        return Ok(write_partitioned(df, out, &table, format)?);
+        return Ok(write_partitioned(df, out, &table, output)?);
     }
-    write_files(df, out, name, format)?;
+    write_files(df, out, name, output)?;
     for (on, ext) in [
-        (format != Format::Csv, "parquet"),
-        (format != Format::Parquet, "csv"),
+        (output.format != Format::Csv, "parquet"),
+        (output.format != Format::Parquet, "csv"),
     ] {
         if on {
             outputs.push(format!("{name}.{ext}"));

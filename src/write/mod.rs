@@ -31,6 +31,14 @@ pub enum Format {
     Both,
 }
 
+/// How the datasets are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub format: Format,
+    /// Write CSV text cells as they are, without neutralizing formula-like ones.
+    pub csv_raw: bool,
+}
+
 impl Format {
     fn parquet(self) -> bool {
         matches!(self, Format::Parquet | Format::Both)
@@ -155,7 +163,7 @@ pub fn write_partitioned(
     df: &DataFrame,
     out: &Path,
     table: &Table,
-    format: Format,
+    output: &Output,
 ) -> Result<Vec<PartitionStats>, WriteError> {
     let dir = out.join(table.name);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -176,7 +184,7 @@ pub fn write_partitioned(
         .map_err(pl_err(&dir))?;
     parts
         .into_par_iter()
-        .map(|part| write_partition(part, &dir, table, format))
+        .map(|part| write_partition(part, &dir, table, output))
         .collect()
 }
 
@@ -198,7 +206,7 @@ fn write_partition(
     part: DataFrame,
     table_dir: &Path,
     table: &Table,
-    format: Format,
+    output: &Output,
 ) -> Result<PartitionStats, WriteError> {
     let account = part
         .column(ACCOUNT_ID)
@@ -229,7 +237,7 @@ fn write_partition(
         cost_units: sum_i64(&part, COST_UNITS),
         reseller_cost_units: sum_i64(&part, RESELLER_COST_UNITS),
     };
-    write_files(&mut file_df, &dir, "part-0", format)?;
+    write_files(&mut file_df, &dir, "part-0", output)?;
     Ok(stats)
 }
 
@@ -238,13 +246,13 @@ pub fn write_files(
     df: &mut DataFrame,
     dir: &Path,
     stem: &str,
-    format: Format,
+    output: &Output,
 ) -> Result<(), WriteError> {
-    if format.parquet() {
+    if output.format.parquet() {
         write_parquet(df, &dir.join(format!("{stem}.parquet")))?;
     }
-    if format.csv() {
-        write_csv(df, &dir.join(format!("{stem}.csv")))?;
+    if output.format.csv() {
+        write_csv(df, &dir.join(format!("{stem}.csv")), output.csv_raw)?;
     }
     Ok(())
 }
@@ -269,8 +277,10 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> 
 }
 
 /// CSV: header row, RFC 4180 quoting (only where needed), ISO 8601 UTC timestamps, decimals
-/// as plain numbers, lists as JSON arrays.
-pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
+/// as plain numbers, lists as JSON arrays. Unless `raw`, a text cell that a spreadsheet would run
+/// as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading
+/// `'`; numeric columns are never touched.
+pub fn write_csv(df: &mut DataFrame, path: &Path, raw: bool) -> Result<(), WriteError> {
     let mut owned;
     let df = if df
         .columns()
@@ -282,6 +292,13 @@ pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
     } else {
         df
     };
+    let mut safe;
+    let df = if raw {
+        df
+    } else {
+        safe = neutralize_formulas(df).map_err(pl_err(path))?;
+        &mut safe
+    };
     let file = File::create(path).map_err(io_err(path))?;
     CsvWriter::new(BufWriter::new(file))
         .include_header(true)
@@ -290,6 +307,34 @@ pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
         .with_date_format(Some("%Y-%m-%d".into()))
         .finish(df)
         .map_err(pl_err(path))
+}
+
+/// The first characters with which a spreadsheet treats a cell as a formula.
+fn formula_like(s: &str) -> bool {
+    s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A copy of `df` whose formula-like text cells start with `'`.
+fn neutralize_formulas(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut out = df.clone();
+    for c in df.columns() {
+        if c.dtype() != &DataType::String {
+            continue;
+        }
+        let s = c.str()?;
+        if !s.iter().flatten().any(formula_like) {
+            continue;
+        }
+        let mut b = StringChunkedBuilder::new(c.name().clone(), s.len());
+        for v in s.iter() {
+            match v {
+                Some(v) if formula_like(v) => b.append_value(format!("'{v}")),
+                v => b.append_option(v),
+            }
+        }
+        out.with_column(b.finish().into_column())?;
+    }
+    Ok(out)
 }
 
 /// A copy of `df` whose list-of-string columns are JSON array text (CSV has no lists).
