@@ -28,15 +28,6 @@ pub const CLASS: &str = "class";
 pub const DELTA_UNITS: &str = "delta_units";
 pub const LEG_RATE: &str = "leg_rate";
 
-/// The classes, in the order they are tried.
-pub const CLASSES: [&str; 5] = [
-    "unrated",
-    "billing_type",
-    "rate_mismatch",
-    "rounding",
-    "mismatch",
-];
-
 /// The reconciliation table's file columns (partition columns excluded).
 pub fn columns() -> Vec<&'static str> {
     vec![

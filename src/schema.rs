@@ -239,9 +239,6 @@ pub const RATED_COLS: &[&str] = &[
     RESELLER_COST_UNITS,
 ];
 
-/// The partition columns: they live in the dataset's paths, not inside its files.
-pub const PARTITION_COLS: &[&str] = &[ACCOUNT_ID, DATE];
-
 /// The partition value for legs that carry no account_id.
 pub const UNASSIGNED_ACCOUNT: &str = "_unassigned";
 

@@ -6,11 +6,12 @@ report rerate wrote: the SQL is portable and both engines agree.
 usage: python3 tests/duckdb_check.py OUT_DIR
 """
 import json
-import math
 import sys
 from pathlib import Path
 
 import duckdb
+
+from report_compare import assert_same_rows
 
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
 
@@ -18,11 +19,6 @@ QUERIES = Path(__file__).resolve().parent.parent / "queries"
 def dataset(out: Path, table: str) -> str:
     return f"read_parquet('{out}/{table}/**/*.parquet', hive_partitioning=true)"
 
-
-def same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
-    return a == b
 
 
 def check_legs(con, out: Path, manifest: dict) -> None:
@@ -68,16 +64,9 @@ def check_queries(con, out: Path) -> None:
         name = sql_file.stem
         mine = con.execute(sql_file.read_text())
         cols = [d[0] for d in mine.description]
-        mine_rows = mine.fetchall()
+        rows = mine.fetchall()
         theirs = con.execute(f"select {', '.join(cols)} from {dataset(out, name)}").fetchall()
-        key = lambda r: tuple("" if v is None else str(v) for v in r[:3])
-        mine_rows.sort(key=key)
-        theirs.sort(key=key)
-        assert len(mine_rows) == len(theirs), (name, len(mine_rows), len(theirs))
-        for a, b in zip(mine_rows, theirs):
-            assert all(same(x, y) for x, y in zip(a, b)), (name, a, b)
-        print(f"  {name}: DuckDB and rerate agree on {len(theirs)} rows x {len(cols)} columns")
-
+        assert_same_rows(f"DuckDB {duckdb.__version__}", name, cols, rows, theirs)
 
 def main(out: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
