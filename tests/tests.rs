@@ -4,5 +4,6 @@ mod inputs;
 mod pipeline;
 mod rating;
 mod reconcile;
+mod reliability;
 mod reports;
 mod util;

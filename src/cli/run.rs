@@ -18,11 +18,13 @@ use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
 use crate::time::ReportTz;
-use crate::write::manifest::{Counts, Manifest, Totals};
+use crate::write::commit::{self, Mode, Staging};
+use crate::write::manifest::{Counts, Dataset, Manifest, RunRecord, Totals, RUNS_KEPT};
+use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
-    fill_unassigned, prepare_out_dir, write_files, write_partitioned, write_rejects, Format,
-    Output, PartitionStats, Table,
+    fill_unassigned, previous_outputs, write_files, write_partitioned, write_rejects, Format,
+    Output, PartitionStats, Table, OUTPUTS,
 };
 use polars::prelude::{DataFrame, DataType, IntoLazy};
 
@@ -38,10 +40,20 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
 
-    /// Output folder. Created if missing; a previous run's outputs in it are replaced. A
-    /// non-empty folder that is not a rerate output is refused.
+    /// Output folder. Created if missing. A non-empty folder that is not a rerate output is
+    /// refused. Everything is written to DIR/.rerate-staging first and moved into place when
+    /// complete, manifest.json last: a run that fails or is killed leaves the previous output as
+    /// it was.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
+
+    /// What this run replaces in DIR: `overwrite-partitions` replaces only the (account, day)
+    /// partitions present in this input, in every table, and keeps all others (so tonight's
+    /// export updates tonight's days and rerunning it never double-counts); `replace-all`
+    /// replaces the whole dataset. Whole-run files (rejects.ndjson, summary.html, unpartitioned
+    /// reports) always describe this run.
+    #[arg(long, value_enum, default_value_t = Mode::OverwritePartitions)]
+    pub mode: Mode,
 
     /// File format of the legs dataset.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
@@ -65,6 +77,13 @@ pub struct RunArgs {
     /// never depend on it.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
     pub chunk_size: usize,
+
+    /// Largest record accepted, in bytes (K, M, G suffixes allowed): a line, or one top-level
+    /// value or array element. A larger one is rejected (record_too_large) and skipped without
+    /// being held in memory. Pretty-printed JSON and CSV files, which are read whole, may be at
+    /// most 64 times this size; the rest of a larger one is rejected (file_too_large).
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_bytes)]
+    pub max_record_size: usize,
 
     /// A KAZOO rate deck CSV (the hotornot tasks format: prefix, rate_cost in dollars,
     /// rate_increment, rate_minimum, rate_surcharge, direction, weight, rate_name, ratedeck_id,
@@ -131,11 +150,13 @@ struct RunConfig {
     files: Vec<InputFile>,
     skipped: Vec<Skipped>,
     out: PathBuf,
+    mode: Mode,
     output: Output,
     tz: ReportTz,
     rounding: Rounding,
     threads: usize,
     chunk_size: usize,
+    max_record: usize,
     quiet: bool,
     reports: Vec<Report>,
     decks: Option<DeckSet>,
@@ -183,12 +204,14 @@ impl RunConfig {
         let options = serde_json::json!({
             "inputs": args.inputs,
             "out": args.out.display().to_string(),
+            "mode": args.mode,
             "format": args.format,
             "csv_raw": args.csv_raw,
             "tz": tz.name(),
             "rounding": args.rounding,
             "threads": threads,
             "chunk_size": args.chunk_size,
+            "max_record_size": args.max_record_size,
             "queries": args.queries.as_ref().map(|q| q.display().to_string()),
             "rates": args.rates.as_ref().map(|q| q.display().to_string()),
             "ratedeck_map": args.ratedeck_map.as_ref().map(|q| q.display().to_string()),
@@ -198,6 +221,7 @@ impl RunConfig {
             files,
             skipped,
             out: args.out,
+            mode: args.mode,
             output: Output {
                 format: args.format,
                 csv_raw: args.csv_raw,
@@ -206,6 +230,7 @@ impl RunConfig {
             rounding: args.rounding,
             threads,
             chunk_size: args.chunk_size,
+            max_record: args.max_record_size,
             quiet: args.quiet,
             reports,
             decks,
@@ -242,13 +267,20 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             eprintln!("rerate: skipping {}: {}", s.path, s.reason);
         }
     }
-    prepare_out_dir(&cfg.out)?;
+    let staging = Staging::open(&cfg.out)?;
+    if staging.recovered && !cfg.quiet {
+        eprintln!(
+            "rerate: finished moving into place the output of an earlier run of {} that was killed while doing it",
+            cfg.out.display()
+        );
+    }
 
     let total_bytes: u64 = cfg.files.iter().map(|f| f.bytes).sum();
     let progress = Progress::new(total_bytes, cfg.quiet);
     let opts = IngestOptions {
         tz: cfg.tz,
         chunk_bytes: cfg.chunk_size,
+        max_record: cfg.max_record,
     };
     let ingested = ingest(&cfg.files, &opts, &progress)?;
     progress.finish();
@@ -282,7 +314,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     drop(ctx);
     stage("6_reports", &mut stages);
 
-    let out = &cfg.out;
+    let out = staging.data();
     let mut parts = write_partitioned(
         &legs,
         out,
@@ -320,7 +352,8 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
     }
     let mut rejects = ingested.rejects;
-    let rejects_path = write_rejects(&mut rejects, out)?;
+    write_rejects(&mut rejects, out)?;
+    let rejects_path = cfg.out.join("rejects.ndjson");
     stage("7_write", &mut stages);
 
     let mut by_reason = BTreeMap::new();
@@ -334,9 +367,10 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         dedup_stats,
     );
     let totals = Totals::of(&parts[..legs_parts]);
-    parts.sort_by(|a, b| {
-        (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
-    });
+    let written: Vec<(String, Option<String>)> = parts[..legs_parts]
+        .iter()
+        .map(|p| (p.account_id.clone(), p.date.clone()))
+        .collect();
     let headline = Headline {
         records_read: counts.records_read,
         legs: counts.legs_written,
@@ -357,6 +391,43 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         outputs.push("summary.html".to_owned());
     }
     outputs.extend(["rejects.ndjson".to_owned(), "manifest.json".to_owned()]);
+    let keys: std::collections::BTreeSet<(String, String)> = parts
+        .iter()
+        .map(|p| {
+            (
+                dir_name(ACCOUNT_ID, Some(&p.account_id)),
+                dir_name(DATE, p.date.as_deref()),
+            )
+        })
+        .collect();
+    let history = History::read(&cfg.out, cfg.mode, &parts);
+    parts.extend(history.kept);
+    parts.sort_by(|a, b| {
+        (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
+    });
+    let mut entries: std::collections::BTreeSet<String> =
+        OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
+    entries.extend(history.outputs.iter().cloned());
+    entries.extend(outputs.iter().cloned());
+    for name in history.outputs {
+        if cfg.mode == Mode::OverwritePartitions
+            && !outputs.contains(&name)
+            && cfg.out.join(&name).is_dir()
+        {
+            outputs.push(name);
+        }
+    }
+    let mut runs = history.runs;
+    runs.push(RunRecord {
+        run: runs.last().map_or(1, |r| r.run + 1),
+        mode: cfg.mode,
+        records_read: counts.records_read,
+        legs_written: counts.legs_written,
+        partitions: written,
+    });
+    if runs.len() > RUNS_KEPT {
+        runs.drain(..runs.len() - RUNS_KEPT);
+    }
     let manifest = Manifest {
         rerate_version: env!("CARGO_PKG_VERSION"),
         options: cfg.options.clone(),
@@ -371,12 +442,24 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|d| d.issues.clone())
             .unwrap_or_default(),
+        mode: cfg.mode,
+        finished_interrupted_commit: staging.recovered,
         outputs,
+        dataset: Dataset::of(&parts),
         partitions: parts,
+        runs,
         stages_ms: stages,
         elapsed_ms: t0.elapsed().as_millis() as u64,
     };
     manifest.write(out)?;
+    let journal = commit::plan(
+        &cfg.out,
+        &staging.staged_files()?,
+        cfg.mode,
+        &entries,
+        &keys,
+    )?;
+    staging.commit(journal)?;
 
     if !cfg.quiet {
         eprintln!(
@@ -435,6 +518,44 @@ fn write_report(
         }
     }
     Ok(vec![])
+}
+
+/// What the previous manifest in the output folder says, as this run keeps it.
+struct History {
+    /// Partitions of earlier runs this run does not replace.
+    kept: Vec<PartitionStats>,
+    /// The earlier runs.
+    runs: Vec<RunRecord>,
+    /// The top-level names earlier runs wrote.
+    outputs: Vec<String>,
+}
+
+impl History {
+    fn read(out: &std::path::Path, mode: Mode, parts: &[PartitionStats]) -> Self {
+        let prev: serde_json::Value = std::fs::read(out.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default();
+        let keys: std::collections::BTreeSet<(&str, Option<&str>)> = parts
+            .iter()
+            .map(|p| (p.account_id.as_str(), p.date.as_deref()))
+            .collect();
+        let kept = match mode {
+            Mode::ReplaceAll => vec![],
+            Mode::OverwritePartitions => {
+                serde_json::from_value::<Vec<PartitionStats>>(prev["partitions"].clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| !keys.contains(&(p.account_id.as_str(), p.date.as_deref())))
+                    .collect()
+            }
+        };
+        History {
+            kept,
+            runs: serde_json::from_value(prev["runs"].clone()).unwrap_or_default(),
+            outputs: previous_outputs(&prev),
+        }
+    }
 }
 
 /// Units (1/10,000) as a currency amount with four decimals.

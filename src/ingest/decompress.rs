@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -38,7 +40,44 @@ impl Compression {
 
 /// Opens a file with its decoder.
 pub fn open(path: &Path, compression: Compression) -> io::Result<Box<dyn Read + Send>> {
-    let file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    Ok(open_counted(path, compression)?.0)
+}
+
+/// Opens a file with its decoder, and a counter of the file's own (compressed) bytes read so
+/// far, for progress.
+pub fn open_counted(
+    path: &Path,
+    compression: Compression,
+) -> io::Result<(Box<dyn Read + Send>, Arc<AtomicU64>)> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        inner: File::open(path)?,
+        n: counter.clone(),
+    };
+    Ok((
+        decoder(BufReader::with_capacity(1 << 20, counted), compression)?,
+        counter,
+    ))
+}
+
+/// A reader that counts the bytes it hands out.
+struct Counted<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+fn decoder<R: io::BufRead + Send + 'static>(
+    file: R,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(MultiGzDecoder::new(file)),
@@ -68,15 +107,33 @@ pub fn read_all(
         _ => (size_hint as usize).saturating_mul(4),
     };
     let mut out = Vec::with_capacity(cap.min(1 << 30));
+    let fill = fill(&mut reader, &mut out, usize::MAX);
+    Ok((out, fill.err()))
+}
+
+/// How a [`fill`] ended.
+#[derive(Debug)]
+pub enum Filled {
+    /// `out` reached the wanted length; there may be more.
+    More,
+    /// The stream ended.
+    End,
+}
+
+/// Reads into `out` until it holds at least `want` bytes or the stream ends. A decoding error
+/// keeps what was read before it.
+pub fn fill(reader: &mut dyn Read, out: &mut Vec<u8>, want: usize) -> io::Result<Filled> {
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok((out, None)),
+    while out.len() < want {
+        let room = (want - out.len()).min(buf.len());
+        match reader.read(&mut buf[..room]) {
+            Ok(0) => return Ok(Filled::End),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Ok((out, Some(e))),
+            Err(e) => return Err(e),
         }
     }
+    Ok(Filled::More)
 }
 
 #[cfg(test)]

@@ -52,7 +52,13 @@ pub struct IngestOptions {
     pub tz: ReportTz,
     /// Target size of one parallel parse task, in decoded bytes.
     pub chunk_bytes: usize,
+    /// A record (a line, or one top-level value or array element) larger than this many bytes
+    /// is rejected without being parsed.
+    pub max_record: usize,
 }
+
+/// The default of `--max-record-size`: 16 MiB.
+pub const MAX_RECORD: usize = 16 << 20;
 
 /// A record that did not become a leg.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -103,6 +109,7 @@ struct Batch {
 struct Ctx<'a> {
     source: Arc<str>,
     tz: &'a ReportTz,
+    max_record: usize,
 }
 
 impl Batch {
@@ -134,6 +141,17 @@ impl Batch {
     /// One unit: a line, or a top-level value of a stream.
     fn unit(&mut self, ctx: &Ctx, buf: &[u8], unit: &Unit) {
         let bytes = &buf[unit.start..unit.end];
+        // A big top-level array is split into its elements, each held to the limit.
+        if bytes.len() > ctx.max_record && (bytes[0] != b'[' || unit.broken.is_some()) {
+            let raw = String::from_utf8_lossy(&bytes[..RAW_LIMIT.min(bytes.len())]);
+            return self.reject(
+                ctx,
+                unit.line,
+                None,
+                too_large(ctx.max_record, bytes.len()),
+                &raw,
+            );
+        }
         if let Some(broken) = unit.broken {
             let msg = match broken {
                 Broken::Truncated => "invalid JSON: the input ends inside this value",
@@ -210,7 +228,13 @@ impl Batch {
             let off = offset_in(text, el);
             el_line += count_newlines(&text.as_bytes()[at..off]);
             at = off;
-            self.value(ctx, el, el_line, Some((first + i) as u64), level);
+            let record = Some((first + i) as u64);
+            if el.len() > ctx.max_record {
+                let why = too_large(ctx.max_record, el.len());
+                self.reject(ctx, el_line, record, why, truncate(el, RAW_LIMIT));
+                continue;
+            }
+            self.value(ctx, el, el_line, record, level);
         }
     }
 
@@ -332,47 +356,54 @@ pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     Ok(out)
 }
 
+/// Decoded bytes a line-layout file is read in: a file never holds more of its raw text than
+/// this at once (or the record size limit and 1 MiB, if that is more).
+pub const WINDOW: usize = 64 << 20;
+
+/// A whole-file read (pretty-printed JSON, CSV) stops at this many record size limits.
+pub const WHOLE_FILE_RECORDS: usize = 64;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn read_file(
     file: &InputFile,
     opts: &IngestOptions,
     progress: &Progress,
 ) -> Result<FileOutput, IngestError> {
-    let (buf, tail_err) =
-        decompress::read_all(&file.path, file.compression, file.bytes).map_err(|e| {
-            IngestError::Unreadable {
-                path: file.display.clone(),
-                message: e.to_string(),
-            }
-        })?;
-    let decoded = buf.len().max(1) as u64;
-    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
-    let mut parsed = match file.format {
-        discover::InputFormat::Json => parse_buffer(&buf, &file.display, opts, &tick)?,
-        discover::InputFormat::Csv => {
-            let account = csv_export::account_from_path(&file.path);
-            let p = csv_export::parse(&buf, &file.display, account.as_deref(), &opts.tz)?;
-            tick(buf.len());
-            p
-        }
+    let unreadable = |e: std::io::Error| IngestError::Unreadable {
+        path: file.display.clone(),
+        message: e.to_string(),
     };
-    if let Some(e) = tail_err {
+    let (mut reader, _) =
+        decompress::open_counted(&file.path, file.compression).map_err(unreadable)?;
+    let window = WINDOW.max(opts.max_record.saturating_add(1 << 20));
+    let mut buf = Vec::with_capacity(window.min(file.bytes as usize * 4 + 1024));
+    let first = decompress::fill(&mut reader, &mut buf, window);
+    let lines = file.format == discover::InputFormat::Json
+        && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
+    let read = if lines {
+        read_lines(file, opts, progress, reader.as_mut(), buf, first)?
+    } else {
+        read_whole(file, opts, progress, reader.as_mut(), buf, first)?
+    };
+    let Read {
+        mut parsed,
+        decoded,
+        tail_err,
+    } = read;
+    if let Some((at, why)) = tail_err {
         // The records before the break were read; the break itself is one reject.
         parsed.rejects.push(Reject {
             source: Arc::from(file.display.as_str()),
-            location: format!("byte {}", buf.len()),
-            line: 1 + count_newlines(&buf),
+            location: format!("byte {at}"),
+            line: parsed.lines,
             record: None,
-            code: "unreadable_input",
-            reason: format!(
-                "the {:?} stream could not be decoded after {} bytes: {e}; the records before it were read",
-                file.compression,
-                buf.len()
-            ),
+            code: why.code,
+            reason: why.message,
             raw: String::new(),
         });
         parsed.records += 1;
     }
-    drop(buf);
     let stats = FileStats {
         input: file.clone(),
         decoded_bytes: decoded,
@@ -388,12 +419,229 @@ fn read_file(
     Ok((parsed.legs, parsed.rejects, stats))
 }
 
+/// One file read: its records, how many decoded bytes it had, and where and why reading
+/// stopped early, if it did.
+struct Read {
+    parsed: Parsed,
+    decoded: u64,
+    tail_err: Option<(u64, RejectReason)>,
+}
+
+fn decode_error(file: &InputFile, at: usize, e: &std::io::Error) -> RejectReason {
+    RejectReason::new(
+        "unreadable_input",
+        format!(
+            "the {:?} stream could not be decoded after {at} bytes: {e}; the records before it were read",
+            file.compression
+        ),
+    )
+}
+
+/// A pretty-printed or CSV file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
+/// then parsed in parallel.
+fn read_whole(
+    file: &InputFile,
+    opts: &IngestOptions,
+    progress: &Progress,
+    reader: &mut dyn std::io::Read,
+    mut buf: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+) -> Result<Read, IngestError> {
+    let cap = opts.max_record.saturating_mul(WHOLE_FILE_RECORDS);
+    let ended = match first {
+        Ok(decompress::Filled::More) => decompress::fill(reader, &mut buf, cap.saturating_add(1)),
+        other => other,
+    };
+    let tail_err = match ended {
+        Err(e) => Some((buf.len() as u64, decode_error(file, buf.len(), &e))),
+        Ok(_) if buf.len() > cap => {
+            buf.truncate(cap);
+            Some((
+                cap as u64,
+                RejectReason::new(
+                    "file_too_large",
+                    format!(
+                        "a pretty-printed JSON or CSV file is read whole, and this one is larger than {cap} decoded bytes ({WHOLE_FILE_RECORDS} times --max-record-size); the rest was not read. Export it as NDJSON (one record a line, read in bounded windows) or raise --max-record-size"
+                    ),
+                ),
+            ))
+        }
+        Ok(_) => None,
+    };
+    let decoded = buf.len().max(1) as u64;
+    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
+    let parsed = match file.format {
+        discover::InputFormat::Json => parse_buffer(&buf, &file.display, opts, &tick)?,
+        discover::InputFormat::Csv => {
+            let account = csv_export::account_from_path(&file.path);
+            let p = csv_export::parse(&buf, &file.display, account.as_deref(), &opts.tz)?;
+            tick(buf.len());
+            p
+        }
+    };
+    Ok(Read {
+        parsed,
+        decoded: buf.len() as u64,
+        tail_err,
+    })
+}
+
+/// A line-layout file, read in windows of whole lines, each parsed in parallel and dropped
+/// before the next is read. A line longer than the record size limit is skipped to its end
+/// without being held, and rejected.
+fn read_lines(
+    file: &InputFile,
+    opts: &IngestOptions,
+    progress: &Progress,
+    reader: &mut dyn std::io::Read,
+    mut win: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+) -> Result<Read, IngestError> {
+    let ctx = Ctx {
+        source: Arc::from(file.display.as_str()),
+        tz: &opts.tz,
+        max_record: opts.max_record,
+    };
+    let window = win
+        .capacity()
+        .max(WINDOW.max(opts.max_record.saturating_add(1 << 20)));
+    if win.starts_with(BOM) {
+        win.drain(..BOM.len());
+    }
+    let mut ended = first;
+    let (mut line, mut decoded, mut ticked) = (1u64, 0u64, 0u64);
+    let mut batches = Vec::new();
+    let mut tail_err = None;
+    loop {
+        let more = match &ended {
+            Ok(decompress::Filled::More) => true,
+            Ok(decompress::Filled::End) => false,
+            Err(_) => false,
+        };
+        let cut = if more {
+            memchr::memrchr(b'\n', &win).map_or(0, |i| i + 1)
+        } else {
+            win.len()
+        };
+        if cut > 0 {
+            let part = &win[..cut];
+            batches.extend(parse_lines(&ctx, part, line, opts.chunk_bytes));
+            line += count_newlines(part);
+            decoded += cut as u64;
+            win.drain(..cut);
+        } else if more {
+            // A window without a line end: one line longer than the limit.
+            let raw = String::from_utf8_lossy(&win[..win.len().min(RAW_LIMIT)]).into_owned();
+            let (skipped, found) = skip_line(reader, &mut win, window, &mut ended);
+            let mut b = Batch::new(0);
+            b.reject(&ctx, line, None, too_large(opts.max_record, skipped), &raw);
+            batches.push(b);
+            line += u64::from(found);
+            decoded += skipped as u64;
+        }
+        let done = (decoded * file.bytes) / (decoded + win.len() as u64 + 1).max(1);
+        progress.inc(done.saturating_sub(ticked));
+        ticked = ticked.max(done);
+        if !more {
+            if let Err(e) = &ended {
+                tail_err = Some((decoded, decode_error(file, decoded as usize, e)));
+            }
+            break;
+        }
+        ended = decompress::fill(reader, &mut win, window);
+    }
+    progress.inc(file.bytes.saturating_sub(ticked));
+    let mut parsed = collect(batches, &file.display)?;
+    parsed.layout = Layout::Lines;
+    parsed.lines = line;
+    Ok(Read {
+        parsed,
+        decoded,
+        tail_err,
+    })
+}
+
+/// Drops bytes up to and including the next line end (or the end of input): returns how many
+/// and whether a line end was found. `win` holds the line's start; what follows the line end
+/// is left in it.
+fn skip_line(
+    reader: &mut dyn std::io::Read,
+    win: &mut Vec<u8>,
+    window: usize,
+    ended: &mut std::io::Result<decompress::Filled>,
+) -> (usize, bool) {
+    let mut skipped = 0;
+    loop {
+        if let Some(i) = memchr::memchr(b'\n', win) {
+            skipped += i + 1;
+            win.drain(..=i);
+            return (skipped, true);
+        }
+        skipped += win.len();
+        win.clear();
+        if !matches!(ended, Ok(decompress::Filled::More)) {
+            return (skipped, false);
+        }
+        *ended = decompress::fill(reader, win, window);
+    }
+}
+
+fn too_large(limit: usize, bytes: usize) -> RejectReason {
+    RejectReason::new(
+        "record_too_large",
+        format!(
+            "the record is {bytes} bytes, more than --max-record-size ({limit} bytes); it was skipped"
+        ),
+    )
+}
+
+/// Parses a run of whole lines (the first numbered `first_line`) in parallel tasks.
+fn parse_lines(ctx: &Ctx, body: &[u8], first_line: u64, chunk: usize) -> Vec<Batch> {
+    scan::line_chunks(body, chunk)
+        .into_par_iter()
+        .map(|(s, e, line)| {
+            let mut b = Batch::new(cap_for(e - s));
+            for u in scan::line_units(body, s, e, line + first_line - 1) {
+                b.unit(ctx, body, &u);
+            }
+            b
+        })
+        .collect()
+}
+
+fn cap_for(bytes: usize) -> usize {
+    bytes / 2048 + 16
+}
+
+/// The batches' legs as one frame, their rejects and record count.
+fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
+    let mut frames = Vec::with_capacity(batches.len());
+    let mut rejects = Vec::new();
+    let mut records = 0;
+    for b in batches {
+        records += b.records;
+        rejects.extend(b.rejects);
+        if !b.builder.is_empty() {
+            frames.push(b.builder.finish(source, "json")?);
+        }
+    }
+    Ok(Parsed {
+        legs: concat_frames(frames)?,
+        rejects,
+        records,
+        layout: Layout::Stream,
+        lines: 1,
+    })
+}
+
 /// What one decoded buffer held.
 pub struct Parsed {
     pub legs: DataFrame,
     pub rejects: Vec<Reject>,
     pub records: u64,
     pub layout: Layout,
+    /// The line the input ended on.
+    pub lines: u64,
 }
 
 /// Parses one decoded file's bytes, in parallel tasks of about `opts.chunk_bytes`; `tick` is
@@ -404,25 +652,19 @@ pub fn parse_buffer(
     opts: &IngestOptions,
     tick: &(dyn Fn(usize) + Sync),
 ) -> Result<Parsed, IngestError> {
-    let body = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
+    let body = buf.strip_prefix(BOM).unwrap_or(buf);
     let ctx = Ctx {
         source: Arc::from(source),
         tz: &opts.tz,
+        max_record: opts.max_record,
     };
     let layout = scan::detect_layout(body);
-    let cap_for = |bytes: usize| bytes / 2048 + 16;
     let batches: Vec<Batch> = match layout {
-        Layout::Lines => scan::line_chunks(body, opts.chunk_bytes)
-            .into_par_iter()
-            .map(|(s, e, line)| {
-                let mut b = Batch::new(cap_for(e - s));
-                for u in scan::line_units(body, s, e, line) {
-                    b.unit(&ctx, body, &u);
-                }
-                tick(e - s);
-                b
-            })
-            .collect(),
+        Layout::Lines => {
+            let b = parse_lines(&ctx, body, 1, opts.chunk_bytes);
+            tick(body.len());
+            b
+        }
         Layout::Stream => {
             let (arrays, units): (Vec<Unit>, Vec<Unit>) =
                 scan::stream_units(body).into_iter().partition(|u| {
@@ -448,22 +690,10 @@ pub fn parse_buffer(
             batches
         }
     };
-    let mut frames = Vec::with_capacity(batches.len());
-    let mut rejects = Vec::new();
-    let mut records = 0;
-    for b in batches {
-        records += b.records;
-        rejects.extend(b.rejects);
-        if !b.builder.is_empty() {
-            frames.push(b.builder.finish(source, "json")?);
-        }
-    }
-    Ok(Parsed {
-        legs: concat_frames(frames)?,
-        rejects,
-        records,
-        layout,
-    })
+    let mut parsed = collect(batches, source)?;
+    parsed.layout = layout;
+    parsed.lines = 1 + count_newlines(body);
+    Ok(parsed)
 }
 
 /// A top-level array larger than one task, its elements split across tasks. An array that is

@@ -40,12 +40,22 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// Line layout when the first non-blank lines are each a whole JSON object or array.
+/// Line layout when the first non-blank lines are each a whole JSON object or array. `buf` is
+/// the whole input or its first part; a last line without its line end is not judged.
 pub fn detect_layout(buf: &[u8]) -> Layout {
     let mut pos = 0;
     let mut checked = 0;
     while pos < buf.len() && checked < 4 {
-        let end = memchr(b'\n', &buf[pos..]).map_or(buf.len(), |i| pos + i);
+        let Some(end) = memchr(b'\n', &buf[pos..]).map(|i| pos + i) else {
+            if checked > 0 {
+                break;
+            }
+            let line = trim(&buf[pos..]);
+            if line.is_empty() || (matches!(line[0], b'{' | b'[') && is_complete_value(line)) {
+                break;
+            }
+            return Layout::Stream;
+        };
         let line = trim(&buf[pos..end]);
         if !line.is_empty() {
             if !matches!(line[0], b'{' | b'[') || !is_complete_value(line) {

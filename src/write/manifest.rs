@@ -24,14 +24,61 @@ pub struct Manifest {
     pub reconciliation: crate::reconcile::Summary,
     /// Rate deck rows that could not be used, with their lines.
     pub rate_deck_issues: Vec<crate::rate::deck::DeckIssue>,
-    /// What this run wrote at the top of the output folder (replaced by the next run).
+    /// How this run replaced the previous output: `overwrite-partitions` or `replace-all`.
+    pub mode: super::commit::Mode,
+    /// Whether this run first finished the commit of an earlier run that was killed.
+    pub finished_interrupted_commit: bool,
+    /// The top-level names of the output folder rerate manages (the next run's to replace).
     pub outputs: Vec<String>,
-    /// Every partition of every table, with its rows and money.
+    /// The whole dataset now in the folder: this run's partitions and those kept from earlier
+    /// runs (`counts` and `totals` are this run's alone).
+    pub dataset: Dataset,
+    /// Every partition of every table in the folder, with its rows and money.
     pub partitions: Vec<PartitionStats>,
+    /// The runs that wrote this folder, oldest first, each with the partitions it wrote.
+    pub runs: Vec<RunRecord>,
     /// Milliseconds per stage, in run order.
     pub stages_ms: BTreeMap<&'static str, u64>,
     pub elapsed_ms: u64,
 }
+
+/// The legs dataset as a whole, summed over its partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub legs: u64,
+    pub partitions: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+impl Dataset {
+    pub fn of(parts: &[PartitionStats]) -> Self {
+        let legs: Vec<PartitionStats> = parts
+            .iter()
+            .filter(|p| p.table == "legs")
+            .cloned()
+            .collect();
+        Dataset {
+            legs: legs.iter().map(|p| p.rows).sum(),
+            partitions: legs.len() as u64,
+            totals: Totals::of(&legs),
+        }
+    }
+}
+
+/// One run of the folder's history.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub run: u64,
+    pub mode: super::commit::Mode,
+    pub records_read: u64,
+    pub legs_written: u64,
+    /// The (account_id, date) partitions it wrote.
+    pub partitions: Vec<(String, Option<String>)>,
+}
+
+/// The history kept in the manifest: the latest runs.
+pub const RUNS_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Counts {

@@ -4,6 +4,7 @@
 //! own Parquet (zstd, column statistics) and CSV writers; `rejects.ndjson`; `manifest.json`.
 //! Partition columns live in the paths, not in the files (the Hive convention).
 
+pub mod commit;
 pub mod manifest;
 pub mod partition;
 pub mod summary;
@@ -62,9 +63,11 @@ pub enum WriteError {
         "{0} is not empty and holds no rerate manifest.json; refusing to write into it (choose an empty or new folder)"
     )]
     NotAnOutputFolder(String),
+    #[error("{0} is being written by another rerate run (it holds {0}/.rerate.lock); wait for it to finish")]
+    Busy(String),
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io {
         path: path.display().to_string(),
         source,
@@ -79,11 +82,12 @@ fn pl_err(path: &Path) -> impl Fn(PolarsError) -> WriteError + '_ {
 }
 
 /// One written partition and its totals.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartitionStats {
     pub table: String,
     pub account_id: String,
     pub date: Option<String>,
+    /// The partition's folder, relative to the output folder.
     pub path: String,
     pub rows: u64,
     pub billing_seconds: i64,
@@ -93,8 +97,8 @@ pub struct PartitionStats {
     pub reseller_cost_units: i64,
 }
 
-/// The things a run replaces in its output folder.
-const OUTPUTS: &[&str] = &[
+/// The things a run replaces in its output folder, besides what the previous manifest lists.
+pub const OUTPUTS: &[&str] = &[
     "legs",
     "interactions",
     "reconciliation",
@@ -103,40 +107,10 @@ const OUTPUTS: &[&str] = &[
     "summary.html",
 ];
 
-/// Makes `out` ready: creates it, or clears a previous run's outputs from it. A non-empty
-/// folder that is not a rerate output is refused, so a typo cannot wipe someone's files.
-pub fn prepare_out_dir(out: &Path) -> Result<(), WriteError> {
-    if out.exists() {
-        let mut entries = fs::read_dir(out).map_err(io_err(out))?;
-        let empty = entries.next().is_none();
-        let manifest = out.join("manifest.json");
-        if !empty && !manifest.is_file() {
-            return Err(WriteError::NotAnOutputFolder(out.display().to_string()));
-        }
-        let mut names: Vec<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
-        names.extend(previous_outputs(&manifest));
-        for name in names {
-            let p = out.join(&name);
-            if p.is_dir() {
-                fs::remove_dir_all(&p).map_err(io_err(&p))?;
-            } else if p.exists() {
-                fs::remove_file(&p).map_err(io_err(&p))?;
-            }
-        }
-    }
-    fs::create_dir_all(out).map_err(io_err(out))
-}
-
 /// The top-level names a previous run's manifest says it wrote; only plain names are
 /// trusted, so a doctored manifest cannot point outside the folder.
-fn previous_outputs(manifest: &Path) -> Vec<String> {
-    let Ok(text) = fs::read_to_string(manifest) else {
-        return vec![];
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return vec![];
-    };
-    v["outputs"]
+pub fn previous_outputs(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["outputs"]
         .as_array()
         .into_iter()
         .flatten()
@@ -218,6 +192,12 @@ fn write_partition(
         .and_then(|c| c.date().map(|d| d.physical().get(0)))
         .map_err(pl_err(table_dir))?
         .map(format_date);
+    let rel = format!(
+        "{}/{}/{}",
+        table.name,
+        partition::dir_name(ACCOUNT_ID, Some(&account)),
+        partition::dir_name(DATE, date.as_deref())
+    );
     let dir = table_dir
         .join(partition::dir_name(ACCOUNT_ID, Some(&account)))
         .join(partition::dir_name(DATE, date.as_deref()));
@@ -229,7 +209,7 @@ fn write_partition(
         table: table.name.to_owned(),
         account_id: account,
         date,
-        path: dir.display().to_string(),
+        path: rel,
         rows: part.height() as u64,
         billing_seconds: sum_i64(&part, BILLING_SECONDS),
         billed_seconds: sum_i64(&part, BILLED_SECONDS),

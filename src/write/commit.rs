@@ -1,0 +1,385 @@
+//! Atomic, nightly-safe output.
+//!
+//! A run writes everything into `DIR/.rerate-staging/data/`, laid out as the final folder. When
+//! all of it is written and synced, the run writes a journal (`.rerate-staging/COMMIT`: the
+//! files to move into place, then the files to remove) and renames it into place: that rename is
+//! the commit point. The journal is then carried out: each staged file is renamed over its final
+//! path (a reader sees the old file or the new one, never half of one), the files it replaces
+//! are removed, and `manifest.json` moves last. A run killed before the commit point leaves the
+//! previous output untouched, and the next run deletes its staging folder; a run killed after
+//! it is finished by the next run, which carries out the journal before anything else (both
+//! steps are idempotent). `DIR/.rerate.lock` keeps two runs from writing the same folder.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{io_err, WriteError};
+
+/// The staging folder, inside the output folder.
+pub const STAGING: &str = ".rerate-staging";
+/// The lock file, inside the output folder.
+pub const LOCK: &str = ".rerate.lock";
+const JOURNAL: &str = "COMMIT";
+const MANIFEST: &str = "manifest.json";
+
+/// What a run replaces in an output folder that already holds a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Replace only the (account, day) partitions present in this run's input; keep the others.
+    OverwritePartitions,
+    /// Replace the whole dataset with this run's.
+    ReplaceAll,
+}
+
+/// The commit journal: relative paths under the staging `data/` and the output folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Journal {
+    /// Staged files to rename into place, in order; `manifest.json` is not among them.
+    pub moves: Vec<String>,
+    /// Files of the previous output to remove once the moves are done.
+    pub deletes: Vec<String>,
+}
+
+/// A run's claim on its output folder: the lock, and the staging folder it writes into.
+pub struct Staging {
+    out: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    _lock: File,
+    committed: bool,
+    /// Whether opening finished a previous run's interrupted commit.
+    pub recovered: bool,
+}
+
+impl Staging {
+    /// Locks `out` (creating it), finishes or discards what an interrupted run left, and makes
+    /// an empty staging folder. A non-empty folder that is not a rerate output is refused.
+    pub fn open(out: &Path) -> Result<Self, WriteError> {
+        if out.exists() {
+            let mut entries = fs::read_dir(out).map_err(io_err(out))?;
+            let foreign = entries.any(|e| {
+                e.ok().is_some_and(|e| {
+                    let n = e.file_name();
+                    n != STAGING && n != LOCK
+                })
+            });
+            if foreign
+                && !out.join(MANIFEST).is_file()
+                && !out.join(STAGING).join(JOURNAL).is_file()
+            {
+                return Err(WriteError::NotAnOutputFolder(out.display().to_string()));
+            }
+        }
+        fs::create_dir_all(out).map_err(io_err(out))?;
+        let lock_path = out.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(WriteError::Busy(out.display().to_string()))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let root = out.join(STAGING);
+        let recovered = recover(out, &root)?;
+        let data = root.join("data");
+        fs::create_dir_all(&data).map_err(io_err(&data))?;
+        Ok(Staging {
+            out: out.to_owned(),
+            root,
+            data,
+            _lock: lock,
+            committed: false,
+            recovered,
+        })
+    }
+
+    /// Where this run writes: the final layout, under the staging folder.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// The output folder.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Every staged file, as a path relative to [`Staging::data`], sorted.
+    pub fn staged_files(&self) -> Result<Vec<String>, WriteError> {
+        let mut files = Vec::new();
+        list_files(&self.data, &self.data, &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Makes the staged output the output: syncs it, writes the journal (the commit point),
+    /// carries it out, and removes the staging folder. `manifest.json` must be staged.
+    pub fn commit(mut self, journal: Journal) -> Result<(), WriteError> {
+        journal
+            .moves
+            .par_iter()
+            .chain([MANIFEST.to_owned()].par_iter())
+            .try_for_each(|rel| sync_file(&self.data.join(rel)))?;
+        let tmp = self.root.join("COMMIT.tmp");
+        let text = serde_json::to_vec(&journal).map_err(|e| io_err(&tmp)(e.into()))?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&text).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        let path = self.root.join(JOURNAL);
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.root);
+        self.committed = true;
+        apply(&self.out, &self.root, &journal)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            // A failed run leaves the previous output as it was, and no staging behind.
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// Finishes an interrupted commit, or discards an uncommitted staging folder. Returns whether
+/// a commit was finished.
+fn recover(out: &Path, root: &Path) -> Result<bool, WriteError> {
+    if !root.exists() {
+        return Ok(false);
+    }
+    let journal_path = root.join(JOURNAL);
+    let journal = fs::read(&journal_path)
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Journal>(&t).ok());
+    match journal {
+        Some(j) => {
+            apply(out, root, &j)?;
+            Ok(true)
+        }
+        None => {
+            fs::remove_dir_all(root).map_err(io_err(root))?;
+            Ok(false)
+        }
+    }
+}
+
+/// Test hook: `RERATE_CRASH_AFTER_MOVES=N` aborts the process after N moves of a commit, to
+/// test that the next run finishes it.
+fn crash_after() -> Option<usize> {
+    std::env::var("RERATE_CRASH_AFTER_MOVES").ok()?.parse().ok()
+}
+
+/// Carries out a journal; every step may already have been done.
+fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
+    let data = root.join("data");
+    let crash = crash_after();
+    for (i, rel) in journal.moves.iter().enumerate() {
+        if crash == Some(i) {
+            std::process::abort();
+        }
+        move_into_place(&data, out, rel)?;
+    }
+    let mut emptied = BTreeSet::new();
+    for rel in &journal.deletes {
+        let p = out.join(rel);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p)(e)),
+        }
+        if let Some(parent) = p.parent() {
+            emptied.insert(parent.to_owned());
+        }
+    }
+    // Partition folders left empty go too (deepest first), never the output folder itself.
+    for dir in emptied.iter().rev() {
+        let mut d = dir.as_path();
+        while d != out && d.starts_with(out) && fs::remove_dir(d).is_ok() {
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+    }
+    move_into_place(&data, out, MANIFEST)?;
+    sync_dir(out);
+    fs::remove_dir_all(root).map_err(io_err(root))
+}
+
+/// What a commit does to the output folder. `staged` are the staged files (relative paths);
+/// `entries` the top-level names earlier runs may have written; `keys` the partition folders
+/// (`account_id=..`, `date=..`) this run wrote. Replacing all removes every earlier file this
+/// run does not replace; overwriting partitions removes the earlier files inside those
+/// partitions, in every partitioned table (one this run did not write too, so nothing stale is
+/// left beside the new days), and earlier top-level files (whole-run reports, rejects).
+pub fn plan(
+    out: &Path,
+    staged: &[String],
+    mode: Mode,
+    entries: &BTreeSet<String>,
+    keys: &BTreeSet<(String, String)>,
+) -> Result<Journal, WriteError> {
+    let moves: Vec<String> = staged.iter().filter(|f| *f != MANIFEST).cloned().collect();
+    let new: BTreeSet<&String> = moves.iter().collect();
+    let mut old = Vec::new();
+    for name in entries.iter().filter(|n| *n != MANIFEST) {
+        let p = out.join(name);
+        match mode {
+            Mode::ReplaceAll => list_files(&p, out, &mut old)?,
+            Mode::OverwritePartitions if p.is_file() => list_files(&p, out, &mut old)?,
+            Mode::OverwritePartitions => {
+                for (a, d) in keys {
+                    list_files(&p.join(a).join(d), out, &mut old)?;
+                }
+            }
+        }
+    }
+    old.sort();
+    old.dedup();
+    let deletes = old.into_iter().filter(|f| !new.contains(f)).collect();
+    Ok(Journal { moves, deletes })
+}
+
+fn move_into_place(data: &Path, out: &Path, rel: &str) -> Result<(), WriteError> {
+    let src = data.join(rel);
+    if !src.exists() {
+        return Ok(());
+    }
+    let dst = out.join(rel);
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    fs::rename(&src, &dst).map_err(io_err(&dst))
+}
+
+fn sync_file(path: &Path) -> Result<(), WriteError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
+}
+
+fn sync_dir(path: &Path) {
+    // Best effort: not every file system syncs directories.
+    let _ = File::open(path).and_then(|f| f.sync_all());
+}
+
+/// Appends the files under `dir`, as paths relative to `base` with `/` separators.
+pub fn list_files(dir: &Path, base: &Path, files: &mut Vec<String>) -> Result<(), WriteError> {
+    if dir.is_file() {
+        if let Ok(rel) = dir.strip_prefix(base) {
+            files.push(rel_str(rel));
+        }
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        list_files(&e.path(), base, files)?;
+    }
+    Ok(())
+}
+
+fn rel_str(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn write(p: &Path, s: &str) -> std::io::Result<()> {
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(p, s)
+    }
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_default()
+    }
+
+    #[test]
+    fn commit_moves_staged_files_removes_replaced_ones_and_manifest_goes_last() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("out");
+        write(&out.join("manifest.json"), "old")?;
+        write(&out.join("t/a=1/part-0.parquet"), "old1")?;
+        write(&out.join("t/a=2/part-0.csv"), "old2")?;
+        let st = Staging::open(&out)?;
+        write(&st.data().join("t/a=1/part-0.parquet"), "new1")?;
+        write(&st.data().join("manifest.json"), "new")?;
+        let j = Journal {
+            moves: vec!["t/a=1/part-0.parquet".into()],
+            deletes: vec!["t/a=2/part-0.csv".into()],
+        };
+        st.commit(j)?;
+        assert_eq!(read(&out.join("t/a=1/part-0.parquet")), "new1");
+        assert_eq!(read(&out.join("manifest.json")), "new");
+        assert!(
+            !out.join("t/a=2").exists(),
+            "an emptied partition folder is removed"
+        );
+        assert!(out.join("t").exists());
+        assert!(!out.join(STAGING).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn an_uncommitted_staging_is_discarded_and_a_journal_is_finished() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("out");
+        write(&out.join("manifest.json"), "old")?;
+        // A run that died before its commit point.
+        write(&out.join(STAGING).join("data/t/x.parquet"), "half")?;
+        drop(Staging::open(&out)?);
+        assert!(!out.join("t").exists());
+        assert_eq!(read(&out.join("manifest.json")), "old");
+        // A run that died after it, one move done.
+        write(&out.join("t/a.parquet"), "new-a")?;
+        write(&out.join(STAGING).join("data/t/b.parquet"), "new-b")?;
+        write(&out.join(STAGING).join("data/manifest.json"), "new")?;
+        write(&out.join("t/old.parquet"), "old")?;
+        let j = Journal {
+            moves: vec!["t/a.parquet".into(), "t/b.parquet".into()],
+            deletes: vec!["t/old.parquet".into()],
+        };
+        write(
+            &out.join(STAGING).join(JOURNAL),
+            &serde_json::to_string(&j)?,
+        )?;
+        let st = Staging::open(&out)?;
+        assert!(st.recovered);
+        assert_eq!(read(&out.join("t/b.parquet")), "new-b");
+        assert_eq!(read(&out.join("manifest.json")), "new");
+        assert!(!out.join("t/old.parquet").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_folder_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("out");
+        let _first = Staging::open(&out)?;
+        assert!(matches!(Staging::open(&out), Err(WriteError::Busy(_))));
+        Ok(())
+    }
+}

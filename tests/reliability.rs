@@ -1,0 +1,368 @@
+//! Output that survives crashes and reruns; hostile input handled.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// The folder's data files (everything but the manifest, the summary page and rerate's own
+/// lock and staging), by relative path, with their bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(base)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if [
+                ".rerate.lock",
+                ".rerate-staging",
+                "manifest.json",
+                "summary.html",
+            ]
+            .contains(&rel.as_str())
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// A generated corpus of `legs` legs over 3 accounts and 2 days in November 2026.
+fn corpus(dir: &Path, legs: u32, seed: u32) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let out = dir.join(format!("corpus-{seed}"));
+    let o = rerate(&[
+        "gen",
+        "--legs",
+        &legs.to_string(),
+        "--accounts",
+        "3",
+        "--days",
+        "2",
+        "--files",
+        "2",
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Ok(out)
+}
+
+fn legs_partitions(m: &serde_json::Value) -> Vec<(String, String, u64, i64)> {
+    m["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["table"] == "legs")
+        .map(|p| {
+            (
+                p["account_id"].as_str().unwrap_or_default().to_owned(),
+                p["date"].as_str().unwrap_or_default().to_owned(),
+                p["rows"].as_u64().unwrap_or_default(),
+                p["cost_units"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn overwrite_partitions_replaces_the_input_days_only_and_never_double_counts() -> TestResult {
+    let (_d, out) = run_fixtures(&[])?;
+    let first = snapshot(&out);
+    let m1 = json_file(&out.join("manifest.json"));
+    assert_eq!(m1["dataset"]["legs"], 40);
+
+    // The same export again: the same bytes, the same counts.
+    run_ok(&["fixtures", "--out", s(&out), "-q"]);
+    assert!(snapshot(&out) == first, "a rerun changes nothing");
+    let m2 = json_file(&out.join("manifest.json"));
+    assert_eq!(m2["dataset"], m1["dataset"]);
+    assert_eq!(legs_partitions(&m2), legs_partitions(&m1));
+
+    // A smaller export touching one of the nine account-days.
+    run_ok(&["fixtures/ndjson/mixed.ndjson", "--out", s(&out), "-q"]);
+    let m3 = json_file(&out.join("manifest.json"));
+    let runs = m3["runs"].as_array().ok_or("runs")?;
+    assert_eq!(runs.len(), 3);
+    let written: Vec<(String, String)> = runs[2]["partitions"]
+        .as_array()
+        .ok_or("partitions")?
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap_or_default().to_owned(),
+                p[1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let third = snapshot(&out);
+    let touched = |path: &str| {
+        written.iter().any(|(a, d)| {
+            path.contains(&format!("account_id={a}/")) && path.contains(&format!("date={d}/"))
+        })
+    };
+    for (path, bytes) in &first {
+        if path.contains('/') && !touched(path) {
+            assert_eq!(
+                third.get(path),
+                Some(bytes),
+                "{path} was not in the input and must stay"
+            );
+        }
+    }
+    // The dataset read back equals the manifest: 8 untouched partitions plus the new one.
+    let legs = read_dataset(&out.join("legs"));
+    let mut on_disk: Vec<(String, String, u64, i64)> = legs
+        .iter()
+        .map(|(a, d, df)| {
+            let cost: i64 = df
+                .column("cost_units")
+                .ok()
+                .and_then(|c| c.i64().ok().map(|c| c.iter().flatten().sum()))
+                .unwrap_or(0);
+            (a.clone(), d.clone(), df.height() as u64, cost)
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed = legs_partitions(&m3);
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    let kept: u64 = legs_partitions(&m1)
+        .iter()
+        .filter(|(a, d, _, _)| !written.contains(&(a.clone(), d.clone())))
+        .map(|p| p.2)
+        .sum();
+    assert_eq!(
+        m3["dataset"]["legs"].as_u64(),
+        Some(kept + m3["counts"]["legs_written"].as_u64().unwrap_or(0))
+    );
+    assert_eq!(on_disk.len(), 9);
+    Ok(())
+}
+
+#[test]
+fn replace_all_keeps_only_this_runs_partitions() -> TestResult {
+    let (_d, out) = run_fixtures(&[])?;
+    run_ok(&[
+        "fixtures/ndjson/mixed.ndjson",
+        "--out",
+        s(&out),
+        "-q",
+        "--mode",
+        "replace-all",
+    ]);
+    let m = json_file(&out.join("manifest.json"));
+    let legs = read_dataset(&out.join("legs"));
+    assert_eq!(legs.len(), 1);
+    assert_eq!(m["dataset"]["legs"], m["counts"]["legs_written"]);
+    assert_eq!(
+        legs.iter().map(|p| p.2.height() as u64).sum::<u64>(),
+        m["counts"]["legs_written"].as_u64().unwrap_or(0)
+    );
+    // Every table lost the other days too.
+    let days = read_dataset(&out.join("daily"));
+    assert_eq!(days.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn data_files_are_byte_identical_whatever_threads_chunks_or_input_order() -> TestResult {
+    let (_a, one) = run_fixtures(&["--threads", "1", "--format", "both"])?;
+    let dir = tempfile::tempdir()?;
+    let two = dir.path().join("two");
+    run_ok(&[
+        "fixtures/reconcile",
+        "fixtures/ndjson",
+        "fixtures/kazoo-samples",
+        "fixtures/gzip",
+        "fixtures/crossbar",
+        "fixtures/arrays",
+        "--out",
+        s(&two),
+        "-q",
+        "--threads",
+        "2",
+        "--chunk-size",
+        "300",
+        "--format",
+        "both",
+    ]);
+    let (a, b) = (snapshot(&one), snapshot(&two));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(b.get(k) == Some(v), "{k} differs between the runs");
+    }
+    assert!(a.len() > 100, "{} files compared", a.len());
+    Ok(())
+}
+
+#[test]
+fn unwritable_or_full_output_fails_naming_the_path_and_keeps_the_previous_output() -> TestResult {
+    // A file where a folder should be.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x")?;
+    let bad = file.join("out");
+    let o = rerate(&["run", "fixtures", "--out", s(&bad), "-q"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(s(&bad)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A 3 MB file system: the fixtures fit, a 20,000-leg corpus's output does not.
+    let big = corpus(dir.path(), 20_000, 7)?;
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt)?;
+    let exe = env!("CARGO_BIN_EXE_rerate");
+    let script = format!(
+        "mount -t tmpfs -o size=3m tmpfs {m} && cd {root} && {exe} run fixtures --out {m}/out -q && cp -r {m}/out {d}/before && {exe} run {big} --out {m}/out -q; echo \"status=$?\"; cp -r {m}/out {d}/after; ls -a {m}/out",
+        m = s(&mnt),
+        root = s(&root()),
+        d = s(dir.path()),
+        big = s(&big),
+    );
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stdout.contains("status=2"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("/out/"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(".rerate-staging"),
+        "the failed run cleaned its staging: {stdout}"
+    );
+    let (before, after) = (dir.path().join("before"), dir.path().join("after"));
+    assert_eq!(snapshot(&before), snapshot(&after));
+    assert_eq!(
+        std::fs::read(before.join("manifest.json"))?,
+        std::fs::read(after.join("manifest.json"))?
+    );
+    assert!(snapshot(&before).len() > 50);
+    Ok(())
+}
+
+/// SIGKILLs `rerate run` after `ms` milliseconds; true when the kill landed before it ended.
+fn kill_after(args: &[&str], ms: u64) -> Result<bool, Box<dyn std::error::Error>> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rerate"))
+        .arg("run")
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(ms));
+    child.kill()?;
+    let status = child.wait()?;
+    Ok(status.signal() == Some(9))
+}
+
+#[test]
+fn a_run_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let big = corpus(dir.path(), 6_000, 3)?;
+    // What the folder holds before (the fixtures) and after (fixtures plus the corpus's days).
+    let (_a, out) = run_fixtures(&[])?;
+    let before = snapshot(&out);
+    let mut before_manifest = std::fs::read(out.join("manifest.json"))?;
+    let (_b, merged) = run_fixtures(&[])?;
+    run_ok(&[s(&big), "--out", s(&merged), "-q"]);
+    let after = snapshot(&merged);
+    assert!(before != after);
+
+    let mut killed = 0;
+    for ms in [30, 150, 400, 800, 1200, 1700, 2500] {
+        if kill_after(&[s(&big), "--out", s(&out), "-q"], ms)? {
+            killed += 1;
+        }
+        let now = snapshot(&out);
+        if now == before {
+            assert!(
+                std::fs::read(out.join("manifest.json"))? == before_manifest,
+                "the manifest changed after a kill at {ms} ms"
+            );
+        } else {
+            // Only a kill after the commit point can change the folder, and then the next
+            // run finishes the commit; here the run had finished.
+            assert!(
+                now == after || out.join(".rerate-staging/COMMIT").exists(),
+                "after a kill at {ms} ms the folder is neither the old nor the new dataset"
+            );
+        }
+        // The next run cleans up (or finishes) whatever the killed one left.
+        run_ok(&["fixtures", "--out", s(&out), "-q", "--mode", "replace-all"]);
+        assert!(!out.join(".rerate-staging").exists());
+        assert!(
+            snapshot(&out) == before,
+            "the rerun restores the fixtures' dataset"
+        );
+        before_manifest = std::fs::read(out.join("manifest.json"))?;
+    }
+    assert!(killed >= 3, "only {killed} kills landed mid-run");
+    Ok(())
+}
+
+#[test]
+fn a_commit_cut_short_is_finished_by_the_next_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let big = corpus(dir.path(), 600, 5)?;
+    let (_a, out) = run_fixtures(&[])?;
+    let (_b, merged) = run_fixtures(&[])?;
+    run_ok(&[s(&big), "--out", s(&merged), "-q"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_rerate"))
+        .args(["run", s(&big), "--out", s(&out), "-q"])
+        .current_dir(root())
+        .env("RERATE_CRASH_AFTER_MOVES", "5")
+        .output()?;
+    assert_eq!(o.status.signal(), Some(6), "the hook aborts the commit");
+    assert!(out.join(".rerate-staging/COMMIT").exists());
+    assert!(snapshot(&out) != snapshot(&merged));
+    // The next run (here: an empty export, which writes no partition) finishes the commit first.
+    let empty = dir.path().join("empty.json");
+    std::fs::File::create(&empty)?.write_all(b"\n")?;
+    let o = rerate(&["run", s(&empty), "--out", s(&out)]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("killed while doing it"));
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["finished_interrupted_commit"], true);
+    let (now, want) = (snapshot(&out), snapshot(&merged));
+    let data = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        m.iter()
+            .filter(|(k, _)| k.contains('/'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert!(
+        data(&now) == data(&want),
+        "the partitions are the merged dataset's"
+    );
+    Ok(())
+}
