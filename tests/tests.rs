@@ -1,7 +1,9 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
+mod fuzz_corpus;
 mod inputs;
 mod pipeline;
+mod properties;
 mod rating;
 mod reconcile;
 mod reliability;

@@ -8,6 +8,8 @@ pub mod builder;
 pub mod csv_export;
 pub mod decompress;
 pub mod discover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json_text;
 pub mod record;
 pub mod scan;

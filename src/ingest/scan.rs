@@ -40,32 +40,33 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// Line layout when the first non-blank lines are each a whole JSON object or array. `buf` is
-/// the whole input or its first part; a last line without its line end is not judged.
+/// Line layout when most of the first non-blank lines (up to 16) are each a whole JSON object
+/// or array, so that a broken line at the top of an NDJSON file costs only itself; a
+/// pretty-printed file has almost no such lines. `buf` is the whole input or its first part; a
+/// last line without its line end is not judged, unless it is the only one.
 pub fn detect_layout(buf: &[u8]) -> Layout {
-    let mut pos = 0;
-    let mut checked = 0;
-    while pos < buf.len() && checked < 4 {
-        let Some(end) = memchr(b'\n', &buf[pos..]).map(|i| pos + i) else {
-            if checked > 0 {
-                break;
-            }
-            let line = trim(&buf[pos..]);
-            if line.is_empty() || (matches!(line[0], b'{' | b'[') && is_complete_value(line)) {
-                break;
-            }
-            return Layout::Stream;
+    const LOOK: usize = 16;
+    let (mut pos, mut seen, mut whole) = (0, 0, 0);
+    while pos < buf.len() && seen < LOOK {
+        let end = match memchr(b'\n', &buf[pos..]) {
+            Some(i) => pos + i,
+            None if seen > 0 => break,
+            None => buf.len(),
         };
         let line = trim(&buf[pos..end]);
         if !line.is_empty() {
-            if !matches!(line[0], b'{' | b'[') || !is_complete_value(line) {
-                return Layout::Stream;
+            seen += 1;
+            if matches!(line[0], b'{' | b'[') && is_complete_value(line) {
+                whole += 1;
             }
-            checked += 1;
         }
         pos = end + 1;
     }
-    Layout::Lines
+    if seen == 0 || whole * 2 > seen {
+        Layout::Lines
+    } else {
+        Layout::Stream
+    }
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -257,6 +258,15 @@ mod tests {
         assert_eq!(detect_layout(b"{\n \"a\": 1\n}\n"), Layout::Stream);
         assert_eq!(detect_layout(b"[\n{\"a\":1}\n]"), Layout::Stream);
         assert_eq!(detect_layout(b"{\"a\":1}{\"a\":2}"), Layout::Stream);
+        // A broken first line does not make an NDJSON file a stream.
+        assert_eq!(
+            detect_layout(b"[1,2\n{\"a\":1}\n{\"a\":2}\n"),
+            Layout::Lines
+        );
+        assert_eq!(
+            detect_layout(b"not json\n{\"a\":1}\n{\"a\":2}\n"),
+            Layout::Lines
+        );
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! Properties over random corpora: generated CDRs, with duplicate, conflicting and broken
+//! records mixed in, run through the real CLI.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use crate::util::*;
+
+/// A random corpus: `legs` generated legs in two files, then `dups` copies of existing lines
+/// (every third one with a later timestamp: a conflict) and `junk` broken lines. Returns the
+/// folder, its files and the number of records in them, counted here line by line.
+fn corpus(
+    dir: &Path,
+    seed: u32,
+    legs: u32,
+    pages: bool,
+    dups: usize,
+    junk: usize,
+) -> (String, Vec<String>, u64) {
+    let input = dir.join("in");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let o = rerate(&[
+        "gen",
+        "--legs",
+        &legs.to_string(),
+        "--accounts",
+        "4",
+        "--days",
+        "3",
+        "--files",
+        "2",
+        "--seed",
+        &seed.to_string(),
+        "--shape",
+        if pages { "pages" } else { "ndjson" },
+        "--out",
+        &s(&input),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&input)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let first = files[0].clone();
+    let text = std::fs::read_to_string(&first).expect("corpus");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let n = lines.len();
+    for i in 0..dups {
+        let mut line = lines[(i * 7919 + seed as usize) % n].clone();
+        if i % 3 == 2 {
+            line = line
+                .replacen("\"timestamp\": ", "\"timestamp\": 1", 1)
+                .replacen("\"timestamp\":", "\"timestamp\":1", 1);
+        }
+        lines.push(line);
+    }
+    for i in 0..junk {
+        let at = (i * 104_729 + seed as usize) % lines.len();
+        lines.insert(
+            at,
+            ["{\"call_id\": \"x", "[1,2", "not json", "{\"no_call_id\": true}"][i % 4].to_owned(),
+        );
+    }
+    std::fs::write(&first, lines.join("\n") + "\n").expect("write corpus");
+    // Count records independently: a page line holds its `data`, anything else is one record.
+    let mut records = 0u64;
+    for f in &files {
+        for line in std::fs::read_to_string(f).expect("read").lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            records += match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => v["data"].as_array().map_or(1, |d| d.len() as u64),
+                Err(_) => 1,
+            };
+        }
+    }
+    (s(&input), files.iter().map(|f| s(f)).collect(), records)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_corpora_balance_and_do_not_depend_on_threads_order_or_chunks(
+        seed in 0u32..100_000,
+        legs in 20u32..200,
+        pages in any::<bool>(),
+        dups in 0usize..30,
+        junk in 0usize..6,
+        chunk in 200usize..20_000,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (input, files, records) = corpus(dir.path(), seed, legs, pages, dups, junk);
+        let out = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        run_ok(&[&files[0], &files[1], "--out", &out("a"), "-q", "--threads", "1"]);
+        let chunk = chunk.to_string();
+        run_ok(&[&files[1], &files[0], "--out", &out("b"), "-q", "--threads", "2", "--chunk-size", &chunk]);
+        run_ok(&[&input, "--out", &out("c"), "-q", "--rounding", "exact"]);
+
+        let m = json_file(&dir.path().join("a/manifest.json"));
+        let c = &m["counts"];
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(u64::MAX);
+        prop_assert_eq!(n(&c["records_read"]), records);
+        prop_assert_eq!(n(&c["records_read"]), n(&c["legs_written"]) + n(&c["rejected"]) + n(&c["duplicates_dropped"]));
+        prop_assert_eq!(n(&c["rejected"]), junk as u64);
+        prop_assert!(n(&c["duplicates_dropped"]) >= dups as u64 / 2, "{} duplicates for {} copies", c["duplicates_dropped"], dups);
+
+        let mb = json_file(&dir.path().join("b/manifest.json"));
+        prop_assert_eq!(&m["counts"], &mb["counts"]);
+        prop_assert_eq!(&m["totals"], &mb["totals"]);
+        let (a, b, exact) = (legs_of(&out("a")), legs_of(&out("b")), legs_of(&out("c")));
+        prop_assert_eq!(a.len() as u64, n(&c["legs_written"]));
+        prop_assert!(a == b, "the legs differ between the runs");
+        prop_assert_eq!(a.len(), exact.len());
+        for (id, k) in &a {
+            for v in [k.rated, k.cost, k.reseller].into_iter().flatten() {
+                prop_assert!(v >= 0, "{} costs {}", id, v);
+            }
+            let e = &exact[id];
+            for (x, y) in [(k.rated, e.rated), (k.cost, e.cost), (k.reseller, e.reseller)] {
+                let d = (x.unwrap_or(0) - y.unwrap_or(0)).abs();
+                prop_assert!(d <= 1, "{}: kazoo and exact differ by {} units", id, d);
+            }
+        }
+    }
+}
+
+fn legs_of(out: &str) -> std::collections::BTreeMap<String, LegRow> {
+    legs(Path::new(out))
+}
