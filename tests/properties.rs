@@ -61,7 +61,13 @@ fn corpus(
         let at = (i * 104_729 + seed as usize) % lines.len();
         lines.insert(
             at,
-            ["{\"call_id\": \"x", "[1,2", "not json", "{\"no_call_id\": true}"][i % 4].to_owned(),
+            [
+                "{\"call_id\": \"x",
+                "[1,2",
+                "not json",
+                "{\"no_call_id\": true}",
+            ][i % 4]
+                .to_owned(),
         );
     }
     std::fs::write(&first, lines.join("\n") + "\n").expect("write corpus");

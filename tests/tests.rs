@@ -1,6 +1,7 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
 mod fuzz_corpus;
+mod hostile;
 mod inputs;
 mod pipeline;
 mod properties;
