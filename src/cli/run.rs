@@ -249,6 +249,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = RunConfig::from_args(args)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
+        // A worker waiting on one file's parse tasks runs other files' reads on its own stack;
+        // debug builds' large frames need more than the default 2 MiB for that nesting.
+        .stack_size(32 << 20)
         .build()
         .context("starting the worker threads")?
         .install(|| execute(&cfg, t0))
