@@ -138,3 +138,40 @@ proptest! {
 fn legs_of(out: &str) -> std::collections::BTreeMap<String, LegRow> {
     legs(Path::new(out))
 }
+
+/// Many files on two threads: workers waiting on one file's tasks read other files on their
+/// own stacks (this overflowed the default stack in debug builds).
+#[test]
+fn many_files_on_two_threads_are_all_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let out = dir.path().join("out");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let o = rerate(&[
+        "gen",
+        "--legs",
+        "1600",
+        "--accounts",
+        "3",
+        "--days",
+        "2",
+        "--files",
+        "12",
+        "--out",
+        &s(&input),
+    ]);
+    assert!(o.status.success());
+    run_ok(&[
+        &s(&input),
+        "--out",
+        &s(&out),
+        "-q",
+        "--threads",
+        "2",
+        "--chunk-size",
+        "4K",
+    ]);
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["counts"]["legs_written"], 1600);
+    assert_eq!(m["inputs"].as_array().map(Vec::len), Some(12));
+}
