@@ -394,16 +394,9 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         outputs.push("summary.html".to_owned());
     }
     outputs.extend(["rejects.ndjson".to_owned(), "manifest.json".to_owned()]);
-    let keys: std::collections::BTreeSet<(String, String)> = parts
-        .iter()
-        .map(|p| {
-            (
-                dir_name(ACCOUNT_ID, Some(&p.account_id)),
-                dir_name(DATE, p.date.as_deref()),
-            )
-        })
-        .collect();
-    let history = History::read(&cfg.out, cfg.mode, &parts);
+    let keys: std::collections::BTreeSet<(String, String)> =
+        parts.iter().map(partition_dirs).collect();
+    let history = History::read(&cfg.out, cfg.mode, &keys);
     parts.extend(history.kept);
     parts.sort_by(|a, b| {
         (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
@@ -523,6 +516,14 @@ fn write_report(
     Ok(vec![])
 }
 
+/// The partition's folder names: `account_id=..`, `date=..`.
+fn partition_dirs(p: &PartitionStats) -> (String, String) {
+    (
+        dir_name(ACCOUNT_ID, Some(&p.account_id)),
+        dir_name(DATE, p.date.as_deref()),
+    )
+}
+
 /// What the previous manifest in the output folder says, as this run keeps it.
 struct History {
     /// Partitions of earlier runs this run does not replace.
@@ -534,22 +535,23 @@ struct History {
 }
 
 impl History {
-    fn read(out: &std::path::Path, mode: Mode, parts: &[PartitionStats]) -> Self {
+    /// `keys`: the partition folders this run writes, which replace earlier ones.
+    fn read(
+        out: &std::path::Path,
+        mode: Mode,
+        keys: &std::collections::BTreeSet<(String, String)>,
+    ) -> Self {
         let prev: serde_json::Value = std::fs::read(out.join("manifest.json"))
             .ok()
             .and_then(|t| serde_json::from_slice(&t).ok())
             .unwrap_or_default();
-        let keys: std::collections::BTreeSet<(&str, Option<&str>)> = parts
-            .iter()
-            .map(|p| (p.account_id.as_str(), p.date.as_deref()))
-            .collect();
         let kept = match mode {
             Mode::ReplaceAll => vec![],
             Mode::OverwritePartitions => {
                 serde_json::from_value::<Vec<PartitionStats>>(prev["partitions"].clone())
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|p| !keys.contains(&(p.account_id.as_str(), p.date.as_deref())))
+                    .filter(|p| !keys.contains(&partition_dirs(p)))
                     .collect()
             }
         };

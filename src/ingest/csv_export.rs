@@ -169,7 +169,7 @@ pub fn parse(
         rejects,
         records,
         layout: super::scan::Layout::Lines,
-        lines: 1 + memchr::memchr_iter(b'\n', buf).count() as u64,
+        lines: 1 + super::scan::count_lines(buf),
     })
 }
 

@@ -94,23 +94,6 @@ pub fn head(path: &Path, compression: Compression, n: usize) -> io::Result<Vec<u
     Ok(out)
 }
 
-/// All decoded bytes. A decoding error part way (a truncated gzip stream, a corrupt frame)
-/// keeps what was decoded before it and returns the error beside it.
-pub fn read_all(
-    path: &Path,
-    compression: Compression,
-    size_hint: u64,
-) -> io::Result<(Vec<u8>, Option<io::Error>)> {
-    let mut reader = open(path, compression)?;
-    let cap = match compression {
-        Compression::None => size_hint as usize,
-        _ => (size_hint as usize).saturating_mul(4),
-    };
-    let mut out = Vec::with_capacity(cap.min(1 << 30));
-    let fill = fill(&mut reader, &mut out, usize::MAX);
-    Ok((out, fill.err()))
-}
-
 /// How a [`fill`] ended.
 #[derive(Debug)]
 pub enum Filled {
@@ -151,6 +134,17 @@ mod tests {
         assert_eq!(Compression::from_magic(b"{\"a\""), Compression::None);
     }
 
+    /// Every decoded byte of a gzip file, and the decoding error that stopped it, if any.
+    fn read_all(path: &Path) -> io::Result<(Vec<u8>, Option<io::Error>)> {
+        let mut out = Vec::new();
+        let ended = fill(
+            open(path, Compression::Gzip)?.as_mut(),
+            &mut out,
+            usize::MAX,
+        );
+        Ok((out, ended.err()))
+    }
+
     #[test]
     fn multi_member_gzip_and_truncation() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -162,12 +156,12 @@ mod tests {
             bytes.extend(enc.finish()?);
         }
         std::fs::write(&path, &bytes)?;
-        let (all, err) = read_all(&path, Compression::Gzip, 0)?;
+        let (all, err) = read_all(&path)?;
         assert_eq!(all, b"{\"a\":1}\n{\"a\":2}\n");
         assert!(err.is_none());
 
         std::fs::write(&path, &bytes[..bytes.len() - 5])?;
-        let (part, err) = read_all(&path, Compression::Gzip, 0)?;
+        let (part, err) = read_all(&path)?;
         assert!(err.is_some(), "a truncated stream must report an error");
         assert!(part.starts_with(b"{\"a\":1}\n"));
         Ok(())

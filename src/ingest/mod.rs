@@ -27,7 +27,7 @@ use builder::LegBuilder;
 use discover::InputFile;
 use json_text::truncate;
 use record::{RawCdr, RejectReason};
-use scan::{Broken, Layout, Unit};
+use scan::{count_lines, Broken, Layout, Unit};
 
 /// Input problems that stop the run before anything is written.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,13 @@ pub struct IngestOptions {
 
 /// The default of `--max-record-size`: 16 MiB.
 pub const MAX_RECORD: usize = 16 << 20;
+
+impl IngestOptions {
+    /// Decoded bytes read at a time: [`WINDOW`], or more when a record may be larger.
+    fn window(&self) -> usize {
+        WINDOW.max(self.max_record.saturating_add(1 << 20))
+    }
+}
 
 /// A record that did not become a leg.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -173,7 +180,7 @@ impl Batch {
         match std::str::from_utf8(bytes) {
             Ok(text) => self.value(ctx, text, unit.line, None, Level::Top),
             Err(e) => {
-                let bad_line = unit.line + count_newlines(&bytes[..e.valid_up_to()]);
+                let bad_line = unit.line + count_lines(&bytes[..e.valid_up_to()]);
                 let why = RejectReason::new(
                     "invalid_utf8",
                     format!(
@@ -228,12 +235,12 @@ impl Batch {
         for (i, el) in elems.iter().enumerate() {
             let el = el.get();
             let off = offset_in(text, el);
-            el_line += count_newlines(&text.as_bytes()[at..off]);
+            el_line += count_lines(&text.as_bytes()[at..off]);
             at = off;
             let record = Some((first + i) as u64);
             if el.len() > ctx.max_record {
                 let why = too_large(ctx.max_record, el.len());
-                self.reject(ctx, el_line, record, why, truncate(el, RAW_LIMIT));
+                self.reject(ctx, el_line, record, why, el);
                 continue;
             }
             self.value(ctx, el, el_line, record, level);
@@ -248,7 +255,7 @@ impl Batch {
         if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
-            let d_line = line + count_newlines(&text.as_bytes()[..offset_in(text, d)]);
+            let d_line = line + count_lines(&text.as_bytes()[..offset_in(text, d)]);
             return match d.as_bytes().first() {
                 Some(b'[') => self.array(ctx, d, d_line, Level::InData),
                 _ if d == "null" => {}
@@ -281,10 +288,6 @@ fn offset_in(text: &str, part: &str) -> usize {
     (part.as_ptr() as usize)
         .saturating_sub(text.as_ptr() as usize)
         .min(text.len())
-}
-
-fn count_newlines(s: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', s).count() as u64
 }
 
 fn kind_of(text: &str) -> &'static str {
@@ -376,15 +379,15 @@ fn read_file(
         path: file.display.clone(),
         message: e.to_string(),
     };
-    let (mut reader, _) =
+    let (mut reader, consumed) =
         decompress::open_counted(&file.path, file.compression).map_err(unreadable)?;
-    let window = WINDOW.max(opts.max_record.saturating_add(1 << 20));
+    let window = opts.window();
     let mut buf = Vec::with_capacity(window.min(file.bytes as usize * 4 + 1024));
     let first = decompress::fill(&mut reader, &mut buf, window);
     let lines = file.format == discover::InputFormat::Json
         && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
     let read = if lines {
-        read_lines(file, opts, progress, reader.as_mut(), buf, first)?
+        read_lines(file, opts, progress, &consumed, reader.as_mut(), buf, first)?
     } else {
         read_whole(file, opts, progress, reader.as_mut(), buf, first)?
     };
@@ -489,12 +492,13 @@ fn read_whole(
 }
 
 /// A line-layout file, read in windows of whole lines, each parsed in parallel and dropped
-/// before the next is read. A line longer than the record size limit is skipped to its end
+/// before the next is read; progress follows `consumed`, the file's own bytes read so far. A line longer than the record size limit is skipped to its end
 /// without being held, and rejected.
 fn read_lines(
     file: &InputFile,
     opts: &IngestOptions,
     progress: &Progress,
+    consumed: &std::sync::atomic::AtomicU64,
     reader: &mut dyn std::io::Read,
     mut win: Vec<u8>,
     first: std::io::Result<decompress::Filled>,
@@ -504,9 +508,7 @@ fn read_lines(
         tz: &opts.tz,
         max_record: opts.max_record,
     };
-    let window = win
-        .capacity()
-        .max(WINDOW.max(opts.max_record.saturating_add(1 << 20)));
+    let window = opts.window();
     if win.starts_with(BOM) {
         win.drain(..BOM.len());
     }
@@ -528,12 +530,12 @@ fn read_lines(
         if cut > 0 {
             let part = &win[..cut];
             batches.extend(parse_lines(&ctx, part, line, opts.chunk_bytes));
-            line += count_newlines(part);
+            line += count_lines(part);
             decoded += cut as u64;
             win.drain(..cut);
         } else if more {
             // A window without a line end: one line longer than the limit.
-            let raw = String::from_utf8_lossy(&win[..win.len().min(RAW_LIMIT)]).into_owned();
+            let raw = raw_head(&win).into_owned();
             let (skipped, found) = skip_line(reader, &mut win, window, &mut ended);
             let mut b = Batch::new(0);
             b.reject(&ctx, line, None, too_large(opts.max_record, skipped), &raw);
@@ -541,7 +543,9 @@ fn read_lines(
             line += u64::from(found);
             decoded += skipped as u64;
         }
-        let done = (decoded * file.bytes) / (decoded + win.len() as u64 + 1).max(1);
+        let done = consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(file.bytes);
         progress.inc(done.saturating_sub(ticked));
         ticked = ticked.max(done);
         if !more {
@@ -586,6 +590,11 @@ fn skip_line(
         }
         *ended = decompress::fill(reader, win, window);
     }
+}
+
+/// The start of an over-long record, as the reject's `raw` keeps it (without converting the rest).
+fn raw_head(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&bytes[..RAW_LIMIT.min(bytes.len())])
 }
 
 fn too_large(limit: usize, bytes: usize) -> RejectReason {
@@ -694,7 +703,7 @@ pub fn parse_buffer(
     };
     let mut parsed = collect(batches, source)?;
     parsed.layout = layout;
-    parsed.lines = 1 + count_newlines(body);
+    parsed.lines = 1 + count_lines(body);
     Ok(parsed)
 }
 
@@ -725,7 +734,7 @@ fn big_array(
             .map_or(text.len(), |e| offset_in(text, e.get()));
         let start = offset_in(text, elems[first].get());
         if end - start >= target || i == elems.len() {
-            line += count_newlines(&text.as_bytes()[at..start]);
+            line += count_lines(&text.as_bytes()[at..start]);
             at = start;
             runs.push((first, i, at, line));
             first = i;

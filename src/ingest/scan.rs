@@ -140,7 +140,8 @@ fn resync(buf: &[u8], newline: usize) -> usize {
     buf.len()
 }
 
-fn count_lines(s: &[u8]) -> u64 {
+/// The line ends in `s`.
+pub fn count_lines(s: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', s).count() as u64
 }
 

@@ -110,11 +110,6 @@ impl Staging {
         &self.data
     }
 
-    /// The output folder.
-    pub fn out(&self) -> &Path {
-        &self.out
-    }
-
     /// Every staged file, as a path relative to [`Staging::data`], sorted.
     pub fn staged_files(&self) -> Result<Vec<String>, WriteError> {
         let mut files = Vec::new();
