@@ -164,6 +164,9 @@ impl Batch {
         if let Some(broken) = unit.broken {
             let msg = match broken {
                 Broken::Truncated => "invalid JSON: the input ends inside this value",
+                Broken::Unclosed => {
+                    "invalid JSON: the value is not closed before the next top-level value starts"
+                }
                 Broken::NewlineInString => {
                     "invalid JSON: a string is still open at the end of the line"
                 }

@@ -32,6 +32,9 @@ pub struct Unit {
 pub enum Broken {
     /// The input ended inside the value.
     Truncated,
+    /// The value was still open where the next top-level value starts (a line opening with
+    /// `{` or `[` in its first column).
+    Unclosed,
     /// A line ended inside a string.
     NewlineInString,
 }
@@ -165,13 +168,24 @@ pub fn stream_units(buf: &[u8]) -> Vec<Unit> {
             match scan_value(buf, pos) {
                 Scanned::Complete(end) => (end, None),
                 Scanned::NewlineInString(nl) => (resync(buf, nl), Some(Broken::NewlineInString)),
-                Scanned::Truncated => (buf.len(), Some(Broken::Truncated)),
+                // Never closed: it ends where the next top-level value starts, so one
+                // unclosed bracket costs only itself.
+                Scanned::Truncated => match memchr(b'\n', &buf[pos..]) {
+                    Some(i) if resync(buf, pos + i) < buf.len() => {
+                        (resync(buf, pos + i), Some(Broken::Unclosed))
+                    }
+                    _ => (buf.len(), Some(Broken::Truncated)),
+                },
             }
         } else {
-            // A scalar or stray text at the top level: it runs to the next white space.
+            // A scalar or stray text at the top level: the rest of its line, up to a value
+            // opening on it.
             let mut end = pos;
-            while end < buf.len() && !is_ws(buf[end]) {
+            while end < buf.len() && !matches!(buf[end], b'\n' | b'{' | b'[') {
                 end += 1;
+            }
+            while end > pos && is_ws(buf[end - 1]) {
+                end -= 1;
             }
             (end, None)
         };
@@ -284,6 +298,24 @@ mod tests {
             ]
         );
         assert!(u.iter().all(|x| x.broken.is_none()));
+    }
+
+    #[test]
+    fn an_unclosed_value_and_stray_text_cost_only_themselves() {
+        let buf = b"[1,2\n{\"a\":1}\nnot json\n{\"b\":2}\n";
+        let units = stream_units(buf);
+        let t = texts(buf, &units);
+        assert_eq!(
+            t,
+            vec![
+                ("[1,2\n", 1),
+                ("{\"a\":1}", 2),
+                ("not json", 3),
+                ("{\"b\":2}", 4)
+            ]
+        );
+        assert_eq!(units[0].broken, Some(Broken::Unclosed));
+        assert_eq!(units[2].broken, None);
     }
 
     #[test]
