@@ -1,5 +1,6 @@
 //! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
-//! beside serde_json merely validating the same lines), rate (legs/s), dedup + rate on a frame,
+//! beside serde_json deserializing the same lines into the same structs, and merely validating
+//! them), rate (legs/s), dedup + rate on a frame,
 //! interactions + the built-in reports, the partitioned Parquet write, and rate-deck lookups
 //! (a 100,000-row deck: loading it, and pricing 1,000,000 legs against it). `cargo bench --bench pipeline` takes a minute or two.
 
@@ -57,6 +58,19 @@ fn parse(b: Bencher) {
         .bench(|| parse_buffer(black_box(&CORPUS), "bench", &o, &|_| {}).map(|p| p.records));
 }
 
+/// Parse on one thread: the figure to set beside the parser alone (also one thread).
+#[divan::bench(sample_count = 10)]
+fn parse_one_thread(b: Bencher) {
+    let o = opts();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    b.counter(BytesCount::new(CORPUS.len())).bench(|| {
+        pool.install(|| parse_buffer(black_box(&CORPUS), "bench", &o, &|_| {}).map(|p| p.records))
+    });
+}
+
 /// The JSON parser alone, validating every line: the ceiling parse is measured against.
 #[divan::bench(sample_count = 10)]
 fn serde_json_validate_only(b: Bencher) {
@@ -64,6 +78,19 @@ fn serde_json_validate_only(b: Bencher) {
     b.counter(BytesCount::new(CORPUS.len())).bench(|| {
         text.lines()
             .filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok())
+            .count()
+    });
+}
+
+/// The JSON parser alone deserializing every line into the same borrowed structs rerate reads
+/// a leg into (`RawCdr`: slots for the fields a leg keeps, the rest as raw text): what parse is
+/// measured against (the target is at least 70% of it).
+#[divan::bench(sample_count = 10)]
+fn serde_json_into_raw_cdr(b: Bencher) {
+    let text = std::str::from_utf8(&CORPUS).expect("utf-8");
+    b.counter(BytesCount::new(CORPUS.len())).bench(|| {
+        text.lines()
+            .filter(|l| rerate::ingest::record::RawCdr::parse(l).is_ok())
             .count()
     });
 }

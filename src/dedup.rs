@@ -25,8 +25,19 @@ pub struct DedupStats {
     pub conflict_call_ids: Vec<String>,
 }
 
+impl DedupStats {
+    /// Adds what another part of the input dropped (call_ids never appear in two parts).
+    pub fn merge(&mut self, o: DedupStats) {
+        self.duplicates_dropped += o.duplicates_dropped;
+        self.identical_dropped += o.identical_dropped;
+        self.conflicting_dropped += o.conflicting_dropped;
+        self.conflict_call_ids.extend(o.conflict_call_ids);
+        self.conflict_call_ids.sort_unstable();
+    }
+}
+
 /// Columns that say where a copy was read from, not what it says.
-const LINEAGE: [&str; 3] = [SOURCE_FILE, SOURCE_LINE, RECORD_INDEX];
+pub const LINEAGE: [&str; 3] = [SOURCE_FILE, SOURCE_LINE, RECORD_INDEX];
 
 /// Drops repeated call_ids, keeping one leg each.
 pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {

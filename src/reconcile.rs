@@ -61,6 +61,39 @@ pub struct Summary {
     pub not_derived: u64,
     /// The accounts with the largest absolute delta: (account, rows, delta).
     pub worst_accounts: Vec<(String, u64, i64)>,
+    /// Reported rows and delta per account, which `worst_accounts` ranks.
+    #[serde(skip)]
+    pub per_account: BTreeMap<String, (u64, i64)>,
+}
+
+impl Summary {
+    /// Adds another part's summary (parts hold different legs).
+    pub fn merge(&mut self, o: Summary) {
+        self.rows += o.rows;
+        for (k, v) in o.by_class {
+            *self.by_class.entry(k).or_insert(0) += v;
+        }
+        self.total_delta_units += o.total_delta_units;
+        self.not_derived += o.not_derived;
+        for (a, (n, d)) in o.per_account {
+            let e = self.per_account.entry(a).or_default();
+            e.0 += n;
+            e.1 += d;
+        }
+        self.rank_worst();
+    }
+
+    /// The five accounts with the largest absolute delta, from the per-account sums.
+    fn rank_worst(&mut self) {
+        let mut worst: Vec<(String, u64, i64)> = self
+            .per_account
+            .iter()
+            .map(|(a, &(n, d))| (a.clone(), n, d))
+            .collect();
+        worst.sort_by_key(|(a, _, d)| (std::cmp::Reverse(d.abs()), a.clone()));
+        worst.truncate(5);
+        self.worst_accounts = worst;
+    }
 }
 
 /// The class of a leg that is reported, or None for a leg that reconciles.
@@ -193,23 +226,17 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         StringChunked::from_iter_values(CLASS.into(), classes.into_iter()).into_column(),
     )?;
 
-    let mut per_account: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let accts = out.column(ACCOUNT_ID)?.str()?;
     let deltas = out.column(DELTA_UNITS)?.i64()?;
     for (a, d) in accts.iter().zip(deltas.iter()) {
-        let e = per_account
+        let e = summary
+            .per_account
             .entry(a.unwrap_or_default().to_owned())
             .or_default();
         e.0 += 1;
         e.1 += d.unwrap_or(0);
     }
-    let mut worst: Vec<(String, u64, i64)> = per_account
-        .into_iter()
-        .map(|(a, (n, d))| (a, n, d))
-        .collect();
-    worst.sort_by_key(|(a, _, d)| (std::cmp::Reverse(d.abs()), a.clone()));
-    worst.truncate(5);
-    summary.worst_accounts = worst;
+    summary.rank_worst();
     Ok((out, summary))
 }
 

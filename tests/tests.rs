@@ -9,4 +9,5 @@ mod rating;
 mod reconcile;
 mod reliability;
 mod reports;
+mod spill;
 mod util;

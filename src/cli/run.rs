@@ -8,12 +8,12 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::dedup::dedup;
 use crate::ingest::discover::{discover, InputFile, Skipped};
 use crate::ingest::{ingest, IngestOptions};
 use crate::interactions;
+use crate::pipeline;
 use crate::progress::Progress;
-use crate::rate::{apply_deck, rate_frame, DeckSet, RateSort, Rounding};
+use crate::rate::{DeckSet, RateSort, Rounding};
 use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
@@ -23,10 +23,10 @@ use crate::write::manifest::{Counts, Dataset, Manifest, RunRecord, Totals, RUNS_
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
-    fill_unassigned, previous_outputs, write_files, write_partitioned, write_rejects, Format,
-    Output, PartitionStats, Table, OUTPUTS,
+    previous_outputs, write_files, write_partitioned, write_rejects, Format, Output,
+    PartitionStats, Table, OUTPUTS,
 };
-use polars::prelude::{DataFrame, DataType, IntoLazy};
+use polars::prelude::{DataFrame, DataType};
 
 #[derive(Debug, Args)]
 #[command(
@@ -84,6 +84,13 @@ pub struct RunArgs {
     /// most 64 times this size; the rest of a larger one is rejected (file_too_large).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_bytes)]
     pub max_record_size: usize,
+
+    /// Memory for legs held between stages (K, M, G suffixes allowed). An input larger than a
+    /// quarter of it is processed in buckets (by call, then by account and day) that are
+    /// spilled to DIR/.rerate-staging/spill and read back one at a time, so peak memory stays
+    /// near this figure whatever the input's size. Results never depend on it.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    pub memory: usize,
 
     /// A KAZOO rate deck CSV (the hotornot tasks format: prefix, rate_cost in dollars,
     /// rate_increment, rate_minimum, rate_surcharge, direction, weight, rate_name, ratedeck_id,
@@ -157,6 +164,7 @@ struct RunConfig {
     threads: usize,
     chunk_size: usize,
     max_record: usize,
+    memory: usize,
     quiet: bool,
     reports: Vec<Report>,
     decks: Option<DeckSet>,
@@ -212,6 +220,7 @@ impl RunConfig {
             "threads": threads,
             "chunk_size": args.chunk_size,
             "max_record_size": args.max_record_size,
+            "memory": args.memory,
             "queries": args.queries.as_ref().map(|q| q.display().to_string()),
             "rates": args.rates.as_ref().map(|q| q.display().to_string()),
             "ratedeck_map": args.ratedeck_map.as_ref().map(|q| q.display().to_string()),
@@ -231,6 +240,7 @@ impl RunConfig {
             threads,
             chunk_size: args.chunk_size,
             max_record: args.max_record_size,
+            memory: args.memory,
             quiet: args.quiet,
             reports,
             decks,
@@ -260,10 +270,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let mut stages = BTreeMap::new();
     let mut lap = Instant::now();
-    let mut stage = |name: &'static str, stages: &mut BTreeMap<&'static str, u64>| {
-        stages.insert(name, lap.elapsed().as_millis() as u64);
-        lap = Instant::now();
-    };
+    let stage =
+        |name: &'static str, stages: &mut BTreeMap<&'static str, u64>, lap: &mut Instant| {
+            *stages.entry(name).or_insert(0) += lap.elapsed().as_millis() as u64;
+            *lap = Instant::now();
+        };
     stages.insert("1_discover", t0.elapsed().as_millis() as u64);
     for s in &cfg.skipped {
         if !cfg.quiet {
@@ -285,79 +296,82 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         chunk_bytes: cfg.chunk_size,
         max_record: cfg.max_record,
     };
-    let ingested = ingest(&cfg.files, &opts, &progress)?;
+    let spill = staging.spill();
+    let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
+    let parsed = pipeline::Parsed::new(&spill, buckets, cfg.memory / 2);
+    let ingested = ingest(&cfg.files, &opts, &progress, &|df| parsed.sink(df))?;
     progress.finish();
-    stage("2_read_parse", &mut stages);
+    let spilled = parsed.spilled();
+    stage("2_read_parse", &mut stages, &mut lap);
 
-    let (mut legs, dedup_stats) = dedup(ingested.legs).context("deduplicating legs")?;
-    stage("3_dedup", &mut stages);
+    let settings = pipeline::Settings {
+        decks: cfg.decks.as_ref(),
+        rounding: cfg.rounding,
+        output: &cfg.output,
+    };
+    let grouped = pipeline::group(parsed, &spill, cfg.memory, &settings, &mut stages)?;
+    lap = Instant::now();
 
-    apply_deck(&mut legs, cfg.decks.as_ref(), cfg.rounding).context("looking up the rate deck")?;
-    rate_frame(&mut legs, cfg.rounding).context("rating legs")?;
-    stage("4_rate", &mut stages);
-    let (mut recon, recon_summary) =
-        reconcile::reconcile(&mut legs, cfg.rounding).context("reconciling legs")?;
-    fill_unassigned(&mut recon)?;
-    stage("4b_reconcile", &mut stages);
-
-    let mut calls = interactions::build(&legs).context("grouping legs into interactions")?;
-    fill_unassigned(&mut legs)?;
-    fill_unassigned(&mut calls)?;
-    stage("5_interactions", &mut stages);
+    let out = staging.data();
+    let leg_table = Table {
+        name: "legs",
+        columns: leg_columns(),
+        order: vec![START_TIME, CALL_ID],
+    };
+    let call_table = Table {
+        name: "interactions",
+        columns: interactions::columns(),
+        order: vec![START_TIME, INTERACTION_ID],
+    };
+    let recon_table = Table {
+        name: "reconciliation",
+        columns: reconcile::columns(),
+        order: vec![START_TIME, CALL_ID],
+    };
+    let written = pipeline::write(
+        &grouped,
+        out,
+        [&leg_table, &call_table, &recon_table],
+        &cfg.output,
+    )?;
+    stage("7_write", &mut stages, &mut lap);
 
     let mut ctx = reports::context(&[
-        ("legs", legs.clone().lazy()),
-        ("interactions", calls.clone().lazy()),
-        ("reconciliation", recon.clone().lazy()),
+        ("legs", grouped.legs.scan()?),
+        ("interactions", grouped.calls.scan()?),
+        ("reconciliation", grouped.recon.scan()?),
     ]);
     let mut results = Vec::with_capacity(cfg.reports.len());
     for r in &cfg.reports {
         results.push((r, reports::run(&mut ctx, r)?));
     }
     drop(ctx);
-    stage("6_reports", &mut stages);
+    let spilled =
+        spilled || grouped.legs.spilled() || grouped.calls.spilled() || grouped.recon.spilled();
+    let cross = grouped.cross_bucket_call_ids;
+    let (dedup_stats, recon_summary) = (grouped.dedup, grouped.recon_summary);
+    if spill.exists() {
+        std::fs::remove_dir_all(&spill).with_context(|| format!("removing {}", spill.display()))?;
+    }
+    stage("6_reports", &mut stages, &mut lap);
 
-    let out = staging.data();
-    let mut parts = write_partitioned(
-        &legs,
-        out,
-        &Table {
-            name: "legs",
-            columns: leg_columns(),
-            order: vec![START_TIME, CALL_ID],
-        },
-        &cfg.output,
-    )?;
-    let mut outputs = vec!["legs".to_owned(), "interactions".to_owned()];
+    let interactions_count: u64 = written.calls.iter().map(|p| p.rows).sum();
+    let mut parts = written.legs;
     let legs_parts = parts.len();
-    parts.extend(write_partitioned(
-        &calls,
-        out,
-        &Table {
-            name: "interactions",
-            columns: interactions::columns(),
-            order: vec![START_TIME, INTERACTION_ID],
-        },
-        &cfg.output,
-    )?);
-    parts.extend(write_partitioned(
-        &recon,
-        out,
-        &Table {
-            name: "reconciliation",
-            columns: reconcile::columns(),
-            order: vec![START_TIME, CALL_ID],
-        },
-        &cfg.output,
-    )?);
-    outputs.push("reconciliation".to_owned());
+    parts.extend(written.calls);
+    parts.extend(written.recon);
+    let mut outputs = vec![
+        "legs".to_owned(),
+        "interactions".to_owned(),
+        "reconciliation".to_owned(),
+    ];
     for (r, df) in &mut results {
         parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
     }
     let mut rejects = ingested.rejects;
     write_rejects(&mut rejects, out)?;
     let rejects_path = cfg.out.join("rejects.ndjson");
-    stage("7_write", &mut stages);
+    stage("7b_write_reports", &mut stages, &mut lap);
 
     let mut by_reason = BTreeMap::new();
     for r in &rejects {
@@ -377,7 +391,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let headline = Headline {
         records_read: counts.records_read,
         legs: counts.legs_written,
-        interactions: calls.height() as u64,
+        interactions: interactions_count,
         rejected: counts.rejected,
         duplicates: counts.dedup.duplicates_dropped,
         billed_seconds: totals.billed_seconds,
@@ -444,6 +458,12 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         dataset: Dataset::of(&parts),
         partitions: parts,
         runs,
+        memory: serde_json::json!({
+            "budget_bytes": cfg.memory,
+            "buckets": buckets,
+            "spilled": spilled,
+            "cross_bucket_call_ids": cross,
+        }),
         stages_ms: stages,
         elapsed_ms: t0.elapsed().as_millis() as u64,
     };

@@ -97,13 +97,15 @@ pub struct FileStats {
     pub rejected: u64,
 }
 
-/// Everything stage 1 produced.
+/// What stage 1 produced besides the legs, which went to the sink as they were parsed.
 pub struct Ingested {
-    pub legs: DataFrame,
     pub rejects: Vec<Reject>,
     pub records_read: u64,
     pub files: Vec<FileStats>,
 }
+
+/// Where parsed legs go, a frame at a time (about one read window each), from any worker.
+pub type Sink<'a> = dyn Fn(DataFrame) -> Result<(), IngestError> + Sync + 'a;
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
@@ -317,33 +319,53 @@ fn invalid_json(e: &serde_json::Error, first_line: u64) -> RejectReason {
     )
 }
 
-/// One file's legs, rejects and statistics.
-type FileOutput = (DataFrame, Vec<Reject>, FileStats);
+/// One file's rejects and statistics.
+type FileOutput = (Vec<Reject>, FileStats);
 
-/// Reads every file, in parallel across files and within large ones.
+/// Reads every file, in parallel across files and within large ones, handing the legs to
+/// `sink` as they are parsed: no more than a few read windows of legs are in memory at once.
 pub fn ingest(
     files: &[InputFile],
     opts: &IngestOptions,
     progress: &Progress,
+    sink: &Sink,
 ) -> Result<Ingested, IngestError> {
-    let per_file: Vec<Result<FileOutput, IngestError>> = files
-        .par_iter()
-        .map(|f| read_file(f, opts, progress))
-        .collect();
-    let mut frames = Vec::with_capacity(per_file.len());
+    // As many files in flight as workers, each read a window at a time and parsed in parallel:
+    // memory holds a few windows, not one per file. (A parallel iterator over the files would
+    // let a worker waiting inside one file start another, and another.)
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<FileOutput, IngestError>>>> =
+        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    rayon::scope(|s| {
+        for _ in 0..rayon::current_num_threads().min(files.len()) {
+            s.spawn(|_| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(f) = files.get(i) else { break };
+                let r = read_file(f, opts, progress, sink);
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    let per_file = slots.into_iter().map(|m| {
+        m.into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| {
+                Err(IngestError::Unreadable {
+                    path: String::new(),
+                    message: "internal error: a file was not read".into(),
+                })
+            })
+    });
     let mut rejects = Vec::new();
     let mut stats = Vec::with_capacity(per_file.len());
     let mut records_read = 0;
     for r in per_file {
-        let (df, rj, st) = r?;
+        let (rj, st) = r?;
         records_read += st.records;
-        frames.push(df);
         rejects.extend(rj);
         stats.push(st);
     }
-    let legs = concat_frames(frames)?;
     Ok(Ingested {
-        legs,
         rejects,
         records_read,
         files: stats,
@@ -377,7 +399,14 @@ fn read_file(
     file: &InputFile,
     opts: &IngestOptions,
     progress: &Progress,
+    sink: &Sink,
 ) -> Result<FileOutput, IngestError> {
+    let job = Job {
+        file,
+        opts,
+        progress,
+        sink,
+    };
     let unreadable = |e: std::io::Error| IngestError::Unreadable {
         path: file.display.clone(),
         message: e.to_string(),
@@ -390,12 +419,13 @@ fn read_file(
     let lines = file.format == discover::InputFormat::Json
         && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
     let read = if lines {
-        read_lines(file, opts, progress, &consumed, reader.as_mut(), buf, first)?
+        read_lines(&job, &consumed, reader.as_mut(), buf, first)?
     } else {
-        read_whole(file, opts, progress, reader.as_mut(), buf, first)?
+        read_whole(&job, reader.as_mut(), buf, first)?
     };
     let Read {
         mut parsed,
+        legs,
         decoded,
         tail_err,
     } = read;
@@ -421,16 +451,33 @@ fn read_file(
             (_, Layout::Stream) => "stream",
         },
         records: parsed.records,
-        legs: parsed.legs.height() as u64,
+        legs,
         rejected: parsed.rejects.len() as u64,
     };
-    Ok((parsed.legs, parsed.rejects, stats))
+    Ok((parsed.rejects, stats))
+}
+
+/// One file being read, and where its legs go.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    file: &'a InputFile,
+    opts: &'a IngestOptions,
+    progress: &'a Progress,
+    sink: &'a Sink<'a>,
+}
+
+impl<'a> Job<'a> {
+    fn parts(&self) -> (&'a InputFile, &'a IngestOptions, &'a Progress, &'a Sink<'a>) {
+        (self.file, self.opts, self.progress, self.sink)
+    }
 }
 
 /// One file read: its records, how many decoded bytes it had, and where and why reading
 /// stopped early, if it did.
 struct Read {
+    /// What was read, its legs already handed to the sink.
     parsed: Parsed,
+    legs: u64,
     decoded: u64,
     tail_err: Option<(u64, RejectReason)>,
 }
@@ -448,13 +495,12 @@ fn decode_error(file: &InputFile, at: usize, e: &std::io::Error) -> RejectReason
 /// A pretty-printed or CSV file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
 /// then parsed in parallel.
 fn read_whole(
-    file: &InputFile,
-    opts: &IngestOptions,
-    progress: &Progress,
+    job: &Job,
     reader: &mut dyn std::io::Read,
     mut buf: Vec<u8>,
     first: std::io::Result<decompress::Filled>,
 ) -> Result<Read, IngestError> {
+    let (file, opts, progress, sink) = job.parts();
     let cap = opts.max_record.saturating_mul(WHOLE_FILE_RECORDS);
     let ended = match first {
         Ok(decompress::Filled::More) => decompress::fill(reader, &mut buf, cap.saturating_add(1)),
@@ -476,9 +522,10 @@ fn read_whole(
         }
         Ok(_) => None,
     };
-    let decoded = buf.len().max(1) as u64;
+    let buf_len = buf.len() as u64;
+    let decoded = buf_len.max(1);
     let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
-    let parsed = match file.format {
+    let mut parsed = match file.format {
         discover::InputFormat::Json => parse_buffer(&buf, &file.display, opts, &tick)?,
         discover::InputFormat::Csv => {
             let account = csv_export::account_from_path(&file.path);
@@ -487,9 +534,12 @@ fn read_whole(
             p
         }
     };
+    drop(buf);
+    let legs = sink_legs(&mut parsed, sink)?;
     Ok(Read {
         parsed,
-        decoded: buf.len() as u64,
+        legs,
+        decoded: buf_len,
         tail_err,
     })
 }
@@ -498,14 +548,13 @@ fn read_whole(
 /// before the next is read; progress follows `consumed`, the file's own bytes read so far. A line longer than the record size limit is skipped to its end
 /// without being held, and rejected.
 fn read_lines(
-    file: &InputFile,
-    opts: &IngestOptions,
-    progress: &Progress,
+    job: &Job,
     consumed: &std::sync::atomic::AtomicU64,
     reader: &mut dyn std::io::Read,
     mut win: Vec<u8>,
     first: std::io::Result<decompress::Filled>,
 ) -> Result<Read, IngestError> {
+    let (file, opts, progress, sink) = job.parts();
     let ctx = Ctx {
         source: Arc::from(file.display.as_str()),
         tz: &opts.tz,
@@ -517,7 +566,8 @@ fn read_lines(
     }
     let mut ended = first;
     let (mut line, mut decoded, mut ticked) = (1u64, 0u64, 0u64);
-    let mut batches = Vec::new();
+    let mut all = Parsed::empty();
+    let mut legs = 0;
     let mut tail_err = None;
     loop {
         let more = match &ended {
@@ -530,9 +580,10 @@ fn read_lines(
         } else {
             win.len()
         };
+        let mut batches = Vec::new();
         if cut > 0 {
             let part = &win[..cut];
-            batches.extend(parse_lines(&ctx, part, line, opts.chunk_bytes));
+            batches = parse_lines(&ctx, part, line, opts.chunk_bytes);
             line += count_lines(part);
             decoded += cut as u64;
             win.drain(..cut);
@@ -546,6 +597,10 @@ fn read_lines(
             line += u64::from(found);
             decoded += skipped as u64;
         }
+        let mut window_parsed = collect(batches, &file.display)?;
+        legs += sink_legs(&mut window_parsed, sink)?;
+        all.records += window_parsed.records;
+        all.rejects.append(&mut window_parsed.rejects);
         let done = consumed
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(file.bytes);
@@ -560,11 +615,11 @@ fn read_lines(
         ended = decompress::fill(reader, &mut win, window);
     }
     progress.inc(file.bytes.saturating_sub(ticked));
-    let mut parsed = collect(batches, &file.display)?;
-    parsed.layout = Layout::Lines;
-    parsed.lines = line;
+    all.layout = Layout::Lines;
+    all.lines = line;
     Ok(Read {
-        parsed,
+        parsed: all,
+        legs,
         decoded,
         tail_err,
     })
@@ -648,6 +703,16 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     })
 }
 
+/// Hands `parsed`'s legs to the sink (leaving it an empty frame) and returns how many.
+fn sink_legs(parsed: &mut Parsed, sink: &Sink) -> Result<u64, IngestError> {
+    let legs = std::mem::take(&mut parsed.legs);
+    let n = legs.height() as u64;
+    if n > 0 {
+        sink(legs)?;
+    }
+    Ok(n)
+}
+
 /// What one decoded buffer held.
 pub struct Parsed {
     pub legs: DataFrame,
@@ -656,6 +721,18 @@ pub struct Parsed {
     pub layout: Layout,
     /// The line the input ended on.
     pub lines: u64,
+}
+
+impl Parsed {
+    fn empty() -> Self {
+        Parsed {
+            legs: DataFrame::default(),
+            rejects: Vec::new(),
+            records: 0,
+            layout: Layout::Stream,
+            lines: 1,
+        }
+    }
 }
 
 /// Parses one decoded file's bytes, in parallel tasks of about `opts.chunk_bytes`; `tick` is

@@ -110,6 +110,12 @@ impl Staging {
         &self.data
     }
 
+    /// Where this run spills what does not fit in memory: beside the staged data, removed
+    /// with the staging folder.
+    pub fn spill(&self) -> PathBuf {
+        self.root.join("spill")
+    }
+
     /// Every staged file, as a path relative to [`Staging::data`], sorted.
     pub fn staged_files(&self) -> Result<Vec<String>, WriteError> {
         let mut files = Vec::new();

@@ -38,6 +38,9 @@ pub struct Manifest {
     /// The runs that wrote this folder, oldest first, each with the partitions it wrote.
     pub runs: Vec<RunRecord>,
     /// Milliseconds per stage, in run order.
+    /// The memory budget, how many buckets the legs were processed in, and whether any went
+    /// to disk.
+    pub memory: serde_json::Value,
     pub stages_ms: BTreeMap<&'static str, u64>,
     pub elapsed_ms: u64,
 }

@@ -244,11 +244,15 @@ fn sum_i64(df: &DataFrame, col: &str) -> i64 {
         .map_or(0, |c| c.iter().flatten().sum())
 }
 
-/// Parquet: zstd, min/max/null-count statistics, row groups of up to 128k rows.
+/// Parquet: zstd level 1, min/max/null-count statistics, row groups of up to 128k rows. Level
+/// 1 writes about twice as fast as the default level 3 (whose per-page context setup dominated
+/// writing many partitions) for files a few percent larger.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
     let file = File::create(path).map_err(io_err(path))?;
     ParquetWriter::new(BufWriter::new(file))
-        .with_compression(ParquetCompression::Zstd(None))
+        .with_compression(ParquetCompression::Zstd(
+            polars_utils::compression::ZstdLevel::try_new(1).ok(),
+        ))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(128 * 1024))
         .finish(df)
