@@ -19,6 +19,7 @@ use polars::prelude::*;
 use crate::dedup::{dedup, DedupStats, LINEAGE};
 use crate::ingest::{concat_frames, IngestError};
 use crate::interactions;
+use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
 use crate::schema::{CALL_ID, INTERACTION_ID, SOURCE_FILE, SOURCE_LINE};
@@ -165,6 +166,7 @@ pub fn group(
     budget: usize,
     set: &Settings,
     stages: &mut Stages,
+    quiet: bool,
 ) -> anyhow::Result<Grouped> {
     let n = parsed.buckets.len();
     let mut g = Grouped {
@@ -194,7 +196,9 @@ pub fn group(
     }
     add(stages, "3_dedup", t);
     let mut any = false;
+    let progress = Progress::steps(n as u64, "pricing and grouping bucket", quiet || n == 1);
     for b in 0..n {
+        progress.inc(1);
         let t = Instant::now();
         let Some(df) = parsed.buckets.take(b)? else {
             continue;
@@ -220,6 +224,7 @@ pub fn group(
         any = true;
         process(legs, &mut g, set, stages)?;
     }
+    progress.finish();
     if !any {
         // No legs at all: the tables still get their columns.
         process(concat_frames(vec![])?, &mut g, set, stages)?;
@@ -274,6 +279,7 @@ pub fn write(
     out: &Path,
     tables: [&Table; 3],
     output: &Output,
+    quiet: bool,
 ) -> anyhow::Result<Written> {
     let mut w = Written {
         legs: vec![],
@@ -285,7 +291,10 @@ pub fn write(
             b.flush()?;
         }
     }
-    for k in 0..g.legs.len() {
+    let n = g.legs.len();
+    let progress = Progress::steps(n as u64, "writing bucket", quiet || n == 1);
+    for k in 0..n {
+        progress.inc(1);
         for (from, table, to) in [
             (&g.legs, tables[0], &mut w.legs),
             (&g.calls, tables[1], &mut w.calls),
@@ -296,6 +305,7 @@ pub fn write(
             }
         }
     }
+    progress.finish();
     Ok(w)
 }
 

@@ -22,6 +22,21 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// A bar over `steps` steps of a stage named `what` (e.g. the buckets of the grouping
+    /// stage), shown only when wanted and stderr is a terminal.
+    pub fn steps(steps: u64, what: &str, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} [{{wide_bar}}] {{eta}} left"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        Progress(Some(bar))
+    }
+
     /// No progress at all (tests, library use).
     pub fn hidden() -> Self {
         Progress(None)

@@ -1,6 +1,7 @@
 //! Bounded memory: frames routed into hash buckets, held in memory up to a byte budget, and
-//! spilled to uncompressed Arrow IPC files in the staging folder beyond it (compression cost
-//! more time than the disk it saved; the files live for one run).
+//! spilled beyond it to Arrow IPC files in the staging folder, compressed with zstd level 1 (kept
+//! fields make a leg's columns larger than its JSON text: uncompressed, five million legs
+//! filled 19 GB of spill).
 //!
 //! A run routes its legs twice. Parsed legs go to buckets by interaction key, so that a bucket
 //! holds every copy and every leg of its calls (deduplication, rating, reconciliation and
@@ -139,21 +140,32 @@ impl Buckets {
     }
 
     fn write(&self, held: Vec<Vec<DataFrame>>, seq: usize) -> PolarsResult<()> {
-        fs::create_dir_all(&self.dir)?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| polars_err!(ComputeError: "creating {}: {e}", self.dir.display()))?;
         let written: Vec<(usize, PathBuf)> = held
             .into_par_iter()
             .enumerate()
             .filter(|(_, frames)| !frames.is_empty())
             .map(|(b, frames)| {
-                // Stacked, not copied into one chunk: the writer takes the chunks as batches.
-                let mut df = compact(stack(frames)?)?;
+                // One chunk, so one record batch: the writer compresses every buffer of every
+                // batch with a fresh zstd context, which for a bucket's many small pieces cost
+                // more than the copy.
+                let mut df = compact(concat(frames)?)?;
                 let path = self
                     .dir
                     .join(format!("{}-{b:05}-{seq:05}.arrow", self.name));
-                let file = File::create(&path).map_err(
-                    |e| polars_err!(ComputeError: "spilling to {}: {e}", path.display()),
-                )?;
-                IpcWriter::new(BufWriter::with_capacity(1 << 20, file)).finish(&mut df)?;
+                let failed = |e: &dyn std::fmt::Display| {
+                    polars_err!(ComputeError: "spilling to {}: {e}", path.display())
+                };
+                let file = File::create(&path).map_err(|e| failed(&e))?;
+                IpcWriter::new(BufWriter::with_capacity(1 << 20, file))
+                    // zstd 1 against none: 1/5 of the disk for ~35% more time on 200k legs
+                    // (LZ4: 1/3 of the disk, nearly the same time).
+                    .with_compression(Some(IpcCompression::ZSTD(
+                        polars_utils::compression::ZstdLevel::try_new(1)?,
+                    )))
+                    .finish(&mut df)
+                    .map_err(|e| failed(&e))?;
                 Ok((b, path))
             })
             .collect::<PolarsResult<_>>()?;

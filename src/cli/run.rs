@@ -309,7 +309,14 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         rounding: cfg.rounding,
         output: &cfg.output,
     };
-    let grouped = pipeline::group(parsed, &spill, cfg.memory, &settings, &mut stages)?;
+    let grouped = pipeline::group(
+        parsed,
+        &spill,
+        cfg.memory,
+        &settings,
+        &mut stages,
+        cfg.quiet,
+    )?;
     lap = Instant::now();
 
     let out = staging.data();
@@ -333,6 +340,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         out,
         [&leg_table, &call_table, &recon_table],
         &cfg.output,
+        cfg.quiet,
     )?;
     stage("7_write", &mut stages, &mut lap);
 
