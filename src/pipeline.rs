@@ -22,14 +22,15 @@ use crate::interactions;
 use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
-use crate::schema::{CALL_ID, INTERACTION_ID, SOURCE_FILE, SOURCE_LINE};
+use crate::schema::{CALL_ID, INTERACTION_ID};
 use crate::spill::{by_first_key, by_partition, hash_str, Buckets};
 use crate::write::{fill_unassigned, write_partitioned, Output, PartitionStats, Table};
 
 /// Stage timings in milliseconds, summed over buckets.
 pub type Stages = BTreeMap<&'static str, u64>;
 
-fn add(stages: &mut Stages, name: &'static str, since: Instant) {
+/// Adds the time since `since` to stage `name`.
+pub fn add(stages: &mut Stages, name: &'static str, since: Instant) {
     *stages.entry(name).or_insert(0) += since.elapsed().as_millis() as u64;
 }
 
@@ -65,16 +66,18 @@ pub struct Parsed {
 const ROUTE: [&str; 3] = [INTERACTION_ID, "bridge_id", CALL_ID];
 
 impl Parsed {
+    /// `n` buckets holding up to half the run's `budget` (the other half is for the next
+    /// stage's buckets, see [`group`]).
     pub fn new(spill: &Path, n: usize, budget: usize) -> Self {
         Parsed {
-            buckets: Buckets::new(spill, "parsed", n, budget),
+            buckets: Buckets::new(spill, "parsed", n, budget / 2),
             index: Mutex::new(Vec::new()),
         }
     }
 
     /// The ingest sink: routes a frame of parsed legs.
     pub fn sink(&self, df: DataFrame) -> Result<(), IngestError> {
-        let n = self.buckets.len();
+        let n = self.buckets.count();
         let route = by_first_key(&df, &ROUTE, n)?;
         if n > 1 {
             let ids = df.column(CALL_ID)?.str()?;
@@ -128,9 +131,10 @@ fn in_ids(df: &DataFrame, ids: &HashSet<u64>) -> PolarsResult<BooleanChunked> {
 type Lineage = (Option<String>, Option<i64>, Option<i64>);
 
 fn lineage(df: &DataFrame) -> PolarsResult<Vec<Lineage>> {
-    let f = df.column(SOURCE_FILE)?.str()?;
-    let l = df.column(SOURCE_LINE)?.i64()?;
-    let r = df.column(LINEAGE[2])?.i64()?;
+    let [file, line, record] = LINEAGE;
+    let f = df.column(file)?.str()?;
+    let l = df.column(line)?.i64()?;
+    let r = df.column(record)?.i64()?;
     Ok((0..df.height())
         .map(|i| (f.get(i).map(str::to_owned), l.get(i), r.get(i)))
         .collect())
@@ -145,7 +149,6 @@ fn why(what: &'static str) -> impl FnOnce(PolarsError) -> anyhow::Error {
 pub struct Settings<'a> {
     pub decks: Option<&'a DeckSet>,
     pub rounding: Rounding,
-    pub output: &'a Output,
 }
 
 /// Step 2's results: the tables by partition bucket, and what was counted on the way.
@@ -168,7 +171,7 @@ pub fn group(
     stages: &mut Stages,
     quiet: bool,
 ) -> anyhow::Result<Grouped> {
-    let n = parsed.buckets.len();
+    let n = parsed.buckets.count();
     let mut g = Grouped {
         legs: Buckets::new(spill, "legs", n, budget / 2),
         calls: Buckets::new(spill, "interactions", n, budget / 8),
@@ -259,7 +262,7 @@ fn process(
         if df.height() == 0 {
             to.push(0, df)?;
         } else {
-            to.push_split(&df, &by_partition(&df, to.len())?)?;
+            to.push_split(&df, &by_partition(&df, to.count())?)?;
         }
     }
     add(stages, "5b_route", t);
@@ -291,7 +294,7 @@ pub fn write(
             b.flush()?;
         }
     }
-    let n = g.legs.len();
+    let n = g.legs.count();
     let progress = Progress::steps(n as u64, "writing bucket", quiet || n == 1);
     for k in 0..n {
         progress.inc(1);

@@ -10,29 +10,27 @@ pub struct Progress(Option<ProgressBar>);
 impl Progress {
     /// A bar over `total_bytes` of input, shown only when wanted and stderr is a terminal.
     pub fn new(total_bytes: u64, quiet: bool) -> Self {
-        if quiet || !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
+        Self::bar(
+            total_bytes,
             "{spinner} reading {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left",
+            quiet,
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style.progress_chars("=> "));
-        Progress(Some(bar))
     }
 
     /// A bar over `steps` steps of a stage named `what` (e.g. the buckets of the grouping
     /// stage), shown only when wanted and stderr is a terminal.
     pub fn steps(steps: u64, what: &str, quiet: bool) -> Self {
+        let template = format!("{{spinner}} {what} {{pos}}/{{len}} [{{wide_bar}}] {{eta}} left");
+        Self::bar(steps, &template, quiet)
+    }
+
+    fn bar(len: u64, template: &str, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress(None);
         }
-        let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{wide_bar}}] {{eta}} left"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let style =
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
         Progress(Some(bar))
     }

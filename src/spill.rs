@@ -10,7 +10,7 @@
 //! A run that fits in the budget never touches the disk: it is one bucket, held in memory.
 
 use std::fs::{self, File};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -58,12 +58,9 @@ impl Buckets {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn len(&self) -> usize {
+    /// How many buckets (at least one).
+    pub fn count(&self) -> usize {
         self.lock().held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether anything went to disk.
@@ -73,7 +70,7 @@ impl Buckets {
 
     /// Adds `df`'s rows, split by `bucket` (one entry per row), to the buckets.
     pub fn push_split(&self, df: &DataFrame, bucket: &[u32]) -> PolarsResult<()> {
-        let n = self.len();
+        let n = self.count();
         if n == 1 {
             return self.push(0, df.clone());
         }
@@ -220,7 +217,8 @@ impl Buckets {
         };
         if files.is_empty() {
             polars_ensure!(!held.is_empty(), ComputeError: "scan of {}, which holds no frame", self.name);
-            return Ok(concat(held)?.lazy());
+            // Stacked, not copied: a query reads chunked columns as well.
+            return Ok(stack(held)?.lazy());
         }
         polars_ensure!(held.is_empty(), ComputeError: "scan of {} before its flush", self.name);
         let paths: Vec<PlRefPath> = files
@@ -266,7 +264,7 @@ fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 }
 
 /// Stacks frames of one schema into one chunk per column.
-fn concat(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+pub fn concat(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut out = stack(frames)?;
     out.rechunk_mut_par();
     Ok(out)
@@ -274,7 +272,7 @@ fn concat(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 
 /// A hasher with fixed keys: the same key lands in the same bucket in every worker.
 fn hasher() -> impl Hasher {
-    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher()
+    std::hash::DefaultHasher::new()
 }
 
 /// The hash of a text key, as the buckets and the duplicate index use it.

@@ -780,17 +780,7 @@ fn results_do_not_depend_on_threads_or_chunking() -> TestResult {
         "--chunk-size",
         "64",
     ]);
-    let fa = parquet_files(&a.join("legs"));
-    let fb = parquet_files(&b.join("legs"));
-    assert_eq!(fa.len(), fb.len());
-    for (x, y) in fa.iter().zip(&fb) {
-        assert_eq!(x.strip_prefix(&a)?, y.strip_prefix(&b)?);
-        assert!(
-            read_parquet(x).equals_missing(&read_parquet(y)),
-            "{}",
-            x.display()
-        );
-    }
+    assert_same_parquet(&a.join("legs"), &b.join("legs"));
     assert_eq!(
         std::fs::read_to_string(a.join("rejects.ndjson"))?,
         std::fs::read_to_string(b.join("rejects.ndjson"))?

@@ -96,6 +96,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Asserts that two output folders hold the same Parquet files (same paths, equal frames);
+/// returns how many.
+pub fn assert_same_parquet(a: &Path, b: &Path) -> usize {
+    let (fa, fb) = (parquet_files(a), parquet_files(b));
+    assert_eq!(fa.len(), fb.len());
+    for (x, y) in fa.iter().zip(&fb) {
+        let under = |p: &Path, d: &Path| p.strip_prefix(d).expect("under its folder").to_owned();
+        assert_eq!(under(x, a), under(y, b));
+        assert!(
+            read_parquet(x).equals_missing(&read_parquet(y)),
+            "{}",
+            x.display()
+        );
+    }
+    fa.len()
+}
+
 pub fn read_parquet(path: &Path) -> DataFrame {
     ParquetReader::new(File::open(path).expect("open parquet"))
         .finish()

@@ -272,7 +272,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let mut lap = Instant::now();
     let stage =
         |name: &'static str, stages: &mut BTreeMap<&'static str, u64>, lap: &mut Instant| {
-            *stages.entry(name).or_insert(0) += lap.elapsed().as_millis() as u64;
+            pipeline::add(stages, name, *lap);
             *lap = Instant::now();
         };
     stages.insert("1_discover", t0.elapsed().as_millis() as u64);
@@ -298,7 +298,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     };
     let spill = staging.spill();
     let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
-    let parsed = pipeline::Parsed::new(&spill, buckets, cfg.memory / 2);
+    let parsed = pipeline::Parsed::new(&spill, buckets, cfg.memory);
     let ingested = ingest(&cfg.files, &opts, &progress, &|df| parsed.sink(df))?;
     progress.finish();
     let spilled = parsed.spilled();
@@ -307,7 +307,6 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let settings = pipeline::Settings {
         decks: cfg.decks.as_ref(),
         rounding: cfg.rounding,
-        output: &cfg.output,
     };
     let grouped = pipeline::group(
         parsed,

@@ -334,32 +334,24 @@ pub fn ingest(
     // memory holds a few windows, not one per file. (A parallel iterator over the files would
     // let a worker waiting inside one file start another, and another.)
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<FileOutput, IngestError>>>> =
-        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    rayon::scope(|s| {
-        for _ in 0..rayon::current_num_threads().min(files.len()) {
-            s.spawn(|_| loop {
+    let mut per_file: Vec<(usize, Result<FileOutput, IngestError>)> = (0
+        ..rayon::current_num_threads())
+        .into_par_iter()
+        .with_max_len(1)
+        .flat_map_iter(|_| {
+            std::iter::from_fn(|| {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(f) = files.get(i) else { break };
-                let r = read_file(f, opts, progress, sink);
-                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    let per_file = slots.into_iter().map(|m| {
-        m.into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(|| {
-                Err(IngestError::Unreadable {
-                    path: String::new(),
-                    message: "internal error: a file was not read".into(),
-                })
+                files
+                    .get(i)
+                    .map(|f| (i, read_file(f, opts, progress, sink)))
             })
-    });
+        })
+        .collect();
+    per_file.sort_unstable_by_key(|(i, _)| *i);
     let mut rejects = Vec::new();
     let mut stats = Vec::with_capacity(per_file.len());
     let mut records_read = 0;
-    for r in per_file {
+    for (_, r) in per_file {
         let (rj, st) = r?;
         records_read += st.records;
         rejects.extend(rj);
@@ -374,16 +366,10 @@ pub fn ingest(
 
 /// Stacks frames of the same schema; an empty input gives an empty frame with the schema.
 pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
-    let mut it = frames.into_iter();
-    let mut out = match it.next() {
-        Some(df) => df,
-        None => LegBuilder::with_capacity(0).finish("", "json")?,
-    };
-    for df in it {
-        out.vstack_mut_owned(df)?;
+    if frames.is_empty() {
+        return LegBuilder::with_capacity(0).finish("", "json");
     }
-    out.rechunk_mut_par();
-    Ok(out)
+    crate::spill::concat(frames)
 }
 
 /// Decoded bytes a line-layout file is read in: a file never holds more of its raw text than
