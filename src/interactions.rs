@@ -49,6 +49,28 @@ pub fn columns() -> Vec<&'static str> {
     c
 }
 
+/// The leg columns [`build`] reads.
+pub fn input_columns() -> Vec<&'static str> {
+    let mut c = vec![
+        INTERACTION_ID,
+        "bridge_id",
+        CALL_ID,
+        ACCOUNT_ID,
+        START_TIME,
+        DATE,
+    ];
+    c.extend_from_slice(EARLIEST);
+    c.extend_from_slice(&[
+        END_TIME,
+        BILLING_SECONDS,
+        BILLED_SECONDS,
+        RATED_COST_UNITS,
+        COST_UNITS,
+        RESELLER_COST_UNITS,
+    ]);
+    c
+}
+
 /// One row per interaction, with `account_id` and `date` of its earliest leg.
 pub fn build(legs: &DataFrame) -> PolarsResult<DataFrame> {
     let key = coalesce(&[col(INTERACTION_ID), col("bridge_id"), col(CALL_ID)]);

@@ -1,13 +1,17 @@
 //! The stages between reading and writing, run a bucket at a time so that memory stays bounded
 //! whatever the input's size (see [`crate::spill`]).
 //!
-//! 1. Parsed legs are routed by interaction key (`interaction_id`, else `bridge_id`, else
-//!    `call_id`). Copies of one call_id share that key unless they conflict on it; those rare
-//!    call_ids, found in more than one bucket by an index of (call_id hash, bucket), are
+//! 1. Parsed legs are routed by partition (account_id, date), so that a bucket holds whole
+//!    partitions. Copies of one call_id share the partition unless they conflict on it; those
+//!    rare call_ids, found in more than one bucket by an index of (call_id hash, bucket), are
 //!    deduplicated together first.
-//! 2. Each bucket is deduplicated, priced, reconciled and grouped into interactions, and its
-//!    legs, interactions and reconciliation rows are routed by partition (account_id, date).
-//! 3. Each partition bucket is written; reports read every bucket through a lazy scan.
+//! 2. Each bucket is deduplicated, priced and reconciled, and its legs are written, one file per
+//!    partition: the wide leg rows go through the disk once. The few columns that interactions
+//!    need are routed by interaction key (`interaction_id`, else `bridge_id`, else `call_id`),
+//!    and the reconciliation rows by partition.
+//! 3. Each interaction bucket is grouped into calls, routed by partition; the interactions and
+//!    reconciliation buckets are written. Reports read the written legs and the other two
+//!    tables' buckets through lazy scans.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -23,8 +27,10 @@ use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
 use crate::schema::{CALL_ID, INTERACTION_ID};
-use crate::spill::{by_first_key, by_partition, hash_str, Buckets};
-use crate::write::{fill_unassigned, write_partitioned, Output, PartitionStats, Table};
+use crate::spill::{by_first_key, by_partition, hash_str, Buckets, SpillFormat};
+use crate::write::{
+    fill_unassigned, scan_partitioned, write_partitioned, Output, PartitionStats, Table,
+};
 
 /// Stage timings in milliseconds, summed over buckets.
 pub type Stages = BTreeMap<&'static str, u64>;
@@ -56,7 +62,7 @@ pub fn estimated_input_bytes(files: &[crate::ingest::discover::InputFile]) -> u6
         .sum()
 }
 
-/// Parsed legs by interaction key, and which call_id went where.
+/// Parsed legs by partition, and which call_id went where.
 pub struct Parsed {
     buckets: Buckets,
     index: Mutex<Vec<(u64, u32)>>,
@@ -70,7 +76,7 @@ impl Parsed {
     /// stage's buckets, see [`group`]).
     pub fn new(spill: &Path, n: usize, budget: usize) -> Self {
         Parsed {
-            buckets: Buckets::new(spill, "parsed", n, budget / 2),
+            buckets: Buckets::new(spill, "parsed", n, budget / 2, SpillFormat::Stream),
             index: Mutex::new(Vec::new()),
         }
     }
@@ -78,7 +84,7 @@ impl Parsed {
     /// The ingest sink: routes a frame of parsed legs.
     pub fn sink(&self, df: DataFrame) -> Result<(), IngestError> {
         let n = self.buckets.count();
-        let route = by_first_key(&df, &ROUTE, n)?;
+        let route = by_partition(&df, n)?;
         if n > 1 {
             let ids = df.column(CALL_ID)?.str()?;
             let mut keys: Vec<(u64, u32)> = ids
@@ -145,15 +151,27 @@ fn why(what: &'static str) -> impl FnOnce(PolarsError) -> anyhow::Error {
     move |e| anyhow::Error::new(e).context(what)
 }
 
-/// How a run prices and writes.
+/// How a run prices legs.
 pub struct Settings<'a> {
     pub decks: Option<&'a DeckSet>,
     pub rounding: Rounding,
 }
 
-/// Step 2's results: the tables by partition bucket, and what was counted on the way.
+/// Where a run writes its legs.
+pub struct LegsOut<'a> {
+    pub dir: &'a Path,
+    pub table: &'a Table<'a>,
+    pub output: &'a Output,
+}
+
+/// Step 2's results: the legs as written, the other two tables by partition bucket, and what
+/// was counted on the way.
 pub struct Grouped {
-    pub legs: Buckets,
+    pub legs: Vec<PartitionStats>,
+    /// The legs again, for the reports, when no Parquet was written to scan instead.
+    legs_copy: Option<Buckets>,
+    /// The legs' columns, when there was no leg to write.
+    no_legs: Option<DataFrame>,
     pub calls: Buckets,
     pub recon: Buckets,
     pub dedup: DedupStats,
@@ -162,28 +180,46 @@ pub struct Grouped {
     pub cross_bucket_call_ids: usize,
 }
 
-/// Step 2, a bucket at a time.
+/// The buckets step 2 fills besides the written legs.
+struct Routed {
+    /// The columns interactions are built from, by interaction key.
+    keyed: Buckets,
+    calls: Buckets,
+    recon: Buckets,
+    legs_copy: Option<Buckets>,
+}
+
+/// Steps 2 and 3, a bucket at a time.
 pub fn group(
     parsed: Parsed,
     spill: &Path,
     budget: usize,
     set: &Settings,
+    out: &LegsOut,
     stages: &mut Stages,
     quiet: bool,
 ) -> anyhow::Result<Grouped> {
     let n = parsed.buckets.count();
-    let mut g = Grouped {
-        legs: Buckets::new(spill, "legs", n, budget / 2),
-        calls: Buckets::new(spill, "interactions", n, budget / 8),
-        recon: Buckets::new(spill, "reconciliation", n, budget / 8),
-        dedup: DedupStats::default(),
-        recon_summary: Summary::default(),
-        cross_bucket_call_ids: 0,
+    let routed = Routed {
+        // The interactions' columns are about a tenth of a leg's.
+        keyed: Buckets::new(
+            spill,
+            "keyed",
+            n.div_ceil(8),
+            budget / 8,
+            SpillFormat::Stream,
+        ),
+        calls: Buckets::new(spill, "interactions", n, budget / 8, SpillFormat::File),
+        recon: Buckets::new(spill, "reconciliation", n, budget / 8, SpillFormat::File),
+        legs_copy: (!out.output.format.parquet())
+            .then(|| Buckets::new(spill, "legs", 1, budget / 4, SpillFormat::File)),
     };
+    let mut legs_written = Vec::new();
+    let mut dedup_stats = DedupStats::default();
+    let mut recon_summary = Summary::default();
     let t = Instant::now();
     let index = std::mem::take(&mut *parsed.index.lock().unwrap_or_else(|p| p.into_inner()));
     let (cross, cross_buckets) = split_call_ids(index);
-    g.cross_bucket_call_ids = cross.len();
     // Copies of a call_id in different buckets: decided together, before the buckets.
     let mut winners: HashSet<Lineage> = HashSet::new();
     if !cross.is_empty() {
@@ -194,27 +230,27 @@ pub fn group(
             }
         }
         let (kept, stats) = dedup(concat_frames(copies)?).map_err(why("deduplicating legs"))?;
-        g.dedup.merge(stats);
+        dedup_stats.merge(stats);
         winners.extend(lineage(&kept)?);
     }
     add(stages, "3_dedup", t);
     let mut any = false;
-    let progress = Progress::steps(n as u64, "pricing and grouping bucket", quiet || n == 1);
+    let progress = Progress::steps(n as u64, "pricing and writing bucket", quiet || n == 1);
     for b in 0..n {
         progress.inc(1);
         let t = Instant::now();
         let Some(df) = parsed.buckets.take(b)? else {
             continue;
         };
-        let legs = if cross.is_empty() {
+        let mut legs = if cross.is_empty() {
             let (legs, stats) = dedup(df).map_err(why("deduplicating legs"))?;
-            g.dedup.merge(stats);
+            dedup_stats.merge(stats);
             legs
         } else {
             let mask = in_ids(&df, &cross)?;
             let (mut legs, stats) =
                 dedup(df.filter(&!&mask)?).map_err(why("deduplicating legs"))?;
-            g.dedup.merge(stats);
+            dedup_stats.merge(stats);
             let copies = df.filter(&mask)?;
             let won: BooleanChunked = lineage(&copies)?
                 .iter()
@@ -225,83 +261,144 @@ pub fn group(
         };
         add(stages, "3_dedup", t);
         any = true;
-        process(legs, &mut g, set, stages)?;
+        let (written, summary) = process(&mut legs, &routed, set, out, stages)?;
+        legs_written.extend(written);
+        recon_summary.merge(summary);
     }
     progress.finish();
+    let mut no_legs = None;
     if !any {
         // No legs at all: the tables still get their columns.
-        process(concat_frames(vec![])?, &mut g, set, stages)?;
+        let mut legs = concat_frames(vec![])?;
+        let (_, summary) = process(&mut legs, &routed, set, out, stages)?;
+        recon_summary.merge(summary);
+        no_legs = Some(legs);
     }
-    Ok(g)
+    let Routed {
+        keyed,
+        calls,
+        recon,
+        legs_copy,
+    } = routed;
+    for k in 0..keyed.count() {
+        let t = Instant::now();
+        let Some(df) = keyed.take(k)? else { continue };
+        let mut built = interactions::build(&df).map_err(why("grouping legs into interactions"))?;
+        drop(df);
+        fill_unassigned(&mut built)?;
+        add(stages, "5_interactions", t);
+        let t = Instant::now();
+        route(built, &calls)?;
+        add(stages, "5b_route", t);
+    }
+    Ok(Grouped {
+        legs: legs_written,
+        legs_copy,
+        no_legs,
+        calls,
+        recon,
+        dedup: dedup_stats,
+        recon_summary,
+        cross_bucket_call_ids: cross.len(),
+    })
 }
 
-/// Prices, reconciles and groups one bucket's deduplicated legs, and routes the results.
+/// Adds `df`'s rows to `to`, by partition (an empty frame still gives its columns).
+fn route(df: DataFrame, to: &Buckets) -> PolarsResult<()> {
+    if df.height() == 0 {
+        to.push(0, df)
+    } else {
+        to.push_split(&df, &by_partition(&df, to.count())?)
+    }
+}
+
+/// Prices and reconciles one bucket's deduplicated legs, writes them, and routes the columns
+/// interactions need and the reconciliation rows.
 fn process(
-    mut legs: DataFrame,
-    g: &mut Grouped,
+    legs: &mut DataFrame,
+    to: &Routed,
     set: &Settings,
+    out: &LegsOut,
     stages: &mut Stages,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Vec<PartitionStats>, Summary)> {
     let t = Instant::now();
-    apply_deck(&mut legs, set.decks, set.rounding).map_err(why("looking up the rate deck"))?;
-    rate_frame(&mut legs, set.rounding).map_err(why("rating legs"))?;
+    apply_deck(legs, set.decks, set.rounding).map_err(why("looking up the rate deck"))?;
+    rate_frame(legs, set.rounding).map_err(why("rating legs"))?;
     add(stages, "4_rate", t);
     let t = Instant::now();
     let (mut recon, summary) =
-        reconcile::reconcile(&mut legs, set.rounding).map_err(why("reconciling legs"))?;
+        reconcile::reconcile(legs, set.rounding).map_err(why("reconciling legs"))?;
     fill_unassigned(&mut recon)?;
-    g.recon_summary.merge(summary);
     add(stages, "4b_reconcile", t);
     let t = Instant::now();
-    let mut calls = interactions::build(&legs).map_err(why("grouping legs into interactions"))?;
-    fill_unassigned(&mut legs)?;
-    fill_unassigned(&mut calls)?;
-    add(stages, "5_interactions", t);
-    let t = Instant::now();
-    for (df, to) in [(legs, &g.legs), (calls, &g.calls), (recon, &g.recon)] {
-        if df.height() == 0 {
-            to.push(0, df)?;
-        } else {
-            to.push_split(&df, &by_partition(&df, to.count())?)?;
-        }
+    route(recon, &to.recon)?;
+    let keyed = legs.select(interactions::input_columns())?;
+    if keyed.height() == 0 {
+        to.keyed.push(0, keyed)?;
+    } else {
+        to.keyed
+            .push_split(&keyed, &by_first_key(&keyed, &ROUTE, to.keyed.count())?)?;
     }
     add(stages, "5b_route", t);
-    Ok(())
+    let t = Instant::now();
+    fill_unassigned(legs)?;
+    let written = write_partitioned(legs, out.dir, out.table, out.output)?;
+    if let Some(copy) = &to.legs_copy {
+        copy.push(0, legs.clone())?;
+    }
+    add(stages, "7_write", t);
+    Ok((written, summary))
 }
 
-/// The three tables' partitions as written.
+impl Grouped {
+    /// The legs for the reports: a scan of the Parquet files written under `dir`, or of the
+    /// copy kept when only CSV was written.
+    pub fn legs_scan(&self, dir: &Path, table: &str) -> PolarsResult<LazyFrame> {
+        match (&self.legs_copy, &self.no_legs) {
+            (Some(copy), _) => copy.scan(),
+            (None, Some(empty)) => Ok(empty.clone().lazy()),
+            (None, None) => scan_partitioned(&dir.join(table)),
+        }
+    }
+
+    /// Whether anything went to disk on the way.
+    pub fn spilled(&self) -> bool {
+        self.calls.spilled()
+            || self.recon.spilled()
+            || self.legs_copy.as_ref().is_some_and(Buckets::spilled)
+    }
+}
+
+/// The two tables' partitions as written.
 pub struct Written {
-    pub legs: Vec<PartitionStats>,
     pub calls: Vec<PartitionStats>,
     pub recon: Vec<PartitionStats>,
 }
 
-/// Step 3: each partition bucket's tables, written; the buckets stay for the reports' scans.
+/// The interactions and reconciliation buckets, written; they stay for the reports' scans.
 pub fn write(
     g: &Grouped,
     out: &Path,
-    tables: [&Table; 3],
+    tables: [&Table; 2],
     output: &Output,
     quiet: bool,
 ) -> anyhow::Result<Written> {
     let mut w = Written {
-        legs: vec![],
         calls: vec![],
         recon: vec![],
     };
-    for b in &[&g.legs, &g.calls, &g.recon] {
+    for b in [&g.calls, &g.recon] {
         if b.spilled() {
             b.flush()?;
         }
     }
-    let n = g.legs.count();
+    let n = g.calls.count();
     let progress = Progress::steps(n as u64, "writing bucket", quiet || n == 1);
     for k in 0..n {
         progress.inc(1);
         for (from, table, to) in [
-            (&g.legs, tables[0], &mut w.legs),
-            (&g.calls, tables[1], &mut w.calls),
-            (&g.recon, tables[2], &mut w.recon),
+            (&g.calls, tables[0], &mut w.calls),
+            (&g.recon, tables[1], &mut w.recon),
         ] {
             if let Some(df) = from.get(k)? {
                 to.extend(write_partitioned(&df, out, table, output)?);

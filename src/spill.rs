@@ -1,24 +1,40 @@
 //! Bounded memory: frames routed into hash buckets, held in memory up to a byte budget, and
-//! spilled beyond it to Arrow IPC files in the staging folder, compressed with zstd level 1 (kept
-//! fields make a leg's columns larger than its JSON text: uncompressed, five million legs
-//! filled 19 GB of spill).
+//! spilled beyond it to files in the staging folder.
 //!
-//! A run routes its legs twice. Parsed legs go to buckets by interaction key, so that a bucket
-//! holds every copy and every leg of its calls (deduplication, rating, reconciliation and
-//! interactions then run one bucket at a time). Their results go to buckets by (account_id,
-//! date), so that a bucket holds whole partitions and each partition is written as one file.
+//! Parsed legs go to buckets by partition (account_id, date), so that a bucket holds every copy
+//! of its call_ids (bar the rare ones whose copies disagree on the partition) and whole
+//! partitions: deduplication, rating and reconciliation run one bucket at a time, and each
+//! partition is written as one file. The few columns interactions need go to buckets by
+//! interaction key, and the interactions and reconciliation rows to buckets by partition.
 //! A run that fits in the budget never touches the disk: it is one bucket, held in memory.
+//!
+//! Buckets read back whole spill as an Arrow IPC stream inside one zstd level-1 stream (kept
+//! fields make a leg's columns larger than its JSON text: uncompressed, five million legs filled
+//! 19 GB of spill). Buckets the reports scan spill as Arrow IPC files, which a lazy scan reads a
+//! column at a time.
 
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
-use std::io::BufWriter;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use polars::prelude::*;
+use polars_arrow::io::ipc;
 use rayon::prelude::*;
 
-use crate::schema::{ACCOUNT_ID, DATE};
+use crate::schema::{ACCOUNT_ID, DATE, UNASSIGNED_ACCOUNT};
+
+/// How a bucket's spill files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillFormat {
+    /// An Arrow IPC stream inside one zstd stream: one compression context per file, the
+    /// cheapest to write and read back whole. For buckets read a bucket at a time.
+    Stream,
+    /// An Arrow IPC file with zstd-compressed buffers, which a lazy scan reads a column at a time.
+    /// For the small tables that the reports query.
+    File,
+}
 
 /// Frames in `n` buckets: in memory while their estimated size stays under the budget, then
 /// written out (all held frames at once, one file per bucket) and dropped from memory.
@@ -26,6 +42,7 @@ pub struct Buckets {
     dir: PathBuf,
     name: &'static str,
     budget: usize,
+    format: SpillFormat,
     state: Mutex<State>,
 }
 
@@ -38,12 +55,19 @@ struct State {
 
 impl Buckets {
     /// `n` buckets named `name`, spilled under `dir` (created when first needed).
-    pub fn new(dir: &Path, name: &'static str, n: usize, budget: usize) -> Self {
+    pub fn new(
+        dir: &Path,
+        name: &'static str,
+        n: usize,
+        budget: usize,
+        format: SpillFormat,
+    ) -> Self {
         let n = n.max(1);
         Buckets {
             dir: dir.to_owned(),
             name,
             budget,
+            format,
             state: Mutex::new(State {
                 held: vec![Vec::new(); n],
                 held_bytes: 0,
@@ -139,30 +163,40 @@ impl Buckets {
     fn write(&self, held: Vec<Vec<DataFrame>>, seq: usize) -> PolarsResult<()> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| polars_err!(ComputeError: "creating {}: {e}", self.dir.display()))?;
+        let ext = match self.format {
+            SpillFormat::Stream => "arrows.zst",
+            SpillFormat::File => "arrow",
+        };
         let written: Vec<(usize, PathBuf)> = held
             .into_par_iter()
             .enumerate()
             .filter(|(_, frames)| !frames.is_empty())
             .map(|(b, frames)| {
-                // One chunk, so one record batch: the writer compresses every buffer of every
-                // batch with a fresh zstd context, which for a bucket's many small pieces cost
-                // more than the copy.
-                let mut df = compact(concat(frames)?)?;
                 let path = self
                     .dir
-                    .join(format!("{}-{b:05}-{seq:05}.arrow", self.name));
+                    .join(format!("{}-{b:05}-{seq:05}.{ext}", self.name));
                 let failed = |e: &dyn std::fmt::Display| {
                     polars_err!(ComputeError: "spilling to {}: {e}", path.display())
                 };
                 let file = File::create(&path).map_err(|e| failed(&e))?;
-                IpcWriter::new(BufWriter::with_capacity(1 << 20, file))
-                    // zstd 1 against none: 1/5 of the disk for ~35% more time on 200k legs
-                    // (LZ4: 1/3 of the disk, nearly the same time).
-                    .with_compression(Some(IpcCompression::ZSTD(
-                        polars_utils::compression::ZstdLevel::try_new(1)?,
-                    )))
-                    .finish(&mut df)
-                    .map_err(|e| failed(&e))?;
+                let file = BufWriter::with_capacity(1 << 20, file);
+                match self.format {
+                    SpillFormat::Stream => {
+                        let df = compact(stack(frames)?)?;
+                        write_stream(&df, file).map_err(|e| failed(&e))?;
+                    }
+                    SpillFormat::File => {
+                        // One chunk, so one record batch: the writer compresses every buffer of
+                        // every batch with a fresh zstd context.
+                        let mut df = compact(concat(frames)?)?;
+                        IpcWriter::new(file)
+                            .with_compression(Some(IpcCompression::ZSTD(
+                                polars_utils::compression::ZstdLevel::try_new(1)?,
+                            )))
+                            .finish(&mut df)
+                            .map_err(|e| failed(&e))?;
+                    }
+                }
                 Ok((b, path))
             })
             .collect::<PolarsResult<_>>()?;
@@ -180,9 +214,12 @@ impl Buckets {
             (s.held[b].clone(), s.files[b].clone())
         };
         for path in files {
-            let file = File::open(&path)
-                .map_err(|e| polars_err!(ComputeError: "reading spill {}: {e}", path.display()))?;
-            frames.push(IpcReader::new(file).finish()?);
+            let failed = |e: &dyn std::fmt::Display| polars_err!(ComputeError: "reading spill {}: {e}", path.display());
+            let file = File::open(&path).map_err(|e| failed(&e))?;
+            frames.push(match self.format {
+                SpillFormat::Stream => read_stream(file).map_err(|e| failed(&e))?,
+                SpillFormat::File => IpcReader::new(file).finish()?,
+            });
         }
         if frames.is_empty() {
             return Ok(None);
@@ -208,6 +245,7 @@ impl Buckets {
     /// the spilled files (call [`Buckets::flush`] first), so a query reads only the columns
     /// it uses.
     pub fn scan(&self) -> PolarsResult<LazyFrame> {
+        polars_ensure!(self.format == SpillFormat::File, ComputeError: "scan of {}, spilled as a stream", self.name);
         let (held, files) = {
             let s = self.lock();
             (
@@ -253,6 +291,64 @@ fn compact(df: DataFrame) -> PolarsResult<DataFrame> {
     DataFrame::new(height, columns)
 }
 
+/// Writes `df` as an Arrow IPC stream, a record batch per chunk, through one zstd level-1
+/// stream. (Arrow's own IPC compression starts a zstd context for every buffer of every batch,
+/// and creating those contexts cost more than compressing.)
+fn write_stream(df: &DataFrame, to: impl Write) -> PolarsResult<()> {
+    let mut df = df.clone();
+    df.align_chunks_par();
+    let mut zst = zstd::Encoder::new(to, 1)?;
+    let mut w =
+        ipc::write::StreamWriter::new(&mut zst, ipc::write::WriteOptions { compression: None });
+    w.start(&df.schema().to_arrow(CompatLevel::newest()), None)?;
+    for batch in df.iter_chunks(CompatLevel::newest(), false) {
+        w.write(&batch, None)?;
+    }
+    w.finish()?;
+    zst.finish()?.flush()?;
+    Ok(())
+}
+
+/// Reads back what [`write_stream`] wrote.
+fn read_stream(file: File) -> PolarsResult<DataFrame> {
+    let zst = zstd::Decoder::new(file)?;
+    IpcStreamReader::new(Forward { inner: zst, pos: 0 })
+        .set_rechunk(false)
+        .finish()
+}
+
+/// A reader that knows its position and can only seek forward (by reading), which is all the
+/// IPC stream reader asks of it.
+struct Forward<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for Forward<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        match pos {
+            SeekFrom::Current(n) if n >= 0 => {
+                let skipped =
+                    std::io::copy(&mut (&mut self.inner).take(n as u64), &mut std::io::sink())?;
+                self.pos += skipped;
+                Ok(self.pos)
+            }
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a zstd stream only seeks forward",
+            )),
+        }
+    }
+}
+
 /// Stacks frames of one schema, each column's chunks side by side.
 fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut it = frames.into_iter();
@@ -296,7 +392,8 @@ pub fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec
         .collect())
 }
 
-/// Per row, the bucket (of `n`) of its partition, (account_id, date).
+/// Per row, the bucket (of `n`) of its partition, (account_id, date); a leg without an account
+/// goes where the unassigned account's partition does.
 pub fn by_partition(df: &DataFrame, n: usize) -> PolarsResult<Vec<u32>> {
     let acct = df.column(ACCOUNT_ID)?.str()?;
     let date = df.column(DATE)?.date()?.physical();
@@ -305,7 +402,7 @@ pub fn by_partition(df: &DataFrame, n: usize) -> PolarsResult<Vec<u32>> {
         .zip(date.iter())
         .map(|(a, d)| {
             let mut h = hasher();
-            (a, d).hash(&mut h);
+            (a.unwrap_or(UNASSIGNED_ACCOUNT), d).hash(&mut h);
             (h.finish() % n as u64) as u32
         })
         .collect())
@@ -323,7 +420,7 @@ mod tests {
     fn spilled_rows_come_back_whole_and_in_their_bucket() -> PolarsResult<()> {
         let dir = tempfile::tempdir()?;
         // A budget of one byte: every push goes to disk.
-        let b = Buckets::new(dir.path(), "t", 3, 1);
+        let b = Buckets::new(dir.path(), "t", 3, 1, SpillFormat::File);
         let ids = ["a", "b", "c", "d", "e", "f", "a", "b"];
         let df = frame(&ids);
         let route = by_first_key(&df, &["call_id"], 3)?;
@@ -351,7 +448,13 @@ mod tests {
     #[test]
     fn under_budget_nothing_touches_the_disk() -> PolarsResult<()> {
         let dir = tempfile::tempdir()?;
-        let b = Buckets::new(&dir.path().join("spill"), "t", 1, 1 << 30);
+        let b = Buckets::new(
+            &dir.path().join("spill"),
+            "t",
+            1,
+            1 << 30,
+            SpillFormat::File,
+        );
         b.push_split(&frame(&["a", "b"]), &[0, 0])?;
         assert!(!b.spilled());
         assert!(!dir.path().join("spill").exists());

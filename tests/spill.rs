@@ -1,5 +1,6 @@
 //! Bounded memory: a run forced to spill (a tiny `--memory`) writes exactly what a run held in
-//! memory writes, including for call_ids whose copies disagree on their interaction.
+//! memory writes, including for call_ids whose copies disagree on their account, and so on the
+//! bucket they are routed to.
 
 use std::path::Path;
 
@@ -30,7 +31,7 @@ fn leg(call_id: &str, interaction: &str, account: &str, billing: i64, ts: i64) -
 }
 
 /// 60 calls of two legs over 3 accounts and 4 days; 12 call_ids copied identically, and 12
-/// whose later copy (the one kept) moves the leg to another interaction.
+/// whose later copy (the one kept) moves the leg to another interaction and account.
 fn corpus(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut lines = Vec::new();
     let mut copies = Vec::new();
@@ -47,7 +48,7 @@ fn corpus(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 copies.push(leg(
                     &id,
                     &format!("moved-{k}"),
-                    &account,
+                    &format!("{:032x}", 0xa0 + (k + 1) % 3),
                     billing + 5,
                     ts + 9,
                 ));
@@ -108,9 +109,11 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
 
     let files = assert_same_parquet(&held, &spilled);
     assert!(files > 40, "{files} files");
-    // The kept copy of a moved leg is in its new interaction, with its later content.
+    // The kept copy of a moved leg is in its new interaction and account, with its later
+    // content.
     let legs = legs(&spilled);
     // 82 s became 87 s: 90 billed in 6 s increments (the first copy's 82 s would bill 84).
     assert_eq!(legs["call-6-b"].billed, Some(90));
+    assert_eq!(legs["call-6-b"].account, format!("{:032x}", 0xa0 + 7 % 3));
     Ok(())
 }

@@ -9,7 +9,6 @@ use clap::Args;
 use polars::prelude::*;
 
 use crate::reports;
-use crate::schema::{ACCOUNT_ID, DATE};
 use crate::write::{write_csv, write_parquet};
 
 #[derive(Debug, Args)]
@@ -52,10 +51,6 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
-    let hive_schema = Arc::new(Schema::from_iter([
-        Field::new(ACCOUNT_ID.into(), DataType::String),
-        Field::new(DATE.into(), DataType::Date),
-    ]));
     let mut tables = Vec::new();
     for p in entries {
         let Some(name) = p.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
@@ -68,17 +63,7 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
                 .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
         };
         let lf = if p.is_dir() && has_parquet(&p) {
-            let glob = format!("{}/**/*.parquet", p.display());
-            let args = ScanArgsParquet {
-                hive_options: HiveOptions {
-                    enabled: Some(true),
-                    hive_start_idx: 0,
-                    schema: Some(hive_schema.clone()),
-                    try_parse_dates: true,
-                },
-                ..Default::default()
-            };
-            LazyFrame::scan_parquet(glob.as_str().into(), args)
+            crate::write::scan_partitioned(&p)
         } else if p.extension().is_some_and(|e| e == "parquet") {
             LazyFrame::scan_parquet(p.display().to_string().as_str().into(), Default::default())
         } else {

@@ -308,16 +308,6 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         decks: cfg.decks.as_ref(),
         rounding: cfg.rounding,
     };
-    let grouped = pipeline::group(
-        parsed,
-        &spill,
-        cfg.memory,
-        &settings,
-        &mut stages,
-        cfg.quiet,
-    )?;
-    lap = Instant::now();
-
     let out = staging.data();
     let leg_table = Table {
         name: "legs",
@@ -334,17 +324,31 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         columns: reconcile::columns(),
         order: vec![START_TIME, CALL_ID],
     };
+    let grouped = pipeline::group(
+        parsed,
+        &spill,
+        cfg.memory,
+        &settings,
+        &pipeline::LegsOut {
+            dir: out,
+            table: &leg_table,
+            output: &cfg.output,
+        },
+        &mut stages,
+        cfg.quiet,
+    )?;
+    lap = Instant::now();
     let written = pipeline::write(
         &grouped,
         out,
-        [&leg_table, &call_table, &recon_table],
+        [&call_table, &recon_table],
         &cfg.output,
         cfg.quiet,
     )?;
     stage("7_write", &mut stages, &mut lap);
 
     let mut ctx = reports::context(&[
-        ("legs", grouped.legs.scan()?),
+        ("legs", grouped.legs_scan(out, leg_table.name)?),
         ("interactions", grouped.calls.scan()?),
         ("reconciliation", grouped.recon.scan()?),
     ]);
@@ -353,8 +357,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         results.push((r, reports::run(&mut ctx, r)?));
     }
     drop(ctx);
-    let spilled =
-        spilled || grouped.legs.spilled() || grouped.calls.spilled() || grouped.recon.spilled();
+    let spilled = spilled || grouped.spilled();
     let cross = grouped.cross_bucket_call_ids;
     let (dedup_stats, recon_summary) = (grouped.dedup, grouped.recon_summary);
     if spill.exists() {
@@ -363,7 +366,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     stage("6_reports", &mut stages, &mut lap);
 
     let interactions_count: u64 = written.calls.iter().map(|p| p.rows).sum();
-    let mut parts = written.legs;
+    let mut parts = grouped.legs;
     let legs_parts = parts.len();
     parts.extend(written.calls);
     parts.extend(written.recon);

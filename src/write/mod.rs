@@ -41,10 +41,10 @@ pub struct Output {
 }
 
 impl Format {
-    fn parquet(self) -> bool {
+    pub fn parquet(self) -> bool {
         matches!(self, Format::Parquet | Format::Both)
     }
-    fn csv(self) -> bool {
+    pub fn csv(self) -> bool {
         matches!(self, Format::Csv | Format::Both)
     }
 }
@@ -160,6 +160,28 @@ pub fn write_partitioned(
         .into_par_iter()
         .map(|part| write_partition(part, &dir, table, output))
         .collect()
+}
+
+/// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
+/// read from the folder names, as analysts' tools read them.
+pub fn scan_partitioned(dir: &Path) -> PolarsResult<LazyFrame> {
+    let hive_schema = Arc::new(Schema::from_iter([
+        Field::new(ACCOUNT_ID.into(), DataType::String),
+        Field::new(DATE.into(), DataType::Date),
+    ]));
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            enabled: Some(true),
+            hive_start_idx: 0,
+            schema: Some(hive_schema),
+            try_parse_dates: true,
+        },
+        ..Default::default()
+    };
+    LazyFrame::scan_parquet(
+        format!("{}/**/*.parquet", dir.display()).as_str().into(),
+        args,
+    )
 }
 
 /// Gives legs without an account the `_unassigned` account, as their partition says.
