@@ -42,6 +42,7 @@ fn opts() -> IngestOptions {
         tz: ReportTz(chrono_tz::Tz::UTC),
         chunk_bytes: 8 << 20,
         max_record: rerate::ingest::MAX_RECORD,
+        buckets: 1,
     }
 }
 

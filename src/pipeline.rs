@@ -81,10 +81,13 @@ impl Parsed {
         }
     }
 
-    /// The ingest sink: routes a frame of parsed legs.
-    pub fn sink(&self, df: DataFrame) -> Result<(), IngestError> {
+    /// The ingest sink: routes a frame of parsed legs (all of bucket `known`, if given).
+    pub fn sink(&self, known: Option<u32>, df: DataFrame) -> Result<(), IngestError> {
         let n = self.buckets.count();
-        let route = by_partition(&df, n)?;
+        let route = match known {
+            Some(b) => vec![b; df.height()],
+            None => by_partition(&df, n)?,
+        };
         if n > 1 {
             let ids = df.column(CALL_ID)?.str()?;
             let mut keys: Vec<(u64, u32)> = ids
@@ -97,7 +100,10 @@ impl Parsed {
                 .unwrap_or_else(|p| p.into_inner())
                 .append(&mut keys);
         }
-        self.buckets.push_split(&df, &route)?;
+        match known {
+            Some(b) => self.buckets.push(b as usize, df)?,
+            None => self.buckets.push_split(&df, &route)?,
+        }
         Ok(())
     }
 

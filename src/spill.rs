@@ -105,10 +105,11 @@ impl Buckets {
         let mut pieces = Vec::new();
         for (b, idx) in rows.into_iter().enumerate() {
             if !idx.is_empty() {
-                pieces.push((b, df.take(&IdxCa::from_vec("idx".into(), idx))?));
+                // A piece would share `df`'s text buffers, which a spill file would then hold
+                // whole for every bucket: it gets its own.
+                pieces.push((b, compact(df.take(&IdxCa::from_vec("idx".into(), idx))?)?));
             }
         }
-        // The pieces share `df`'s text buffers: together they hold `df`'s size, not n times it.
         self.add(pieces, df.estimated_size())
     }
 
@@ -182,13 +183,12 @@ impl Buckets {
                 let file = BufWriter::with_capacity(1 << 20, file);
                 match self.format {
                     SpillFormat::Stream => {
-                        let df = compact(stack(frames)?)?;
-                        write_stream(&df, file).map_err(|e| failed(&e))?;
+                        write_stream(&stack(frames)?, file).map_err(|e| failed(&e))?;
                     }
                     SpillFormat::File => {
                         // One chunk, so one record batch: the writer compresses every buffer of
                         // every batch with a fresh zstd context.
-                        let mut df = compact(concat(frames)?)?;
+                        let mut df = concat(frames)?;
                         IpcWriter::new(file)
                             .with_compression(Some(IpcCompression::ZSTD(
                                 polars_utils::compression::ZstdLevel::try_new(1)?,
@@ -272,8 +272,7 @@ impl Buckets {
 }
 
 /// `df` with its text columns holding only their own bytes. A bucket's rows, taken from a larger
-/// frame, still point into that frame's text buffers, which a writer would otherwise write
-/// whole into every bucket's file.
+/// frame, still point into that frame's text buffers.
 fn compact(df: DataFrame) -> PolarsResult<DataFrame> {
     let height = df.height();
     let columns = df
@@ -350,7 +349,7 @@ impl<R: Read> Seek for Forward<R> {
 }
 
 /// Stacks frames of one schema, each column's chunks side by side.
-fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+pub fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut it = frames.into_iter();
     let mut out = it.next().unwrap_or_default();
     for df in it {
@@ -392,19 +391,22 @@ pub fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec
         .collect())
 }
 
-/// Per row, the bucket (of `n`) of its partition, (account_id, date); a leg without an account
-/// goes where the unassigned account's partition does.
+/// The bucket (of `n`) of the partition (account_id, date); a leg without an account goes where
+/// the unassigned account's partition does.
+pub fn partition_bucket(account: Option<&str>, date: Option<i32>, n: usize) -> u32 {
+    let mut h = hasher();
+    (account.unwrap_or(UNASSIGNED_ACCOUNT), date).hash(&mut h);
+    (h.finish() % n as u64) as u32
+}
+
+/// Per row, the bucket (of `n`) of its partition.
 pub fn by_partition(df: &DataFrame, n: usize) -> PolarsResult<Vec<u32>> {
     let acct = df.column(ACCOUNT_ID)?.str()?;
     let date = df.column(DATE)?.date()?.physical();
     Ok(acct
         .iter()
         .zip(date.iter())
-        .map(|(a, d)| {
-            let mut h = hasher();
-            (a.unwrap_or(UNASSIGNED_ACCOUNT), d).hash(&mut h);
-            (h.finish() % n as u64) as u32
-        })
+        .map(|(a, d)| partition_bucket(a, d, n))
         .collect())
 }
 

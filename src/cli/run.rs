@@ -291,15 +291,16 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
 
     let total_bytes: u64 = cfg.files.iter().map(|f| f.bytes).sum();
     let progress = Progress::new(total_bytes, cfg.quiet);
+    let spill = staging.spill();
+    let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
     let opts = IngestOptions {
         tz: cfg.tz,
         chunk_bytes: cfg.chunk_size,
         max_record: cfg.max_record,
+        buckets,
     };
-    let spill = staging.spill();
-    let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
     let parsed = pipeline::Parsed::new(&spill, buckets, cfg.memory);
-    let ingested = ingest(&cfg.files, &opts, &progress, &|df| parsed.sink(df))?;
+    let ingested = ingest(&cfg.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
     progress.finish();
     let spilled = parsed.spilled();
     stage("2_read_parse", &mut stages, &mut lap);

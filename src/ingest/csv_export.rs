@@ -165,6 +165,7 @@ pub fn parse(
         builder.finish(source, "csv")?
     };
     Ok(Parsed {
+        routed: Vec::new(),
         legs,
         rejects,
         records,

@@ -10,6 +10,7 @@ fn opts(chunk_bytes: usize) -> IngestOptions {
         chunk_bytes,
         // Small, so that the record size limit is reached often.
         max_record: 2048,
+        buckets: 1,
     }
 }
 

@@ -57,6 +57,9 @@ pub struct IngestOptions {
     /// A record (a line, or one top-level value or array element) larger than this many bytes
     /// is rejected without being parsed.
     pub max_record: usize,
+    /// Buckets (of partitions, see [`crate::spill::partition_bucket`]) that parse tasks sort
+    /// their legs into as they build the columns; 1 for none.
+    pub buckets: usize,
 }
 
 /// The default of `--max-record-size`: 16 MiB.
@@ -104,14 +107,17 @@ pub struct Ingested {
     pub files: Vec<FileStats>,
 }
 
-/// Where parsed legs go, a frame at a time (about one read window each), from any worker.
-pub type Sink<'a> = dyn Fn(DataFrame) -> Result<(), IngestError> + Sync + 'a;
+/// Where parsed legs go, a frame at a time (about one read window each), from any worker: with
+/// the bucket every row of the frame belongs to, when the parser sorted them (JSON input under
+/// more than one bucket).
+pub type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + Sync + 'a;
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
 /// One worker's output.
 struct Batch {
-    builder: LegBuilder,
+    /// A builder per bucket: the columns come out already split.
+    builders: Vec<LegBuilder>,
     rejects: Vec<Reject>,
     records: u64,
 }
@@ -121,12 +127,28 @@ struct Ctx<'a> {
     source: Arc<str>,
     tz: &'a ReportTz,
     max_record: usize,
+    buckets: usize,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(source: &str, opts: &'a IngestOptions) -> Self {
+        Ctx {
+            source: Arc::from(source),
+            tz: &opts.tz,
+            max_record: opts.max_record,
+            buckets: opts.buckets.max(1),
+        }
+    }
 }
 
 impl Batch {
-    fn new(cap: usize) -> Self {
+    /// Room for about `cap` legs in all.
+    fn new(ctx: &Ctx, cap: usize) -> Self {
+        let n = ctx.buckets;
         Batch {
-            builder: LegBuilder::with_capacity(cap),
+            builders: (0..n)
+                .map(|_| LegBuilder::with_capacity(cap.div_ceil(n)))
+                .collect(),
             rejects: Vec::new(),
             records: 0,
         }
@@ -270,7 +292,13 @@ impl Batch {
         match cdr.into_leg(ctx.tz) {
             Ok(leg) => {
                 self.records += 1;
-                self.builder.push(&leg, line, record.unwrap_or(0));
+                let b = match self.builders.len() {
+                    1 => 0,
+                    n => {
+                        crate::spill::partition_bucket(leg.ccv[0].as_deref(), leg.date, n) as usize
+                    }
+                };
+                self.builders[b].push(&leg, line, record.unwrap_or(0));
             }
             Err(why) => self.reject(ctx, line, record, why, text),
         }
@@ -541,11 +569,7 @@ fn read_lines(
     first: std::io::Result<decompress::Filled>,
 ) -> Result<Read, IngestError> {
     let (file, opts, progress, sink) = job.parts();
-    let ctx = Ctx {
-        source: Arc::from(file.display.as_str()),
-        tz: &opts.tz,
-        max_record: opts.max_record,
-    };
+    let ctx = Ctx::new(&file.display, opts);
     let window = opts.window();
     if win.starts_with(BOM) {
         win.drain(..BOM.len());
@@ -577,7 +601,7 @@ fn read_lines(
             // A window without a line end: one line longer than the limit.
             let raw = raw_head(&win).into_owned();
             let (skipped, found) = skip_line(reader, &mut win, window, &mut ended);
-            let mut b = Batch::new(0);
+            let mut b = Batch::new(&ctx, 0);
             b.reject(&ctx, line, None, too_large(opts.max_record, skipped), &raw);
             batches.push(b);
             line += u64::from(found);
@@ -655,7 +679,7 @@ fn parse_lines(ctx: &Ctx, body: &[u8], first_line: u64, chunk: usize) -> Vec<Bat
     scan::line_chunks(body, chunk)
         .into_par_iter()
         .map(|(s, e, line)| {
-            let mut b = Batch::new(cap_for(e - s));
+            let mut b = Batch::new(ctx, cap_for(e - s));
             for u in scan::line_units(body, s, e, line + first_line - 1) {
                 b.unit(ctx, body, &u);
             }
@@ -668,40 +692,57 @@ fn cap_for(bytes: usize) -> usize {
     bytes / 2048 + 16
 }
 
-/// The batches' legs as one frame, their rejects and record count.
+/// The batches' legs (as one frame, or one per bucket), their rejects and record count.
 fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
-    let mut frames = Vec::with_capacity(batches.len());
+    let n = batches.first().map_or(1, |b| b.builders.len());
+    let mut frames: Vec<Vec<DataFrame>> = vec![Vec::new(); n];
     let mut rejects = Vec::new();
     let mut records = 0;
     for b in batches {
         records += b.records;
         rejects.extend(b.rejects);
-        if !b.builder.is_empty() {
-            frames.push(b.builder.finish(source, "json")?);
+        for (k, builder) in b.builders.into_iter().enumerate() {
+            if !builder.is_empty() {
+                frames[k].push(builder.finish(source, "json")?);
+            }
         }
     }
-    Ok(Parsed {
-        legs: concat_frames(frames)?,
-        rejects,
-        records,
-        layout: Layout::Stream,
-        lines: 1,
-    })
+    let mut parsed = Parsed::empty();
+    if n == 1 {
+        parsed.legs = concat_frames(frames.pop().unwrap_or_default())?;
+    } else {
+        // Stacked, not copied into one chunk: a bucket's spill file takes its chunks as they are.
+        for (k, f) in frames.into_iter().enumerate() {
+            if !f.is_empty() {
+                parsed.routed.push((k as u32, crate::spill::stack(f)?));
+            }
+        }
+    }
+    parsed.rejects = rejects;
+    parsed.records = records;
+    Ok(parsed)
 }
 
-/// Hands `parsed`'s legs to the sink (leaving it an empty frame) and returns how many.
+/// Hands `parsed`'s legs to the sink (leaving none) and returns how many.
 fn sink_legs(parsed: &mut Parsed, sink: &Sink) -> Result<u64, IngestError> {
     let legs = std::mem::take(&mut parsed.legs);
-    let n = legs.height() as u64;
+    let mut n = legs.height() as u64;
     if n > 0 {
-        sink(legs)?;
+        sink(None, legs)?;
+    }
+    for (b, df) in std::mem::take(&mut parsed.routed) {
+        n += df.height() as u64;
+        sink(Some(b), df)?;
     }
     Ok(n)
 }
 
 /// What one decoded buffer held.
 pub struct Parsed {
+    /// The legs, when they were not sorted into buckets.
     pub legs: DataFrame,
+    /// The legs sorted into buckets as they were parsed: (bucket, its legs).
+    pub routed: Vec<(u32, DataFrame)>,
     pub rejects: Vec<Reject>,
     pub records: u64,
     pub layout: Layout,
@@ -713,6 +754,7 @@ impl Parsed {
     fn empty() -> Self {
         Parsed {
             legs: DataFrame::default(),
+            routed: Vec::new(),
             rejects: Vec::new(),
             records: 0,
             layout: Layout::Stream,
@@ -730,11 +772,7 @@ pub fn parse_buffer(
     tick: &(dyn Fn(usize) + Sync),
 ) -> Result<Parsed, IngestError> {
     let body = buf.strip_prefix(BOM).unwrap_or(buf);
-    let ctx = Ctx {
-        source: Arc::from(source),
-        tz: &opts.tz,
-        max_record: opts.max_record,
-    };
+    let ctx = Ctx::new(source, opts);
     let layout = scan::detect_layout(body);
     let batches: Vec<Batch> = match layout {
         Layout::Lines => {
@@ -753,7 +791,7 @@ pub fn parse_buffer(
                 .into_par_iter()
                 .map(|units| {
                     let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
-                    let mut b = Batch::new(cap_for(bytes));
+                    let mut b = Batch::new(&ctx, cap_for(bytes));
                     for u in &units {
                         b.unit(&ctx, body, u);
                     }
@@ -787,7 +825,7 @@ fn big_array(
         .ok()
         .and_then(|t| Some((t, serde_json::from_str::<Vec<&RawValue>>(t).ok()?)));
     let Some((text, elems)) = parsed else {
-        let mut b = Batch::new(0);
+        let mut b = Batch::new(ctx, 0);
         b.unit(ctx, body, unit);
         return vec![b];
     };
@@ -808,7 +846,7 @@ fn big_array(
     }
     runs.into_par_iter()
         .map(|(from, to, at, line)| {
-            let mut b = Batch::new(to - from);
+            let mut b = Batch::new(ctx, to - from);
             b.elements(
                 ctx,
                 text,
