@@ -224,6 +224,8 @@ impl Buckets {
         if frames.is_empty() {
             return Ok(None);
         }
+        // One chunk: the later steps gather and compute much faster than over a bucket's many
+        // small record batches (on 1M legs, writing took 60% longer and reconciling 17 times).
         concat(frames).map(Some)
     }
 
