@@ -145,70 +145,21 @@ pub fn write_partitioned(
     fill_unassigned(&mut df).map_err(pl_err(&dir))?;
     let mut by = vec![ACCOUNT_ID, DATE];
     by.extend(table.order.iter().copied());
-    // The order comes from the key columns alone; then each partition's rows are gathered once.
-    let sorted = df
-        .select(by.iter().copied())
-        .and_then(|k| k.with_row_index(ROW.into(), None))
-        .and_then(|k| {
-            k.sort(
-                by,
-                SortMultipleOptions::default()
-                    .with_maintain_order(true)
-                    .with_nulls_last(true),
-            )
-        })
+    let df = df
+        .sort(
+            by,
+            SortMultipleOptions::default()
+                .with_maintain_order(true)
+                .with_nulls_last(true),
+        )
         .map_err(pl_err(&dir))?;
-    let rows = sorted
-        .column(ROW)
-        .and_then(|c| c.idx().cloned())
+    let parts = df
+        .partition_by_stable([ACCOUNT_ID, DATE], true)
         .map_err(pl_err(&dir))?;
-    let parts = partition_runs(&sorted).map_err(pl_err(&dir))?;
     parts
         .into_par_iter()
-        .map(|(start, len)| {
-            let part = df
-                .take(&rows.slice(start as i64, len))
-                .map_err(pl_err(&dir))?;
-            write_partition(part, &dir, table, output)
-        })
+        .map(|part| write_partition(part, &dir, table, output))
         .collect()
-}
-
-/// The sort order's row-number column, never written.
-const ROW: &str = "__row";
-
-/// (start, length) of each run of equal (account_id, date) in a frame sorted by them.
-fn partition_runs(sorted: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
-    let acct = sorted.column(ACCOUNT_ID)?.str()?;
-    let date = sorted.column(DATE)?.date()?.physical();
-    let mut runs = Vec::new();
-    let mut start = 0;
-    let mut prev = None;
-    for (i, key) in acct.iter().zip(date.iter()).enumerate() {
-        if prev.is_some_and(|p| p != key) {
-            runs.push((start, i - start));
-            start = i;
-        }
-        prev = Some(key);
-    }
-    if sorted.height() > start {
-        runs.push((start, sorted.height() - start));
-    }
-    Ok(runs)
-}
-
-/// Gives legs without an account the `_unassigned` account, as their partition says.
-pub fn fill_unassigned(df: &mut DataFrame) -> PolarsResult<()> {
-    let acct = df.column(ACCOUNT_ID)?.str()?;
-    if acct.null_count() == 0 {
-        return Ok(());
-    }
-    let mut filled = StringChunkedBuilder::new(ACCOUNT_ID.into(), acct.len());
-    for v in acct.iter() {
-        filled.append_value(v.unwrap_or(UNASSIGNED_ACCOUNT));
-    }
-    df.with_column(filled.finish().into_column())?;
-    Ok(())
 }
 
 /// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
@@ -231,6 +182,20 @@ pub fn scan_partitioned(dir: &Path) -> PolarsResult<LazyFrame> {
         format!("{}/**/*.parquet", dir.display()).as_str().into(),
         args,
     )
+}
+
+/// Gives legs without an account the `_unassigned` account, as their partition says.
+pub fn fill_unassigned(df: &mut DataFrame) -> PolarsResult<()> {
+    let acct = df.column(ACCOUNT_ID)?.str()?;
+    if acct.null_count() == 0 {
+        return Ok(());
+    }
+    let mut filled = StringChunkedBuilder::new(ACCOUNT_ID.into(), acct.len());
+    for v in acct.iter() {
+        filled.append_value(v.unwrap_or(UNASSIGNED_ACCOUNT));
+    }
+    df.with_column(filled.finish().into_column())?;
+    Ok(())
 }
 
 fn write_partition(
@@ -419,26 +384,4 @@ pub fn write_rejects(rejects: &mut [Reject], out: &Path) -> Result<PathBuf, Writ
     }
     w.flush().map_err(io_err(&path))?;
     Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_runs_split_sorted_rows_at_each_new_account_or_day() -> PolarsResult<()> {
-        let df = df!(
-            ACCOUNT_ID => ["a", "a", "a", "b", "b", "c"],
-            DATE => [Some(1), Some(1), Some(2), Some(2), None, None],
-        )?
-        .lazy()
-        .with_column(col(DATE).cast(DataType::Date))
-        .collect()?;
-        assert_eq!(
-            partition_runs(&df)?,
-            vec![(0, 2), (2, 1), (3, 1), (4, 1), (5, 1)]
-        );
-        assert_eq!(partition_runs(&df.head(Some(0)))?, vec![]);
-        Ok(())
-    }
 }
