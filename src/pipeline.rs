@@ -224,6 +224,11 @@ pub fn group(
     let mut dedup_stats = DedupStats::default();
     let mut recon_summary = Summary::default();
     let t = Instant::now();
+    if parsed.buckets.spilled() {
+        // What is still held goes to disk too: else every bucket's last frames stay in memory
+        // while the first buckets are processed (at 5M legs, the run's peak).
+        parsed.buckets.flush()?;
+    }
     let index = std::mem::take(&mut *parsed.index.lock().unwrap_or_else(|p| p.into_inner()));
     let (cross, cross_buckets) = split_call_ids(index);
     // Copies of a call_id in different buckets: decided together, before the buckets.
