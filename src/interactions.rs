@@ -49,16 +49,13 @@ pub fn columns() -> Vec<&'static str> {
     c
 }
 
+/// The interaction key's columns: the first that is not null is the leg's interaction.
+pub const KEY: [&str; 3] = [INTERACTION_ID, "bridge_id", CALL_ID];
+
 /// The leg columns [`build`] reads.
 pub fn input_columns() -> Vec<&'static str> {
-    let mut c = vec![
-        INTERACTION_ID,
-        "bridge_id",
-        CALL_ID,
-        ACCOUNT_ID,
-        START_TIME,
-        DATE,
-    ];
+    let mut c = KEY.to_vec();
+    c.extend_from_slice(&[ACCOUNT_ID, START_TIME, DATE]);
     c.extend_from_slice(EARLIEST);
     c.extend_from_slice(&[
         END_TIME,
@@ -73,7 +70,7 @@ pub fn input_columns() -> Vec<&'static str> {
 
 /// One row per interaction, with `account_id` and `date` of its earliest leg.
 pub fn build(legs: &DataFrame) -> PolarsResult<DataFrame> {
-    let key = coalesce(&[col(INTERACTION_ID), col("bridge_id"), col(CALL_ID)]);
+    let key = coalesce(&KEY.map(col));
     let mut aggs: Vec<Expr> = [ACCOUNT_ID, START_TIME, DATE]
         .iter()
         .chain(EARLIEST)

@@ -26,7 +26,7 @@ use crate::interactions;
 use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
-use crate::schema::{CALL_ID, INTERACTION_ID};
+use crate::schema::CALL_ID;
 use crate::spill::{by_first_key, by_partition, hash_str, Buckets, SpillFormat};
 use crate::write::{
     fill_unassigned, scan_partitioned, write_partitioned, Output, PartitionStats, Table,
@@ -68,9 +68,6 @@ pub struct Parsed {
     index: Mutex<Vec<(u64, u32)>>,
 }
 
-/// The interaction key's columns, first not null wins.
-const ROUTE: [&str; 3] = [INTERACTION_ID, "bridge_id", CALL_ID];
-
 impl Parsed {
     /// `n` buckets holding up to half the run's `budget` (the other half is for the next
     /// stage's buckets, see [`group`]).
@@ -84,22 +81,24 @@ impl Parsed {
     /// The ingest sink: routes a frame of parsed legs (all of bucket `known`, if given).
     pub fn sink(&self, known: Option<u32>, df: DataFrame) -> Result<(), IngestError> {
         let n = self.buckets.count();
+        if n == 1 {
+            // One bucket, held in memory: no routing, and no call_id can be in two buckets.
+            return Ok(self.buckets.push(0, df)?);
+        }
         let route = match known {
             Some(b) => vec![b; df.height()],
             None => by_partition(&df, n)?,
         };
-        if n > 1 {
-            let ids = df.column(CALL_ID)?.str()?;
-            let mut keys: Vec<(u64, u32)> = ids
-                .iter()
-                .zip(&route)
-                .filter_map(|(id, &b)| id.map(|id| (hash_str(id), b)))
-                .collect();
-            self.index
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append(&mut keys);
-        }
+        let ids = df.column(CALL_ID)?.str()?;
+        let mut keys: Vec<(u64, u32)> = ids
+            .iter()
+            .zip(&route)
+            .filter_map(|(id, &b)| id.map(|id| (hash_str(id), b)))
+            .collect();
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&mut keys);
         match known {
             Some(b) => self.buckets.push(b as usize, df)?,
             None => self.buckets.push_split(&df, &route)?,
@@ -314,13 +313,9 @@ pub fn group(
     })
 }
 
-/// Adds `df`'s rows to `to`, by partition (an empty frame still gives its columns).
+/// Adds `df`'s rows to `to`, by partition.
 fn route(df: DataFrame, to: &Buckets) -> PolarsResult<()> {
-    if df.height() == 0 {
-        to.push(0, df)
-    } else {
-        to.push_split(&df, &by_partition(&df, to.count())?)
-    }
+    to.push_split(&df, &by_partition(&df, to.count())?)
 }
 
 /// Prices and reconciles one bucket's deduplicated legs, writes them, and routes the columns
@@ -344,12 +339,10 @@ fn process(
     let t = Instant::now();
     route(recon, &to.recon)?;
     let keyed = legs.select(interactions::input_columns())?;
-    if keyed.height() == 0 {
-        to.keyed.push(0, keyed)?;
-    } else {
-        to.keyed
-            .push_split(&keyed, &by_first_key(&keyed, &ROUTE, to.keyed.count())?)?;
-    }
+    to.keyed.push_split(
+        &keyed,
+        &by_first_key(&keyed, &interactions::KEY, to.keyed.count())?,
+    )?;
     add(stages, "5b_route", t);
     let t = Instant::now();
     fill_unassigned(legs)?;

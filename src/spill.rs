@@ -53,6 +53,19 @@ struct State {
     flushes: usize,
 }
 
+impl State {
+    /// Every held frame, to be written as flush number `seq` (returned with them).
+    fn take_held(&mut self) -> (Vec<Vec<DataFrame>>, usize) {
+        self.held_bytes = 0;
+        self.flushes += 1;
+        let n = self.held.len();
+        (
+            std::mem::replace(&mut self.held, vec![Vec::new(); n]),
+            self.flushes,
+        )
+    }
+}
+
 impl Buckets {
     /// `n` buckets named `name`, spilled under `dir` (created when first needed).
     pub fn new(
@@ -92,10 +105,11 @@ impl Buckets {
         self.lock().flushes > 0
     }
 
-    /// Adds `df`'s rows, split by `bucket` (one entry per row), to the buckets.
+    /// Adds `df`'s rows, split by `bucket` (one entry per row), to the buckets. A frame
+    /// without rows goes to the first bucket, so that a table without rows keeps its columns.
     pub fn push_split(&self, df: &DataFrame, bucket: &[u32]) -> PolarsResult<()> {
         let n = self.count();
-        if n == 1 {
+        if n == 1 || df.height() == 0 {
             return self.push(0, df.clone());
         }
         let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); n];
@@ -127,17 +141,7 @@ impl Buckets {
                 s.held[b].push(df);
             }
             s.held_bytes += size;
-            if s.held_bytes > self.budget {
-                s.held_bytes = 0;
-                s.flushes += 1;
-                let n = s.held.len();
-                Some((
-                    std::mem::replace(&mut s.held, vec![Vec::new(); n]),
-                    s.flushes,
-                ))
-            } else {
-                None
-            }
+            (s.held_bytes > self.budget).then(|| s.take_held())
         };
         // Written outside the lock: other workers keep adding while this one writes.
         if let Some((held, seq)) = full {
@@ -148,16 +152,7 @@ impl Buckets {
 
     /// Writes everything still held, so that every row is on disk (for [`Buckets::scan`]).
     pub fn flush(&self) -> PolarsResult<()> {
-        let (held, seq) = {
-            let mut s = self.lock();
-            s.held_bytes = 0;
-            s.flushes += 1;
-            let n = s.held.len();
-            (
-                std::mem::replace(&mut s.held, vec![Vec::new(); n]),
-                s.flushes,
-            )
-        };
+        let (held, seq) = self.lock().take_held();
         self.write(held, seq)
     }
 
@@ -183,7 +178,7 @@ impl Buckets {
                 let file = BufWriter::with_capacity(1 << 20, file);
                 match self.format {
                     SpillFormat::Stream => {
-                        write_stream(&stack(frames)?, file).map_err(|e| failed(&e))?;
+                        write_stream(stack(frames)?, file).map_err(|e| failed(&e))?;
                     }
                     SpillFormat::File => {
                         // One chunk, so one record batch: the writer compresses every buffer of
@@ -316,8 +311,7 @@ fn compact(df: DataFrame) -> PolarsResult<DataFrame> {
 /// Writes `df` as an Arrow IPC stream, a record batch per chunk, through one zstd level-1
 /// stream. (Arrow's own IPC compression starts a zstd context for every buffer of every batch,
 /// and creating those contexts cost more than compressing.)
-fn write_stream(df: &DataFrame, to: impl Write) -> PolarsResult<()> {
-    let mut df = df.clone();
+fn write_stream(mut df: DataFrame, to: impl Write) -> PolarsResult<()> {
     df.align_chunks_par();
     let mut zst = zstd::Encoder::new(to, 1)?;
     let mut w =
@@ -467,6 +461,17 @@ mod tests {
         let first = b.take(0)?.map_or(0, |d| d.height());
         assert_eq!(b.get(0)?.map_or(0, |d| d.height()), 0);
         assert!(first > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_frame_without_rows_keeps_its_columns() -> PolarsResult<()> {
+        let dir = tempfile::tempdir()?;
+        let b = Buckets::new(dir.path(), "t", 3, 1 << 30, SpillFormat::File);
+        b.push_split(&frame(&[]), &[])?;
+        let all = b.scan()?.collect()?;
+        assert_eq!(all.height(), 0);
+        assert_eq!(all.get_column_names(), ["call_id", "n"]);
         Ok(())
     }
 

@@ -86,9 +86,10 @@ pub struct RunArgs {
     pub max_record_size: usize,
 
     /// Memory for legs held between stages (K, M, G suffixes allowed). An input larger than a
-    /// quarter of it is processed in buckets (by call, then by account and day) that are
-    /// spilled to DIR/.rerate-staging/spill and read back one at a time, so peak memory stays
-    /// near this figure whatever the input's size. Results never depend on it.
+    /// quarter of it is processed in buckets (by account and day; the columns interactions
+    /// need, by call) that are spilled to DIR/.rerate-staging/spill and read back one at a
+    /// time, so peak memory stays under twice this figure whatever the input's size. Results
+    /// never depend on it.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
     pub memory: usize,
 
