@@ -5,6 +5,7 @@
 //! (KAZOO's formula) -> [`write`] (partitioned Parquet/CSV, rejects, manifest).
 //! [`schema`] is the one home of column names; [`cli`] holds one file per subcommand.
 
+pub mod alloc;
 pub mod cli;
 pub mod dedup;
 pub mod gen;

@@ -3,9 +3,6 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match rerate::cli::main() {
         Ok(code) => code,

@@ -260,9 +260,9 @@ fn row_to_leg<'a>(
     if account.is_none() {
         flags.add("no_account_in_path");
     }
-    let mut json: [Option<String>; N_JSON] = std::array::from_fn(|_| None);
+    let mut json: [Option<std::borrow::Cow<'_, str>>; N_JSON] = std::array::from_fn(|_| None);
     if !extra.is_empty() {
-        json[J_EXTRA] = Some(serde_json::Value::Object(extra).to_string());
+        json[J_EXTRA] = Some(serde_json::Value::Object(extra).to_string().into());
     }
     Ok(Leg {
         top,

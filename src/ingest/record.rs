@@ -7,6 +7,7 @@
 //! into the columns, so a rejected record leaves no trace in them.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -123,6 +124,54 @@ fn ccv_slot(key: &str) -> Option<Slot> {
     None
 }
 
+/// The keys of the objects read so far, in the order they came, with their slots. Exports
+/// write every record's keys in much the same order, so the next key is nearly always one of the
+/// next few here: a comparison or two instead of hashing and probing the map. A record that
+/// lacks a key resyncs a step later; one with a new key adds it where it came.
+#[derive(Default)]
+struct KeyOrder(Vec<(Box<str>, Option<Slot>)>);
+
+/// How far ahead of the cursor a key is looked for.
+const LOOKAHEAD: usize = 4;
+/// Past this many keys (objects with ever-new keys), the order starts again from empty.
+const MAX_KEYS: usize = 512;
+
+impl KeyOrder {
+    #[inline]
+    fn slot(
+        &mut self,
+        cursor: &mut usize,
+        key: &str,
+        lookup: impl FnOnce(&str) -> Option<Slot>,
+    ) -> Option<Slot> {
+        let at = (*cursor).min(self.0.len());
+        let end = (at + LOOKAHEAD).min(self.0.len());
+        if let Some(j) = self.0[at..end].iter().position(|(k, _)| k.as_ref() == key) {
+            *cursor = at + j + 1;
+            return self.0[at + j].1;
+        }
+        let s = lookup(key);
+        if self.0.len() >= MAX_KEYS {
+            self.0.clear();
+        }
+        let at = at.min(self.0.len());
+        self.0.insert(at, (Box::from(key), s));
+        *cursor = at + 1;
+        s
+    }
+}
+
+/// One key order for top-level objects and one for custom_channel_vars, per parsing thread.
+#[derive(Default)]
+struct KeyOrders {
+    top: KeyOrder,
+    ccv: KeyOrder,
+}
+
+thread_local! {
+    static KEY_ORDERS: RefCell<KeyOrders> = RefCell::default();
+}
+
 /// A JSON object key, borrowed when it has no escapes.
 struct Key<'de>(Cow<'de, str>);
 
@@ -168,20 +217,22 @@ impl<'a> RawCdr<'a> {
 
     /// Reads one JSON object. Errors are JSON syntax errors (or a value that is not an object).
     pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
-        let mut cdr = RawCdr::empty();
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.deserialize_map(TopVisitor(&mut cdr))?;
-        de.end()?;
-        if let Some(raw) = cdr.json[J_CCV] {
-            let t = raw.get();
-            if t.starts_with('{') {
-                let mut de = serde_json::Deserializer::from_str(t);
-                de.deserialize_map(CcvVisitor(&mut cdr))?;
-            } else if t != "null" {
-                cdr.ccv_not_object = true;
+        KEY_ORDERS.with_borrow_mut(|orders| {
+            let mut cdr = RawCdr::empty();
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_map(TopVisitor(&mut cdr, &mut orders.top))?;
+            de.end()?;
+            if let Some(raw) = cdr.json[J_CCV] {
+                let t = raw.get();
+                if t.starts_with('{') {
+                    let mut de = serde_json::Deserializer::from_str(t);
+                    de.deserialize_map(CcvVisitor(&mut cdr, &mut orders.ccv))?;
+                } else if t != "null" {
+                    cdr.ccv_not_object = true;
+                }
             }
-        }
-        Ok(cdr)
+            Ok(cdr)
+        })
     }
 
     /// The `data` member of a crossbar envelope: an object with `data` and no `call_id`.
@@ -193,7 +244,7 @@ impl<'a> RawCdr<'a> {
     }
 }
 
-struct TopVisitor<'r, 'a>(&'r mut RawCdr<'a>);
+struct TopVisitor<'r, 'a>(&'r mut RawCdr<'a>, &'r mut KeyOrder);
 
 impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
     type Value = ();
@@ -203,9 +254,11 @@ impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let cdr = self.0;
+        let TopVisitor(cdr, order) = self;
+        let mut i = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match TOP_KEYS.get(key.as_ref()).copied() {
+            let slot = order.slot(&mut i, &key, |k| TOP_KEYS.get(k).copied());
+            match slot {
                 Some(Slot::TopStr(i)) => cdr.top[i] = Some(map.next_value()?),
                 Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
                 Some(Slot::Alias(i)) => cdr.alias[i] = Some(map.next_value()?),
@@ -230,7 +283,7 @@ impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
     }
 }
 
-struct CcvVisitor<'r, 'a>(&'r mut RawCdr<'a>);
+struct CcvVisitor<'r, 'a>(&'r mut RawCdr<'a>, &'r mut KeyOrder);
 
 impl<'de, 'r> Visitor<'de> for CcvVisitor<'r, 'de> {
     type Value = ();
@@ -240,9 +293,11 @@ impl<'de, 'r> Visitor<'de> for CcvVisitor<'r, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let cdr = self.0;
+        let CcvVisitor(cdr, order) = self;
+        let mut i = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match ccv_slot(&key) {
+            let slot = order.slot(&mut i, &key, ccv_slot);
+            match slot {
                 Some(Slot::CcvStr(i)) => cdr.ccv[i] = Some(map.next_value()?),
                 Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
                 Some(Slot::CallInteractionId) => cdr.call_interaction_id = Some(map.next_value()?),
@@ -282,7 +337,7 @@ pub struct Leg<'a> {
     pub ccv: [Option<Cow<'a, str>>; N_CCV],
     /// Integer fields; timestamp fields are already Unix microseconds.
     pub ints: [Option<i64>; N_INT],
-    pub json: [Option<String>; N_JSON],
+    pub json: [Option<Cow<'a, str>>; N_JSON],
     pub start_us: Option<i64>,
     pub end_us: Option<i64>,
     pub date: Option<i32>,
@@ -372,12 +427,12 @@ impl<'a> RawCdr<'a> {
             flags.add_field("invalid", "custom_channel_vars");
         }
 
-        let mut json: [Option<String>; N_JSON] = std::array::from_fn(|_| None);
+        let mut json: [Option<Cow<'a, str>>; N_JSON] = std::array::from_fn(|_| None);
         for (dst, raw) in json.iter_mut().zip(self.json) {
             *dst = raw.map(|r| compact(r.get()));
         }
         if !self.extra.is_empty() {
-            json[J_EXTRA] = Some(extra_json(&self.extra));
+            json[J_EXTRA] = Some(Cow::Owned(extra_json(&self.extra)));
         }
 
         let (start_us, end_us) = leg_times(&ints, self.pvt_created.as_ref(), &mut flags);
@@ -443,14 +498,28 @@ fn leg_times(
 }
 
 fn extra_json(extra: &[(Cow<'_, str>, &RawValue)]) -> String {
-    let mut s = String::with_capacity(64);
+    let mut s = String::with_capacity(
+        extra
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + 2,
+    );
     s.push('{');
     for (i, (k, v)) in extra.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        // A key re-escaped by serde_json cannot fail: it is a plain string.
-        s.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
+        match k {
+            // Borrowed: the key had no escapes in the input, so it needs none here.
+            Cow::Borrowed(k) => {
+                s.push('"');
+                s.push_str(k);
+                s.push('"');
+            }
+            // Re-escaping a plain string with serde_json cannot fail.
+            Cow::Owned(k) => s.push_str(&serde_json::to_string(k).unwrap_or_default()),
+        }
         s.push(':');
         s.push_str(&compact(v.get()));
     }
@@ -459,4 +528,51 @@ fn extra_json(extra: &[(Cow<'_, str>, &RawValue)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_keeps_unknown_keys_as_compact_json_with_escapes_intact() {
+        let text = r#"{"call_id":"c","z\"q":{ "a" : [1, 2] },"plain":"x y","n":1.5}"#;
+        let cdr = RawCdr::parse(text).expect("parses");
+        assert_eq!(
+            extra_json(&cdr.extra),
+            r#"{"z\"q":{"a":[1,2]},"plain":"x y","n":1.5}"#
+        );
+    }
+
+    #[test]
+    fn key_order_survives_missing_new_and_reordered_keys() {
+        let texts = [
+            r#"{"call_id":"a","billing_seconds":1,"zz":1,"duration_seconds":2}"#,
+            r#"{"call_id":"b","duration_seconds":4}"#,
+            r#"{"new":0,"duration_seconds":6,"call_id":"c","billing_seconds":5}"#,
+            r#"{"call_id":"d","billing_seconds":7,"zz":1,"duration_seconds":8}"#,
+        ];
+        let got: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                let leg = RawCdr::parse(t)
+                    .expect("parses")
+                    .into_leg(&ReportTz(chrono_tz::Tz::UTC))
+                    .expect("a leg");
+                (
+                    leg.top[0].as_deref().map(str::to_owned),
+                    leg.ints[I_DURATION_SECONDS],
+                    leg.json[J_EXTRA].as_deref().map(str::to_owned),
+                )
+            })
+            .collect();
+        let expect =
+            |c: &str, d: i64, x: Option<&str>| (Some(c.to_owned()), Some(d), x.map(str::to_owned));
+        assert_eq!(
+            got,
+            [
+                expect("a", 2, Some(r#"{"zz":1}"#)),
+                expect("b", 4, None),
+                expect("c", 6, Some(r#"{"new":0}"#)),
+                expect("d", 8, Some(r#"{"zz":1}"#)),
+            ]
+        );
+    }
+}
