@@ -48,7 +48,7 @@ const COMPRESSION_RATIO: u64 = 8;
 /// quarter of it.
 pub fn bucket_count(input_bytes: u64, budget: usize) -> usize {
     let quarter = (budget as u64 / 4).max(1);
-    input_bytes.div_ceil(quarter).clamp(1, 4096) as usize
+    input_bytes.div_ceil(quarter).clamp(1, MAX_BUCKETS) as usize
 }
 
 /// The decoded size of the inputs, estimated.
@@ -62,10 +62,22 @@ pub fn estimated_input_bytes(files: &[crate::ingest::discover::InputFile]) -> u6
         .sum()
 }
 
+/// At most this many buckets, so that a bucket number fits the low bits of an index entry.
+const MAX_BUCKETS: u64 = 1 << BUCKET_BITS;
+const BUCKET_BITS: u32 = 12;
+
+/// An index entry: a call_id's hash with its low 12 bits replaced by the bucket, 8 bytes a leg
+/// (a `(u64, u32)` pair took 16). Two call_ids whose hashes agree on the other 52 bits only
+/// look like copies of one call, which costs them the careful path, not a wrong answer: the
+/// copies are then deduplicated by their real call_id.
+fn index_entry(call_id: &str, bucket: u32) -> u64 {
+    (hash_str(call_id) & !(MAX_BUCKETS - 1)) | u64::from(bucket)
+}
+
 /// Parsed legs by partition, and which call_id went where.
 pub struct Parsed {
     buckets: Buckets,
-    index: Mutex<Vec<(u64, u32)>>,
+    index: Mutex<Vec<u64>>,
 }
 
 impl Parsed {
@@ -90,10 +102,10 @@ impl Parsed {
             None => by_partition(&df, n)?,
         };
         let ids = df.column(CALL_ID)?.str()?;
-        let mut keys: Vec<(u64, u32)> = ids
+        let mut keys: Vec<u64> = ids
             .iter()
             .zip(&route)
-            .filter_map(|(id, &b)| id.map(|id| (hash_str(id), b)))
+            .filter_map(|(id, &b)| id.map(|id| index_entry(id, b)))
             .collect();
         self.index
             .lock()
@@ -112,16 +124,17 @@ impl Parsed {
     }
 }
 
-/// The call_id hashes found in more than one bucket, and those buckets.
-fn split_call_ids(mut index: Vec<(u64, u32)>) -> (HashSet<u64>, Vec<u32>) {
+/// The call_id hashes (high bits, see [`index_entry`]) found in more than one bucket, and those
+/// buckets.
+fn split_call_ids(mut index: Vec<u64>) -> (HashSet<u64>, Vec<u32>) {
     index.sort_unstable();
     index.dedup();
     let mut ids = HashSet::new();
     let mut buckets = Vec::new();
-    for group in index.chunk_by(|a, b| a.0 == b.0) {
+    for group in index.chunk_by(|a, b| a >> BUCKET_BITS == b >> BUCKET_BITS) {
         if group.len() > 1 {
-            ids.insert(group[0].0);
-            buckets.extend(group.iter().map(|&(_, b)| b));
+            ids.insert(group[0] >> BUCKET_BITS);
+            buckets.extend(group.iter().map(|&e| (e & (MAX_BUCKETS - 1)) as u32));
         }
     }
     buckets.sort_unstable();
@@ -135,7 +148,7 @@ fn in_ids(df: &DataFrame, ids: &HashSet<u64>) -> PolarsResult<BooleanChunked> {
         .column(CALL_ID)?
         .str()?
         .iter()
-        .map(|v| v.is_some_and(|s| ids.contains(&hash_str(s))))
+        .map(|v| v.is_some_and(|s| ids.contains(&(hash_str(s) >> BUCKET_BITS))))
         .collect())
 }
 
@@ -427,8 +440,17 @@ mod tests {
 
     #[test]
     fn call_ids_in_two_buckets_are_found() {
-        let (ids, buckets) = split_call_ids(vec![(7, 1), (7, 1), (9, 0), (9, 3), (5, 2)]);
-        assert_eq!(ids, HashSet::from([9]));
-        assert_eq!(buckets, vec![0, 3]);
+        let index =
+            [("a", 1), ("a", 1), ("b", 0), ("b", 4095), ("c", 2)].map(|(id, b)| index_entry(id, b));
+        let (ids, buckets) = split_call_ids(index.to_vec());
+        assert_eq!(ids, HashSet::from([hash_str("b") >> BUCKET_BITS]));
+        assert_eq!(buckets, vec![0, 4095]);
+        let df = df!(CALL_ID => ["a", "b", "c", "b"]).expect("frame");
+        let rows: Vec<_> = in_ids(&df, &ids)
+            .expect("mask")
+            .iter()
+            .map(|v| v == Some(true))
+            .collect();
+        assert_eq!(rows, [false, true, false, true]);
     }
 }

@@ -294,12 +294,16 @@ fn a_run_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
     let before = snapshot(&out);
     let mut before_manifest = std::fs::read(out.join("manifest.json"))?;
     let (_b, merged) = run_fixtures(&[])?;
+    let started = std::time::Instant::now();
     run_ok(&[s(&big), "--out", s(&merged), "-q"]);
+    // Kill points as fractions of a whole run, so that they land mid-run whatever the build's
+    // speed (a release build runs this corpus in a fraction of a debug build's time).
+    let whole = started.elapsed().as_millis() as f64;
     let after = snapshot(&merged);
     assert!(before != after);
 
     let mut killed = 0;
-    for ms in [30, 150, 400, 800, 1200, 1700, 2500] {
+    for ms in [0.02, 0.1, 0.25, 0.45, 0.65, 0.85, 1.2].map(|f| (f * whole) as u64) {
         if kill_after(&[s(&big), "--out", s(&out), "-q"], ms)? {
             killed += 1;
         }
