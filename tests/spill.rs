@@ -92,6 +92,9 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     assert_eq!(ms["memory"]["spilled"], true);
     // The moved copies land in other buckets than the legs they replace, mostly.
     assert!(ms["memory"]["cross_bucket_call_ids"].as_u64().unwrap_or(0) >= 6);
+    // Uneven buckets are processed in groups of partitions; the files below are still the same.
+    assert!(ms["memory"]["buckets_split"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(mh["memory"]["buckets_split"], 0);
     for key in [
         "counts",
         "totals",

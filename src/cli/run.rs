@@ -475,6 +475,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             "buckets": buckets,
             "spilled": spilled,
             "cross_bucket_call_ids": cross,
+            "buckets_split": grouped.buckets_split,
         }),
         stages_ms: stages,
         elapsed_ms: t0.elapsed().as_millis() as u64,
