@@ -244,8 +244,9 @@ pub fn group(
         parsed.buckets.flush()?;
     }
     let index = std::mem::take(&mut *parsed.index.lock().unwrap_or_else(|p| p.into_inner()));
-    // A bucket of more than this many legs is processed in parts (see `partition_groups`).
-    let part_rows = (index.len() / n.max(1)).saturating_mul(5) / 4;
+    // A bucket of more than this many legs is processed in parts (see `partition_groups`). With
+    // one bucket there is no index to count legs by, and nothing to balance.
+    let part_rows = (n > 1).then(|| (index.len() / n).saturating_mul(5) / 4);
     let (cross, cross_buckets) = split_call_ids(index);
     // Copies of a call_id in different buckets: decided together, before the buckets.
     let mut winners: HashSet<Lineage> = HashSet::new();
@@ -289,18 +290,20 @@ pub fn group(
         };
         add(stages, "3_dedup", t);
         any = true;
-        let groups = match n {
-            1 => Vec::new(),
-            _ => partition_groups(&legs, part_rows)?,
+        // The bucket whole (None), or a part per group of partitions.
+        let masks: Vec<Option<BooleanChunked>> = match part_rows {
+            Some(target) => partition_groups(&legs, target)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => Vec::new(),
         };
-        buckets_split += usize::from(!groups.is_empty());
-        if groups.is_empty() {
-            let (written, summary) = process(&mut legs, &routed, set, out, stages)?;
-            legs_written.extend(written);
-            recon_summary.merge(summary);
-        }
-        for mask in groups {
-            let mut part = legs.filter(&mask)?;
+        buckets_split += usize::from(!masks.is_empty());
+        for mask in if masks.is_empty() { vec![None] } else { masks } {
+            let mut part = match mask {
+                Some(m) => legs.filter(&m)?,
+                None => std::mem::take(&mut legs),
+            };
             let (written, summary) = process(&mut part, &routed, set, out, stages)?;
             legs_written.extend(written);
             recon_summary.merge(summary);

@@ -255,9 +255,9 @@ impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let TopVisitor(cdr, order) = self;
-        let mut i = 0;
+        let mut cursor = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let slot = order.slot(&mut i, &key, |k| TOP_KEYS.get(k).copied());
+            let slot = order.slot(&mut cursor, &key, |k| TOP_KEYS.get(k).copied());
             match slot {
                 Some(Slot::TopStr(i)) => cdr.top[i] = Some(map.next_value()?),
                 Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
@@ -294,9 +294,9 @@ impl<'de, 'r> Visitor<'de> for CcvVisitor<'r, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let CcvVisitor(cdr, order) = self;
-        let mut i = 0;
+        let mut cursor = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let slot = order.slot(&mut i, &key, ccv_slot);
+            let slot = order.slot(&mut cursor, &key, ccv_slot);
             match slot {
                 Some(Slot::CcvStr(i)) => cdr.ccv[i] = Some(map.next_value()?),
                 Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
