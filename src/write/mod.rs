@@ -155,13 +155,31 @@ pub fn write_partitioned(
                 .with_nulls_last(true),
         )
         .map_err(pl_err(&dir))?;
-    let parts = df
-        .partition_by_stable([ACCOUNT_ID, DATE], true)
-        .map_err(pl_err(&dir))?;
-    parts
-        .into_par_iter()
-        .map(|part| write_partition(part, &dir, table, output))
+    let runs = partition_runs(&df).map_err(pl_err(&dir))?;
+    runs.into_par_iter()
+        .map(|(offset, len)| write_partition(df.slice(offset as i64, len), &dir, table, output))
         .collect()
+}
+
+/// The (offset, length) of each run of equal (`account_id`, `date`) in `df`, which is sorted
+/// by them: each partition is a slice of the sorted frame, not another copy of its rows.
+fn partition_runs(df: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
+    let acct = df.column(ACCOUNT_ID)?.str()?;
+    let date = df.column(DATE)?.date()?.physical();
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut last = None;
+    for (i, key) in acct.iter().zip(date.iter()).enumerate() {
+        if last.is_some_and(|last| last != key) {
+            runs.push((start, i - start));
+            start = i;
+        }
+        last = Some(key);
+    }
+    if last.is_some() {
+        runs.push((start, df.height() - start));
+    }
+    Ok(runs)
 }
 
 /// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
