@@ -42,7 +42,7 @@ fn opts() -> IngestOptions {
         tz: ReportTz(chrono_tz::Tz::UTC),
         chunk_bytes: 8 << 20,
         max_record: rerate::ingest::MAX_RECORD,
-        buckets: 1,
+        partitions: std::sync::Arc::new(rerate::spill::Partitions::new(1)),
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -27,7 +27,7 @@ use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
 use crate::schema::CALL_ID;
-use crate::spill::{by_first_key, by_partition, hash_str, Buckets, SpillFormat};
+use crate::spill::{by_first_key, hash_str, partition_ids, Buckets, Partitions, SpillFormat};
 use crate::write::{
     fill_unassigned, scan_partitioned, write_partitioned, Output, PartitionStats, Table,
 };
@@ -77,15 +77,24 @@ fn index_entry(call_id: &str, bucket: u32) -> u64 {
 /// Parsed legs by partition, and which call_id went where.
 pub struct Parsed {
     buckets: Buckets,
+    /// Which bucket each partition went to; the interactions and reconciliation rows follow.
+    partitions: Arc<Partitions>,
     index: Mutex<Vec<u64>>,
 }
 
 impl Parsed {
-    /// `n` buckets holding up to half the run's `budget` (the other half is for the next
-    /// stage's buckets, see [`group`]).
-    pub fn new(spill: &Path, n: usize, budget: usize) -> Self {
+    /// `partitions`' buckets, holding up to half the run's `budget` (the other half is for the
+    /// next stage's buckets, see [`group`]).
+    pub fn new(spill: &Path, partitions: Arc<Partitions>, budget: usize) -> Self {
         Parsed {
-            buckets: Buckets::new(spill, "parsed", n, budget / 2, SpillFormat::Stream),
+            buckets: Buckets::new(
+                spill,
+                "parsed",
+                partitions.count(),
+                budget / 2,
+                SpillFormat::Stream,
+            ),
+            partitions,
             index: Mutex::new(Vec::new()),
         }
     }
@@ -99,8 +108,17 @@ impl Parsed {
         }
         let route = match known {
             Some(b) => vec![b; df.height()],
-            None => by_partition(&df, n)?,
+            None => self.partitions.of_rows(&df)?,
         };
+        let mut legs = vec![0; n];
+        for &b in &route {
+            legs[b as usize] += 1;
+        }
+        for (b, legs) in legs.into_iter().enumerate() {
+            if legs > 0 {
+                self.partitions.add_legs(b as u32, legs);
+            }
+        }
         let ids = df.column(CALL_ID)?.str()?;
         let mut keys: Vec<u64> = ids
             .iter()
@@ -198,6 +216,8 @@ pub struct Grouped {
     pub cross_bucket_call_ids: usize,
     /// Buckets larger than the mean by a quarter, processed in groups of partitions.
     pub buckets_split: usize,
+    /// The legs (copies included) of the largest bucket, which is read and deduplicated whole.
+    pub largest_bucket_legs: usize,
 }
 
 /// The buckets step 2 fills besides the written legs.
@@ -264,6 +284,7 @@ pub fn group(
     add(stages, "3_dedup", t);
     let mut any = false;
     let mut buckets_split = 0;
+    let mut largest_bucket_legs = 0;
     let progress = Progress::steps(n as u64, "pricing and writing bucket", quiet || n == 1);
     for b in 0..n {
         progress.inc(1);
@@ -271,6 +292,7 @@ pub fn group(
         let Some(df) = parsed.buckets.take(b)? else {
             continue;
         };
+        largest_bucket_legs = largest_bucket_legs.max(df.height());
         let mut legs = if cross.is_empty() {
             let (legs, stats) = dedup(df).map_err(why("deduplicating legs"))?;
             dedup_stats.merge(stats);
@@ -345,6 +367,7 @@ pub fn group(
         recon_summary,
         cross_bucket_call_ids: cross.len(),
         buckets_split,
+        largest_bucket_legs,
     })
 }
 
@@ -360,7 +383,7 @@ fn partition_groups(df: &DataFrame, target: usize) -> PolarsResult<Vec<BooleanCh
         return Ok(Vec::new());
     }
     // One id per partition; two partitions sharing a 32-bit hash just stay in one group.
-    let ids = by_partition(df, u32::MAX as usize)?;
+    let ids = partition_ids(df)?;
     let mut sizes: HashMap<u32, usize> = HashMap::new();
     for &p in &ids {
         *sizes.entry(p).or_default() += 1;
@@ -385,9 +408,12 @@ fn partition_groups(df: &DataFrame, target: usize) -> PolarsResult<Vec<BooleanCh
         .collect())
 }
 
-/// Adds `df`'s rows to `to`, by partition.
+/// Adds `df`'s rows to `to`, by a hash of their partition (these rows are a small fraction of
+/// the legs, so uneven buckets cost little here).
 fn route(df: DataFrame, to: &Buckets) -> PolarsResult<()> {
-    to.push_split(&df, &by_partition(&df, to.count())?)
+    let n = to.count() as u32;
+    let route: Vec<u32> = partition_ids(&df)?.into_iter().map(|p| p % n).collect();
+    to.push_split(&df, &route)
 }
 
 /// Prices and reconciles one bucket's deduplicated legs, writes them, and routes the columns

@@ -408,23 +408,146 @@ pub fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec
         .collect())
 }
 
-/// The bucket (of `n`) of the partition (account_id, date); a leg without an account goes where
-/// the unassigned account's partition does.
-pub fn partition_bucket(account: Option<&str>, date: Option<i32>, n: usize) -> u32 {
+/// A 32-bit id of the partition (account_id, date); a leg without an account goes where the
+/// unassigned account's partition does.
+pub fn partition_id(account: Option<&str>, date: Option<i32>) -> u32 {
     let mut h = hasher();
     (account.unwrap_or(UNASSIGNED_ACCOUNT), date).hash(&mut h);
-    (h.finish() % n as u64) as u32
+    h.finish() as u32
 }
 
-/// Per row, the bucket (of `n`) of its partition.
-pub fn by_partition(df: &DataFrame, n: usize) -> PolarsResult<Vec<u32>> {
+/// Per row, [`partition_id`].
+pub fn partition_ids(df: &DataFrame) -> PolarsResult<Vec<u32>> {
     let acct = df.column(ACCOUNT_ID)?.str()?;
     let date = df.column(DATE)?.date()?.physical();
     Ok(acct
         .iter()
         .zip(date.iter())
-        .map(|(a, d)| partition_bucket(a, d, n))
+        .map(|(a, d)| partition_id(a, d))
         .collect())
+}
+
+/// Which of `n` buckets each (account_id, date) partition goes to.
+///
+/// A partition goes, when first met, to the bucket with the fewest legs so far, then the fewest
+/// partitions (then the lowest number), and stays there. Hashing partitions into buckets left
+/// them uneven: with 5.4 partitions a bucket on average (5M legs, 65 buckets), the largest got
+/// 11, and a bucket is read and deduplicated whole, so the largest set the run's peak memory.
+/// Which bucket a partition lands in depends on the order the parse tasks meet them, but no
+/// output does: each partition is still written whole from one bucket, and copies of a call
+/// in different buckets are found by the call_id index either way.
+#[derive(Debug)]
+pub struct Partitions {
+    n: usize,
+    state: Mutex<Assignment>,
+}
+
+#[derive(Debug, Default)]
+struct Assignment {
+    bucket_of: PartitionMap,
+    legs: Vec<u64>,
+    partitions: Vec<u64>,
+}
+
+/// Partition -> bucket, looked up without allocating: by account, then among its few dates.
+#[derive(Debug, Default)]
+pub struct PartitionMap(std::collections::HashMap<Box<str>, Vec<(Option<i32>, u32)>>);
+
+impl PartitionMap {
+    pub fn get(&self, account: &str, date: Option<i32>) -> Option<u32> {
+        let dates = self.0.get(account)?;
+        dates.iter().find(|(d, _)| *d == date).map(|&(_, b)| b)
+    }
+
+    pub fn insert(&mut self, account: &str, date: Option<i32>, b: u32) {
+        match self.0.get_mut(account) {
+            Some(dates) => dates.push((date, b)),
+            None => {
+                self.0.insert(Box::from(account), vec![(date, b)]);
+            }
+        }
+    }
+}
+
+impl Partitions {
+    /// `n` buckets (at least one).
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Partitions {
+            n,
+            state: Mutex::new(Assignment {
+                legs: vec![0; n],
+                partitions: vec![0; n],
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// How many buckets.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Assignment> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bucket of the partition (`account`, `date`), chosen now if it is new.
+    pub fn bucket(&self, account: Option<&str>, date: Option<i32>) -> u32 {
+        if self.n == 1 {
+            return 0;
+        }
+        let account = account.unwrap_or(UNASSIGNED_ACCOUNT);
+        let mut s = self.lock();
+        if let Some(b) = s.bucket_of.get(account, date) {
+            return b;
+        }
+        let b = (0..self.n)
+            .min_by_key(|&b| (s.legs[b], s.partitions[b], b))
+            .unwrap_or(0);
+        s.partitions[b] += 1;
+        s.bucket_of.insert(account, date, b as u32);
+        b as u32
+    }
+
+    /// [`Partitions::bucket`], asked of `cache` first: a parse task keeps its own, so that it
+    /// takes the shared lock once per partition, not once per leg.
+    pub fn bucket_cached(
+        &self,
+        cache: &mut PartitionMap,
+        account: Option<&str>,
+        date: Option<i32>,
+    ) -> u32 {
+        if self.n == 1 {
+            return 0;
+        }
+        let key = account.unwrap_or(UNASSIGNED_ACCOUNT);
+        if let Some(b) = cache.get(key, date) {
+            return b;
+        }
+        let b = self.bucket(account, date);
+        cache.insert(key, date, b);
+        b
+    }
+
+    /// Counts `legs` more legs in bucket `b`, which the next new partitions are weighed by.
+    pub fn add_legs(&self, b: u32, legs: usize) {
+        if let Some(l) = self.lock().legs.get_mut(b as usize) {
+            *l += legs as u64;
+        }
+    }
+
+    /// Per row of `df`, the bucket of its partition.
+    pub fn of_rows(&self, df: &DataFrame) -> PolarsResult<Vec<u32>> {
+        let acct = df.column(ACCOUNT_ID)?.str()?;
+        let date = df.column(DATE)?.date()?.physical();
+        let mut cache = PartitionMap::default();
+        Ok(acct
+            .iter()
+            .zip(date.iter())
+            .map(|(a, d)| self.bucket_cached(&mut cache, a, d))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +596,31 @@ mod tests {
         assert_eq!(all.height(), 0);
         assert_eq!(all.get_column_names(), ["call_id", "n"]);
         Ok(())
+    }
+
+    #[test]
+    fn partitions_go_to_the_least_loaded_bucket_and_stay_there() {
+        let p = Partitions::new(3);
+        // Three new partitions: one to each bucket, in order.
+        assert_eq!(p.bucket(Some("a"), Some(1)), 0);
+        assert_eq!(p.bucket(Some("a"), Some(2)), 1);
+        assert_eq!(p.bucket(None, Some(1)), 2);
+        // Known ones keep their bucket; no account is the unassigned account.
+        assert_eq!(p.bucket(Some("a"), Some(2)), 1);
+        assert_eq!(p.bucket(Some(UNASSIGNED_ACCOUNT), Some(1)), 2);
+        // Bucket 0 has the most legs, bucket 2 the fewest: the next partition goes to 2, then
+        // to 1 (fewer legs than 0, though as many partitions).
+        p.add_legs(0, 100);
+        p.add_legs(1, 50);
+        p.add_legs(2, 10);
+        assert_eq!(p.bucket(Some("b"), None), 2);
+        p.add_legs(2, 60);
+        assert_eq!(p.bucket(Some("c"), Some(1)), 1);
+        let mut cache = PartitionMap::default();
+        assert_eq!(p.bucket_cached(&mut cache, Some("c"), Some(1)), 1);
+        assert_eq!(cache.get("c", Some(1)), Some(1));
+        // One bucket: everything in it.
+        assert_eq!(Partitions::new(1).bucket(Some("z"), Some(9)), 0);
     }
 
     #[test]

@@ -57,6 +57,21 @@ fn corpus(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     }
     std::fs::write(dir.join("first.ndjson"), lines.join("\n") + "\n")?;
     std::fs::write(dir.join("second.ndjson"), copies.join("\n") + "\n")?;
+    // One busy account-day: 150 more legs in the first account's first day, so that its bucket
+    // is several times the mean.
+    let busy: Vec<String> = (0..150i64)
+        .map(|i| {
+            let id = format!("busy-{i}");
+            leg(
+                &id,
+                &id,
+                &format!("{:032x}", 0xa0),
+                20 + i,
+                63_960_850_000 + i * 11,
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("third.ndjson"), busy.join("\n") + "\n")?;
     Ok(())
 }
 
@@ -66,7 +81,11 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     let input = dir.path().join("in");
     std::fs::create_dir(&input)?;
     corpus(&input)?;
-    let (held, spilled) = (dir.path().join("held"), dir.path().join("spilled"));
+    let (held, spilled, grouped) = (
+        dir.path().join("held"),
+        dir.path().join("spilled"),
+        dir.path().join("grouped"),
+    );
     let run = |out: &Path, extra: &[&str]| -> TestResult {
         let mut args = vec![
             "fixtures",
@@ -81,6 +100,8 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     };
     run(&held, &[])?;
     run(&spilled, &["--memory", "4K"])?;
+    // Fewer buckets than partitions: the busy day's bucket is processed in groups of partitions.
+    run(&grouped, &["--memory", "140K"])?;
 
     let (mh, ms) = (
         json_file(&held.join("manifest.json")),
@@ -93,7 +114,8 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     // The moved copies land in other buckets than the legs they replace, mostly.
     assert!(ms["memory"]["cross_bucket_call_ids"].as_u64().unwrap_or(0) >= 6);
     // Uneven buckets are processed in groups of partitions; the files below are still the same.
-    assert!(ms["memory"]["buckets_split"].as_u64().unwrap_or(0) >= 1);
+    let mg = json_file(&grouped.join("manifest.json"));
+    assert!(mg["memory"]["buckets_split"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(mh["memory"]["buckets_split"], 0);
     for key in [
         "counts",
@@ -103,6 +125,7 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
         "reconciliation",
     ] {
         assert_eq!(mh[key], ms[key], "manifest {key}");
+        assert_eq!(mh[key], mg[key], "manifest {key}");
     }
     // 12 identical copies and 12 conflicting ones, on top of the fixtures' own 2 identical
     // and 1 conflicting.
@@ -112,6 +135,7 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
 
     let files = assert_same_parquet(&held, &spilled);
     assert!(files > 40, "{files} files");
+    assert_eq!(assert_same_parquet(&held, &grouped), files);
     // The kept copy of a moved leg is in its new interaction and account, with its later
     // content.
     let legs = legs(&spilled);

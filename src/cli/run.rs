@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -17,6 +18,7 @@ use crate::rate::{DeckSet, RateSort, Rounding};
 use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
+use crate::spill::Partitions;
 use crate::time::ReportTz;
 use crate::write::commit::{self, Mode, Staging};
 use crate::write::manifest::{Counts, Dataset, Manifest, RunRecord, Totals, RUNS_KEPT};
@@ -294,13 +296,14 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(total_bytes, cfg.quiet);
     let spill = staging.spill();
     let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
+    let partitions = Arc::new(Partitions::new(buckets));
     let opts = IngestOptions {
         tz: cfg.tz,
         chunk_bytes: cfg.chunk_size,
         max_record: cfg.max_record,
-        buckets,
+        partitions: partitions.clone(),
     };
-    let parsed = pipeline::Parsed::new(&spill, buckets, cfg.memory);
+    let parsed = pipeline::Parsed::new(&spill, partitions, cfg.memory);
     let ingested = ingest(&cfg.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
     progress.finish();
     let spilled = parsed.spilled();
@@ -476,6 +479,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
             "spilled": spilled,
             "cross_bucket_call_ids": cross,
             "buckets_split": grouped.buckets_split,
+            "largest_bucket_legs": grouped.largest_bucket_legs,
         }),
         stages_ms: stages,
         elapsed_ms: t0.elapsed().as_millis() as u64,

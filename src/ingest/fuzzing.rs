@@ -10,7 +10,7 @@ fn opts(chunk_bytes: usize) -> IngestOptions {
         chunk_bytes,
         // Small, so that the record size limit is reached often.
         max_record: 2048,
-        buckets: 1,
+        partitions: std::sync::Arc::new(crate::spill::Partitions::new(1)),
     }
 }
 

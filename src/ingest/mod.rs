@@ -57,9 +57,9 @@ pub struct IngestOptions {
     /// A record (a line, or one top-level value or array element) larger than this many bytes
     /// is rejected without being parsed.
     pub max_record: usize,
-    /// Buckets (of partitions, see [`crate::spill::partition_bucket`]) that parse tasks sort
-    /// their legs into as they build the columns; 1 for none.
-    pub buckets: usize,
+    /// The buckets (of partitions) that parse tasks sort their legs into as they build the
+    /// columns; one for none.
+    pub partitions: Arc<crate::spill::Partitions>,
 }
 
 /// The default of `--max-record-size`: 16 MiB.
@@ -118,6 +118,8 @@ pub(crate) const RAW_LIMIT: usize = 4096;
 struct Batch {
     /// A builder per bucket: the columns come out already split.
     builders: Vec<LegBuilder>,
+    /// The buckets of the partitions this worker has met.
+    partitions: crate::spill::PartitionMap,
     rejects: Vec<Reject>,
     records: u64,
 }
@@ -127,7 +129,7 @@ struct Ctx<'a> {
     source: Arc<str>,
     tz: &'a ReportTz,
     max_record: usize,
-    buckets: usize,
+    partitions: &'a crate::spill::Partitions,
 }
 
 impl<'a> Ctx<'a> {
@@ -136,7 +138,7 @@ impl<'a> Ctx<'a> {
             source: Arc::from(source),
             tz: &opts.tz,
             max_record: opts.max_record,
-            buckets: opts.buckets.max(1),
+            partitions: &opts.partitions,
         }
     }
 }
@@ -144,11 +146,12 @@ impl<'a> Ctx<'a> {
 impl Batch {
     /// Room for about `cap` legs in all.
     fn new(ctx: &Ctx, cap: usize) -> Self {
-        let n = ctx.buckets;
+        let n = ctx.partitions.count();
         Batch {
             builders: (0..n)
                 .map(|_| LegBuilder::with_capacity(cap.div_ceil(n)))
                 .collect(),
+            partitions: Default::default(),
             rejects: Vec::new(),
             records: 0,
         }
@@ -292,13 +295,12 @@ impl Batch {
         match cdr.into_leg(ctx.tz) {
             Ok(leg) => {
                 self.records += 1;
-                let b = match self.builders.len() {
-                    1 => 0,
-                    n => {
-                        crate::spill::partition_bucket(leg.ccv[0].as_deref(), leg.date, n) as usize
-                    }
-                };
-                self.builders[b].push(&leg, line, record.unwrap_or(0));
+                let b = ctx.partitions.bucket_cached(
+                    &mut self.partitions,
+                    leg.ccv[0].as_deref(),
+                    leg.date,
+                );
+                self.builders[b as usize].push(&leg, line, record.unwrap_or(0));
             }
             Err(why) => self.reject(ctx, line, record, why, text),
         }
