@@ -36,7 +36,9 @@ SELECT
     CASE WHEN l.answered_legs > 0 THEN CAST(l.billing_seconds AS DOUBLE) / l.answered_legs END AS acd_seconds,
     l.billing_seconds,
     l.billed_seconds,
-    CAST(l.billing_seconds AS DOUBLE) / 60 AS minutes_of_use,
+    -- Times the reciprocal: polars divides a column by a constant that way, but divides exactly
+    -- when there is a single row, so "/ 60" would depend on how many rows the query sees.
+    CAST(l.billing_seconds AS DOUBLE) * (1.0 / 60) AS minutes_of_use,
     l.rated_cost_units,
     l.cost_units,
     l.reseller_cost_units,

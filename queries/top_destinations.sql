@@ -14,7 +14,8 @@ g AS (
         date,
         destination,
         COUNT(*) AS legs,
-        CAST(SUM(billing_seconds) AS DOUBLE) / 60 AS minutes,
+        -- Times the reciprocal, not "/ 60": see daily.sql.
+        CAST(SUM(billing_seconds) AS DOUBLE) * (1.0 / 60) AS minutes,
         SUM(cost_units) AS cost_units
     FROM d
     GROUP BY account_id, date, destination

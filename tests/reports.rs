@@ -138,7 +138,7 @@ fn daily_report_matches_hand_computed_values() -> TestResult {
     }
     assert_eq!(a["cost"].to_string(), "0.7009");
     assert_eq!(a["asr"], AnyValue::Float64(1.0));
-    assert_eq!(a["minutes_of_use"], AnyValue::Float64(731.0 / 60.0));
+    assert_eq!(a["minutes_of_use"], AnyValue::Float64(731.0 * (1.0 / 60.0)));
 
     let b = &daily[&(B.to_owned(), "2026-11-02".to_owned())];
     let want_b = [

@@ -352,16 +352,22 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     )?;
     stage("7_write", &mut stages, &mut lap);
 
-    let mut ctx = reports::context(&[
+    let tables = [
         ("legs", grouped.legs_scan(out, leg_table.name)?),
         ("interactions", grouped.calls.scan()?),
         ("reconciliation", grouped.recon.scan()?),
-    ]);
+    ];
+    // A per-account-day report holds about 0.1 KB a leg: groups of accounts of up to a leg per
+    // KiB of the budget keep it under a tenth of the budget whatever the input's size.
+    let groups = reports::account_groups(
+        grouped.legs.iter().map(|p| (p.account_id.as_str(), p.rows)),
+        (cfg.memory / 1024) as u64,
+    );
     let mut results = Vec::with_capacity(cfg.reports.len());
     for r in &cfg.reports {
-        results.push((r, reports::run(&mut ctx, r)?));
+        results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
     }
-    drop(ctx);
+    drop(tables);
     let spilled = spilled || grouped.spilled();
     let cross = grouped.cross_bucket_call_ids;
     let (dedup_stats, recon_summary) = (grouped.dedup, grouped.recon_summary);

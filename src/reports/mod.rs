@@ -17,6 +17,10 @@ pub struct Report {
     pub name: String,
     pub description: String,
     pub sql: String,
+    /// Whether each of its rows is about one account and day and comes from that account and
+    /// day's rows alone (the built-ins): it can then run a group of accounts at a time. A
+    /// user's query runs over the whole dataset at once.
+    pub per_account_day: bool,
 }
 
 /// The built-in reports, in the order they run.
@@ -47,11 +51,12 @@ pub const RESERVED: &[&str] = &[
 ];
 
 impl Report {
-    fn new(name: &str, sql: &str) -> Self {
+    fn new(name: &str, sql: &str, per_account_day: bool) -> Self {
         Report {
             name: name.to_owned(),
             description: describe(sql),
             sql: sql.to_owned(),
+            per_account_day,
         }
     }
 }
@@ -66,7 +71,10 @@ fn describe(sql: &str) -> String {
 }
 
 pub fn builtin() -> Vec<Report> {
-    BUILTIN.iter().map(|(n, s)| Report::new(n, s)).collect()
+    BUILTIN
+        .iter()
+        .map(|(n, s)| Report::new(n, s, true))
+        .collect()
 }
 
 /// Problems with a report; each names it.
@@ -125,7 +133,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
             path: p.display().to_string(),
             source,
         })?;
-        out.push(Report::new(&name, &sql));
+        out.push(Report::new(&name, &sql, false));
     }
     Ok(out)
 }
@@ -150,6 +158,80 @@ pub fn run(ctx: &mut SQLContext, report: &Report) -> Result<DataFrame, ReportErr
         .and_then(|lf| lf.collect())
         .map_err(err)?;
     with_currency(df).map_err(err)
+}
+
+/// Accounts in groups of about `rows` legs each, in name order; an account is never split.
+/// `legs` gives legs per account and day, in any order.
+pub fn account_groups<'a>(
+    legs: impl IntoIterator<Item = (&'a str, u64)>,
+    rows: u64,
+) -> Vec<Vec<String>> {
+    let mut per_account: std::collections::BTreeMap<&str, u64> = Default::default();
+    for (account, n) in legs {
+        *per_account.entry(account).or_default() += n;
+    }
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut filled = u64::MAX;
+    for (account, n) in per_account {
+        if filled.saturating_add(n) > rows.max(1) && filled > 0 {
+            groups.push(Vec::new());
+            filled = 0;
+        }
+        filled += n;
+        if let Some(g) = groups.last_mut() {
+            g.push(account.to_owned());
+        }
+    }
+    groups
+}
+
+/// Runs `report` on `tables`, which have an `account_id` column. A report that is per account
+/// and day runs a group of `groups` at a time, each table filtered to the group's accounts,
+/// and its rows are put back in (account_id, date) order: the result is the same as one run
+/// over everything, but the query holds one group's rows, not the whole dataset's (at 5M
+/// legs the reports had been the run's peak). Any other report, or one group, runs at once.
+pub fn run_by_accounts(
+    tables: &[(&str, LazyFrame)],
+    report: &Report,
+    groups: &[Vec<String>],
+) -> Result<DataFrame, ReportError> {
+    if !report.per_account_day || groups.len() <= 1 {
+        return run(&mut context(tables), report);
+    }
+    let err = |source| ReportError::Query {
+        name: report.name.clone(),
+        source,
+    };
+    let mut parts = Vec::with_capacity(groups.len());
+    for group in groups {
+        let accounts = Series::new("accounts".into(), group)
+            .implode()
+            .map_err(err)?
+            .into_series();
+        let filtered: Vec<(&str, LazyFrame)> = tables
+            .iter()
+            .map(|(name, lf)| {
+                let keep = col(crate::schema::ACCOUNT_ID).is_in(lit(accounts.clone()), false);
+                (*name, lf.clone().filter(keep))
+            })
+            .collect();
+        parts.push(run(&mut context(&filtered), report)?.lazy());
+    }
+    concat(
+        parts,
+        UnionArgs {
+            to_supertypes: true,
+            ..Default::default()
+        },
+    )
+    .and_then(|lf| {
+        lf.sort(
+            [crate::schema::ACCOUNT_ID, crate::schema::DATE],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .collect()
+    })
+    .map_err(err)
 }
 
 /// Integer columns become Int64; then for each integer column `<x>_units`, a DECIMAL(18,4) column `<x>` right after it whose value
@@ -221,6 +303,56 @@ mod tests {
             .map(|i| cost.get(i).map(|v| v.to_string()))
             .collect::<PolarsResult<_>>()?;
         assert_eq!(text, ["0.4524", "-0.0005", "12345.6789"]);
+        Ok(())
+    }
+
+    #[test]
+    fn accounts_are_grouped_whole_in_name_order_up_to_the_rows() {
+        let legs = [
+            ("b", 30),
+            ("a", 40),
+            ("c", 50),
+            ("a", 20),
+            ("d", 200),
+            ("e", 10),
+        ];
+        // a: 60, b: 30, c: 50, d: 200 (over the target alone), e: 10.
+        let groups = account_groups(legs.iter().map(|&(a, n)| (a, n)), 100);
+        assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+        assert_eq!(
+            account_groups(legs.iter().map(|&(a, n)| (a, n)), 1000).len(),
+            1
+        );
+        assert!(account_groups(std::iter::empty(), 100).is_empty());
+    }
+
+    #[test]
+    fn a_report_run_by_groups_of_accounts_equals_one_run() -> PolarsResult<()> {
+        let legs = df!(
+            "account_id" => ["b", "a", "c", "a", "b", "c", "a"],
+            "date" => [1, 1, 2, 1, 2, 2, 1],
+            "cost_units" => [5i64, 7, 11, 13, 17, 19, 23],
+        )?
+        .lazy()
+        .with_column(col("date").cast(DataType::Date));
+        let report = Report::new(
+            "per_day",
+            "SELECT account_id, date, COUNT(*) AS legs, SUM(cost_units) AS cost_units \
+             FROM legs GROUP BY account_id, date ORDER BY account_id, date",
+            true,
+        );
+        let tables = [("legs", legs)];
+        let whole =
+            run(&mut context(&tables), &report).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        let groups = vec![vec!["c".to_owned()], vec!["a".to_owned(), "b".to_owned()]];
+        let by_groups = run_by_accounts(&tables, &report, &groups)
+            .map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        assert!(by_groups.equals_missing(&whole), "{by_groups}\n{whole}");
+        assert_eq!(whole.height(), 4);
+        assert_eq!(
+            whole.column("cost_units")?.i64()?.to_vec(),
+            [Some(43), Some(5), Some(17), Some(30)]
+        );
         Ok(())
     }
 }
