@@ -77,7 +77,7 @@ fn index_entry(call_id: &str, bucket: u32) -> u64 {
 /// Parsed legs by partition, and which call_id went where.
 pub struct Parsed {
     buckets: Buckets,
-    /// Which bucket each partition went to; the interactions and reconciliation rows follow.
+    /// Which bucket each partition goes to, and the legs each bucket has had so far.
     partitions: Arc<Partitions>,
     index: Mutex<Vec<u64>>,
 }
@@ -110,13 +110,16 @@ impl Parsed {
             Some(b) => vec![b; df.height()],
             None => self.partitions.of_rows(&df)?,
         };
-        let mut legs = vec![0; n];
-        for &b in &route {
-            legs[b as usize] += 1;
-        }
-        for (b, legs) in legs.into_iter().enumerate() {
-            if legs > 0 {
-                self.partitions.add_legs(b as u32, legs);
+        match known {
+            Some(b) => self.partitions.add_legs(b, df.height()),
+            None => {
+                let mut legs = vec![0; n];
+                for &b in &route {
+                    legs[b as usize] += 1;
+                }
+                for (b, legs) in legs.into_iter().enumerate().filter(|(_, l)| *l > 0) {
+                    self.partitions.add_legs(b as u32, legs);
+                }
             }
         }
         let ids = df.column(CALL_ID)?.str()?;
