@@ -1,6 +1,6 @@
 //! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
 //! beside serde_json deserializing the same lines into the same structs, and merely validating
-//! them), rate (legs/s), dedup + rate on a frame,
+//! them), rate (legs/s), dedup + rate + reconcile on a frame,
 //! interactions + the built-in reports, the partitioned Parquet write, and rate-deck lookups
 //! (a 100,000-row deck: loading it, and pricing 1,000,000 legs against it). `cargo bench --bench pipeline` takes a minute or two.
 
@@ -118,27 +118,38 @@ fn rate_legs(b: Bencher) {
     });
 }
 
+/// Prices and reconciles `df` as a run without a rate deck does: the deck columns (empty), the
+/// formula, then the reconciliation columns. Returns the reconciliation rows.
+fn rated(df: &mut DataFrame) -> DataFrame {
+    apply_deck(df, None, Rounding::Kazoo).expect("deck columns");
+    rate_frame(df, Rounding::Kazoo).expect("rate");
+    let (mut recon, _) = rerate::reconcile::reconcile(df, Rounding::Kazoo).expect("reconcile");
+    rerate::write::fill_unassigned(&mut recon).expect("fill");
+    recon
+}
+
 #[divan::bench(sample_count = 10)]
 fn dedup_and_rate_frame(b: Bencher) {
     b.counter(ItemsCount::new(FRAME.height()))
         .with_inputs(|| FRAME.clone())
         .bench_values(|df| {
             let (mut df, _) = rerate::dedup::dedup(df).expect("dedup");
-            rate_frame(&mut df, Rounding::Kazoo).expect("rate");
-            df.height()
+            rated(&mut df).height()
         });
 }
 
 #[divan::bench(sample_count = 5)]
 fn interactions_and_reports(b: Bencher) {
     let mut df = FRAME.clone();
-    rate_frame(&mut df, Rounding::Kazoo).expect("rate");
+    let recon = rated(&mut df);
     b.counter(ItemsCount::new(df.height())).bench(|| {
         let mut calls = rerate::interactions::build(&df).expect("interactions");
         rerate::write::fill_unassigned(&mut calls).expect("fill");
+        let recon = recon.clone();
         let mut ctx = rerate::reports::context(&[
             ("legs", df.clone().lazy()),
             ("interactions", calls.lazy()),
+            ("reconciliation", recon.lazy()),
         ]);
         rerate::reports::builtin()
             .iter()
@@ -151,7 +162,8 @@ fn interactions_and_reports(b: Bencher) {
 #[divan::bench(sample_count = 5)]
 fn write_partitioned_parquet(b: Bencher) {
     let mut df = FRAME.clone();
-    rate_frame(&mut df, Rounding::Kazoo).expect("rate");
+    rated(&mut df);
+    rerate::write::fill_unassigned(&mut df).expect("fill");
     b.counter(ItemsCount::new(df.height())).bench(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let table = rerate::write::Table {
