@@ -14,7 +14,8 @@ use std::io::Write;
 
 use polars::frame::chunk_df_for_writing;
 use polars::prelude::*;
-use polars_arrow::array::{Array, Utf8ViewArray};
+use polars_arrow::array::{ArrayRef, DictionaryArray, Utf8ViewArray};
+use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 use polars_parquet::parquet::compression::Compression;
 use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
 use polars_parquet::parquet::CowBuffer;
@@ -55,7 +56,7 @@ pub fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
         }
         let mut columns = Vec::with_capacity(fields.len());
         for (array, field) in batch.into_arrays().into_iter().zip(&fields) {
-            let encodings = encodings(array.as_ref());
+            let (array, encodings) = prepare(array);
             for pages in array_to_columns(array, field.clone(), options, &encodings)? {
                 columns.push(Ok(DynStreamingIterator::new(Zstd {
                     pages,
@@ -135,12 +136,37 @@ fn compress(page: Page) -> PolarsResult<CompressedPage> {
     })
 }
 
-/// The encodings of `array`'s Parquet leaf columns: polars' own, except plain for a text
-/// column that its sample shows to be mostly distinct.
-fn encodings(array: &dyn Array) -> Vec<Encoding> {
-    match array.as_any().downcast_ref::<Utf8ViewArray>() {
-        Some(text) if mostly_distinct(text) => vec![Encoding::Plain],
-        _ => get_dtype_encoding(array.dtype()),
+/// The array to encode and the encodings of its Parquet leaf columns: polars' own, except for a
+/// text column of more than [`SAMPLE`] rows. That is written plain when its sample is mostly
+/// distinct; else it is cast to a dictionary here, and written plain after all if the
+/// dictionary holds more than three quarters of the values. (polars would first estimate the
+/// column's cardinality with a HyperLogLog over every value, then make the same cast.)
+fn prepare(array: ArrayRef) -> (ArrayRef, Vec<Encoding>) {
+    let Some(text) = array.as_any().downcast_ref::<Utf8ViewArray>() else {
+        let encodings = get_dtype_encoding(array.dtype());
+        return (array, encodings);
+    };
+    if text.len() <= SAMPLE {
+        let encodings = get_dtype_encoding(array.dtype());
+        return (array, encodings);
+    }
+    if mostly_distinct(text) {
+        return (array, vec![Encoding::Plain]);
+    }
+    let as_dictionary =
+        ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(array.dtype().clone()), false);
+    let dictionary =
+        polars::polars_compute::cast::cast(array.as_ref(), &as_dictionary, Default::default());
+    let distinct = dictionary.as_ref().ok().and_then(|d| {
+        d.as_any()
+            .downcast_ref::<DictionaryArray<u32>>()
+            .map(|d| d.values().len())
+    });
+    match (dictionary, distinct) {
+        (Ok(dictionary), Some(n)) if n * 4 <= array.len() * 3 => {
+            (dictionary, vec![Encoding::RleDictionary])
+        }
+        _ => (array, vec![Encoding::Plain]),
     }
 }
 
@@ -173,12 +199,14 @@ mod tests {
     fn unique_text_is_plain_and_repeated_text_keeps_polars_choice() {
         let unique = text((0..1000).map(|i| Some(format!("call-{i}"))));
         assert!(mostly_distinct(&unique));
-        assert_eq!(encodings(&unique), vec![Encoding::Plain]);
+        assert_eq!(prepare(unique.clone().boxed()).1, vec![Encoding::Plain]);
 
         // 20 distinct values: a sample of 32 holds at most 20.
         let repeated = text((0..1000).map(|i| Some(format!("cause-{}", i % 20))));
         assert!(!mostly_distinct(&repeated));
-        assert_eq!(encodings(&repeated), vec![Encoding::RleDictionary]);
+        let (dictionary, encodings) = prepare(repeated.clone().boxed());
+        assert_eq!(encodings, vec![Encoding::RleDictionary]);
+        assert_eq!(dictionary.len(), repeated.len());
 
         // Short columns and mostly-null columns are left to polars.
         let short = text((0..SAMPLE).map(|i| Some(format!("call-{i}"))));
