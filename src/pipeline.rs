@@ -375,10 +375,10 @@ pub fn group(
 }
 
 /// A bucket's legs in groups of whole partitions of about `target` rows each, as row masks; none
-/// when the bucket is not larger than `target`. Buckets get whole partitions by a hash of the
-/// partition, so their sizes vary: with 350 partitions in 65 buckets, the largest held 1.85 times
-/// the mean, and the run's peak memory followed it. Processing such a bucket in parts keeps the
-/// peak near the mean bucket's. Partitions go largest first to the least loaded group (ties by
+/// when the bucket is not larger than `target`. Partitions go to the least loaded bucket when
+/// first met (see [`Partitions`]), but a busy account-day met late, or one met early that
+/// grows, can still leave a bucket well over the mean, and the run's peak memory follows the
+/// largest. Processing such a bucket in parts keeps the peak near the mean bucket's. Partitions go largest first to the least loaded group (ties by
 /// hash and group number), so the grouping does not depend on row order.
 fn partition_groups(df: &DataFrame, target: usize) -> PolarsResult<Vec<BooleanChunked>> {
     let k = df.height().div_ceil(target.max(1));

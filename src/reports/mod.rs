@@ -170,19 +170,18 @@ pub fn account_groups<'a>(
     for (account, n) in legs {
         *per_account.entry(account).or_default() += n;
     }
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    let mut filled = u64::MAX;
+    // Each group with the legs it holds so far.
+    let mut groups: Vec<(u64, Vec<String>)> = Vec::new();
     for (account, n) in per_account {
-        if filled.saturating_add(n) > rows.max(1) && filled > 0 {
-            groups.push(Vec::new());
-            filled = 0;
-        }
-        filled += n;
-        if let Some(g) = groups.last_mut() {
-            g.push(account.to_owned());
+        match groups.last_mut() {
+            Some((filled, g)) if *filled == 0 || *filled + n <= rows.max(1) => {
+                *filled += n;
+                g.push(account.to_owned());
+            }
+            _ => groups.push((n, vec![account.to_owned()])),
         }
     }
-    groups
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 /// Runs `report` on `tables`, which have an `account_id` column. A report that is per account

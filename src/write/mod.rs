@@ -286,9 +286,7 @@ fn sum_i64(df: &DataFrame, col: &str) -> i64 {
         .map_or(0, |c| c.iter().flatten().sum())
 }
 
-/// Parquet: zstd level 1, min/max/null-count statistics, row groups of up to 128k rows,
-/// through [`parquet::write`]. Level 1 writes about twice as fast as the default level 3 (whose
-/// per-page context setup dominated writing many partitions) for files a few percent larger.
+/// `path` as written by [`parquet::write`]; a failed write is reported in the file system's words.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = FirstIoError {

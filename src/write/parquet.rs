@@ -1,14 +1,15 @@
 //! Parquet files through polars' own Parquet encoder (`polars-parquet`), with the encoding of
-//! each text column chosen from a sample of it.
+//! each text column chosen here.
 //!
 //! polars' `ParquetWriter` asks for dictionary encoding on every text column and decides per
 //! column chunk whether it is worth it from a HyperLogLog estimate over every value. For the
 //! legs' long, mostly unique texts (SDP bodies, SIP headers, the kept JSON objects, call ids)
 //! that estimate hashes every byte only to fall back to plain encoding: on a million legs it was
 //! about 8% of the run's CPU time. Here a column chunk whose strided sample of 32 values is
-//! more than three quarters distinct is written plain at once; every other column keeps
-//! polars' own choice. The same encoder, page layout, statistics and compression either way:
-//! only where the decision is made changes, never a value.
+//! more than three quarters distinct is written plain at once, and any other text column is
+//! cast to a dictionary directly, which counts its distinct values exactly (see [`prepare`]).
+//! The same encoder, page layout, statistics and compression as polars': only where the
+//! decision is made changes, never a value.
 
 use std::io::Write;
 
@@ -41,7 +42,7 @@ const SAMPLE: usize = 32;
 pub fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
     let options = WriteOptions {
         statistics: StatisticsOptions::default(),
-        compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(ZSTD_LEVEL)?)),
+        compression: zstd_options(),
         version: Version::V1,
         data_page_size: None,
     };
@@ -97,6 +98,10 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+fn zstd_options() -> CompressionOptions {
+    CompressionOptions::Zstd(ZstdLevel::try_new(ZSTD_LEVEL).ok())
+}
+
 /// Compresses `input` with this thread's zstd context.
 fn zstd_bytes(input: &[u8]) -> PolarsResult<Vec<u8>> {
     ZSTD.with(|cell| {
@@ -131,7 +136,7 @@ fn compress(page: Page) -> PolarsResult<CompressedPage> {
             dict.is_sorted,
         )),
         // Version 2 pages keep their levels uncompressed: polars' own path (none are written).
-        page => polars_parquet::write::compress(page, Vec::new(), CompressionOptions::Zstd(None))
+        page => polars_parquet::write::compress(page, Vec::new(), zstd_options())
             .map_err(parquet_err)?,
     })
 }
@@ -142,30 +147,30 @@ fn compress(page: Page) -> PolarsResult<CompressedPage> {
 /// dictionary holds more than three quarters of the values. (polars would first estimate the
 /// column's cardinality with a HyperLogLog over every value, then make the same cast.)
 fn prepare(array: ArrayRef) -> (ArrayRef, Vec<Encoding>) {
-    let Some(text) = array.as_any().downcast_ref::<Utf8ViewArray>() else {
+    let text = array
+        .as_any()
+        .downcast_ref::<Utf8ViewArray>()
+        .filter(|t| t.len() > SAMPLE);
+    let Some(text) = text else {
         let encodings = get_dtype_encoding(array.dtype());
         return (array, encodings);
     };
-    if text.len() <= SAMPLE {
-        let encodings = get_dtype_encoding(array.dtype());
-        return (array, encodings);
-    }
     if mostly_distinct(text) {
         return (array, vec![Encoding::Plain]);
     }
     let as_dictionary =
         ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(array.dtype().clone()), false);
-    let dictionary =
-        polars::polars_compute::cast::cast(array.as_ref(), &as_dictionary, Default::default());
-    let distinct = dictionary.as_ref().ok().and_then(|d| {
-        d.as_any()
-            .downcast_ref::<DictionaryArray<u32>>()
-            .map(|d| d.values().len())
-    });
-    match (dictionary, distinct) {
-        (Ok(dictionary), Some(n)) if n * 4 <= array.len() * 3 => {
-            (dictionary, vec![Encoding::RleDictionary])
-        }
+    let Ok(dictionary) =
+        polars::polars_compute::cast::cast(array.as_ref(), &as_dictionary, Default::default())
+    else {
+        return (array, vec![Encoding::Plain]);
+    };
+    let distinct = dictionary
+        .as_any()
+        .downcast_ref::<DictionaryArray<u32>>()
+        .map(|d| d.values().len());
+    match distinct {
+        Some(n) if n * 4 <= array.len() * 3 => (dictionary, vec![Encoding::RleDictionary]),
         _ => (array, vec![Encoding::Plain]),
     }
 }
@@ -196,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn unique_text_is_plain_and_repeated_text_keeps_polars_choice() {
+    fn unique_text_is_plain_and_repeated_text_a_dictionary() {
         let unique = text((0..1000).map(|i| Some(format!("call-{i}"))));
         assert!(mostly_distinct(&unique));
         assert_eq!(prepare(unique.clone().boxed()).1, vec![Encoding::Plain]);
