@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::dedup::{dedup, DedupStats, LINEAGE};
 use crate::ingest::{concat_frames, IngestError};
@@ -252,7 +253,8 @@ pub fn group(
             budget / 8,
             SpillFormat::Stream,
         ),
-        calls: Buckets::new(spill, "interactions", n, budget / 8, SpillFormat::File),
+        // Filled after the legs' buckets are done with, from their half of the budget.
+        calls: Buckets::new(spill, "interactions", n, budget / 2, SpillFormat::File),
         recon: Buckets::new(spill, "reconciliation", n, budget / 8, SpillFormat::File),
         legs_copy: (!out.output.format.parquet())
             .then(|| Buckets::new(spill, "legs", 1, budget / 4, SpillFormat::File)),
@@ -329,7 +331,7 @@ pub fn group(
                 Some(m) => legs.filter(&m)?,
                 None => std::mem::take(&mut legs),
             };
-            let (written, summary) = process(&mut part, &routed, set, out, stages)?;
+            let (written, summary) = process(&mut part, b, &routed, set, out, stages)?;
             legs_written.extend(written);
             recon_summary.merge(summary);
         }
@@ -339,7 +341,7 @@ pub fn group(
     if !any {
         // No legs at all: the tables still get their columns.
         let mut legs = concat_frames(vec![])?;
-        let (_, summary) = process(&mut legs, &routed, set, out, stages)?;
+        let (_, summary) = process(&mut legs, 0, &routed, set, out, stages)?;
         recon_summary.merge(summary);
         no_legs = Some(legs);
     }
@@ -423,6 +425,7 @@ fn route(df: DataFrame, to: &Buckets) -> PolarsResult<()> {
 /// interactions need and the reconciliation rows.
 fn process(
     legs: &mut DataFrame,
+    bucket: usize,
     to: &Routed,
     set: &Settings,
     out: &LegsOut,
@@ -438,7 +441,8 @@ fn process(
     fill_unassigned(&mut recon)?;
     add(stages, "4b_reconcile", t);
     let t = Instant::now();
-    route(recon, &to.recon)?;
+    // The reconciliation rows stay in the legs' bucket, which holds their partitions whole.
+    to.recon.push_own(bucket, recon)?;
     let keyed = legs.select(interactions::input_columns())?;
     to.keyed.push_split(
         &keyed,
@@ -499,18 +503,29 @@ pub fn write(
     }
     let n = g.calls.count();
     let progress = Progress::steps(n as u64, "writing bucket", quiet || n == 1);
-    for k in 0..n {
-        progress.inc(1);
-        for (from, table, to) in [
-            (&g.calls, tables[0], &mut w.calls),
-            (&g.recon, tables[1], &mut w.recon),
-        ] {
-            if let Some(df) = from.get(k)? {
-                to.extend(write_partitioned(&df, out, table, output)?);
+    // The buckets side by side: each is small, and one at a time left a core idle while its
+    // files were read and sorted.
+    let per_bucket: Vec<[Vec<PartitionStats>; 2]> = (0..n)
+        .into_par_iter()
+        .map(|k| {
+            let mut stats = [vec![], vec![]];
+            for ((from, table), to) in [(&g.calls, tables[0]), (&g.recon, tables[1])]
+                .into_iter()
+                .zip(&mut stats)
+            {
+                if let Some(df) = from.get(k)? {
+                    *to = write_partitioned(&df, out, table, output)?;
+                }
             }
-        }
-    }
+            progress.inc(1);
+            Ok(stats)
+        })
+        .collect::<anyhow::Result<_>>()?;
     progress.finish();
+    for [calls, recon] in per_bucket {
+        w.calls.extend(calls);
+        w.recon.extend(recon);
+    }
     Ok(w)
 }
 

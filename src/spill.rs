@@ -133,6 +133,12 @@ impl Buckets {
         self.add(vec![(b, df)], size)
     }
 
+    /// Adds to bucket `b` a frame that may share text buffers with a larger one: it gets its
+    /// own first, as [`Buckets::push_split`]'s pieces do.
+    pub fn push_own(&self, b: usize, df: DataFrame) -> PolarsResult<()> {
+        self.push(b, compact(df)?)
+    }
+
     /// Adds frames of `size` bytes in all; past the budget, everything held is written out.
     fn add(&self, pieces: Vec<(usize, DataFrame)>, size: usize) -> PolarsResult<()> {
         let full = {

@@ -350,7 +350,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         &cfg.output,
         cfg.quiet,
     )?;
-    stage("7_write", &mut stages, &mut lap);
+    stage("7a_write_tables", &mut stages, &mut lap);
 
     let tables = [
         ("legs", grouped.legs_scan(out, leg_table.name)?),
