@@ -637,6 +637,7 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
         "5_interactions",
         "6_reports",
         "7_write",
+        "7a_write_tables",
     ] {
         assert!(m["stages_ms"][stage].is_u64(), "stage {stage}");
     }
