@@ -110,17 +110,12 @@ impl Parsed {
             Some(b) => vec![b; df.height()],
             None => self.partitions.of_rows(&df)?,
         };
-        match known {
-            Some(b) => self.partitions.add_legs(b, df.height()),
-            None => {
-                let mut legs = vec![0; n];
-                for &b in &route {
-                    legs[b as usize] += 1;
-                }
-                for (b, legs) in legs.into_iter().enumerate().filter(|(_, l)| *l > 0) {
-                    self.partitions.add_legs(b as u32, legs);
-                }
-            }
+        let mut legs = vec![0; n];
+        for &b in &route {
+            legs[b as usize] += 1;
+        }
+        for (b, legs) in legs.into_iter().enumerate().filter(|(_, l)| *l > 0) {
+            self.partitions.add_legs(b as u32, legs);
         }
         let ids = df.column(CALL_ID)?.str()?;
         let mut keys: Vec<u64> = ids

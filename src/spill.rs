@@ -422,13 +422,18 @@ pub fn partition_id(account: Option<&str>, date: Option<i32>) -> u32 {
     h.finish() as u32
 }
 
-/// Per row, [`partition_id`].
-pub fn partition_ids(df: &DataFrame) -> PolarsResult<Vec<u32>> {
+/// Per row, its partition: (account_id, date as days).
+pub fn partition_keys(
+    df: &DataFrame,
+) -> PolarsResult<impl Iterator<Item = (Option<&str>, Option<i32>)> + '_> {
     let acct = df.column(ACCOUNT_ID)?.str()?;
     let date = df.column(DATE)?.date()?.physical();
-    Ok(acct
-        .iter()
-        .zip(date.iter())
+    Ok(acct.iter().zip(date.iter()))
+}
+
+/// Per row, [`partition_id`].
+pub fn partition_ids(df: &DataFrame) -> PolarsResult<Vec<u32>> {
+    Ok(partition_keys(df)?
         .map(|(a, d)| partition_id(a, d))
         .collect())
 }
@@ -545,12 +550,8 @@ impl Partitions {
 
     /// Per row of `df`, the bucket of its partition.
     pub fn of_rows(&self, df: &DataFrame) -> PolarsResult<Vec<u32>> {
-        let acct = df.column(ACCOUNT_ID)?.str()?;
-        let date = df.column(DATE)?.date()?.physical();
         let mut cache = PartitionMap::default();
-        Ok(acct
-            .iter()
-            .zip(date.iter())
+        Ok(partition_keys(df)?
             .map(|(a, d)| self.bucket_cached(&mut cache, a, d))
             .collect())
     }

@@ -164,12 +164,10 @@ pub fn write_partitioned(
 /// The (offset, length) of each run of equal (`account_id`, `date`) in `df`, which is sorted
 /// by them: each partition is a slice of the sorted frame, not another copy of its rows.
 fn partition_runs(df: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
-    let acct = df.column(ACCOUNT_ID)?.str()?;
-    let date = df.column(DATE)?.date()?.physical();
     let mut runs = Vec::new();
     let mut start = 0;
     let mut last = None;
-    for (i, key) in acct.iter().zip(date.iter()).enumerate() {
+    for (i, key) in crate::spill::partition_keys(df)?.enumerate() {
         if last.is_some_and(|last| last != key) {
             runs.push((start, i - start));
             start = i;
