@@ -51,6 +51,17 @@ pub fn bucket_count(input_bytes: u64, budget: usize) -> usize {
     input_bytes.div_ceil(quarter).clamp(1, MAX_BUCKETS) as usize
 }
 
+/// The default size of a parse task for a run of `buckets` buckets: 512 KiB a bucket, between
+/// 8 and 32 MiB. A task's legs are split into a piece per bucket, and every piece is a frame of
+/// its own until its bucket is read back. At 5M legs (65 buckets), 8 MiB tasks made pieces of
+/// about 37 legs; 32 MiB tasks took the run from 151.6-154.0 s to 133.7-134.8 s, and its peak
+/// from 1,277-1,280 to 1,180-1,237 MB (reading the buckets back and deduplicating them, from
+/// 28.4-28.6 s to 15.4-16.9 s). At 1M legs (13 buckets) tasks stay at 8 MiB: 32 MiB there was
+/// within the noise in time and 30-90 MB higher at the peak.
+pub fn chunk_bytes(buckets: usize) -> usize {
+    (buckets << 19).clamp(8 << 20, 32 << 20)
+}
+
 /// The decoded size of the inputs, estimated.
 pub fn estimated_input_bytes(files: &[crate::ingest::discover::InputFile]) -> u64 {
     files
@@ -524,6 +535,15 @@ mod tests {
         assert_eq!(bucket_count(200 << 20, 1 << 30), 1);
         assert_eq!(bucket_count(3_460_000_000, 1 << 30), 13);
         assert_eq!(bucket_count(u64::MAX, 1), 4096);
+    }
+
+    #[test]
+    fn parse_tasks_grow_with_the_buckets_between_8_and_32_mib() {
+        assert_eq!(chunk_bytes(1), 8 << 20);
+        assert_eq!(chunk_bytes(13), 8 << 20);
+        assert_eq!(chunk_bytes(24), 12 << 20);
+        assert_eq!(chunk_bytes(65), 32 << 20);
+        assert_eq!(chunk_bytes(4096), 32 << 20);
     }
 
     #[test]

@@ -112,6 +112,11 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     assert_eq!(mh["memory"]["spilled"], false);
     assert!(ms["memory"]["buckets"].as_u64().unwrap_or(0) > 8);
     assert_eq!(ms["memory"]["spilled"], true);
+    // A parse task is 512 KiB a bucket, from 8 MiB up to 32 MiB.
+    assert_eq!(mh["memory"]["parse_task_bytes"], 8 * 1024 * 1024);
+    let buckets = ms["memory"]["buckets"].as_u64().unwrap_or(0);
+    let task = (buckets * 512 * 1024).clamp(8 * 1024 * 1024, 32 * 1024 * 1024);
+    assert_eq!(ms["memory"]["parse_task_bytes"], task);
     // The moved copies land in other buckets than the legs they replace, mostly.
     assert!(ms["memory"]["cross_bucket_call_ids"].as_u64().unwrap_or(0) >= 6);
     // Uneven buckets are processed in groups of partitions; the files below are still the same.

@@ -75,10 +75,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Size of one parallel parse task, in decoded bytes (K, M, G suffixes allowed). Results
-    /// never depend on it.
-    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
-    pub chunk_size: usize,
+    /// Size of one parallel parse task, in decoded bytes (K, M, G suffixes allowed). By default
+    /// 512K per bucket of the run (see --memory), at least 8M and at most 32M: a task's legs are
+    /// split by bucket, and larger tasks keep the pieces from getting small when an input needs
+    /// many buckets. Results never depend on it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub chunk_size: Option<usize>,
 
     /// Largest record accepted, in bytes (K, M, G suffixes allowed): a line, or one top-level
     /// value or array element. A larger one is rejected (record_too_large) and skipped without
@@ -165,7 +167,7 @@ struct RunConfig {
     tz: ReportTz,
     rounding: Rounding,
     threads: usize,
-    chunk_size: usize,
+    chunk_size: Option<usize>,
     max_record: usize,
     memory: usize,
     quiet: bool,
@@ -296,10 +298,13 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(total_bytes, cfg.quiet);
     let spill = staging.spill();
     let buckets = pipeline::bucket_count(pipeline::estimated_input_bytes(&cfg.files), cfg.memory);
+    let chunk_bytes = cfg
+        .chunk_size
+        .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
     let partitions = Arc::new(Partitions::new(buckets));
     let opts = IngestOptions {
         tz: cfg.tz,
-        chunk_bytes: cfg.chunk_size,
+        chunk_bytes,
         max_record: cfg.max_record,
         partitions: partitions.clone(),
     };
@@ -482,6 +487,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
         memory: serde_json::json!({
             "budget_bytes": cfg.memory,
             "buckets": buckets,
+            "parse_task_bytes": chunk_bytes,
             "spilled": spilled,
             "cross_bucket_call_ids": cross,
             "buckets_split": grouped.buckets_split,
