@@ -36,8 +36,9 @@ pub enum SpillFormat {
     ///
     /// LZ4, not zstd: the IPC writer and reader set up a compression context for every buffer,
     /// and zstd's are costly to set up. With 1M legs at `--memory 200M`, where these tables
-    /// spill in 66 buckets as at 5M legs, LZ4 took routing, the tables' write and the reports
-    /// from 6.1-6.8 s to 4.6 s (zstd level 1) in paired runs; uncompressed, 4.4-5.5 s.
+    /// spill in 66 buckets, LZ4 took routing, the tables' write and the reports from 5.8-6.8 s
+    /// (zstd level 1) to 4.5-4.9 s over four pairs of runs (uncompressed: 4.4-5.5 s). At 5M
+    /// legs the difference is inside those stages' run-to-run noise.
     File,
 }
 
