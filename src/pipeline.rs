@@ -387,8 +387,9 @@ pub fn group(
 /// when the bucket is not larger than `target`. Partitions go to the least loaded bucket when
 /// first met (see [`Partitions`]), but a busy account-day met late, or one met early that
 /// grows, can still leave a bucket well over the mean, and the run's peak memory follows the
-/// largest. Processing such a bucket in parts keeps the peak near the mean bucket's. Partitions go largest first to the least loaded group (ties by
-/// hash and group number), so the grouping does not depend on row order.
+/// largest. Processing such a bucket in parts keeps the peak near the mean bucket's.
+/// Partitions go largest first to the least loaded group (ties by hash and group number), so
+/// the grouping does not depend on row order.
 fn partition_groups(df: &DataFrame, target: usize) -> PolarsResult<Vec<BooleanChunked>> {
     let k = df.height().div_ceil(target.max(1));
     if k <= 1 {
