@@ -19,4 +19,5 @@ pub mod reports;
 pub mod schema;
 pub mod spill;
 pub mod time;
+pub mod words;
 pub mod write;
