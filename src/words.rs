@@ -31,13 +31,6 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n as i64), plural(n, one, many))
 }
 
-/// Units (1/10,000 of the currency) as a currency amount with four decimals.
-pub fn units_to_decimal(units: i64) -> String {
-    let sign = if units < 0 { "-" } else { "" };
-    let u = units.unsigned_abs();
-    format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
-}
-
 /// Units as a currency amount with thousands separators: `1,234.5678`.
 pub fn money(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
@@ -75,9 +68,6 @@ mod tests {
         assert_eq!(count(1, "leg", "legs"), "1 leg");
         assert_eq!(count(0, "leg", "legs"), "0 legs");
         assert_eq!(count(12_000, "leg", "legs"), "12,000 legs");
-        assert_eq!(units_to_decimal(4524), "0.4524");
-        assert_eq!(units_to_decimal(123_456_789), "12345.6789");
-        assert_eq!(units_to_decimal(-5), "-0.0005");
         assert_eq!(money(123_456_789), "12,345.6789");
         assert_eq!(money(-5), "-0.0005");
         assert_eq!(minutes(2148), "35.8");
