@@ -129,9 +129,16 @@ fn issue_17_query_formats_and_a_closed_pipe_never_panics() -> TestResult {
     let rows = lines.count();
     assert!(rows > 20, "{rows}");
     let json = q(&["--format", "json"]);
-    let first: serde_json::Value =
-        serde_json::from_str(String::from_utf8(json.stdout)?.lines().next().ok_or("row")?)?;
-    assert!(first["date"].as_str().is_some_and(|d| d.len() == 10), "{first}");
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8(json.stdout)?
+            .lines()
+            .next()
+            .ok_or("row")?,
+    )?;
+    assert!(
+        first["date"].as_str().is_some_and(|d| d.len() == 10),
+        "{first}"
+    );
     assert!(first["cost_units"].is_i64() || first["cost_units"].is_null());
     let file = out.parent().ok_or("parent")?.join("q.parquet");
     assert!(q(&["--output", s(&file)]).status.success());

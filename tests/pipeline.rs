@@ -758,7 +758,11 @@ fn legs_files_keep_the_schema_and_leave_partition_columns_to_the_path() -> TestR
         .iter()
         .filter(|c| c.ends_with("_units"))
         .count();
-    assert_eq!(rdr.get_column_names()[0].as_str(), "call_id", "the BOM is not in the name");
+    assert_eq!(
+        rdr.get_column_names()[0].as_str(),
+        "call_id",
+        "the BOM is not in the name"
+    );
     assert_eq!(
         rdr.width(),
         df.width() + twins,
