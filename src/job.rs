@@ -403,7 +403,7 @@ impl Job {
         &'r self,
         grouped: &Grouped,
         out: &Path,
-    ) -> anyhow::Result<(Vec<(&'r Report, DataFrame)>, Vec<(String, DataFrame)>)> {
+    ) -> anyhow::Result<(Vec<(&'r Report, DataFrame)>, TableShapes)> {
         let tables = [
             (LEGS_TABLE, grouped.legs_scan(out, LEGS_TABLE)?),
             (INTERACTIONS_TABLE, grouped.calls.scan()?),
@@ -451,6 +451,9 @@ impl Job {
         })
     }
 }
+
+/// Tables by name, each as a frame with its columns (its rows are not used).
+type TableShapes = Vec<(String, DataFrame)>;
 
 /// The three tables the pipeline writes itself.
 struct Tables {

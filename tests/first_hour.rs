@@ -212,7 +212,9 @@ fn issue_20_every_table_exists_when_empty_and_stops_being_empty_cleanly() -> Tes
         assert!(!out.join(table).join("part-0.parquet").exists(), "{table}");
         let files = parquet_files(&out.join(table));
         assert!(!files.is_empty(), "{table}");
-        assert!(files.iter().all(|f| f.to_string_lossy().contains("account_id=")));
+        assert!(files
+            .iter()
+            .all(|f| f.to_string_lossy().contains("account_id=")));
     }
     drop(dir);
     Ok(())
