@@ -311,6 +311,14 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let parsed = pipeline::Parsed::new(&spill, partitions, cfg.memory);
     let ingested = ingest(&cfg.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
     progress.finish();
+    for f in &ingested.files {
+        for s in f.skipped_content.iter().filter(|_| !cfg.quiet) {
+            eprintln!(
+                "rerate: skipping {} line {}: {}",
+                f.input.display, s.line, s.what
+            );
+        }
+    }
     let spilled = parsed.spilled();
     stage("2_read_parse", &mut stages, &mut lap);
 
