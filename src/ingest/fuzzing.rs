@@ -38,7 +38,11 @@ pub fn json_stream(data: &[u8]) {
     if scan::detect_layout(body) == scan::Layout::Stream {
         let windowed = parse_stream_in_windows(data, "fuzz", &opts(64), 2049)
             .unwrap_or_else(|e| panic!("a frame could not be built: {e}"));
-        assert_eq!(count(&windowed), count(&big), "the window size changed the result");
+        assert_eq!(
+            count(&windowed),
+            count(&big),
+            "the window size changed the result"
+        );
         assert!(
             windowed.legs.equals_missing(&big.legs),
             "the window size changed a leg"

@@ -587,7 +587,7 @@ impl StreamScan {
             // column 0 at the top, the element's own column in an array.
             let rcol = if in_array { col } else { 0 };
             let found = if matches!(c, b'{' | b'[') {
-                let broken_from = match scan_value(b, start) {
+                match scan_value(b, start) {
                     Scanned::Complete(end) if end - start > max_record => {
                         Some((end, Some(Broken::TooLarge)))
                     }
@@ -597,7 +597,11 @@ impl StreamScan {
                         Resync::Out if eof => Some((len, Some(Broken::NewlineInString))),
                         Resync::Out if len - start > max_record => {
                             // Broken and long: keep its head, skip the rest line by line.
-                            units.push(unit(start + max_record.min(len - start), Some(Broken::TooLarge), w.line));
+                            units.push(unit(
+                                start + max_record.min(len - start),
+                                Some(Broken::TooLarge),
+                                w.line,
+                            ));
                             self.skip = Some(Skip {
                                 structure: None,
                                 col: rcol,
@@ -611,7 +615,8 @@ impl StreamScan {
                         Resync::Out => None,
                     },
                     Scanned::Open => {
-                        let first_nl = memchr::memchr2(b'\n', b'\r', &b[start..]).map(|o| start + o);
+                        let first_nl =
+                            memchr::memchr2(b'\n', b'\r', &b[start..]).map(|o| start + o);
                         let resync = first_nl.map(|nl| next_resync(b, nl, rcol, in_array));
                         match resync {
                             Some(Resync::At(p)) if eof || len - start > max_record => {
@@ -621,7 +626,11 @@ impl StreamScan {
                             _ if len - start > max_record => {
                                 // Well formed so far but too long: keep its head, skip the rest
                                 // by its structure.
-                                units.push(unit(start + max_record, Some(Broken::TooLarge), w.line));
+                                units.push(unit(
+                                    start + max_record,
+                                    Some(Broken::TooLarge),
+                                    w.line,
+                                ));
                                 self.skip = Some(Skip {
                                     structure: Some((0, StringState::default())),
                                     col: rcol,
@@ -634,15 +643,12 @@ impl StreamScan {
                             _ => None,
                         }
                     }
-                };
-                broken_from
+                }
             } else {
                 match scalar_end(b, start, in_array) {
                     Some(end) if end - start > max_record => Some((end, Some(Broken::TooLarge))),
                     Some(end) => Some((end, None)),
-                    None if eof && len - start > max_record => {
-                        Some((len, Some(Broken::TooLarge)))
-                    }
+                    None if eof && len - start > max_record => Some((len, Some(Broken::TooLarge))),
                     None if eof => Some((len, None)),
                     None if len - start > max_record => {
                         // Stray text that goes on: keep its head, skip to a line that opens
@@ -843,8 +849,19 @@ mod tests {
             let eof = rest.is_empty();
             let found = scan.scan(&win, line, eof, max);
             out.extend(found.units.iter().map(|u| {
-                let end = if u.broken == Some(Broken::TooLarge) { u.start } else { u.end };
-                (base + u.start, base + end, u.line, u.record, u.nest, u.broken)
+                let end = if u.broken == Some(Broken::TooLarge) {
+                    u.start
+                } else {
+                    u.end
+                };
+                (
+                    base + u.start,
+                    base + end,
+                    u.line,
+                    u.record,
+                    u.nest,
+                    u.broken,
+                )
             }));
             line = found.line;
             base += found.consumed;
@@ -877,8 +894,15 @@ mod tests {
     #[test]
     fn an_array_one_element_a_line_is_split_into_its_elements() {
         for eol in ["\n", "\r\n", "\r"] {
-            let text = ["[", r#"{"call_id":"a","x":"},{"},"#, r#"{"call_id":"b"},"#, r#"{"call_id":"c"}"#, "]", ""]
-                .join(eol);
+            let text = [
+                "[",
+                r#"{"call_id":"a","x":"},{"},"#,
+                r#"{"call_id":"b"},"#,
+                r#"{"call_id":"c"}"#,
+                "]",
+                "",
+            ]
+            .join(eol);
             let buf = text.as_bytes();
             let u = stream_units(buf, MAX);
             assert_eq!(
@@ -890,7 +914,9 @@ mod tests {
                 ],
                 "line ends {eol:?}"
             );
-            assert!(u.iter().all(|x| x.broken.is_none() && x.nest == Nest::Array));
+            assert!(u
+                .iter()
+                .all(|x| x.broken.is_none() && x.nest == Nest::Array));
             // Read in windows of every size, the units are the same.
             let whole = in_windows(buf, buf.len(), 64);
             for w in [2, 3, 7, 16, 40] {
@@ -922,7 +948,10 @@ mod tests {
             br#"{"meta":{"a":1},"data":[1]}"#,
         ] {
             let u = stream_units(buf, MAX);
-            assert_eq!(recs(buf, &u), vec![(std::str::from_utf8(buf).unwrap_or(""), 1, None)]);
+            assert_eq!(
+                recs(buf, &u),
+                vec![(std::str::from_utf8(buf).unwrap_or(""), 1, None)]
+            );
         }
     }
 

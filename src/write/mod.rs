@@ -20,8 +20,9 @@ use rayon::prelude::*;
 
 use crate::ingest::Reject;
 use crate::schema::{
-    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, RATED_COST_UNITS,
-    RESELLER_COST_UNITS, UNASSIGNED_ACCOUNT,
+    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, INTERACTIONS_TABLE, LEGS_TABLE,
+    MANIFEST_FILE, RATED_COST_UNITS, RECONCILIATION_TABLE, REJECTS_FILE, RESELLER_COST_UNITS,
+    SUMMARY_HTML, UNASSIGNED_ACCOUNT,
 };
 use crate::time::format_date;
 
@@ -101,12 +102,12 @@ pub struct PartitionStats {
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
 pub const OUTPUTS: &[&str] = &[
-    "legs",
-    "interactions",
-    "reconciliation",
-    "rejects.ndjson",
-    "manifest.json",
-    "summary.html",
+    LEGS_TABLE,
+    INTERACTIONS_TABLE,
+    RECONCILIATION_TABLE,
+    REJECTS_FILE,
+    MANIFEST_FILE,
+    SUMMARY_HTML,
 ];
 
 /// The top-level names a previous run's manifest says it wrote; only plain names are
@@ -418,7 +419,7 @@ pub fn write_rejects(rejects: &mut [Reject], out: &Path) -> Result<PathBuf, Writ
     rejects.sort_by(|a, b| {
         (a.source.as_ref(), a.line, a.record).cmp(&(b.source.as_ref(), b.line, b.record))
     });
-    let path = out.join("rejects.ndjson");
+    let path = out.join(REJECTS_FILE);
     let file = File::create(&path).map_err(io_err(&path))?;
     let mut w = BufWriter::new(file);
     for r in rejects.iter() {
