@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use polars::prelude::{DataFrame, DataType};
 
-use crate::ingest::discover::{discover, InputFile, Skipped};
+use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::{ingest, IngestOptions, Ingested};
 use crate::interactions;
 use crate::pipeline::{self, Grouped, Stages, Written};
@@ -103,7 +103,10 @@ impl Job {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let (files, skipped) = discover(&cfg.inputs)?;
+        let exclude = Exclude {
+            out: Some(cfg.out.clone()),
+        };
+        let (files, skipped) = discover(&cfg.inputs, &exclude)?;
         let decks = match &cfg.rates {
             None => None,
             Some(path) => {

@@ -21,4 +21,5 @@ pub mod reports;
 pub mod schema;
 pub mod spill;
 pub mod time;
+pub mod words;
 pub mod write;
