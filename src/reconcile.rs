@@ -151,7 +151,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
         let inputs = Inputs::from_array(std::array::from_fn(|c| ins[c].get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
-        let csv = fmt.get(k) == Some("csv");
+        let csv = crate::schema::is_column_shaped(fmt.get(k));
         let (rc, rr) = if csv {
             (rec_c.get(k), rec_r.get(k))
         } else {

@@ -235,6 +235,18 @@ impl<'a> RawCdr<'a> {
         })
     }
 
+    /// Whether this object is a crossbar listing row (a `GET /cdrs` page item: the CSV export's
+    /// columns as keys) rather than a CDR document; decided by its keys
+    /// ([`super::crossbar::is_listing_keys`]).
+    pub fn is_listing_row(&self) -> bool {
+        let call_direction = TOP_STR.iter().position(|k| *k == "call_direction");
+        super::crossbar::is_listing_keys(
+            self.json[J_CCV].is_some(),
+            call_direction.is_some_and(|i| self.top[i].is_some()),
+            self.extra.iter().map(|(k, _)| k.as_ref()),
+        )
+    }
+
     /// The `data` member of a crossbar envelope: an object with `data` and no `call_id`.
     pub fn envelope_data(&self) -> Option<&'a RawValue> {
         match (&self.top[0], self.data) {

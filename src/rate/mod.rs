@@ -77,7 +77,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         for (slot, it) in d.iter_mut().zip(deck_its.iter_mut()) {
             *slot = it.next().flatten();
         }
-        let from_csv = csv_it.next().flatten() == Some("csv");
+        let from_csv = crate::schema::is_column_shaped(csv_it.next().flatten());
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
         if from_csv {
             // The export carries no increment or minimum: the deck's rate prices the leg.
