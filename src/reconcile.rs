@@ -16,17 +16,13 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::rate::{rate, Inputs, Rounding, INPUT_COLS, PER_MINUTE};
+use crate::rate::{rate, InputColumns, Rounding, PER_MINUTE};
 use crate::schema::{
-    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, DATE, DECK_COST_UNITS,
-    DECK_RATE, DECK_RATE_NAME, DERIVED_COST_UNITS, RATE, RATE_NAME, RECORDED_COST_UNITS,
-    RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
-    START_TIME,
+    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
+    DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS, LEG_RATE, RATE,
+    RATE_NAME, RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE,
+    SOURCE_FORMAT, SOURCE_LINE, START_TIME,
 };
-
-pub const CLASS: &str = "class";
-pub const DELTA_UNITS: &str = "delta_units";
-pub const LEG_RATE: &str = "leg_rate";
 
 /// The reconciliation table's file columns (partition columns excluded).
 pub fn columns() -> Vec<&'static str> {
@@ -133,11 +129,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let s = |c: &str| -> PolarsResult<StringChunked> { Ok(legs.column(c)?.str()?.clone()) };
     let i = |c: &str| -> PolarsResult<Int64Chunked> { Ok(legs.column(c)?.i64()?.clone()) };
     let (fmt, acct_b, resl_b) = (s(SOURCE_FORMAT)?, s(ACCOUNT_BILLING)?, s(RESELLER_BILLING)?);
-    let ins: Vec<Int64Chunked> = INPUT_COLS
-        .iter()
-        .map(|c| i(c))
-        .collect::<PolarsResult<_>>()?;
-    let r = &ins[3];
+    let columns = InputColumns::of(legs)?;
     let (rec_c, rec_r) = (i(RECORDED_COST_UNITS)?, i(RECORDED_RESELLER_COST_UNITS)?);
     let (deck_rate, deck_cost) = (i(DECK_RATE)?, i(DECK_COST_UNITS)?);
 
@@ -147,9 +139,8 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let mut rows: Vec<u32> = Vec::new();
     let mut classes: Vec<&'static str> = Vec::new();
     let mut summary = Summary::default();
-    for k in 0..n {
+    for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
-        let inputs = Inputs::from_array(std::array::from_fn(|c| ins[c].get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
         let csv = crate::schema::is_column_shaped(fmt.get(k));
         let (rc, rr) = if csv {
@@ -177,7 +168,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         };
         let rc0 = rc.unwrap_or(0);
         summary.total_delta_units += dv - rc0;
-        if let Some(class) = classify(a_pm, r.get(k), deck_rate.get(k), rc0, dv) {
+        if let Some(class) = classify(a_pm, inputs.rate, deck_rate.get(k), rc0, dv) {
             rows.push(k as u32);
             classes.push(class);
             *summary.by_class.entry(class).or_insert(0) += 1;
