@@ -890,7 +890,7 @@ mod tests {
     #[test]
     fn commas_in_names_and_the_date_fall_into_their_columns() {
         assert_eq!(
-            row("c1,+15550100777,Smith, John,+15550142001,Desk, 2nd floor,66,Wed, 04 Nov 2026 15:00:00 GMT,US, mobile").unwrap(),
+            row("c1,+15550100777,Smith, John,+15550142001,Desk, 2nd floor,66,Wed, 04 Nov 2026 15:00:00 GMT,US, mobile").expect("aligned"),
             [
                 "c1",
                 "+15550100777",
@@ -904,26 +904,28 @@ mod tests {
         );
         // Bare quotes are text.
         assert_eq!(
-            row("c1,+1555,\"Bob, the \"boss,+1666,,66,Wed, 04 Nov 2026 15:00:00 GMT,").unwrap()[2],
+            row("c1,+1555,\"Bob, the \"boss,+1666,,66,Wed, 04 Nov 2026 15:00:00 GMT,")
+                .expect("aligned")[2],
             "\"Bob, the \"boss"
         );
         // A spreadsheet's re-save.
         assert_eq!(
             row("c1,+1555,\"Smith, \"\"JJ\"\"\",+1666,,66,\"Wed, 04 Nov 2026 15:00:00 GMT\",")
-                .unwrap()[2],
+                .expect("aligned")[2],
             "Smith, \"JJ\""
         );
     }
 
     #[test]
     fn rows_that_fit_two_ways_or_none_are_rejected_with_why() {
-        let e =
-            row("c1,+1555,Bob,5551234,+1666,Ann,66,Wed, 04 Nov 2026 15:00:00 GMT,").unwrap_err();
+        let e = row("c1,+1555,Bob,5551234,+1666,Ann,66,Wed, 04 Nov 2026 15:00:00 GMT,")
+            .expect_err("rejected");
         assert!(e.contains("ambiguous"), "{e}");
         assert!(e.contains("caller_id_name"), "{e}");
-        let e = row("c1,+1555,Bob,+1666,Ann,x66,Wed, 04 Nov 2026 15:00:00 GMT,").unwrap_err();
+        let e =
+            row("c1,+1555,Bob,+1666,Ann,x66,Wed, 04 Nov 2026 15:00:00 GMT,").expect_err("rejected");
         assert!(e.contains("duration_seconds"), "{e}");
-        let e = row("c1,+1555").unwrap_err();
+        let e = row("c1,+1555").expect_err("rejected");
         assert!(e.contains("fewer"), "{e}");
     }
 
