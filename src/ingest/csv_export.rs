@@ -556,8 +556,8 @@ struct Lines<'r> {
 }
 
 enum Got {
-    /// A line (in the buffer), its number.
-    Line(u64),
+    /// A line (in the buffer): its number and the decoded byte offset of its first byte.
+    Line(u64, u64),
     /// A line longer than the limit: its number, its length, its start (in the buffer).
     TooLong(u64, usize),
     Eof,
@@ -566,6 +566,7 @@ enum Got {
 impl Lines<'_> {
     fn next(&mut self, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<Got> {
         buf.clear();
+        let at = self.bytes;
         let mut len = 0usize;
         let mut any = false;
         loop {
@@ -617,7 +618,7 @@ impl Lines<'_> {
             buf.truncate(RAW_LIMIT.min(buf.len()));
             return Ok(Got::TooLong(self.line, len));
         }
-        Ok(Got::Line(self.line))
+        Ok(Got::Line(self.line, at))
     }
 }
 
@@ -659,14 +660,14 @@ impl ExportReader<'_> {
         };
         let mut header: Option<Header> = None;
         let mut builder = LegBuilder::with_capacity(self.frame_legs.min(4096));
-        let mut pending: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+        let mut pending: VecDeque<(u64, u64, Vec<u8>)> = VecDeque::new();
         let mut buf = Vec::new();
         loop {
-            let (no, bytes) = match pending.pop_front() {
+            let (no, at, bytes) = match pending.pop_front() {
                 Some(p) => p,
                 None => match lines.next(&mut buf, self.max_record) {
                     Ok(Got::Eof) => break,
-                    Ok(Got::Line(no)) => (no, std::mem::take(&mut buf)),
+                    Ok(Got::Line(no, at)) => (no, at, std::mem::take(&mut buf)),
                     Ok(Got::TooLong(no, len)) => {
                         out.records += 1;
                         let raw = String::from_utf8_lossy(&buf).into_owned();
@@ -729,16 +730,19 @@ impl ExportReader<'_> {
             let mut row = read_row(text, h);
             if row.is_err() && quoting(text) == Quoting::Open {
                 // A quoted field going on over the next lines (a spreadsheet's multi-line cell).
-                let mut taken: Vec<(u64, Vec<u8>)> = Vec::new();
+                let mut taken: Vec<(u64, u64, Vec<u8>)> = Vec::new();
                 joined.push_str(text);
                 let mut ok = false;
                 while taken.len() < MAX_JOINED_LINES && joined.len() <= self.max_record {
                     let next = match pending.pop_front() {
                         Some(p) => p,
                         None => match lines.next(&mut buf, self.max_record) {
-                            Ok(Got::Line(n2)) => (n2, std::mem::take(&mut buf)),
-                            Ok(Got::TooLong(n2, _)) => {
-                                taken.push((n2, std::mem::take(&mut buf)));
+                            Ok(Got::Line(n2, at2)) => (n2, at2, std::mem::take(&mut buf)),
+                            Ok(Got::TooLong(n2, len)) => {
+                                out.records += 1;
+                                let raw = String::from_utf8_lossy(&buf).into_owned();
+                                let why = super::too_large(self.max_record, len);
+                                out.rejects.push(self.reject(&src, n2, why, &raw));
                                 break;
                             }
                             Ok(Got::Eof) => break,
@@ -748,7 +752,7 @@ impl ExportReader<'_> {
                             }
                         },
                     };
-                    let Ok(t2) = std::str::from_utf8(&next.1) else {
+                    let Ok(t2) = std::str::from_utf8(&next.2) else {
                         taken.push(next);
                         break;
                     };
@@ -797,7 +801,7 @@ impl ExportReader<'_> {
             };
             match leg {
                 Ok(leg) => {
-                    builder.push(&leg, no, 0);
+                    builder.push(&leg, no, at);
                     if builder.len() >= self.frame_legs {
                         let full = std::mem::replace(
                             &mut builder,
@@ -850,6 +854,7 @@ pub fn parse(
         legs: super::concat_frames(frames)?,
         rejects: read.rejects,
         records: read.records,
+        skipped: Vec::new(),
         layout: super::scan::Layout::Lines,
         lines: read.lines,
     })
@@ -949,7 +954,7 @@ mod tests {
         };
         let mut buf = Vec::new();
         let mut got = Vec::new();
-        while let Ok(Got::Line(n)) = l.next(&mut buf, 100) {
+        while let Ok(Got::Line(n, _)) = l.next(&mut buf, 100) {
             got.push((n, String::from_utf8_lossy(&buf).into_owned()));
         }
         let want: Vec<(u64, String)> = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, ""), (6, "e")]
