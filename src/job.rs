@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::ingest::discover::{discover, InputFile, Skipped};
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
+use crate::merge;
 use crate::pipeline::{self, Grouped, Stages, Written};
 use crate::progress::Progress;
 use crate::rate::deck::DeckIssue;
@@ -32,10 +33,9 @@ use crate::schema::{
 use crate::spill::Partitions;
 use crate::time::ReportTz;
 use crate::write::commit::{self, Mode, Staging};
-use crate::merge;
 use crate::write::manifest::{
-    definition_change, Counts, Dataset, Definition, Manifest, MergeCounts, PartialInput,
-    RunRecord, Totals, RUNS_KEPT,
+    definition_change, Counts, Dataset, Definition, Manifest, MergeCounts, PartialInput, RunRecord,
+    Totals, RUNS_KEPT,
 };
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
@@ -706,10 +706,16 @@ fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
     let name = |v: serde_json::Value| v.as_str().map(str::to_owned);
     Ok(Definition::from([
         ("--tz".to_owned(), Some(cfg.tz.name().to_owned())),
-        ("--rounding".to_owned(), name(serde_json::json!(cfg.rounding))),
+        (
+            "--rounding".to_owned(),
+            name(serde_json::json!(cfg.rounding)),
+        ),
         ("--rates".to_owned(), digest(&cfg.rates)?),
         ("--ratedeck-map".to_owned(), digest(&cfg.ratedeck_map)?),
-        ("--rate-sort".to_owned(), name(serde_json::json!(cfg.rate_sort))),
+        (
+            "--rate-sort".to_owned(),
+            name(serde_json::json!(cfg.rate_sort)),
+        ),
     ]))
 }
 

@@ -176,7 +176,11 @@ fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs:
 
 fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
     let mut cols = vec![CALL_ID.to_owned()];
-    cols.extend(KEY.iter().filter(|k| **k != CALL_ID).map(|k| (*k).to_owned()));
+    cols.extend(
+        KEY.iter()
+            .filter(|k| **k != CALL_ID)
+            .map(|k| (*k).to_owned()),
+    );
     open(out, p)?
         .with_columns(Some(cols))
         .finish()

@@ -3,6 +3,7 @@
 mod fuzz_corpus;
 mod hostile;
 mod inputs;
+mod nightly;
 mod pipeline;
 mod properties;
 mod rating;

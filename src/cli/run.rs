@@ -237,14 +237,24 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let t = &m.totals;
     let mb = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>() as f64 / 1e6;
     let mut s = format!(
-        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs ({} interactions) written to {} partitions",
+        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs written",
         c.records_read,
         m.inputs.len(),
         m.elapsed_ms as f64 / 1000.0,
         c.legs_written,
-        m.interactions,
-        m.partitions.iter().filter(|p| p.table == "legs").count(),
     );
+    let rewritten = m.runs.last().map_or(0, |r| r.partitions_written);
+    if m.merge.legs_read_back > 0 {
+        s += &format!(
+            " into {rewritten} partitions merged with {} legs they held ({} legs, {} interactions now)",
+            m.merge.legs_kept, c.legs_in_written_partitions, m.interactions
+        );
+    } else {
+        s += &format!(
+            " ({} interactions) to {rewritten} partitions",
+            m.interactions
+        );
+    }
     if c.rejected > 0 {
         s += &format!(", {} rejected (see {rejects_path})", c.rejected);
     } else {

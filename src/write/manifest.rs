@@ -130,10 +130,11 @@ pub fn definition_change(
     dataset: &Definition,
     run: &Definition,
 ) -> Option<(String, Option<String>, Option<String>)> {
-    run.iter().find_map(|(flag, value)| match dataset.get(flag) {
-        Some(old) if old != value => Some((flag.clone(), old.clone(), value.clone())),
-        _ => None,
-    })
+    run.iter()
+        .find_map(|(flag, value)| match dataset.get(flag) {
+            Some(old) if old != value => Some((flag.clone(), old.clone(), value.clone())),
+            _ => None,
+        })
 }
 
 /// An input file that could not be read to its end.
