@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use polars::prelude::{DataFrame, DataType};
 use sha2::{Digest, Sha256};
 
-use crate::ingest::discover::{discover, InputFile, Skipped};
+use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
 use crate::merge;
@@ -123,7 +123,10 @@ impl Job {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let (files, skipped) = discover(&cfg.inputs)?;
+        let exclude = Exclude {
+            out: Some(cfg.out.clone()),
+        };
+        let (files, skipped) = discover(&cfg.inputs, &exclude)?;
         let decks = match &cfg.rates {
             None => None,
             Some(path) => {

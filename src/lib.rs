@@ -22,4 +22,5 @@ pub mod reports;
 pub mod schema;
 pub mod spill;
 pub mod time;
+pub mod words;
 pub mod write;

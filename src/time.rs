@@ -54,6 +54,14 @@ pub fn parse_date(s: &str) -> Option<i32> {
     Some(d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
 }
 
+/// Unix microseconds as ISO 8601 UTC, `2026-11-02T09:00:00.000000Z`.
+pub fn format_micros(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros).map_or_else(
+        || format!("invalid-time-{micros}"),
+        |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

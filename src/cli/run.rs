@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, --ratedeck-map, --rate-sort), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, --ratedeck-map, --rate-sort), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -67,14 +67,14 @@ pub struct RunArgs {
     /// 512K per bucket of the run (see --memory), at least 8M and at most 32M: a task's legs are
     /// split by bucket, and larger tasks keep the pieces from getting small when an input needs
     /// many buckets. Results never depend on it.
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", value_parser = super::parse_bytes)]
     pub chunk_size: Option<usize>,
 
     /// Largest record accepted, in bytes (K, M, G suffixes allowed): a line, or one top-level
     /// value or array element. A larger one is rejected (record_too_large) and skipped without
     /// being held in memory. Pretty-printed JSON and CSV files, which are read whole, may be at
     /// most 64 times this size; the rest of a larger one is rejected (file_too_large).
-    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = super::parse_bytes)]
     pub max_record_size: usize,
 
     /// Memory for legs held between stages (K, M, G suffixes allowed). An input larger than a
@@ -82,7 +82,7 @@ pub struct RunArgs {
     /// need, by call) that are spilled to DIR/.rerate-staging/spill and read back one at a
     /// time, so peak memory stays under twice this figure whatever the input's size. Results
     /// never depend on it.
-    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = super::parse_bytes)]
     pub memory: usize,
 
     /// A KAZOO rate deck CSV (the hotornot tasks format: prefix, rate_cost in dollars,
@@ -124,30 +124,6 @@ pub struct RunArgs {
     /// No progress bar and no summary on stderr (errors and partial inputs are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
-}
-
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let mult = match t[i..].to_ascii_uppercase().as_str() {
-                "K" | "KB" | "KIB" => 1 << 10,
-                "M" | "MB" | "MIB" => 1 << 20,
-                "G" | "GB" | "GIB" => 1 << 30,
-                other => return Err(format!("unknown size suffix {other:?}: use K, M or G")),
-            };
-            (&t[..i], mult)
-        }
-        None => (t, 1),
-    };
-    let n: usize = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size such as 8M or 65536"))?;
-    match n.checked_mul(mult) {
-        Some(0) | None => Err(format!("{s:?} must be a positive size")),
-        Some(v) => Ok(v),
-    }
 }
 
 /// Runs the job the flags describe and prints what it did; exit status 0 when it committed.
@@ -290,18 +266,4 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
         s += &format!(" Worst accounts: {}.", worst.join(", "));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_bytes("8M"), Ok(8 << 20));
-        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
-        assert_eq!(parse_bytes("100"), Ok(100));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("8X").is_err());
-    }
 }
