@@ -203,6 +203,9 @@ pub const COST_UNITS: &str = "cost_units";
 pub const RESELLER_COST_UNITS: &str = "reseller_cost_units";
 pub const SOURCE_FILE: &str = "source_file";
 pub const SOURCE_LINE: &str = "source_line";
+/// The decoded byte offset of the record's first byte in its file (after a UTF-8 BOM, counted
+/// too): with `source_file`, unique to each record, even when several JSON values share a line.
+pub const SOURCE_OFFSET: &str = "source_offset";
 
 pub const SOURCE_FORMAT: &str = "source_format";
 pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
@@ -299,7 +302,7 @@ pub fn leg_columns() -> Vec<&'static str> {
     cols.extend_from_slice(&[TIMESTAMP, CHANNEL_CREATED_TIME, "interaction_time"]);
     cols.extend(TOP_STR[10..].iter().copied());
     cols.extend_from_slice(JSON_COLS);
-    cols.extend_from_slice(&[SOURCE_FORMAT, SOURCE_FILE, SOURCE_LINE]);
+    cols.extend_from_slice(&[SOURCE_FORMAT, SOURCE_FILE, SOURCE_LINE, SOURCE_OFFSET]);
     cols
 }
 

@@ -159,6 +159,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let outcome = job.run()?;
     if !quiet {
+        for f in &outcome.manifest.inputs {
+            for s in &f.skipped_content {
+                eprintln!(
+                    "rerate: skipped content in {} line {}: {}",
+                    f.input.display, s.line, s.what
+                );
+            }
+        }
         if outcome.manifest.finished_interrupted_commit {
             eprintln!(
                 "rerate: finished moving into place the output of an earlier run of {} that was killed while doing it",

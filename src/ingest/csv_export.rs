@@ -155,7 +155,7 @@ pub fn parse(
             continue;
         }
         match row_to_leg(&rec, &headers, &targets, account, tz) {
-            Ok(leg) => builder.push(&leg, line, 0),
+            Ok(leg) => builder.push(&leg, line, rec.position().map_or(0, |p| p.byte())),
             Err(why) => rejects.push(reject(&src, line, why, &raw())),
         }
     }
@@ -169,6 +169,7 @@ pub fn parse(
         legs,
         rejects,
         records,
+        skipped: Vec::new(),
         layout: super::scan::Layout::Lines,
         lines: 1 + super::scan::count_lines(buf),
     })
