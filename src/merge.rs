@@ -23,7 +23,6 @@ use std::sync::Mutex;
 
 use polars::prelude::*;
 
-use crate::ingest::builder::RECORD_INDEX;
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
@@ -212,7 +211,6 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
                     .into_date()
                     .into_column(),
             },
-            RECORD_INDEX => Column::full_null(name.clone(), n, dtype),
             RATING_FLAGS => {
                 let f = df.column(RATING_FLAGS).map_err(why)?.str().map_err(why)?;
                 let mut b = StringChunkedBuilder::new(name.clone(), n);
