@@ -150,7 +150,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         .zip(csv.iter());
     for (((((a, r), f), inp), deck), format) in rows {
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
-        if format == Some("csv") {
+        if crate::schema::is_column_shaped(format) {
             // The export carries no increment or minimum: the deck's rate prices the leg.
             let Some(deck_rate) = deck.rate else {
                 billed.push(None);
