@@ -38,7 +38,7 @@ use crate::write::manifest::{
     Totals, RUNS_KEPT,
 };
 use crate::write::partition::dir_name;
-use crate::write::summary::{self, Headline};
+use crate::write::summary;
 use crate::write::{
     previous_outputs, write_empty_tables, write_files, write_partitioned, write_rejects, Format,
     Output, PartitionStats, Table, OUTPUTS,
@@ -74,6 +74,10 @@ pub struct RunConfig {
     pub strict: bool,
     /// No progress bars.
     pub quiet: bool,
+    /// summary.html's currency label.
+    pub currency: Option<String>,
+    /// `account_id,name` rows for summary.html.
+    pub account_names: Option<PathBuf>,
 }
 
 /// A checked configuration, ready to run.
@@ -84,6 +88,8 @@ pub struct Job {
     skipped: Vec<Skipped>,
     decks: Option<DeckSet>,
     reports: Vec<Report>,
+    /// summary.html's currency and account names.
+    labels: summary::Labels,
     /// The options that decide a leg's partition or cost, as the manifest records them.
     definition: Definition,
     started: Instant,
@@ -142,8 +148,16 @@ impl Job {
             reports.extend(reports::load_dir(dir)?);
         }
         let definition = definition(&cfg)?;
+        let labels = summary::Labels {
+            currency: cfg.currency.clone(),
+            account_names: match &cfg.account_names {
+                Some(path) => summary::read_account_names(path)?,
+                None => Default::default(),
+            },
+        };
         Ok(Job {
             definition,
+            labels,
             cfg,
             threads,
             files,
@@ -338,23 +352,8 @@ impl Job {
             );
         }
         let totals = Totals::of(&parts[..legs_parts]);
-        let headline = Headline {
-            records_read: counts.records_read,
-            legs: counts.legs_written,
-            interactions: interactions_count,
-            rejected: counts.rejected,
-            duplicates: counts.dedup.duplicates_dropped,
-            billed_seconds: totals.billed_seconds,
-            rated_cost_units: totals.rated_cost_units,
-            cost_units: totals.cost_units,
-            reseller_cost_units: totals.reseller_cost_units,
-            tz: cfg.tz.name().to_owned(),
-            rounding: format!("{:?}", cfg.rounding).to_lowercase(),
-        };
-        if let Some((_, daily)) = results.iter().find(|(r, _)| r.name == DAILY_REPORT) {
-            let html = summary::render(&headline, daily).context("rendering summary.html")?;
-            let path = out.join(SUMMARY_HTML);
-            std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+        let has_summary = results.iter().any(|(r, _)| r.name == DAILY_REPORT);
+        if has_summary {
             outputs.push(SUMMARY_HTML.to_owned());
         }
         outputs.extend([REJECTS_FILE.to_owned(), MANIFEST_FILE.to_owned()]);
@@ -422,6 +421,20 @@ impl Job {
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             stages_ms: clock.stages,
         };
+        // summary.html, from the manifest and the daily and reconciliation_daily reports.
+        let report = |name: &str| {
+            results
+                .iter()
+                .find(|(r, _)| r.name == name)
+                .map(|(_, df)| df)
+        };
+        if let Some(daily) = report(DAILY_REPORT).filter(|_| has_summary) {
+            let recon_daily = report(reports::RECONCILIATION_DAILY);
+            let html = summary::render(&manifest, daily, recon_daily, &self.labels)
+                .context("rendering summary.html")?;
+            let path = out.join(SUMMARY_HTML);
+            std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+        }
         manifest.write(out)?;
 
         // Commit.

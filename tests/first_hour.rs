@@ -229,3 +229,112 @@ fn issue_20_every_table_exists_when_empty_and_stops_being_empty_cleanly() -> Tes
         .all(|f| f.to_string_lossy().contains("account_id=")));
     Ok(())
 }
+
+#[test]
+fn issue_20_unpriced_legs_are_counted_never_priced_as_zero() -> TestResult {
+    // The fixtures without a deck: the crossbar CSV exports' 12 legs carry no rate (their
+    // money columns are null), the JSON legs are priced from their own rates.
+    let (_dir, out) = run_fixtures(&["--format", "both", "--currency", "USD"])?;
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["totals"]["unpriced_legs"], 12, "{}", m["totals"]);
+    let legs = legs(&out);
+    let unpriced = legs.values().filter(|l| l.cost.is_none()).count();
+    assert_eq!(unpriced, 12);
+    let priced: i64 = legs.values().filter_map(|l| l.cost).sum();
+    assert_eq!(m["totals"]["cost_units"], priced);
+    // daily counts them per account and day, beside the priced total.
+    let daily = read_dataset(&out.join("daily"));
+    let mut counted = 0i64;
+    for (_, _, df) in &daily {
+        counted += df
+            .column("unpriced_legs")?
+            .i64()?
+            .iter()
+            .flatten()
+            .sum::<i64>();
+    }
+    assert_eq!(counted, 12);
+    // CSV: an unpriced leg's money cells are empty, never 0.
+    let csv = walk_first_csv(&out.join("legs/account_id=6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d"))?;
+    let text = std::fs::read_to_string(&csv)?;
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header: Vec<&str> = lines.next().ok_or("header")?.split(',').collect();
+    let at = header
+        .iter()
+        .position(|c| *c == "cost")
+        .ok_or("cost column")?;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() == header.len() {
+            assert_eq!(cells[at], "", "{line}");
+        }
+    }
+    // summary.html: the unpriced count beside the priced total, and the currency named.
+    let html = std::fs::read_to_string(out.join("summary.html"))?;
+    assert!(
+        html.contains("Unpriced legs<b class=\"warn\">12</b>"),
+        "unpriced card"
+    );
+    assert!(html.contains("money in USD"));
+    assert!(html.contains(&format!(
+        "over {} priced legs",
+        m["counts"]["legs_written"].as_i64().unwrap_or(0) - 12
+    )));
+    // The terminal says it too.
+    let dir = tempfile::tempdir()?;
+    let o = rerate(&["run", "fixtures", "--out", s(&dir.path().join("o"))]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("12 legs unpriced"), "{err}");
+    assert!(!err.contains("reconciliation: 0 legs"), "{err}");
+    Ok(())
+}
+
+fn walk_first_csv(dir: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "csv") {
+                return Ok(p);
+            }
+        }
+    }
+    Err("no csv".into())
+}
+
+#[test]
+fn issue_20_every_flag_in_help_is_in_the_readme() -> TestResult {
+    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let mut missing = Vec::new();
+    for sub in ["run", "query", "reports", "gen"] {
+        let o = rerate(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help");
+        let help = String::from_utf8(o.stdout)?;
+        for line in help.lines().map(str::trim_start) {
+            if !line.starts_with('-') {
+                continue;
+            }
+            // "-o, --out <DIR>" or "--format <FORMAT>": the long name.
+            let Some(long) = line
+                .split([' ', ','])
+                .find(|w| w.starts_with("--") && w.len() > 2)
+            else {
+                continue;
+            };
+            let long = long.trim_end_matches(['=', '.']);
+            if long == "--help" || long == "--version" {
+                continue;
+            }
+            if !readme.contains(&format!("`{long}")) && !readme.contains(&format!(" {long} ")) {
+                missing.push(format!("rerate {sub} {long}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "flags in --help but not in README.md: {missing:?}"
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::job::{Job, RunConfig, EXIT_PARTIAL};
-use crate::rate::{units_to_decimal, RateSort, Rounding};
+use crate::rate::{RateSort, Rounding};
 use crate::time::ReportTz;
 use crate::write::commit::Mode;
 use crate::write::manifest::Manifest;
@@ -18,9 +18,11 @@ use crate::write::{Format, Output};
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
-    /// optionally .gz or .zst) or quoted glob patterns. Each file may hold NDJSON, one document,
-    /// an array, or crossbar API pages saved one after another; gzip and zstd are detected from
-    /// the content.
+    /// *.csv, optionally .gz or .zst) or quoted glob patterns. A JSON file may hold NDJSON, one
+    /// document, an array, or crossbar API pages saved one after another; a .csv is a crossbar
+    /// CSV export (a header naming call_id); gzip and zstd are detected from the content.
+    /// Walks never read hidden files and folders, the --out folder, or a folder holding a rerate
+    /// manifest.json (each is listed as skipped); no CDR file at all exits with status 4.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
 
@@ -45,7 +47,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Mode::Merge)]
     pub mode: Mode,
 
-    /// File format of the legs dataset.
+    /// File format of every table (legs, interactions, reconciliation and the reports):
+    /// `parquet`, `csv` (spreadsheet-ready: UTF-8 BOM, date-time cells, currency twins of the
+    /// *_units columns) or `both`.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
 
@@ -121,6 +125,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// The currency summary.html names its money in (e.g. USD, EUR). KAZOO's rate documents
+    /// carry no currency, so there is no default: without it the page says "currency units".
+    #[arg(long, value_name = "NAME")]
+    pub currency: Option<String>,
+
+    /// A CSV of `account_id,name` rows (a header row is allowed): summary.html shows each
+    /// account's name beside its id.
+    #[arg(long, value_name = "FILE")]
+    pub account_names: Option<PathBuf>,
+
     /// No progress bar and no summary on stderr (errors and partial inputs are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -150,11 +164,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         queries: args.queries,
         strict: args.strict,
         quiet,
+        currency: args.currency,
+        account_names: args.account_names,
     })?;
     print_deck_issues(&job);
     if !quiet {
+        // Each reason once, with up to three paths: a folder of notes is one line, not fifty.
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
         for s in job.skipped() {
-            eprintln!("rerate: skipping {}: {}", s.path, s.reason);
+            match by_reason.iter_mut().find(|(r, _)| *r == s.reason) {
+                Some((_, paths)) => paths.push(&s.path),
+                None => by_reason.push((&s.reason, vec![&s.path])),
+            }
+        }
+        for (reason, paths) in by_reason {
+            let more = match paths.len() {
+                0..=3 => String::new(),
+                n => format!(" and {} more (manifest.json lists them)", n - 3),
+            };
+            let shown: Vec<&str> = paths.iter().take(3).copied().collect();
+            eprintln!("rerate: skipping {}{more}: {reason}", shown.join(", "));
         }
     }
     let outcome = job.run()?;
@@ -216,62 +245,107 @@ fn print_deck_issues(job: &Job) {
     }
 }
 
+/// The terminal summary, a few lines as cargo and DuckDB print them: separators, plurals,
+/// minutes, money in currency with the unpriced legs counted beside it.
 fn summary(m: &Manifest, rejects_path: &str) -> String {
+    use crate::words::{bytes, count, minutes, money};
     let c = &m.counts;
     let t = &m.totals;
-    let mb = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>() as f64 / 1e6;
+    let input_bytes = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>();
     let mut s = format!(
-        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs written",
-        c.records_read,
-        m.inputs.len(),
+        "rerate: read {} from {} ({}) in {:.2} s",
+        count(c.records_read, "record", "records"),
+        count(m.inputs.len() as u64, "file", "files"),
+        bytes(input_bytes),
         m.elapsed_ms as f64 / 1000.0,
-        c.legs_written,
     );
     let rewritten = m.runs.last().map_or(0, |r| r.partitions_written);
+    s += &format!(
+        "\n  {} written ({}) to {}",
+        count(c.legs_written, "leg", "legs"),
+        count(m.interactions, "interaction", "interactions"),
+        count(rewritten, "partition", "partitions"),
+    );
     if m.merge.legs_read_back > 0 {
         s += &format!(
-            " into {rewritten} partitions merged with {} legs they held ({} legs, {} interactions now)",
-            m.merge.legs_kept, c.legs_in_written_partitions, m.interactions
-        );
-    } else {
-        s += &format!(
-            " ({} interactions) to {rewritten} partitions",
-            m.interactions
+            ", merged with {} they held ({} there now)",
+            count(m.merge.legs_kept, "leg", "legs"),
+            count(c.legs_in_written_partitions, "leg", "legs"),
         );
     }
     if c.rejected > 0 {
-        s += &format!(", {} rejected (see {rejects_path})", c.rejected);
+        s += &format!(
+            "; {} (see {rejects_path})",
+            count(c.rejected, "record rejected", "records rejected")
+        );
     } else {
-        s += ", none rejected";
+        s += "; none rejected";
+    }
+    if c.dedup.duplicates_dropped > 0 {
+        s += &format!(
+            "; {} dropped ({})",
+            count(c.dedup.duplicates_dropped, "duplicate", "duplicates"),
+            count(c.conflicts, "conflicting call_id", "conflicting call_ids"),
+        );
     }
     s += &format!(
-        ", {} duplicates dropped ({} conflicting call_ids). Billed {} s; rated {} units, customer cost {} ({} units), reseller cost {} ({} units).",
-        c.dedup.duplicates_dropped,
-        c.conflicts,
-        t.billed_seconds,
-        t.rated_cost_units,
-        units_to_decimal(t.cost_units),
-        t.cost_units,
-        units_to_decimal(t.reseller_cost_units),
-        t.reseller_cost_units,
+        "\n  minutes: {} of use, {} billed (after increments and minimums)",
+        minutes(t.billing_seconds),
+        minutes(t.billed_seconds),
+    );
+    let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
+    let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    s += &format!(
+        "\n  customer cost {} over {}",
+        money(t.cost_units),
+        count(priced, "priced leg", "priced legs"),
+    );
+    if t.unpriced_legs > 0 {
+        s += &format!(
+            "; {} ({}; their cost is empty, not 0, and daily counts them in unpriced_legs)",
+            count(t.unpriced_legs, "leg unpriced", "legs unpriced"),
+            if deck {
+                "no deck rate"
+            } else {
+                "no rate in the CDR; --rates prices them"
+            },
+        );
+    }
+    s += &format!(
+        "; rated {}, reseller {}",
+        money(t.rated_cost_units),
+        money(t.reseller_cost_units)
     );
     let r = &m.reconciliation;
-    let classes: Vec<String> = r.by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    s += &format!(
-        "\nReconciliation: {} legs reported{}; total delta {} units ({}, derived minus recorded){}.",
-        r.rows,
-        if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) },
-        r.total_delta_units,
-        units_to_decimal(r.total_delta_units),
-        if r.not_derived > 0 { format!("; {} CSV legs not derived (no deck rate)", r.not_derived) } else { String::new() },
-    );
-    if !r.worst_accounts.is_empty() {
-        let worst: Vec<String> = r
-            .worst_accounts
-            .iter()
-            .map(|(a, n, d)| format!("{a} ({n} legs, {d} units)"))
-            .collect();
-        s += &format!(" Worst accounts: {}.", worst.join(", "));
+    // Without a deck, legs not derived are the unpriced ones, counted above.
+    if r.rows > 0 || (deck && r.not_derived > 0) {
+        let classes: Vec<String> = r.by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        s += &format!(
+            "\n  reconciliation: {}{}; delta {} (derived minus recorded)",
+            count(r.rows, "leg reported", "legs reported"),
+            if classes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", classes.join(", "))
+            },
+            money(r.total_delta_units),
+        );
+        if r.not_derived > 0 {
+            s += &format!(
+                "; {} not derived (no deck rate)",
+                count(r.not_derived, "CSV leg", "CSV legs")
+            );
+        }
+        if !r.worst_accounts.is_empty() {
+            let worst: Vec<String> = r
+                .worst_accounts
+                .iter()
+                .map(|(a, n, d)| format!("{a} ({}, {})", count(*n, "leg", "legs"), money(*d)))
+                .collect();
+            s += &format!("; worst accounts: {}", worst.join(", "));
+        }
+    } else if deck {
+        s += "\n  reconciliation: every leg agrees with the rate deck";
     }
     s
 }

@@ -182,6 +182,8 @@ pub struct Totals {
     pub rated_cost_units: i64,
     pub cost_units: i64,
     pub reseller_cost_units: i64,
+    /// Legs with no price (null `cost_units`), which `cost_units` does not include.
+    pub unpriced_legs: u64,
 }
 
 impl Totals {
@@ -192,6 +194,7 @@ impl Totals {
             rated_cost_units: t.rated_cost_units + p.rated_cost_units,
             cost_units: t.cost_units + p.cost_units,
             reseller_cost_units: t.reseller_cost_units + p.reseller_cost_units,
+            unpriced_legs: t.unpriced_legs + p.unpriced_legs,
         })
     }
 }

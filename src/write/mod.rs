@@ -98,6 +98,10 @@ pub struct PartitionStats {
     pub rated_cost_units: i64,
     pub cost_units: i64,
     pub reseller_cost_units: i64,
+    /// Legs with no price (a null `cost_units`: a CSV leg with no deck rate); 0 for the other
+    /// tables.
+    #[serde(default)]
+    pub unpriced_legs: u64,
 }
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
@@ -297,6 +301,11 @@ fn write_partition(
         rated_cost_units: sum_i64(&part, RATED_COST_UNITS),
         cost_units: sum_i64(&part, COST_UNITS),
         reseller_cost_units: sum_i64(&part, RESELLER_COST_UNITS),
+        unpriced_legs: if table.name == LEGS_TABLE {
+            part.column(COST_UNITS).map_or(0, |c| c.null_count() as u64)
+        } else {
+            0
+        },
     };
     write_files(&mut file_df, &dir, "part-0", output)?;
     Ok(stats)
