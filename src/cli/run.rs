@@ -14,7 +14,7 @@ use crate::ingest::{ingest, IngestOptions};
 use crate::interactions;
 use crate::pipeline;
 use crate::progress::Progress;
-use crate::rate::{DeckSet, RateSort, Rounding};
+use crate::rate::{DeckSet, E164Converters, Filter, Hotornot, RateSort, Rounding};
 use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{leg_columns, ACCOUNT_ID, CALL_ID, DATE, INTERACTION_ID, START_TIME};
@@ -109,10 +109,47 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", requires = "rates")]
     pub ratedeck_map: Option<PathBuf>,
 
-    /// Among rates of the same prefix length: `weight` (lower first, default 100) or `cost`
-    /// (higher rate_cost first).
+    /// Among rates of the same prefix length: `weight` (lower first; KAZOO's hotornot
+    /// `sort_by_weight: true`, the default) or `cost` (higher rate_cost first; `sort_by_weight:
+    /// false`). Equal ones: the last in KAZOO's document-id order wins, as in hon_util.
     #[arg(long, value_enum, default_value_t = RateSort::Weight)]
     pub rate_sort: RateSort,
+
+    /// KAZOO's E.164 converters, from a JSON file: the `system_config/number_manager`
+    /// document (its `default.e164_converters`), an object holding `e164_converters`, or the
+    /// converters object itself. They replace the built-in defaults (KAZOO's: NANP to +1,
+    /// 011/00 to +, any other number of 8 digits or more starting 2-9 to +).
+    #[arg(long, value_name = "FILE", requires = "rates")]
+    pub e164_converters: Option<PathBuf>,
+
+    /// hotornot's `filter_list`, comma-separated, applied in order [default:
+    /// direction,route_options,routes]. Also: caller_id_numbers, ratedeck_id, reseller,
+    /// version.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "FILTERS",
+        requires = "rates"
+    )]
+    pub hotornot_filter_list: Option<Vec<Filter>>,
+
+    /// hotornot's `default_rate_minimum`: seconds for a deck rate without rate_minimum.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub default_rate_minimum: i64,
+
+    /// hotornot's `default_rate_increment`: seconds for a deck rate without rate_increment.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub default_rate_increment: i64,
+
+    /// hotornot's `default_rate_nocharge_time`: seconds for a deck rate without one.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub default_rate_nocharge_time: i64,
+
+    /// hotornot's `rate_version`, compared by the `version` filter (rates without a
+    /// rate_version match when it is not given).
+    #[arg(long, value_name = "VERSION")]
+    pub rate_version: Option<String>,
 
     /// A folder of your own `.sql` reports, run like the built-in ones against the `legs` and
     /// `interactions` tables; each is written as a report named after its file (partitioned
@@ -188,9 +225,26 @@ impl RunConfig {
         let decks = match &args.rates {
             None => None,
             Some(path) => {
-                let mut d = DeckSet::load(path, args.rate_sort)?;
+                let config = Hotornot {
+                    sort: args.rate_sort,
+                    filters: args
+                        .hotornot_filter_list
+                        .clone()
+                        .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
+                    default_minimum: args.default_rate_minimum,
+                    default_increment: args.default_rate_increment,
+                    default_nocharge: args.default_rate_nocharge_time,
+                    rate_version: args.rate_version.clone(),
+                };
+                let mut d = DeckSet::load(path, config)?;
                 if let Some(map) = &args.ratedeck_map {
                     d.load_account_map(map)?;
+                }
+                if let Some(conv) = &args.e164_converters {
+                    d.set_converters(
+                        E164Converters::load(conv)
+                            .map_err(|e| anyhow::anyhow!("--e164-converters {e}"))?,
+                    );
                 }
                 for i in d.issues.iter().take(20) {
                     eprintln!(
@@ -230,6 +284,12 @@ impl RunConfig {
             "rates": args.rates.as_ref().map(|q| q.display().to_string()),
             "ratedeck_map": args.ratedeck_map.as_ref().map(|q| q.display().to_string()),
             "rate_sort": args.rate_sort,
+            "hotornot": decks.as_ref().map(|d| d.config()),
+            "e164_converters": decks.as_ref().map(|d| serde_json::json!({
+                "source": d.converters().source,
+                "identity": d.converters().identity(),
+            })),
+            "rate_deck_identity": decks.as_ref().map(|d| d.identity()),
         });
         Ok(RunConfig {
             files,
@@ -332,7 +392,7 @@ fn execute(cfg: &RunConfig, t0: Instant) -> anyhow::Result<ExitCode> {
     let recon_table = Table {
         name: "reconciliation",
         columns: reconcile::columns(),
-        order: vec![START_TIME, CALL_ID],
+        order: vec![START_TIME, CALL_ID, reconcile::PARTY],
     };
     let grouped = pipeline::group(
         parsed,
@@ -651,18 +711,20 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let r = &m.reconciliation;
     let classes: Vec<String> = r.by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
     s += &format!(
-        "\nReconciliation: {} legs reported{}; total delta {} units ({}, derived minus recorded){}.",
+        "\nReconciliation: {} rows reported{}; total delta {} units ({}, derived minus recorded), reseller {} units ({}){}.",
         r.rows,
         if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) },
         r.total_delta_units,
         units_to_decimal(r.total_delta_units),
-        if r.not_derived > 0 { format!("; {} CSV legs not derived (no deck rate)", r.not_derived) } else { String::new() },
+        r.total_reseller_delta_units,
+        units_to_decimal(r.total_reseller_delta_units),
+        if r.not_derived > 0 { format!("; {} legs without rating inputs not derived (no deck rate)", r.not_derived) } else { String::new() },
     );
     if !r.worst_accounts.is_empty() {
         let worst: Vec<String> = r
             .worst_accounts
             .iter()
-            .map(|(a, n, d)| format!("{a} ({n} legs, {d} units)"))
+            .map(|(a, n, d)| format!("{a} ({n} rows, {d} units)"))
             .collect();
         s += &format!(" Worst accounts: {}.", worst.join(", "));
     }

@@ -7,12 +7,14 @@
 //! legs, which carry no increment or minimum, from the rate deck ([`apply_deck`] first).
 
 pub mod deck;
+pub mod e164;
 pub mod kazoo;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
-pub use deck::{DeckSet, RateSort};
+pub use deck::{DeckSet, Filter, Hotornot, Lookup, RateSort};
+pub use e164::E164Converters;
 pub use kazoo::{rate, Charge, Inputs, Rounding};
 
 use crate::schema::{
@@ -147,7 +149,9 @@ type DeckPick = (Option<String>, [i64; 5], i64);
 /// `deck_rate_increment`, `deck_rate_minimum`, `deck_surcharge` (units), `deck_nocharge_time`
 /// and `deck_cost_units` (KAZOO's formula with the deck's parameters and the leg's seconds,
 /// offset and discount). All null without a deck or when no rate matches the callee number
-/// (`callee_id_number`, else the user part of `request`).
+/// (`callee_id_number`, else the user part of `request`: KAZOO's To-DID), looked up as
+/// [`DeckSet::find`] does with the leg's `call_direction`, `caller_id_number` (From-DID) and
+/// `reseller_id`.
 pub fn apply_deck(
     df: &mut DataFrame,
     decks: Option<&DeckSet>,
@@ -171,6 +175,8 @@ pub fn apply_deck(
     let callee = strs("callee_id_number")?;
     let request = strs("request")?;
     let direction = strs("call_direction")?;
+    let caller = strs("caller_id_number")?;
+    let reseller = strs("reseller_id")?;
     let ints =
         |c: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(df.column(c)?.i64()?.iter().collect()) };
     let (secs, offset, discount) = (
@@ -181,8 +187,16 @@ pub fn apply_deck(
     let picks: Vec<Option<DeckPick>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let number = callee[i].or(request[i])?;
-            let r = decks.find(accounts[i], number, direction[i])?;
+            let number = callee[i]
+                .filter(|n| !n.is_empty())
+                .or_else(|| request[i].map(request_user))?;
+            let r = decks.find(&Lookup {
+                account: accounts[i],
+                number,
+                direction: direction[i],
+                caller_id_number: caller[i],
+                reseller_id: reseller[i],
+            })?;
             let c = rate(
                 &Inputs {
                     billing_seconds: secs[i],
@@ -215,4 +229,14 @@ pub fn apply_deck(
     let v = picks.iter().map(|p| p.as_ref().map(|p| p.2));
     df.with_column(Int64Chunked::from_iter_options(DECK_COST_UNITS.into(), v).into_column())?;
     Ok(())
+}
+
+/// The user part of a SIP request URI (`sip:+15551234567@realm` -> `+15551234567`).
+fn request_user(request: &str) -> &str {
+    let r = request.trim();
+    let r = r
+        .strip_prefix("sips:")
+        .or_else(|| r.strip_prefix("sip:"))
+        .unwrap_or(r);
+    r.split('@').next().unwrap_or(r)
 }
