@@ -10,16 +10,10 @@
 use polars::prelude::*;
 
 use crate::schema::{
-    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, COST_UNITS, DATE, END_TIME,
-    INTERACTION_ID, RATED_COST_UNITS, RESELLER_COST_UNITS, START_TIME,
+    ACCOUNTS, ACCOUNT_ID, ANSWERED, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, COST_UNITS, DATE,
+    DURATION_SECONDS, END_TIME, INTERACTION_ID, LEGS, LEG_CALL_IDS, RATED_COST_UNITS,
+    RESELLER_COST_UNITS, START_TIME, TALK_SECONDS,
 };
-
-pub const LEGS: &str = "legs";
-pub const LEG_CALL_IDS: &str = "leg_call_ids";
-pub const ANSWERED: &str = "answered";
-pub const TALK_SECONDS: &str = "talk_seconds";
-pub const ACCOUNTS: &str = "accounts";
-pub const DURATION_SECONDS: &str = "duration_seconds";
 
 /// Fields taken from the earliest leg, in output order after the key.
 const EARLIEST: &[&str] = &[

@@ -3,7 +3,8 @@
 //! The pipeline, one module per stage:
 //! [`ingest`] (discover, decompress, scan, parse into columns) -> [`dedup`] -> [`rate`]
 //! (KAZOO's formula) -> [`write`] (partitioned Parquet/CSV, rejects, manifest).
-//! [`schema`] is the one home of column names; [`cli`] holds one file per subcommand.
+//! [`job`] runs them in order for one configured run; [`schema`] is the one home of column
+//! and table names; [`cli`] holds one file per subcommand.
 
 pub mod alloc;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod dedup;
 pub mod gen;
 pub mod ingest;
 pub mod interactions;
+pub mod job;
 pub mod pipeline;
 pub mod progress;
 pub mod rate;
@@ -19,4 +21,5 @@ pub mod reports;
 pub mod schema;
 pub mod spill;
 pub mod time;
+pub mod words;
 pub mod write;

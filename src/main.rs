@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                 let _ = write!(stderr, ": {cause}");
             }
             let _ = writeln!(stderr);
-            ExitCode::from(2)
+            ExitCode::from(rerate::cli::exit_status(&err))
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::interactions;
 use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
-use crate::schema::CALL_ID;
+use crate::schema::{CALL_ID, INTERACTIONS_TABLE, LEGS_TABLE, RECONCILIATION_TABLE};
 use crate::spill::{by_first_key, hash_str, partition_ids, Buckets, Partitions, SpillFormat};
 use crate::write::{
     fill_unassigned, scan_partitioned, write_partitioned, Output, PartitionStats, Table,
@@ -261,10 +261,16 @@ pub fn group(
         // Filled after the legs' buckets are done with. At an eighth, 1M legs' interactions
         // (146 MB) spilled just over it, which took 1.5-1.8 s; at half, 5M legs' peak rose from
         // 1.2 to 1.8 GB. A quarter holds 1M's and keeps 5M's end of the run under 1.1 GB.
-        calls: Buckets::new(spill, "interactions", n, budget / 4, SpillFormat::File),
-        recon: Buckets::new(spill, "reconciliation", n, budget / 8, SpillFormat::File),
+        calls: Buckets::new(spill, INTERACTIONS_TABLE, n, budget / 4, SpillFormat::File),
+        recon: Buckets::new(
+            spill,
+            RECONCILIATION_TABLE,
+            n,
+            budget / 8,
+            SpillFormat::File,
+        ),
         legs_copy: (!out.output.format.parquet())
-            .then(|| Buckets::new(spill, "legs", 1, budget / 4, SpillFormat::File)),
+            .then(|| Buckets::new(spill, LEGS_TABLE, 1, budget / 4, SpillFormat::File)),
     };
     let mut legs_written = Vec::new();
     let mut dedup_stats = DedupStats::default();

@@ -23,18 +23,15 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::rate::{rate, Inputs, Rounding, INPUT_COLS, PER_MINUTE};
+use crate::rate::{rate, InputColumns, Rounding, PER_MINUTE};
+pub use crate::schema::PARTY;
 use crate::schema::{
-    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, DATE, DECK_COST_UNITS,
-    DECK_RATE, DECK_RATE_NAME, DERIVED_COST_UNITS, DERIVED_RESELLER_COST_UNITS, RATE, RATE_NAME,
-    RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE,
-    SOURCE_FORMAT, SOURCE_LINE, START_TIME,
+    ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
+    DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
+    DERIVED_RESELLER_COST_UNITS, LEG_RATE, RATE, RATE_NAME, RECORDED_COST_UNITS,
+    RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
+    START_TIME,
 };
-
-pub const CLASS: &str = "class";
-pub const PARTY: &str = "party";
-pub const DELTA_UNITS: &str = "delta_units";
-pub const LEG_RATE: &str = "leg_rate";
 
 /// The customer's classes, in the order they are tried.
 pub const CLASSES: [&str; 5] = [
@@ -130,6 +127,9 @@ impl Summary {
     }
 }
 
+/// One reported row: (leg row, reseller's money?, class, recorded, derived).
+type Reported = (u32, bool, &'static str, i64, i64);
+
 /// The class (index into [`CLASSES`]) of one party's money that is reported, or None when it
 /// reconciles.
 pub fn classify_index(
@@ -185,11 +185,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let s = |c: &str| -> PolarsResult<StringChunked> { Ok(legs.column(c)?.str()?.clone()) };
     let i = |c: &str| -> PolarsResult<Int64Chunked> { Ok(legs.column(c)?.i64()?.clone()) };
     let (fmt, acct_b, resl_b) = (s(SOURCE_FORMAT)?, s(ACCOUNT_BILLING)?, s(RESELLER_BILLING)?);
-    let ins: Vec<Int64Chunked> = INPUT_COLS
-        .iter()
-        .map(|c| i(c))
-        .collect::<PolarsResult<_>>()?;
-    let r = &ins[3];
+    let columns = InputColumns::of(legs)?;
     let (rec_c, rec_r) = (i(RECORDED_COST_UNITS)?, i(RECORDED_RESELLER_COST_UNITS)?);
     let (deck_rate, deck_cost) = (i(DECK_RATE)?, i(DECK_COST_UNITS)?);
 
@@ -197,12 +193,10 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let mut recorded_r = Vec::with_capacity(n);
     let mut derived = Vec::with_capacity(n);
     let mut derived_r = Vec::with_capacity(n);
-    // (leg row, reseller?, class, recorded, derived)
-    let mut rows: Vec<(u32, bool, &'static str, i64, i64)> = Vec::new();
+    let mut rows: Vec<Reported> = Vec::new();
     let mut summary = Summary::default();
-    for k in 0..n {
+    for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
-        let inputs = Inputs::from_array(std::array::from_fn(|c| ins[c].get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
         let no_inputs = lacks_rating_inputs(fmt.get(k));
         let (rc, rr) = if no_inputs {
@@ -230,7 +224,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             summary.not_derived += 1;
             continue;
         };
-        let (leg_rate, deck) = (r.get(k), deck_rate.get(k));
+        let (leg_rate, deck) = (inputs.rate, deck_rate.get(k));
         if let Some(rc) = rc {
             summary.total_delta_units += dv - rc;
             if let Some(c) = classify_index(a_pm, leg_rate, deck, rc, dv) {
@@ -282,7 +276,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         ])?
         .take(&idx)?;
     out.rename(RATE, LEG_RATE.into())?;
-    let col = |name: &str, f: &dyn Fn(&(u32, bool, &'static str, i64, i64)) -> i64| {
+    let col = |name: &str, f: &dyn Fn(&Reported) -> i64| {
         Int64Chunked::from_iter_values(name.into(), rows.iter().map(f)).into_column()
     };
     out.with_column(col(RECORDED_COST_UNITS, &|r| r.3))?;

@@ -240,6 +240,30 @@ pub const RATED_COLS: &[&str] = &[
     RESELLER_COST_UNITS,
 ];
 
+/// Interactions' own columns (see [`crate::interactions`]).
+pub const LEGS: &str = "legs";
+pub const LEG_CALL_IDS: &str = "leg_call_ids";
+pub const ANSWERED: &str = "answered";
+pub const TALK_SECONDS: &str = "talk_seconds";
+pub const ACCOUNTS: &str = "accounts";
+
+/// Reconciliation's own columns (see [`crate::reconcile`]).
+pub const CLASS: &str = "class";
+/// Whose money a reconciliation row is about: `customer` or `reseller`.
+pub const PARTY: &str = "party";
+pub const DELTA_UNITS: &str = "delta_units";
+pub const LEG_RATE: &str = "leg_rate";
+
+/// The tables (folders) and whole-run files of an output folder.
+pub const LEGS_TABLE: &str = "legs";
+pub const INTERACTIONS_TABLE: &str = "interactions";
+pub const RECONCILIATION_TABLE: &str = "reconciliation";
+/// The built-in report summary.html is drawn from.
+pub const DAILY_REPORT: &str = "daily";
+pub const SUMMARY_HTML: &str = "summary.html";
+pub const REJECTS_FILE: &str = "rejects.ndjson";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
 /// The partition value for legs that carry no account_id.
 pub const UNASSIGNED_ACCOUNT: &str = "_unassigned";
 

@@ -47,6 +47,14 @@ pub fn format_date(days: i32) -> String {
         .unwrap_or_else(|| format!("invalid-day-{days}"))
 }
 
+/// Unix microseconds as ISO 8601 UTC, `2026-11-02T09:00:00.000000Z`.
+pub fn format_micros(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros).map_or_else(
+        || format!("invalid-time-{micros}"),
+        |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,7 +60,7 @@ def check_queries(con, out: Path) -> None:
         con.execute(f"create view reconciliation as select * from {dataset(out, 'reconciliation')}")
     else:
         # A run where every leg reconciles writes no reconciliation partition.
-        con.execute("create table reconciliation (account_id varchar, date date, class varchar)")
+        con.execute("create table reconciliation (account_id varchar, date date, party varchar, class varchar)")
     for sql_file in sorted(QUERIES.glob("*.sql")):
         name = sql_file.stem
         mine = con.execute(sql_file.read_text())

@@ -738,21 +738,34 @@ fn legs_files_keep_the_schema_and_leave_partition_columns_to_the_path() -> TestR
     assert_eq!(extra["pvt_type"], "cdr");
     assert_eq!(extra["handling_server_name"], "kazoo.local");
 
-    // The CSV twin: a header, the same rows, ISO timestamps.
+    // The CSV twin: a UTF-8 BOM (for Excel), a header, the same rows, timestamps a spreadsheet
+    // reads as date-times, and each money column's currency twin beside its units.
     let csv = std::fs::read_to_string(part.join("part-0.csv"))?;
+    let csv = csv.strip_prefix('\u{feff}').ok_or("a UTF-8 BOM first")?;
     let mut lines = csv.lines();
     let header = lines.next().ok_or("csv header")?;
     assert!(header.starts_with("call_id,interaction_id,start_time,end_time,"));
+    assert!(header.contains(",cost_units,cost,reseller_cost_units,reseller_cost,"));
     let body = &csv[header.len() + 1..];
-    assert!(body.contains("2019-05-06T23:09:58.071108Z"), "{body}");
+    assert!(body.contains(",2019-05-06 23:09:58.071108,"), "{body}");
     let rdr = CsvReadOptions::default()
         .with_has_header(true)
         .try_into_reader_with_file_path(Some(part.join("part-0.csv")))?
         .finish()?;
     assert_eq!(rdr.height(), 1);
+    let twins = df
+        .get_column_names()
+        .iter()
+        .filter(|c| c.ends_with("_units"))
+        .count();
+    assert_eq!(
+        rdr.get_column_names()[0].as_str(),
+        "call_id",
+        "the BOM is not in the name"
+    );
     assert_eq!(
         rdr.width(),
-        df.width(),
+        df.width() + twins,
         "multi-line SDP cells are quoted, not split"
     );
     Ok(())

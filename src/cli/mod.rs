@@ -39,3 +39,50 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Reports => query::list(),
     }
 }
+
+/// The exit status of a failed command: 4 when no CDR input was found at all (so a nightly job
+/// can tell an empty export folder from a broken run), else 2 (nothing was committed).
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    let no_input = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<crate::ingest::IngestError>(),
+            Some(crate::ingest::IngestError::NoCdrInput { .. })
+        )
+    });
+    if no_input {
+        4
+    } else {
+        2
+    }
+}
+
+/// A size on the command line: `65536`, `64K`, `8M`, `1.5G` (also `KB`/`KiB` ...; powers of
+/// 1,024 either way, as memory is counted). Zero is refused. The `parse-size` crate does the
+/// parsing (suffixes, decimals, overflow).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let n = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| format!("{s:?} is not a size such as 8M or 65536 ({e})"))?;
+    match usize::try_from(n) {
+        Ok(0) => Err(format!("{s:?} must be a positive size")),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("{s:?} is larger than this machine can address")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_bytes("8M"), Ok(8 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("8X").is_err());
+    }
+}

@@ -1,6 +1,7 @@
 //! `rerate query` runs ad hoc SQL over a finished run's dataset; `rerate reports` lists the
 //! built-in reports.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,17 +26,47 @@ pub struct QueryArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
-    /// Write the result to FILE instead of printing it: `.csv` or `.parquet`.
+    /// Write the result to FILE instead of standard output. Its format is --format, else the
+    /// file's extension (.csv, .json, .ndjson, .parquet).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// With a .csv --output: write text cells as they are (see `rerate run --help`).
+    /// Result format: `table` (readable, at most --max-rows rows; the default on standard
+    /// output), `csv` (every row; a spreadsheet-ready file with --output: see the README's
+    /// "CSV for spreadsheets"), `json` (every row, one JSON object a line) or `parquet`
+    /// (every row; not to a terminal).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<QueryFormat>,
+
+    /// With CSV output: write text cells as they are (see `rerate run --help`).
     #[arg(long)]
     pub csv_raw: bool,
 
-    /// At most this many rows are printed in the terminal table (use --output for all).
+    /// At most this many rows are printed by `--format table` (the other formats print all).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_rows: usize,
+}
+
+/// How `rerate query` writes its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+impl QueryFormat {
+    /// The format a file name asks for.
+    fn of_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(QueryFormat::Csv),
+            "json" | "ndjson" | "jsonl" => Some(QueryFormat::Json),
+            "parquet" => Some(QueryFormat::Parquet),
+            "txt" => Some(QueryFormat::Table),
+            _ => None,
+        }
+    }
 }
 
 /// The tables a run's output folder offers, by name.
@@ -69,7 +100,9 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
         } else {
             continue;
         };
-        let lf = lf.map_err(|e| anyhow::anyhow!("opening {}: {e}", p.display()))?;
+        let lf = lf
+            .and_then(partition_columns_first)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", p.display()))?;
         tables.push((name, lf));
     }
     if tables.is_empty() {
@@ -81,7 +114,32 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
     Ok(tables)
 }
 
+/// `account_id` and `date`, which Hive-partitioned scans append last, as the first columns:
+/// `SELECT * FROM legs` then reads like a spreadsheet of the period.
+fn partition_columns_first(mut lf: LazyFrame) -> PolarsResult<LazyFrame> {
+    let schema = lf.collect_schema()?;
+    let first = [crate::schema::ACCOUNT_ID, crate::schema::DATE];
+    if !first.iter().all(|c| schema.contains(c)) {
+        return Ok(lf);
+    }
+    let rest = schema
+        .iter_names()
+        .filter(|n| !first.contains(&n.as_str()))
+        .map(|n| col(n.clone()));
+    let order: Vec<Expr> = first.iter().map(|c| col(*c)).chain(rest).collect();
+    Ok(lf.select(order))
+}
+
+/// polars' own deprecation notices (its SQL casts a `DATE '2026-11-01'` literal through a
+/// string cast it has deprecated) are about polars, not about the user's query: not shown.
+fn warn(message: &str, kind: polars::error::PolarsWarning) {
+    if !matches!(kind, polars::error::PolarsWarning::Deprecation) {
+        eprintln!("rerate query: polars warns: {message}");
+    }
+}
+
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    polars::error::set_warning_function(warn);
     let tables = dataset_tables(&args.data)?;
     let refs: Vec<(&str, LazyFrame)> = tables
         .iter()
@@ -93,40 +151,89 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .execute(&args.sql)
         .and_then(|lf| lf.collect())
         .map_err(|e| anyhow::anyhow!("running the query (tables: {}): {e}", names.join(", ")))?;
+    let format = match (args.format, &args.output) {
+        (Some(f), _) => f,
+        (None, None) => QueryFormat::Table,
+        (None, Some(path)) => QueryFormat::of_path(path).with_context(|| {
+            format!(
+                "--output {}: name a .csv, .json, .ndjson or .parquet file, or give --format",
+                path.display()
+            )
+        })?,
+    };
     match &args.output {
         Some(path) => {
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("csv") => write_csv(&mut df, path, args.csv_raw)?,
-                Some("parquet") => write_parquet(&mut df, path)?,
-                _ => bail!(
-                    "--output {}: use a .csv or .parquet file name",
-                    path.display()
-                ),
+            match format {
+                QueryFormat::Csv => write_csv(&mut df, path, args.csv_raw)?,
+                QueryFormat::Parquet => write_parquet(&mut df, path)?,
+                QueryFormat::Json | QueryFormat::Table => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    print_to(&mut w, &mut df, format, &args)
+                        .and_then(|()| Ok(w.flush()?))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
             }
+            let rows = df.height();
             eprintln!(
-                "rerate query: {} rows written to {}",
-                df.height(),
+                "rerate query: {} {} written to {}",
+                crate::words::thousands(rows as i64),
+                crate::words::plural(rows as u64, "row", "rows"),
                 path.display()
             );
         }
         None => {
-            std::env::set_var("POLARS_FMT_MAX_ROWS", args.max_rows.to_string());
-            std::env::set_var("POLARS_FMT_MAX_COLS", "64");
-            std::env::set_var("POLARS_FMT_STR_LEN", "48");
-            if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                // Piped or captured: no terminal width to fit, so do not squeeze the columns.
-                std::env::set_var("POLARS_TABLE_WIDTH", "65535");
+            if format == QueryFormat::Parquet && std::io::stdout().is_terminal() {
+                bail!("--format parquet writes binary: redirect standard output or use --output FILE.parquet");
             }
-            println!("{df}");
+            // Errors (a closed pipe above all, as in `rerate query ... | head`) come back as
+            // values, never as a panic: main ends quietly on a broken pipe.
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            print_to(&mut w, &mut df, format, &args)?;
+            w.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the result in `format` to `w`.
+fn print_to(
+    w: &mut dyn Write,
+    df: &mut DataFrame,
+    format: QueryFormat,
+    args: &QueryArgs,
+) -> anyhow::Result<()> {
+    match format {
+        QueryFormat::Table => {
+            std::env::set_var("POLARS_FMT_MAX_ROWS", args.max_rows.to_string());
+            std::env::set_var("POLARS_FMT_MAX_COLS", "64");
+            std::env::set_var("POLARS_FMT_STR_LEN", "48");
+            if !std::io::stdout().is_terminal() || args.output.is_some() {
+                // Piped or captured: no terminal width to fit, so do not squeeze the columns.
+                std::env::set_var("POLARS_TABLE_WIDTH", "65535");
+            }
+            writeln!(w, "{df}")?;
+        }
+        QueryFormat::Csv => crate::write::csv_to(df, w, args.csv_raw, false)?,
+        QueryFormat::Json => crate::write::json_lines(df, w)?,
+        QueryFormat::Parquet => {
+            // Encoded whole first: the encoder reports a closed pipe as a thrift error, and the
+            // plain write below keeps it an I/O error (main ends quietly on a broken pipe).
+            let mut bytes = Vec::new();
+            crate::write::parquet::write(df, &mut bytes)?;
+            w.write_all(&bytes)?;
+        }
+    }
+    Ok(())
+}
+
 /// `rerate reports`: the built-in reports, one line each.
 pub fn list() -> anyhow::Result<ExitCode> {
+    let mut w = std::io::stdout().lock();
     for r in reports::builtin() {
-        println!("{:<18} {}", r.name, r.description);
+        writeln!(w, "{:<20} {}", r.name, r.description)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,21 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The skipped paths for an error message: the first ten, then how many more.
+pub fn list_skipped(skipped: &[Skipped]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("; skipped:");
+    for k in skipped.iter().take(10) {
+        s += &format!("\n  {}: {}", k.path, k.reason);
+    }
+    if skipped.len() > 10 {
+        s += &format!("\n  and {} more", skipped.len() - 10);
+    }
+    s
+}
+
 /// The names rerate reads when it walks a directory (after a .gz/.zst suffix is removed).
 const DATA_EXTENSIONS: &[&str] = &["json", "ndjson", "jsonl", "csv"];
 
@@ -59,26 +74,98 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Expands the inputs. Files named directly are always read, whatever their name; files found
-/// by walking a directory or matching a glob are read when their name says JSON or CSV.
-pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), IngestError> {
+/// What discovery must never read, besides hidden files and folders.
+#[derive(Debug, Clone, Default)]
+pub struct Exclude {
+    /// The run's `--out` folder (it need not exist yet).
+    pub out: Option<PathBuf>,
+}
+
+/// Why a folder found under an input is not walked, if it is not.
+fn excluded_dir(dir: &Path, out: Option<&Path>) -> Option<String> {
+    if out.is_some_and(|out| same_path(dir, out)) {
+        return Some("the --out folder of this run: rerate never reads its own output".into());
+    }
+    if is_rerate_output(dir) {
+        return Some(
+            "holds a rerate manifest.json (the output of another run): rerate never reads its own output"
+                .into(),
+        );
+    }
+    None
+}
+
+/// A folder a rerate run wrote, or is writing: its `manifest.json` names `rerate_version`, or
+/// it holds a run's lock or staging folder.
+pub fn is_rerate_output(dir: &Path) -> bool {
+    if dir.join(".rerate.lock").exists() || dir.join(".rerate-staging").is_dir() {
+        return true;
+    }
+    let Ok(text) = std::fs::read(dir.join("manifest.json")) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&text)
+        .is_ok_and(|m| m.get("rerate_version").is_some())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A name starting with `.`: hidden on Unix, by the convention `ls` and Git tools follow.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with('.') && n != "." && n != "..")
+}
+
+const NOT_DATA: &str = "not a .json/.ndjson/.jsonl/.csv file (optionally .gz/.zst)";
+const HIDDEN: &str = "hidden (its name starts with a dot); name it directly to read it";
+
+/// Expands the inputs. Files named directly are always read, whatever their name, unless they
+/// lie in the `--out` folder; files found by walking a directory or matching a glob are read
+/// when their name says JSON or CSV. Walking never enters hidden files and folders, the
+/// `--out` folder, or any folder holding a rerate manifest; each is listed as skipped with its
+/// reason. No file to read at all is [`IngestError::NoCdrInput`].
+pub fn discover(
+    inputs: &[String],
+    exclude: &Exclude,
+) -> Result<(Vec<InputFile>, Vec<Skipped>), IngestError> {
     // path -> (display name, named directly on the command line)
     let mut found: BTreeMap<PathBuf, (String, bool)> = BTreeMap::new();
     let mut skipped = Vec::new();
     if inputs.is_empty() {
         return Err(IngestError::NoInputs);
     }
+    let out = exclude.out.as_deref();
     for input in inputs {
         let path = Path::new(input);
         if path.is_file() {
-            add(&mut found, path, true);
+            if out.is_some_and(|out| path.ancestors().skip(1).any(|a| same_path(a, out))) {
+                skipped.push(Skipped {
+                    path: input.clone(),
+                    reason:
+                        "inside the --out folder of this run: rerate never reads its own output"
+                            .into(),
+                });
+            } else {
+                add(&mut found, path, true);
+            }
         } else if path.is_dir() {
-            walk(path, &mut found, &mut skipped)?;
+            walk(path, out, &mut found, &mut skipped)?;
         } else if is_glob(input) {
-            let paths = glob::glob(input).map_err(|e| IngestError::BadGlob {
+            let options = glob::MatchOptions {
+                // `*` does not match a leading dot: hidden files and folders stay hidden.
+                require_literal_leading_dot: true,
+                ..Default::default()
+            };
+            let paths = glob::glob_with(input, options).map_err(|e| IngestError::BadGlob {
                 pattern: input.clone(),
                 message: e.to_string(),
             })?;
+            let prefix = literal_prefix(input);
             let mut any = false;
             for entry in paths {
                 let p = entry.map_err(|e| IngestError::Unreadable {
@@ -86,19 +173,36 @@ pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), Ing
                     message: e.error().to_string(),
                 })?;
                 any = true;
-                if p.is_dir() {
-                    walk(&p, &mut found, &mut skipped)?;
+                // A match inside an excluded folder below the pattern's literal part (say
+                // `exports/**/*.csv` meeting `exports/reports/legs/...`) is not read either.
+                let walled = p
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|a| a.components().count() > prefix.components().count())
+                    .find_map(|a| excluded_dir(a, out).map(|why| (a.to_path_buf(), why)));
+                if let Some((dir, reason)) = walled {
+                    if !skipped.iter().any(|s: &Skipped| Path::new(&s.path) == dir) {
+                        skipped.push(Skipped {
+                            path: dir.display().to_string(),
+                            reason,
+                        });
+                    }
+                } else if p.is_dir() {
+                    walk(&p, out, &mut found, &mut skipped)?;
                 } else if has_data_extension(&p) {
                     add(&mut found, &p, false);
                 } else {
                     skipped.push(Skipped {
                         path: p.display().to_string(),
-                        reason: "not a .json/.ndjson/.jsonl/.csv file (optionally .gz/.zst)".into(),
+                        reason: NOT_DATA.into(),
                     });
                 }
             }
             if !any {
-                return Err(IngestError::NoMatch(input.clone()));
+                skipped.push(Skipped {
+                    path: input.clone(),
+                    reason: "the pattern matches no file".into(),
+                });
             }
         } else {
             return Err(IngestError::NotFound(input.clone()));
@@ -115,7 +219,21 @@ pub fn discover(inputs: &[String]) -> Result<(Vec<InputFile>, Vec<Skipped>), Ing
             }),
         }
     }
+    if files.is_empty() {
+        return Err(IngestError::NoCdrInput {
+            inputs: inputs.join(" "),
+            skipped,
+        });
+    }
     Ok((files, skipped))
+}
+
+/// The leading path components of a glob pattern that hold no wildcard.
+fn literal_prefix(pattern: &str) -> PathBuf {
+    Path::new(pattern)
+        .components()
+        .take_while(|c| !is_glob(&c.as_os_str().to_string_lossy()))
+        .collect()
 }
 
 fn add(found: &mut BTreeMap<PathBuf, (String, bool)>, path: &Path, explicit: bool) {
@@ -127,28 +245,63 @@ fn add(found: &mut BTreeMap<PathBuf, (String, bool)>, path: &Path, explicit: boo
     e.1 |= explicit;
 }
 
+/// Walks `dir` with walkdir, pruning what must not be read. walkdir rather than the `ignore`
+/// crate: `ignore` also obeys `.gitignore` files, and CDR exports are exactly what people keep
+/// out of Git, so a walk that honoured them would drop real input without a word; walkdir's
+/// `skip_current_dir` prunes a folder and lets us say why.
 fn walk(
     dir: &Path,
+    out: Option<&Path>,
     found: &mut BTreeMap<PathBuf, (String, bool)>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), IngestError> {
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+    // A folder named directly is walked unless it is an output itself.
+    if let Some(reason) = excluded_dir(dir, out) {
+        skipped.push(Skipped {
+            path: dir.display().to_string(),
+            reason,
+        });
+        return Ok(());
+    }
+    let mut it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter();
+    while let Some(entry) = it.next() {
         let entry = entry.map_err(|e| IngestError::Unreadable {
             path: e
                 .path()
                 .map_or_else(|| dir.display().to_string(), |p| p.display().to_string()),
             message: e.to_string(),
         })?;
+        let p = entry.path();
+        if entry.depth() == 0 {
+            continue;
+        }
+        let is_dir = entry.file_type().is_dir();
+        let reason = if is_hidden(entry.file_name()) {
+            Some(HIDDEN.to_owned())
+        } else if is_dir {
+            excluded_dir(p, out)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            skipped.push(Skipped {
+                path: p.display().to_string(),
+                reason,
+            });
+            if is_dir {
+                it.skip_current_dir();
+            }
+            continue;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
-        let p = entry.path();
         if has_data_extension(p) {
             add(found, p, false);
         } else {
             skipped.push(Skipped {
                 path: p.display().to_string(),
-                reason: "not a .json/.ndjson/.jsonl/.csv file (optionally .gz/.zst)".into(),
+                reason: NOT_DATA.into(),
             });
         }
     }

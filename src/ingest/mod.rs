@@ -36,8 +36,11 @@ pub enum IngestError {
     NoInputs,
     #[error("input not found: {0}")]
     NotFound(String),
-    #[error("input pattern {0} matches no file")]
-    NoMatch(String),
+    #[error("no CDR input found in {inputs}{}", discover::list_skipped(skipped))]
+    NoCdrInput {
+        inputs: String,
+        skipped: Vec<discover::Skipped>,
+    },
     #[error("bad glob pattern {pattern}: {message}")]
     BadGlob { pattern: String, message: String },
     #[error("{0} is a CSV file without a call_id column: not a crossbar CDR export (a rate deck goes to --rates)")]

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
@@ -45,25 +44,10 @@ enum Slot {
     Data,
 }
 
-/// FxHash: keys are short and trusted (our own field names), so a fast multiplicative hash does.
-#[derive(Default)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-}
-
-type KeyMap = HashMap<&'static str, Slot, BuildHasherDefault<Fx>>;
+/// The field-name lookup of every record's every key: foldhash's fixed-seed fast hash (the
+/// keys are our own field names, so no seed is needed against flooding; foldhash is hashbrown's
+/// and polars' own, already in the build, and faster than SipHash on such short strings).
+type KeyMap = HashMap<&'static str, Slot, foldhash::fast::FixedState>;
 
 static TOP_KEYS: LazyLock<KeyMap> = LazyLock::new(|| {
     let mut m = KeyMap::default();

@@ -30,22 +30,6 @@ pub struct Inputs {
     pub discount_percentage: Option<i64>,
 }
 
-impl Inputs {
-    /// From values in the order of [`crate::rate::INPUT_COLS`].
-    pub fn from_array(v: [Option<i64>; 8]) -> Self {
-        Inputs {
-            billing_seconds: v[0],
-            billing_seconds_offset: v[1],
-            rate_nocharge_time: v[2],
-            rate: v[3],
-            rate_increment: v[4],
-            rate_minimum: v[5],
-            surcharge: v[6],
-            discount_percentage: v[7],
-        }
-    }
-}
-
 /// What KAZOO charges for a leg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Charge {

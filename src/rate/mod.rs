@@ -25,42 +25,111 @@ use crate::schema::{
     RESELLER_COST_UNITS, SOURCE_FORMAT, SURCHARGE,
 };
 
+/// Units (1/10,000 of the currency) as a currency amount with four decimals: 4524 -> "0.4524".
+pub fn units_to_decimal(units: i64) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let u = units.unsigned_abs();
+    format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
+}
+
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
 
-/// The rating input columns, in the order [`Inputs::from_array`] takes them.
-pub const INPUT_COLS: [&str; 8] = [
-    BILLING_SECONDS,
-    BILLING_SECONDS_OFFSET,
-    RATE_NOCHARGE_TIME,
-    RATE,
-    RATE_INCREMENT,
-    RATE_MINIMUM,
-    SURCHARGE,
-    DISCOUNT_PERCENTAGE,
-];
+/// A legs frame's rating input columns, each by its name.
+pub struct InputColumns<'a> {
+    billing_seconds: &'a Int64Chunked,
+    billing_seconds_offset: &'a Int64Chunked,
+    rate_nocharge_time: &'a Int64Chunked,
+    rate: &'a Int64Chunked,
+    rate_increment: &'a Int64Chunked,
+    rate_minimum: &'a Int64Chunked,
+    surcharge: &'a Int64Chunked,
+    discount_percentage: &'a Int64Chunked,
+}
+
+impl<'a> InputColumns<'a> {
+    /// Errors: a column missing or not Int64.
+    pub fn of(df: &'a DataFrame) -> PolarsResult<Self> {
+        let c = |name: &str| df.column(name).and_then(|c| c.i64());
+        Ok(InputColumns {
+            billing_seconds: c(BILLING_SECONDS)?,
+            billing_seconds_offset: c(BILLING_SECONDS_OFFSET)?,
+            rate_nocharge_time: c(RATE_NOCHARGE_TIME)?,
+            rate: c(RATE)?,
+            rate_increment: c(RATE_INCREMENT)?,
+            rate_minimum: c(RATE_MINIMUM)?,
+            surcharge: c(SURCHARGE)?,
+            discount_percentage: c(DISCOUNT_PERCENTAGE)?,
+        })
+    }
+
+    /// Each row's inputs, in row order.
+    pub fn rows(&self) -> impl Iterator<Item = Inputs> + '_ {
+        self.billing_seconds
+            .iter()
+            .zip(self.billing_seconds_offset.iter())
+            .zip(self.rate_nocharge_time.iter())
+            .zip(self.rate.iter())
+            .zip(self.rate_increment.iter())
+            .zip(self.rate_minimum.iter())
+            .zip(self.surcharge.iter())
+            .zip(self.discount_percentage.iter())
+            .map(
+                |(
+                    (
+                        (((((billing_seconds, offset), nocharge), rate), increment), minimum),
+                        surcharge,
+                    ),
+                    discount,
+                )| Inputs {
+                    billing_seconds,
+                    billing_seconds_offset: offset,
+                    rate_nocharge_time: nocharge,
+                    rate,
+                    rate_increment: increment,
+                    rate_minimum: minimum,
+                    surcharge,
+                    discount_percentage: discount,
+                },
+            )
+    }
+}
+
+/// The deck's parameters for a leg as [`apply_deck`] stored them (`deck_*` columns; all null
+/// when the deck has no rate for it).
+#[derive(Debug, Clone, Copy, Default)]
+struct DeckParams {
+    rate: Option<i64>,
+    increment: Option<i64>,
+    minimum: Option<i64>,
+    surcharge: Option<i64>,
+    nocharge: Option<i64>,
+}
+
+fn deck_params(df: &DataFrame) -> PolarsResult<impl Iterator<Item = DeckParams> + '_> {
+    let c = |name: &str| df.column(name).and_then(|c| c.i64());
+    Ok(c(DECK_RATE)?
+        .iter()
+        .zip(c(DECK_RATE_INCREMENT)?.iter())
+        .zip(c(DECK_RATE_MINIMUM)?.iter())
+        .zip(c(DECK_SURCHARGE)?.iter())
+        .zip(c(DECK_NOCHARGE_TIME)?.iter())
+        .map(
+            |((((rate, increment), minimum), surcharge), nocharge)| DeckParams {
+                rate,
+                increment,
+                minimum,
+                surcharge,
+                nocharge,
+            },
+        ))
+}
 
 /// Adds the rated columns to a legs frame and updates `rating_flags`.
 pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
     let n = df.height();
-    let inputs: Vec<&Int64Chunked> = INPUT_COLS
-        .iter()
-        .map(|c| df.column(c).and_then(|c| c.i64()))
-        .collect::<PolarsResult<_>>()?;
-    let mut its: Vec<_> = inputs.iter().map(|c| c.iter()).collect();
-    let deck: Vec<&Int64Chunked> = [
-        DECK_RATE,
-        DECK_RATE_INCREMENT,
-        DECK_RATE_MINIMUM,
-        DECK_SURCHARGE,
-        DECK_NOCHARGE_TIME,
-    ]
-    .iter()
-    .map(|c| df.column(c).and_then(|c| c.i64()))
-    .collect::<PolarsResult<_>>()?;
-    let mut deck_its: Vec<_> = deck.iter().map(|c| c.iter()).collect();
+    let inputs = InputColumns::of(df)?;
     let csv = df.column(SOURCE_FORMAT)?.str()?;
-    let mut csv_it = csv.iter();
     let acct = df.column(ACCOUNT_BILLING)?.str()?;
     let resl = df.column(RESELLER_BILLING)?.str()?;
     let flags = df.column(RATING_FLAGS)?.str()?;
@@ -70,25 +139,23 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
     let mut cost = Vec::with_capacity(n);
     let mut reseller = Vec::with_capacity(n);
     let mut new_flags = StringChunkedBuilder::new(RATING_FLAGS.into(), n);
-    for ((a, r), f) in acct.iter().zip(resl.iter()).zip(flags.iter()) {
-        let mut v = [None; 8];
-        for (slot, it) in v.iter_mut().zip(its.iter_mut()) {
-            *slot = it.next().flatten();
-        }
-        let mut d = [None; 5];
-        for (slot, it) in d.iter_mut().zip(deck_its.iter_mut()) {
-            *slot = it.next().flatten();
-        }
-        let from_csv = csv_it.next().flatten() == Some("csv");
+    let rows = acct
+        .iter()
+        .zip(resl.iter())
+        .zip(flags.iter())
+        .zip(inputs.rows())
+        .zip(deck_params(df)?)
+        .zip(csv.iter());
+    for (((((a, r), f), inp), deck), format) in rows {
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
-        if from_csv {
+        if format == Some("csv") {
             // The export carries no increment or minimum: the deck's rate prices the leg.
-            let Some(deck_rate) = d[0] else {
+            let Some(deck_rate) = deck.rate else {
                 billed.push(None);
                 rated.push(None);
                 cost.push(None);
                 reseller.push(None);
-                let flag = if (a_pm || r_pm) && v[3].is_none() {
+                let flag = if (a_pm || r_pm) && inp.rate.is_none() {
                     "unrated,no_deck_rate"
                 } else {
                     "no_deck_rate"
@@ -99,12 +166,15 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
                 }
                 continue;
             };
-            v[2] = d[4];
-            v[4] = d[1];
-            v[5] = d[2];
-            v[6] = d[3];
-            v[3] = Some(deck_rate);
-            let c = rate(&Inputs::from_array(v), rounding);
+            let priced = Inputs {
+                rate: Some(deck_rate),
+                rate_nocharge_time: deck.nocharge,
+                rate_increment: deck.increment,
+                rate_minimum: deck.minimum,
+                surcharge: deck.surcharge,
+                ..inp
+            };
+            let c = rate(&priced, rounding);
             billed.push(Some(c.billed_seconds));
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
@@ -112,7 +182,6 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             new_flags.append_option(f);
             continue;
         }
-        let inp = Inputs::from_array(v);
         let c = rate(&inp, rounding);
         billed.push(Some(c.billed_seconds));
         rated.push(Some(c.cost_units));
@@ -127,7 +196,6 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             new_flags.append_option(f);
         }
     }
-    drop((its, deck_its, csv_it));
     let cols = [
         Int64Chunked::from_iter_options(BILLED_SECONDS.into(), billed.into_iter()).into_column(),
         Int64Chunked::from_iter_options(RATED_COST_UNITS.into(), rated.into_iter()).into_column(),
@@ -142,8 +210,19 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
     Ok(())
 }
 
-/// A leg's deck rate: its name, (rate, increment, minimum, surcharge, nocharge), and the cost.
-type DeckPick = (Option<String>, [i64; 5], i64);
+/// One integer of a [`DeckPick`].
+type DeckField = fn(&DeckPick) -> i64;
+
+/// A leg's deck rate: its name, parameters, and what the leg costs with them.
+struct DeckPick {
+    name: Option<String>,
+    rate: i64,
+    increment: i64,
+    minimum: i64,
+    surcharge: i64,
+    nocharge: i64,
+    cost_units: i64,
+}
 
 /// The deck's choice for each leg: `deck_rate_name`, `deck_rate` (units per minute),
 /// `deck_rate_increment`, `deck_rate_minimum`, `deck_surcharge` (units), `deck_nocharge_time`
@@ -210,24 +289,34 @@ pub fn apply_deck(
                 },
                 rounding,
             );
-            Some((
-                r.name.clone(),
-                [r.rate, r.increment, r.minimum, r.surcharge, r.nocharge],
-                c.cost_units,
-            ))
+            Some(DeckPick {
+                name: r.name.clone(),
+                rate: r.rate,
+                increment: r.increment,
+                minimum: r.minimum,
+                surcharge: r.surcharge,
+                nocharge: r.nocharge,
+                cost_units: c.cost_units,
+            })
         })
         .collect();
     let mut name = StringChunkedBuilder::new(DECK_RATE_NAME.into(), n);
     for p in &picks {
-        name.append_option(p.as_ref().and_then(|p| p.0.as_deref()));
+        name.append_option(p.as_ref().and_then(|p| p.name.as_deref()));
     }
     df.with_column(name.finish().into_column())?;
-    for (k, c) in DECK_COLS[1..6].iter().enumerate() {
-        let v = picks.iter().map(|p| p.as_ref().map(|p| p.1[k]));
-        df.with_column(Int64Chunked::from_iter_options((*c).into(), v).into_column())?;
+    let field: [(&str, DeckField); 6] = [
+        (DECK_RATE, |p| p.rate),
+        (DECK_RATE_INCREMENT, |p| p.increment),
+        (DECK_RATE_MINIMUM, |p| p.minimum),
+        (DECK_SURCHARGE, |p| p.surcharge),
+        (DECK_NOCHARGE_TIME, |p| p.nocharge),
+        (DECK_COST_UNITS, |p| p.cost_units),
+    ];
+    for (column, get) in field {
+        let v = picks.iter().map(|p| p.as_ref().map(get));
+        df.with_column(Int64Chunked::from_iter_options(column.into(), v).into_column())?;
     }
-    let v = picks.iter().map(|p| p.as_ref().map(|p| p.2));
-    df.with_column(Int64Chunked::from_iter_options(DECK_COST_UNITS.into(), v).into_column())?;
     Ok(())
 }
 
@@ -239,4 +328,16 @@ fn request_user(request: &str) -> &str {
         .or_else(|| r.strip_prefix("sip:"))
         .unwrap_or(r);
     r.split('@').next().unwrap_or(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_print_as_four_decimals() {
+        assert_eq!(units_to_decimal(4524), "0.4524");
+        assert_eq!(units_to_decimal(123_456_789), "12345.6789");
+        assert_eq!(units_to_decimal(-5), "-0.0005");
+    }
 }

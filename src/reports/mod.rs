@@ -42,9 +42,9 @@ const BUILTIN: &[(&str, &str)] = &[
 
 /// Report names the pipeline writes itself; a user's query may not take them.
 pub const RESERVED: &[&str] = &[
-    "legs",
-    "interactions",
-    "reconciliation",
+    crate::schema::LEGS_TABLE,
+    crate::schema::INTERACTIONS_TABLE,
+    crate::schema::RECONCILIATION_TABLE,
     "rejects",
     "manifest",
     "summary",

@@ -25,7 +25,7 @@ pub const STAGING: &str = ".rerate-staging";
 /// The lock file, inside the output folder.
 pub const LOCK: &str = ".rerate.lock";
 const JOURNAL: &str = "COMMIT";
-const MANIFEST: &str = "manifest.json";
+const MANIFEST: &str = crate::schema::MANIFEST_FILE;
 
 /// What a run replaces in an output folder that already holds a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]

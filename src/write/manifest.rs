@@ -11,6 +11,7 @@ use super::{PartitionStats, WriteError};
 use crate::dedup::DedupStats;
 use crate::ingest::discover::Skipped;
 use crate::ingest::FileStats;
+use crate::schema::{LEGS_TABLE, MANIFEST_FILE};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
@@ -58,7 +59,7 @@ impl Dataset {
     pub fn of(parts: &[PartitionStats]) -> Self {
         let legs: Vec<PartitionStats> = parts
             .iter()
-            .filter(|p| p.table == "legs")
+            .filter(|p| p.table == LEGS_TABLE)
             .cloned()
             .collect();
         Dataset {
@@ -142,7 +143,7 @@ impl Counts {
 
 impl Manifest {
     pub fn write(&self, out: &Path) -> Result<(), WriteError> {
-        let path = out.join("manifest.json");
+        let path = out.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(self).map_err(|e| WriteError::Io {
             path: path.display().to_string(),
             source: e.into(),

@@ -20,8 +20,9 @@ use rayon::prelude::*;
 
 use crate::ingest::Reject;
 use crate::schema::{
-    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, RATED_COST_UNITS,
-    RESELLER_COST_UNITS, UNASSIGNED_ACCOUNT,
+    ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, INTERACTIONS_TABLE, LEGS_TABLE,
+    MANIFEST_FILE, RATED_COST_UNITS, RECONCILIATION_TABLE, REJECTS_FILE, RESELLER_COST_UNITS,
+    SUMMARY_HTML, UNASSIGNED_ACCOUNT,
 };
 use crate::time::format_date;
 
@@ -101,12 +102,12 @@ pub struct PartitionStats {
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
 pub const OUTPUTS: &[&str] = &[
-    "legs",
-    "interactions",
-    "reconciliation",
-    "rejects.ndjson",
-    "manifest.json",
-    "summary.html",
+    LEGS_TABLE,
+    INTERACTIONS_TABLE,
+    RECONCILIATION_TABLE,
+    REJECTS_FILE,
+    MANIFEST_FILE,
+    SUMMARY_HTML,
 ];
 
 /// The top-level names a previous run's manifest says it wrote; only plain names are
@@ -328,37 +329,116 @@ impl<W: Write> Write for FirstIoError<W> {
     }
 }
 
-/// CSV: header row, RFC 4180 quoting (only where needed), ISO 8601 UTC timestamps, decimals
-/// as plain numbers, lists as JSON arrays. Unless `raw`, a text cell that a spreadsheet would run
-/// as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading
-/// `'`; numeric columns are never touched.
+/// A CSV file for people and spreadsheets as much as for programs: see [`csv_to`]; the file
+/// starts with a UTF-8 byte order mark, which is how Excel tells UTF-8 from the local code page
+/// (DuckDB, polars, Spark and LibreOffice skip it).
 pub fn write_csv(df: &mut DataFrame, path: &Path, raw: bool) -> Result<(), WriteError> {
-    let mut owned;
-    let df = if df
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut w = BufWriter::new(file);
+    csv_to(df, &mut w, raw, true).map_err(pl_err(path))?;
+    w.flush().map_err(io_err(path))
+}
+
+/// The UTF-8 byte order mark.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// CSV: a header row, RFC 4180 quoting (only where needed), lists as JSON arrays, and:
+/// - every integer money column `<x>_units` followed by its currency twin `<x>` (units /
+///   10,000, four decimals: `cost_units` 2262, `cost` 0.2262), as the reports have;
+/// - timestamps as `2026-11-02 09:00:00` in UTC (fractions of a second only when there are
+///   some), which Excel and LibreOffice read as date-times, where ISO 8601's `T` and `Z` keep
+///   them text; dates as `2026-11-02`;
+/// - unless `raw`, a leading `'` on a text cell a spreadsheet would run as a formula (it starts
+///   with `=`, `+`, `-`, `@`, a tab or a carriage return: a caller id `+15551234567` is a formula
+///   to Excel, and a crafted caller name could be `=HYPERLINK(...)`); numbers are never touched.
+///
+/// `bom`: start with a UTF-8 byte order mark.
+pub fn csv_to(df: &DataFrame, w: &mut dyn Write, raw: bool, bom: bool) -> PolarsResult<()> {
+    let mut df = crate::reports::with_currency(df.clone())?;
+    if df
         .columns()
         .iter()
         .any(|c| matches!(c.dtype(), DataType::List(_)))
     {
-        owned = lists_as_json(df).map_err(pl_err(path))?;
-        &mut owned
-    } else {
-        df
-    };
-    let mut safe;
-    let df = if raw {
-        df
-    } else {
-        safe = neutralize_formulas(df).map_err(pl_err(path))?;
-        &mut safe
-    };
-    let file = File::create(path).map_err(io_err(path))?;
-    CsvWriter::new(BufWriter::new(file))
+        df = lists_as_json(&df)?;
+    }
+    if !raw {
+        df = neutralize_formulas(&df)?;
+    }
+    if bom {
+        w.write_all(BOM)?;
+    }
+    CsvWriter::new(w)
         .include_header(true)
         .with_quote_style(QuoteStyle::Necessary)
-        .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.6fZ".into()))
+        .with_datetime_format(Some(CSV_DATETIME.into()))
         .with_date_format(Some("%Y-%m-%d".into()))
-        .finish(df)
-        .map_err(pl_err(path))
+        .finish(&mut df)
+}
+
+/// Timestamps in CSV (chrono's `%.f`: a fraction only when there is one).
+pub const CSV_DATETIME: &str = "%Y-%m-%d %H:%M:%S%.f";
+
+/// One JSON object per row and line (NDJSON): numbers as numbers, decimals as exact strings
+/// of their digits, dates as `YYYY-MM-DD`, timestamps as ISO 8601 UTC, lists as arrays.
+pub fn json_lines(df: &DataFrame, w: &mut dyn Write) -> PolarsResult<()> {
+    let keys: Vec<String> = df
+        .get_column_names()
+        .into_iter()
+        .map(|n| serde_json::to_string(n.as_str()).unwrap_or_default())
+        .collect();
+    for i in 0..df.height() {
+        // Written key by key: the columns keep their order (a JSON map would sort them).
+        w.write_all(b"{")?;
+        for (k, (key, c)) in keys.iter().zip(df.columns()).enumerate() {
+            if k > 0 {
+                w.write_all(b",")?;
+            }
+            w.write_all(key.as_bytes())?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, &json_value(c.get(i)?)).map_err(std::io::Error::from)?;
+        }
+        w.write_all(b"}\n")?;
+    }
+    Ok(())
+}
+
+fn json_value(v: AnyValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        AnyValue::Null => J::Null,
+        AnyValue::Boolean(b) => J::Bool(b),
+        AnyValue::String(s) => J::String(s.to_owned()),
+        AnyValue::StringOwned(s) => J::String(s.to_string()),
+        AnyValue::Int8(x) => x.into(),
+        AnyValue::Int16(x) => x.into(),
+        AnyValue::Int32(x) => x.into(),
+        AnyValue::Int64(x) => x.into(),
+        AnyValue::UInt8(x) => x.into(),
+        AnyValue::UInt16(x) => x.into(),
+        AnyValue::UInt32(x) => x.into(),
+        AnyValue::UInt64(x) => x.into(),
+        AnyValue::Float32(x) => {
+            serde_json::Number::from_f64(f64::from(x)).map_or(J::Null, J::Number)
+        }
+        AnyValue::Float64(x) => serde_json::Number::from_f64(x).map_or(J::Null, J::Number),
+        AnyValue::Date(d) => J::String(format_date(d)),
+        AnyValue::Datetime(v, unit, _) => {
+            let micros = match unit {
+                TimeUnit::Nanoseconds => v.div_euclid(1000),
+                TimeUnit::Microseconds => v,
+                TimeUnit::Milliseconds => v.saturating_mul(1000),
+            };
+            J::String(crate::time::format_micros(micros))
+        }
+        AnyValue::List(s) => J::Array(
+            (0..s.len())
+                .map(|i| s.get(i).map_or(J::Null, json_value))
+                .collect(),
+        ),
+        // Decimals print their exact digits; anything else as polars shows it.
+        other => J::String(other.to_string().trim_matches('"').to_owned()),
+    }
 }
 
 /// The first characters with which a spreadsheet treats a cell as a formula.
@@ -418,7 +498,7 @@ pub fn write_rejects(rejects: &mut [Reject], out: &Path) -> Result<PathBuf, Writ
     rejects.sort_by(|a, b| {
         (a.source.as_ref(), a.line, a.record).cmp(&(b.source.as_ref(), b.line, b.record))
     });
-    let path = out.join("rejects.ndjson");
+    let path = out.join(REJECTS_FILE);
     let file = File::create(&path).map_err(io_err(&path))?;
     let mut w = BufWriter::new(file);
     for r in rejects.iter() {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use crate::cli::run::units_to_decimal;
+use crate::rate::units_to_decimal;
 use crate::time::format_date;
 
 /// The run-wide figures shown at the top.

@@ -1,0 +1,589 @@
+//! A run as a library job: a [`RunConfig`] in, a committed output folder and a [`RunOutcome`]
+//! out. The CLI, the tests and any other caller configure and run the same job.
+//!
+//! [`Job::prepare`] checks everything that can be wrong with the configuration (inputs found,
+//! rate deck and report files loaded) before the output folder is touched. [`Job::run`] then runs
+//! the stages in order: open the staging folder, read and parse, deduplicate/price/write the
+//! legs, write the other tables, run the reports, write the whole-run files, build the
+//! manifest, commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use polars::prelude::{DataFrame, DataType};
+
+use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
+use crate::ingest::{ingest, IngestOptions, Ingested};
+use crate::interactions;
+use crate::pipeline::{self, Grouped, Stages, Written};
+use crate::progress::Progress;
+use crate::rate::deck::DeckIssue;
+use crate::rate::{DeckSet, E164Converters, Hotornot, Rounding};
+use crate::reconcile;
+use crate::reports::{self, Report};
+use crate::schema::{
+    leg_columns, ACCOUNT_ID, CALL_ID, DAILY_REPORT, DATE, INTERACTIONS_TABLE, INTERACTION_ID,
+    LEGS_TABLE, MANIFEST_FILE, RECONCILIATION_TABLE, REJECTS_FILE, START_TIME, SUMMARY_HTML,
+};
+use crate::spill::Partitions;
+use crate::time::ReportTz;
+use crate::write::commit::{self, Mode, Staging};
+use crate::write::manifest::{Counts, Dataset, Manifest, RunRecord, Totals, RUNS_KEPT};
+use crate::write::partition::dir_name;
+use crate::write::summary::{self, Headline};
+use crate::write::{
+    previous_outputs, write_files, write_partitioned, write_rejects, Format, Output,
+    PartitionStats, Table, OUTPUTS,
+};
+
+/// What a run reads, how it prices, and where and how it writes.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Files, folders (walked) or glob patterns, as [`discover`] takes them.
+    pub inputs: Vec<String>,
+    /// The output folder.
+    pub out: PathBuf,
+    pub mode: Mode,
+    pub output: Output,
+    /// The zone that decides each leg's `date`.
+    pub tz: ReportTz,
+    pub rounding: Rounding,
+    /// Worker threads; `None`: all cores.
+    pub threads: Option<usize>,
+    /// Decoded bytes per parse task; `None`: [`pipeline::chunk_bytes`] of the run's buckets.
+    pub chunk_size: Option<usize>,
+    /// Largest record, in bytes.
+    pub max_record_size: usize,
+    /// Memory budget for legs held between stages, in bytes.
+    pub memory: usize,
+    /// A KAZOO rate deck CSV, and its `account_id,ratedeck_id` map.
+    pub rates: Option<PathBuf>,
+    pub ratedeck_map: Option<PathBuf>,
+    /// The hotornot settings that change the deck's choice (sort, filters, defaults).
+    pub hotornot: Hotornot,
+    /// KAZOO's `e164_converters` (a JSON file); `None`: KAZOO's defaults.
+    pub e164_converters: Option<PathBuf>,
+    /// A folder of the user's own `.sql` reports.
+    pub queries: Option<PathBuf>,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// A checked configuration, ready to run.
+pub struct Job {
+    cfg: RunConfig,
+    threads: usize,
+    files: Vec<InputFile>,
+    skipped: Vec<Skipped>,
+    decks: Option<DeckSet>,
+    reports: Vec<Report>,
+    started: Instant,
+    discovered_ms: u64,
+}
+
+/// What a committed run did: its manifest (counts, totals, partitions, history).
+pub struct RunOutcome {
+    pub manifest: Manifest,
+    /// The run's rejects file, in the output folder.
+    pub rejects_path: PathBuf,
+}
+
+impl Job {
+    /// Finds the inputs, loads the rate deck and the reports, and sizes the worker pools.
+    /// Errors: `--threads 0`, an input that cannot be found or read, a bad deck, map or report.
+    /// Nothing is written.
+    pub fn prepare(cfg: RunConfig) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        // Both pools are sized before either starts: polars reads this once, on first use.
+        if let Some(n) = cfg.threads {
+            std::env::set_var("POLARS_MAX_THREADS", n.to_string());
+        }
+        let threads = match cfg.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let exclude = Exclude {
+            out: Some(cfg.out.clone()),
+        };
+        let (files, skipped) = discover(&cfg.inputs, &exclude)?;
+        let decks = match &cfg.rates {
+            None => None,
+            Some(path) => {
+                let mut d = DeckSet::load(path, cfg.hotornot.clone())?;
+                if let Some(map) = &cfg.ratedeck_map {
+                    d.load_account_map(map)?;
+                }
+                if let Some(conv) = &cfg.e164_converters {
+                    d.set_converters(
+                        E164Converters::load(conv)
+                            .map_err(|e| anyhow::anyhow!("--e164-converters {e}"))?,
+                    );
+                }
+                Some(d)
+            }
+        };
+        let mut reports = reports::builtin();
+        if let Some(dir) = &cfg.queries {
+            reports.extend(reports::load_dir(dir)?);
+        }
+        Ok(Job {
+            cfg,
+            threads,
+            files,
+            skipped,
+            decks,
+            reports,
+            discovered_ms: started.elapsed().as_millis() as u64,
+            started,
+        })
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
+    }
+
+    /// Files named by the inputs' folders and globs that are not read, with why.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
+    }
+
+    /// Rate deck rows that could not be used.
+    /// The rate deck, when one is given: its [`DeckSet::identity`] and
+    /// [`DeckSet::converters`]' identity pin what priced the run.
+    pub fn decks(&self) -> Option<&DeckSet> {
+        self.decks.as_ref()
+    }
+
+    pub fn deck_issues(&self) -> &[DeckIssue] {
+        self.decks.as_ref().map_or(&[], |d| &d.issues)
+    }
+
+    /// Runs the stages on a pool of the configured threads and commits the output.
+    /// Errors (nothing committed): the output folder refused or busy, an unreadable input, a
+    /// failed write, counts that do not balance.
+    pub fn run(&self) -> anyhow::Result<RunOutcome> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            // A worker waiting on one file's parse tasks runs other files' reads on its own
+            // stack; debug builds' large frames need more than the default 2 MiB for that.
+            .stack_size(32 << 20)
+            .build()
+            .context("starting the worker threads")?
+            .install(|| self.execute())
+    }
+
+    /// The stages, in order.
+    fn execute(&self) -> anyhow::Result<RunOutcome> {
+        let cfg = &self.cfg;
+        let mut clock = Clock::new(self.discovered_ms);
+        let staging = Staging::open(&cfg.out)?;
+        let out = staging.data();
+        let tables = Tables::new();
+
+        // Read and parse, legs routed into buckets by partition.
+        let spill = staging.spill();
+        let buckets =
+            pipeline::bucket_count(pipeline::estimated_input_bytes(&self.files), cfg.memory);
+        let chunk_bytes = cfg
+            .chunk_size
+            .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
+        let partitions = Arc::new(Partitions::new(buckets));
+        let parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory);
+        let ingested = self.read(&parsed, partitions, chunk_bytes)?;
+        let spilled = parsed.spilled();
+        clock.lap("2_read_parse");
+
+        // Deduplicate, price, reconcile and write the legs a bucket at a time; group calls.
+        let settings = pipeline::Settings {
+            decks: self.decks.as_ref(),
+            rounding: cfg.rounding,
+        };
+        let grouped = pipeline::group(
+            parsed,
+            &spill,
+            cfg.memory,
+            &settings,
+            &pipeline::LegsOut {
+                dir: out,
+                table: &tables.legs,
+                output: &cfg.output,
+            },
+            &mut clock.stages,
+            cfg.quiet,
+        )?;
+        clock.restart();
+
+        // Interactions and reconciliation rows.
+        let written = pipeline::write(
+            &grouped,
+            out,
+            [&tables.calls, &tables.recon],
+            &cfg.output,
+            cfg.quiet,
+        )?;
+        clock.lap("7a_write_tables");
+
+        // Reports, over the written legs and the other tables' buckets.
+        let mut results = self.run_reports(&grouped, out)?;
+        if spill.exists() {
+            std::fs::remove_dir_all(&spill)
+                .with_context(|| format!("removing {}", spill.display()))?;
+        }
+        clock.lap("6_reports");
+
+        // Reports' files and the rejects.
+        let mut outputs: Vec<String> = [LEGS_TABLE, INTERACTIONS_TABLE, RECONCILIATION_TABLE]
+            .map(str::to_owned)
+            .to_vec();
+        let Written { calls, recon } = written;
+        let interactions_count: u64 = calls.iter().map(|p| p.rows).sum();
+        let mut parts = grouped.legs.clone();
+        let legs_parts = parts.len();
+        parts.extend(calls);
+        parts.extend(recon);
+        for (r, df) in &mut results {
+            parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
+        }
+        let Ingested {
+            mut rejects,
+            records_read,
+            files: input_stats,
+        } = ingested;
+        write_rejects(&mut rejects, out)?;
+        clock.lap("7b_write_reports");
+
+        // The counts, summary.html, and the manifest with the folder's history.
+        let mut by_reason = BTreeMap::new();
+        for r in &rejects {
+            *by_reason.entry(r.code).or_insert(0u64) += 1;
+        }
+        let counts = Counts::new(
+            records_read,
+            &parts[..legs_parts],
+            by_reason,
+            grouped.dedup.clone(),
+        );
+        let totals = Totals::of(&parts[..legs_parts]);
+        let headline = Headline {
+            records_read: counts.records_read,
+            legs: counts.legs_written,
+            interactions: interactions_count,
+            rejected: counts.rejected,
+            duplicates: counts.dedup.duplicates_dropped,
+            billed_seconds: totals.billed_seconds,
+            rated_cost_units: totals.rated_cost_units,
+            cost_units: totals.cost_units,
+            reseller_cost_units: totals.reseller_cost_units,
+            tz: cfg.tz.name().to_owned(),
+            rounding: format!("{:?}", cfg.rounding).to_lowercase(),
+        };
+        if let Some((_, daily)) = results.iter().find(|(r, _)| r.name == DAILY_REPORT) {
+            let html = summary::render(&headline, daily).context("rendering summary.html")?;
+            let path = out.join(SUMMARY_HTML);
+            std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+            outputs.push(SUMMARY_HTML.to_owned());
+        }
+        outputs.extend([REJECTS_FILE.to_owned(), MANIFEST_FILE.to_owned()]);
+        let keys: BTreeSet<(String, String)> = parts.iter().map(partition_dirs).collect();
+        let history = History::read(&cfg.out, cfg.mode, &keys);
+        let run_partitions: Vec<(String, Option<String>)> = parts[..legs_parts]
+            .iter()
+            .map(|p| (p.account_id.clone(), p.date.clone()))
+            .collect();
+        parts.extend(history.kept);
+        parts.sort_by(|a, b| {
+            (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
+        });
+        let mut entries: BTreeSet<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
+        entries.extend(history.outputs.iter().cloned());
+        entries.extend(outputs.iter().cloned());
+        for name in history.outputs {
+            if cfg.mode == Mode::OverwritePartitions
+                && !outputs.contains(&name)
+                && cfg.out.join(&name).is_dir()
+            {
+                outputs.push(name);
+            }
+        }
+        let mut runs = history.runs;
+        runs.push(RunRecord {
+            run: runs.last().map_or(1, |r| r.run + 1),
+            mode: cfg.mode,
+            records_read: counts.records_read,
+            legs_written: counts.legs_written,
+            partitions: run_partitions,
+        });
+        if runs.len() > RUNS_KEPT {
+            runs.drain(..runs.len() - RUNS_KEPT);
+        }
+        let manifest = Manifest {
+            rerate_version: env!("CARGO_PKG_VERSION"),
+            options: self.options(),
+            inputs: input_stats,
+            skipped_files: self.skipped.clone(),
+            counts,
+            totals,
+            interactions: interactions_count,
+            reconciliation: grouped.recon_summary.clone(),
+            rate_deck_issues: self.deck_issues().to_vec(),
+            mode: cfg.mode,
+            finished_interrupted_commit: staging.recovered,
+            outputs,
+            dataset: Dataset::of(&parts),
+            partitions: parts,
+            runs,
+            memory: serde_json::json!({
+                "budget_bytes": cfg.memory,
+                "buckets": buckets,
+                "parse_task_bytes": chunk_bytes,
+                "spilled": spilled || grouped.spilled(),
+                "cross_bucket_call_ids": grouped.cross_bucket_call_ids,
+                "buckets_split": grouped.buckets_split,
+                "largest_bucket_legs": grouped.largest_bucket_legs,
+            }),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            stages_ms: clock.stages,
+        };
+        manifest.write(out)?;
+
+        // Commit.
+        let journal = commit::plan(
+            &cfg.out,
+            &staging.staged_files()?,
+            cfg.mode,
+            &entries,
+            &keys,
+        )?;
+        staging.commit(journal)?;
+        if !manifest.counts.balanced {
+            let c = &manifest.counts;
+            bail!(
+                "internal error: the counts do not balance (read {}, written {}, rejected {}, duplicates {}); see {}",
+                c.records_read,
+                c.legs_written,
+                c.rejected,
+                c.dedup.duplicates_dropped,
+                cfg.out.join(MANIFEST_FILE).display()
+            );
+        }
+        Ok(RunOutcome {
+            manifest,
+            rejects_path: cfg.out.join(REJECTS_FILE),
+        })
+    }
+
+    /// Reads every input into `parsed`'s buckets.
+    fn read(
+        &self,
+        parsed: &pipeline::Parsed,
+        partitions: Arc<Partitions>,
+        chunk_bytes: usize,
+    ) -> anyhow::Result<Ingested> {
+        let total_bytes: u64 = self.files.iter().map(|f| f.bytes).sum();
+        let progress = Progress::new(total_bytes, self.cfg.quiet);
+        let opts = IngestOptions {
+            tz: self.cfg.tz,
+            chunk_bytes,
+            max_record: self.cfg.max_record_size,
+            partitions,
+        };
+        let ingested = ingest(&self.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
+        progress.finish();
+        Ok(ingested)
+    }
+
+    /// Every report, over the written legs and the other tables' buckets.
+    fn run_reports<'r>(
+        &'r self,
+        grouped: &Grouped,
+        out: &Path,
+    ) -> anyhow::Result<Vec<(&'r Report, DataFrame)>> {
+        let tables = [
+            (LEGS_TABLE, grouped.legs_scan(out, LEGS_TABLE)?),
+            (INTERACTIONS_TABLE, grouped.calls.scan()?),
+            (RECONCILIATION_TABLE, grouped.recon.scan()?),
+        ];
+        // A per-account-day report holds about 0.1 KB a leg: groups of accounts of up to a leg
+        // per KiB of the budget keep it under a tenth of the budget whatever the input's size.
+        let groups = reports::account_groups(
+            grouped.legs.iter().map(|p| (p.account_id.as_str(), p.rows)),
+            (self.cfg.memory / 1024) as u64,
+        );
+        let mut results = Vec::with_capacity(self.reports.len());
+        for r in &self.reports {
+            results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
+        }
+        Ok(results)
+    }
+
+    /// The options as the manifest records them.
+    fn options(&self) -> serde_json::Value {
+        let c = &self.cfg;
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|q| q.display().to_string());
+        serde_json::json!({
+            "inputs": c.inputs,
+            "out": c.out.display().to_string(),
+            "mode": c.mode,
+            "format": c.output.format,
+            "csv_raw": c.output.csv_raw,
+            "tz": c.tz.name(),
+            "rounding": c.rounding,
+            "threads": self.threads,
+            "chunk_size": c.chunk_size,
+            "max_record_size": c.max_record_size,
+            "memory": c.memory,
+            "queries": path(&c.queries),
+            "rates": path(&c.rates),
+            "ratedeck_map": path(&c.ratedeck_map),
+            "rate_sort": c.hotornot.sort,
+            "hotornot": c.hotornot,
+            "e164_converters": self.decks.as_ref().map(|d| serde_json::json!({
+                "source": d.converters().source,
+                "identity": d.converters().identity(),
+            })),
+            "rate_deck_identity": self.decks.as_ref().map(|d| d.identity()),
+        })
+    }
+}
+
+/// The three tables the pipeline writes itself.
+struct Tables {
+    legs: Table<'static>,
+    calls: Table<'static>,
+    recon: Table<'static>,
+}
+
+impl Tables {
+    fn new() -> Self {
+        Tables {
+            legs: Table {
+                name: LEGS_TABLE,
+                columns: leg_columns(),
+                order: vec![START_TIME, CALL_ID],
+            },
+            calls: Table {
+                name: INTERACTIONS_TABLE,
+                columns: interactions::columns(),
+                order: vec![START_TIME, INTERACTION_ID],
+            },
+            recon: Table {
+                name: RECONCILIATION_TABLE,
+                columns: reconcile::columns(),
+                order: vec![START_TIME, CALL_ID, reconcile::PARTY],
+            },
+        }
+    }
+}
+
+/// Stage timings: each lap adds the time since the previous one to a stage.
+struct Clock {
+    stages: Stages,
+    lap: Instant,
+}
+
+impl Clock {
+    fn new(discover_ms: u64) -> Self {
+        Clock {
+            stages: BTreeMap::from([("1_discover", discover_ms)]),
+            lap: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        pipeline::add(&mut self.stages, name, self.lap);
+        self.restart();
+    }
+
+    /// Starts the next lap now (after a stage that timed itself).
+    fn restart(&mut self) {
+        self.lap = Instant::now();
+    }
+}
+
+/// Writes one report: partitioned like the legs when it has account_id and date (a day)
+/// columns, else as `DIR/<name>.parquet` / `.csv`.
+fn write_report(
+    df: &mut DataFrame,
+    out: &Path,
+    name: &str,
+    output: &Output,
+    outputs: &mut Vec<String>,
+) -> anyhow::Result<Vec<PartitionStats>> {
+    let partitioned = df
+        .column(ACCOUNT_ID)
+        .is_ok_and(|c| c.dtype() == &DataType::String)
+        && df.column(DATE).is_ok_and(|c| c.dtype() == &DataType::Date);
+    if partitioned {
+        let columns: Vec<&str> = df
+            .get_column_names()
+            .into_iter()
+            .map(|c| c.as_str())
+            .filter(|c| *c != ACCOUNT_ID && *c != DATE)
+            .collect();
+        outputs.push(name.to_owned());
+        let table = Table {
+            name,
+            columns,
+            order: vec![],
+        };
+        return Ok(write_partitioned(df, out, &table, output)?);
+    }
+    write_files(df, out, name, output)?;
+    for (on, ext) in [
+        (output.format != Format::Csv, "parquet"),
+        (output.format != Format::Parquet, "csv"),
+    ] {
+        if on {
+            outputs.push(format!("{name}.{ext}"));
+        }
+    }
+    Ok(vec![])
+}
+
+/// The partition's folder names: `account_id=..`, `date=..`.
+fn partition_dirs(p: &PartitionStats) -> (String, String) {
+    (
+        dir_name(ACCOUNT_ID, Some(&p.account_id)),
+        dir_name(DATE, p.date.as_deref()),
+    )
+}
+
+/// What the previous manifest in the output folder says, as this run keeps it.
+struct History {
+    /// Partitions of earlier runs this run does not replace.
+    kept: Vec<PartitionStats>,
+    /// The earlier runs.
+    runs: Vec<RunRecord>,
+    /// The top-level names earlier runs wrote.
+    outputs: Vec<String>,
+}
+
+impl History {
+    /// `keys`: the partition folders this run writes, which replace earlier ones.
+    fn read(out: &Path, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
+        let prev: serde_json::Value = std::fs::read(out.join(MANIFEST_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default();
+        let kept = match mode {
+            Mode::ReplaceAll => vec![],
+            Mode::OverwritePartitions => {
+                serde_json::from_value::<Vec<PartitionStats>>(prev["partitions"].clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| !keys.contains(&partition_dirs(p)))
+                    .collect()
+            }
+        };
+        History {
+            kept,
+            runs: serde_json::from_value(prev["runs"].clone()).unwrap_or_default(),
+            outputs: previous_outputs(&prev),
+        }
+    }
+}
