@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 
 use crate::rate::{rate, InputColumns, Rounding, PER_MINUTE};
+use crate::schema::is_column_shaped;
 pub use crate::schema::PARTY;
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
@@ -172,12 +173,6 @@ fn per_minute(v: Option<&str>) -> bool {
     v == Some(PER_MINUTE)
 }
 
-/// True for legs read from a shape that carries no rating inputs (crossbar CSV exports and
-/// listing pages): their money is recorded, not computable from the leg.
-pub fn lacks_rating_inputs(source_format: Option<&str>) -> bool {
-    matches!(source_format, Some("csv" | "listing"))
-}
-
 /// Fills `recorded_*` for JSON legs and `derived_*` for every leg, and returns the
 /// reconciliation rows (with `account_id` and `date`).
 pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(DataFrame, Summary)> {
@@ -198,7 +193,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
-        let no_inputs = lacks_rating_inputs(fmt.get(k));
+        let no_inputs = is_column_shaped(fmt.get(k));
         let (rc, rr) = if no_inputs {
             (rec_c.get(k), rec_r.get(k))
         } else {

@@ -203,8 +203,18 @@ pub const COST_UNITS: &str = "cost_units";
 pub const RESELLER_COST_UNITS: &str = "reseller_cost_units";
 pub const SOURCE_FILE: &str = "source_file";
 pub const SOURCE_LINE: &str = "source_line";
+/// The decoded byte offset of the record's first byte in its file (after a UTF-8 BOM, counted
+/// too): with `source_file`, unique to each record, even when several JSON values share a line.
+pub const SOURCE_OFFSET: &str = "source_offset";
 
 pub const SOURCE_FORMAT: &str = "source_format";
+
+/// Whether a leg's `source_format` is one of crossbar's column-shaped exports (`csv`, the CSV
+/// export; `listing`, a `GET /cdrs` page's rows): legs that carry KAZOO's recorded money and its
+/// rate, but no increment or minimum.
+pub fn is_column_shaped(source_format: Option<&str>) -> bool {
+    matches!(source_format, Some("csv" | "listing"))
+}
 pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
 pub const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
 pub const DERIVED_COST_UNITS: &str = "derived_cost_units";
@@ -302,7 +312,7 @@ pub fn leg_columns() -> Vec<&'static str> {
     cols.extend_from_slice(&[TIMESTAMP, CHANNEL_CREATED_TIME, "interaction_time"]);
     cols.extend(TOP_STR[10..].iter().copied());
     cols.extend_from_slice(JSON_COLS);
-    cols.extend_from_slice(&[SOURCE_FORMAT, SOURCE_FILE, SOURCE_LINE]);
+    cols.extend_from_slice(&[SOURCE_FORMAT, SOURCE_FILE, SOURCE_LINE, SOURCE_OFFSET]);
     cols
 }
 

@@ -9,9 +9,9 @@ use crate::schema::{
     SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE, START_TIME, TOP_STR,
 };
 
-/// A hidden ordering column: the record's index within its unit (a page or an array), so that
-/// (source_file, source_line, record) orders every leg totally. Dropped before writing.
-pub const RECORD_INDEX: &str = "__record";
+/// Where in its file a leg was read (`source_offset`, the record's decoded byte offset): with
+/// `source_file` it orders every leg totally and tells apart records that share a line.
+pub const RECORD_INDEX: &str = crate::schema::SOURCE_OFFSET;
 
 /// Unix microseconds as a UTC timestamp column.
 fn utc_micros(ca: Int64Chunked) -> Column {
@@ -75,7 +75,8 @@ impl LegBuilder {
         self.len == 0
     }
 
-    pub fn push(&mut self, leg: &Leg<'_>, line: u64, record: u64) {
+    /// `line` is the record's physical line, `offset` its decoded byte offset in the file.
+    pub fn push(&mut self, leg: &Leg<'_>, line: u64, offset: u64) {
         for (b, v) in self.top.iter_mut().zip(&leg.top) {
             b.append_option(v.as_deref());
         }
@@ -96,7 +97,7 @@ impl LegBuilder {
             b.append_option(v);
         }
         self.line.append_value(line as i64);
-        self.record.append_value(record as i64);
+        self.record.append_value(offset as i64);
         self.len += 1;
     }
 

@@ -1,7 +1,7 @@
 //! Invariants that must hold for any input bytes, checked by the fuzz targets (`fuzz/`) and,
 //! over the fuzz corpus kept in the repository, by `cargo test`. Each panics on a violation.
 
-use super::{csv_export, parse_buffer, IngestOptions};
+use super::{csv_export, parse_buffer, parse_stream_in_windows, scan, IngestOptions};
 use crate::time::ReportTz;
 
 fn opts(chunk_bytes: usize) -> IngestOptions {
@@ -33,6 +33,21 @@ pub fn json_stream(data: &[u8]) {
         small.legs.equals_missing(&big.legs),
         "the task size changed a leg"
     );
+    // A stream read in small windows (as a large file is) reads the same.
+    let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    if scan::detect_layout(body) == scan::Layout::Stream {
+        let windowed = parse_stream_in_windows(data, "fuzz", &opts(64), 2049)
+            .unwrap_or_else(|e| panic!("a frame could not be built: {e}"));
+        assert_eq!(
+            count(&windowed),
+            count(&big),
+            "the window size changed the result"
+        );
+        assert!(
+            windowed.legs.equals_missing(&big.legs),
+            "the window size changed a leg"
+        );
+    }
 }
 
 /// A crossbar CSV export: refused as a whole (no call_id column) or every row is a leg or a

@@ -31,6 +31,12 @@ impl StringState {
             false
         }
     }
+
+    /// Whether the last byte fed left the text inside a string literal.
+    #[inline]
+    pub fn in_str(&self) -> bool {
+        self.in_str
+    }
 }
 
 /// Removes white space outside strings. The input must be valid JSON (it comes from a parsed

@@ -5,6 +5,7 @@
 //! checked legs into per-worker column builders (builder) -> concatenate the batches.
 
 pub mod builder;
+pub mod crossbar;
 pub mod csv_export;
 pub mod decompress;
 pub mod discover;
@@ -25,9 +26,9 @@ use crate::progress::Progress;
 use crate::time::ReportTz;
 use builder::LegBuilder;
 use discover::InputFile;
-use json_text::truncate;
+use json_text::{compact, truncate};
 use record::{RawCdr, RejectReason};
-use scan::{count_lines, Broken, Layout, Unit};
+use scan::{count_lines, Broken, Layout, Nest, Unit};
 
 /// Input problems that stop the run before anything is written.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,9 @@ pub struct FileStats {
     pub records: u64,
     pub legs: u64,
     pub rejected: u64,
+    /// Values recognized as holding no CDRs (a `/cdrs/summary` response), skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_content: Vec<SkippedContent>,
 }
 
 /// What stage 1 produced besides the legs, which went to the sink as they were parsed.
@@ -117,19 +121,43 @@ pub type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + 
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
+/// Reject codes that mean a file could not be read to its end: the run then read it only in
+/// part (a broken gzip/zstd stream or an I/O error; the size limit of a file read whole).
+pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large"];
+
 /// One worker's output.
 struct Batch {
     /// A builder per bucket: the columns come out already split.
     builders: Vec<LegBuilder>,
+    /// The same for crossbar listing rows (`source_format` `listing`).
+    listing: Vec<LegBuilder>,
+    /// The `account_id` of the envelope whose `data` is being read, if it carries one.
+    envelope_account: Option<String>,
     /// The buckets of the partitions this worker has met.
     partitions: crate::spill::PartitionMap,
     rejects: Vec<Reject>,
     records: u64,
+    /// Content that holds no CDRs and is not an error (a `/cdrs/summary` response).
+    skipped: Vec<SkippedContent>,
+}
+
+/// A value that holds no CDRs by design, recognized by its keys and skipped (never a reject):
+/// listed per file in the manifest and said on stderr.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SkippedContent {
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    /// What it is and why it holds no CDRs.
+    pub what: &'static str,
 }
 
 /// What a worker needs to know about the file it reads.
 struct Ctx<'a> {
     source: Arc<str>,
+    /// The account named by the file's path (`account_id=<ID>` or a 32-hex-digit id): the
+    /// account of listing rows, which carry none.
+    path_account: Option<String>,
     tz: &'a ReportTz,
     max_record: usize,
     partitions: &'a crate::spill::Partitions,
@@ -139,6 +167,7 @@ impl<'a> Ctx<'a> {
     fn new(source: &str, opts: &'a IngestOptions) -> Self {
         Ctx {
             source: Arc::from(source),
+            path_account: csv_export::account_from_path(std::path::Path::new(source)),
             tz: &opts.tz,
             max_record: opts.max_record,
             partitions: &opts.partitions,
@@ -154,9 +183,12 @@ impl Batch {
             builders: (0..n)
                 .map(|_| LegBuilder::with_capacity(cap.div_ceil(n)))
                 .collect(),
+            listing: (0..n).map(|_| LegBuilder::with_capacity(0)).collect(),
+            envelope_account: None,
             partitions: Default::default(),
             rejects: Vec::new(),
             records: 0,
+            skipped: Vec::new(),
         }
     }
 
@@ -177,43 +209,45 @@ impl Batch {
         });
     }
 
-    /// One unit: a line, or a top-level value of a stream.
-    fn unit(&mut self, ctx: &Ctx, buf: &[u8], unit: &Unit) {
+    /// One unit: a line, a top-level value of a stream, or an element of an array read as a
+    /// stream; `base` is the decoded file offset of `buf[0]`.
+    fn unit(&mut self, ctx: &Ctx, buf: &[u8], unit: &Unit, base: u64) {
         let bytes = &buf[unit.start..unit.end];
-        // A big top-level array is split into its elements, each held to the limit.
-        if bytes.len() > ctx.max_record && (bytes[0] != b'[' || unit.broken.is_some()) {
-            let raw = String::from_utf8_lossy(&bytes[..RAW_LIMIT.min(bytes.len())]);
-            return self.reject(
-                ctx,
-                unit.line,
-                None,
-                too_large(ctx.max_record, bytes.len()),
-                &raw,
+        let (line, record) = (unit.line, unit.record);
+        let level = match unit.nest {
+            Nest::Top => Level::Top,
+            Nest::Array => Level::InArray,
+            Nest::Data => Level::InData,
+        };
+        // A big top-level array line is split into its elements, each held to the limit.
+        let too_large = unit.broken == Some(Broken::TooLarge)
+            || (bytes.len() > ctx.max_record
+                && (bytes.first() != Some(&b'[') || unit.broken.is_some()));
+        if too_large {
+            let why = RejectReason::new(
+                "record_too_large",
+                format!(
+                    "the record is larger than --max-record-size ({} bytes); it was skipped",
+                    ctx.max_record
+                ),
             );
+            return self.reject(ctx, line, record, why, &raw_head(bytes));
         }
-        if let Some(broken) = unit.broken {
-            let msg = match broken {
-                Broken::Truncated => "invalid JSON: the input ends inside this value",
-                Broken::Unclosed => {
-                    "invalid JSON: the value is not closed before the next top-level value starts"
-                }
-                Broken::NewlineInString => {
-                    "invalid JSON: a string is still open at the end of the line"
-                }
-            };
+        if let Some(msg) = unit.broken.and_then(|b| broken_message(b, line)) {
             let raw = String::from_utf8_lossy(bytes);
             return self.reject(
                 ctx,
-                unit.line,
-                None,
+                line,
+                record,
                 RejectReason::new("invalid_json", msg),
                 &raw,
             );
         }
+        let off = base + unit.start as u64;
         match std::str::from_utf8(bytes) {
-            Ok(text) => self.value(ctx, text, unit.line, None, Level::Top),
+            Ok(text) => self.value(ctx, text, line, record, level, off),
             Err(e) => {
-                let bad_line = unit.line + count_lines(&bytes[..e.valid_up_to()]);
+                let bad_line = line + count_lines(&bytes[..e.valid_up_to()]);
                 let why = RejectReason::new(
                     "invalid_utf8",
                     format!(
@@ -221,16 +255,25 @@ impl Batch {
                         e.valid_up_to()
                     ),
                 );
-                self.reject(ctx, unit.line, None, why, &String::from_utf8_lossy(bytes));
+                self.reject(ctx, line, record, why, &String::from_utf8_lossy(bytes));
             }
         }
     }
 
     /// A JSON value: a CDR, an envelope, or (at the top) an array of either.
-    fn value(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, level: Level) {
+    /// `off` is the decoded file offset of `text`.
+    fn value(
+        &mut self,
+        ctx: &Ctx,
+        text: &str,
+        line: u64,
+        record: Option<u64>,
+        level: Level,
+        off: u64,
+    ) {
         match (text.as_bytes().first(), level) {
-            (Some(b'{'), _) => self.object(ctx, text, line, record, level),
-            (Some(b'['), Level::Top) => self.array(ctx, text, line, Level::InArray),
+            (Some(b'{'), _) => self.object(ctx, text, line, record, level, off),
+            (Some(b'['), Level::Top) => self.array(ctx, text, line, Level::InArray, off),
             _ => {
                 let why = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                     Ok(_) => RejectReason::new(
@@ -245,42 +288,36 @@ impl Batch {
     }
 
     /// The elements of an array, each located by its own line and its index.
-    fn array(&mut self, ctx: &Ctx, text: &str, line: u64, level: Level) {
+    fn array(&mut self, ctx: &Ctx, text: &str, line: u64, level: Level, off: u64) {
         let elems: Vec<&RawValue> = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => return self.reject(ctx, line, None, invalid_json(&e, line), text),
         };
-        self.elements(ctx, text, &elems, 0, (0, line), level);
-    }
-
-    /// Array elements `elems`, the first of which has index `first`; `at` is a known
-    /// (byte offset in `text`, line) from which element lines are counted.
-    fn elements(
-        &mut self,
-        ctx: &Ctx,
-        text: &str,
-        elems: &[&RawValue],
-        first: usize,
-        at: (usize, u64),
-        level: Level,
-    ) {
-        let (mut at, mut el_line) = at;
+        let (mut at, mut el_line) = (0, line);
         for (i, el) in elems.iter().enumerate() {
             let el = el.get();
-            let off = offset_in(text, el);
-            el_line += count_lines(&text.as_bytes()[at..off]);
-            at = off;
-            let record = Some((first + i) as u64);
+            let el_at = offset_in(text, el);
+            el_line += count_lines(&text.as_bytes()[at..el_at]);
+            at = el_at;
+            let record = Some(i as u64);
             if el.len() > ctx.max_record {
                 let why = too_large(ctx.max_record, el.len());
                 self.reject(ctx, el_line, record, why, el);
                 continue;
             }
-            self.value(ctx, el, el_line, record, level);
+            self.value(ctx, el, el_line, record, level, off + el_at as u64);
         }
     }
 
-    fn object(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, level: Level) {
+    fn object(
+        &mut self,
+        ctx: &Ctx,
+        text: &str,
+        line: u64,
+        record: Option<u64>,
+        level: Level,
+        off: u64,
+    ) {
         let cdr = match RawCdr::parse(text) {
             Ok(c) => c,
             Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
@@ -288,12 +325,25 @@ impl Batch {
         if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
-            let d_line = line + count_lines(&text.as_bytes()[..offset_in(text, d)]);
-            return match d.as_bytes().first() {
-                Some(b'[') => self.array(ctx, d, d_line, Level::InData),
+            let d_at = offset_in(text, d);
+            let d_line = line + count_lines(&text.as_bytes()[..d_at]);
+            let d_off = off + d_at as u64;
+            let outer = self.envelope_account.take();
+            self.envelope_account = envelope_account(text).or(outer.clone());
+            match d.as_bytes().first() {
+                Some(b'[') => self.array(ctx, d, d_line, Level::InData, d_off),
                 _ if d == "null" => {}
-                _ => self.value(ctx, d, d_line, Some(0), Level::InData),
-            };
+                _ if compact(d) == "{}" => self.skip(d_line, Some(0), EMPTY_DATA),
+                _ => self.value(ctx, d, d_line, Some(0), Level::InData, d_off),
+            }
+            self.envelope_account = outer;
+            return;
+        }
+        if cdr.is_listing_row() {
+            return self.listing_row(ctx, text, line, record, off);
+        }
+        if cdr.is_cdr_summary() {
+            return self.skip(line, record, CDR_SUMMARY);
         }
         match cdr.into_leg(ctx.tz) {
             Ok(leg) => {
@@ -303,10 +353,78 @@ impl Batch {
                     leg.ccv[0].as_deref(),
                     leg.date,
                 );
-                self.builders[b as usize].push(&leg, line, record.unwrap_or(0));
+                self.builders[b as usize].push(&leg, line, off);
             }
             Err(why) => self.reject(ctx, line, record, why, text),
         }
+    }
+}
+
+impl Batch {
+    /// A crossbar listing row (`GET /cdrs` page item): the CSV columns as keys, mapped by the
+    /// same column mapper as the CSV export.
+    fn listing_row(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, off: u64) {
+        let rules = crossbar::RowRules {
+            account: self
+                .envelope_account
+                .as_deref()
+                .or(ctx.path_account.as_deref()),
+            tz: ctx.tz,
+            timestamp_is_end: false,
+            what: "key",
+        };
+        match crossbar::map_listing_row(text, &rules) {
+            Ok(leg) => {
+                self.records += 1;
+                let b = ctx.partitions.bucket_cached(
+                    &mut self.partitions,
+                    leg.ccv[0].as_deref(),
+                    leg.date,
+                );
+                self.listing[b as usize].push(&leg, line, off);
+            }
+            Err(Ok(why)) => self.reject(ctx, line, record, why, text),
+            Err(Err(e)) => self.reject(ctx, line, record, invalid_json(&e, line), text),
+        }
+    }
+}
+
+/// The `account_id` member of a crossbar envelope, when it has one.
+fn envelope_account(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        account_id: Option<String>,
+    }
+    serde_json::from_str::<Envelope>(text)
+        .ok()?
+        .account_id
+        .filter(|a| !a.trim().is_empty())
+}
+
+/// Why a broken unit is rejected (None for [`Broken::TooLarge`], which has its own code).
+fn broken_message(broken: Broken, line: u64) -> Option<String> {
+    Some(match broken {
+        Broken::Truncated => "invalid JSON: the input ends inside this value".to_owned(),
+        Broken::Unclosed => {
+            "invalid JSON: the value is not closed before the next value starts".to_owned()
+        }
+        Broken::NewlineInString => {
+            "invalid JSON: a string is still open at the end of the line".to_owned()
+        }
+        Broken::ArrayNotClosed => format!(
+            "invalid JSON: the array opened on line {line} is not closed at the end of the input; its elements were read"
+        ),
+        Broken::TooLarge => return None,
+    })
+}
+
+const CDR_SUMMARY: &str = "a crossbar /cdrs/summary response (billable seconds per direction, domain and classifier): totals, not CDRs";
+const EMPTY_DATA: &str =
+    "a crossbar response whose data is an empty object (an empty /cdrs/summary): no CDRs";
+
+impl Batch {
+    fn skip(&mut self, line: u64, record: Option<u64>, what: &'static str) {
+        self.skipped.push(SkippedContent { line, record, what });
     }
 }
 
@@ -437,8 +555,12 @@ fn read_file(
     let first = decompress::fill(&mut reader, &mut buf, window);
     let lines = file.format == discover::InputFormat::Json
         && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
-    let read = if lines {
+    let read = if file.format == discover::InputFormat::Csv {
+        read_csv(&job, &consumed, reader, buf, first)?
+    } else if lines {
         read_lines(&job, &consumed, reader.as_mut(), buf, first)?
+    } else if file.format == discover::InputFormat::Json {
+        read_stream(&job, &consumed, reader.as_mut(), buf, first)?
     } else {
         read_whole(&job, reader.as_mut(), buf, first)?
     };
@@ -472,6 +594,7 @@ fn read_file(
         records: parsed.records,
         legs,
         rejected: parsed.rejects.len() as u64,
+        skipped_content: parsed.skipped,
     };
     Ok((parsed.rejects, stats))
 }
@@ -511,7 +634,66 @@ fn decode_error(file: &InputFile, at: usize, e: &std::io::Error) -> RejectReason
     )
 }
 
-/// A pretty-printed or CSV file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
+/// A crossbar CSV export, read a line at a time (see `csv_export`): memory holds one line and
+/// one frame of legs, whatever the file's size.
+fn read_csv(
+    job: &Job,
+    consumed: &std::sync::atomic::AtomicU64,
+    reader: Box<dyn std::io::Read + Send>,
+    buf: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+) -> Result<Read, IngestError> {
+    let (file, opts, progress, sink) = job.parts();
+    let account = csv_export::account_from_path(&file.path);
+    let export = csv_export::ExportReader {
+        source: &file.display,
+        account: account.as_deref(),
+        tz: &opts.tz,
+        max_record: opts.max_record,
+        frame_legs: CSV_FRAME_LEGS,
+    };
+    use std::io::Read as _;
+    let first_err = first.err();
+    let head = std::io::Cursor::new(buf);
+    let mut input: Box<dyn std::io::BufRead> = if first_err.is_some() {
+        Box::new(head)
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            head.chain(reader),
+        ))
+    };
+    let mut ticked = 0u64;
+    let mut on_frame = |df: DataFrame, _decoded: u64| -> Result<(), IngestError> {
+        sink(None, df)?;
+        let done = consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(file.bytes);
+        progress.inc(done.saturating_sub(ticked));
+        ticked = ticked.max(done);
+        Ok(())
+    };
+    let read = export.read(&mut input, &mut on_frame)?;
+    progress.inc(file.bytes.saturating_sub(ticked));
+    let tail = read.tail_err.or(first_err.map(|e| (read.bytes, e)));
+    let tail_err = tail.map(|(at, e)| (at, decode_error(file, at as usize, &e)));
+    let mut parsed = Parsed::empty();
+    parsed.rejects = read.rejects;
+    parsed.records = read.records;
+    parsed.layout = Layout::Lines;
+    parsed.lines = read.lines;
+    Ok(Read {
+        parsed,
+        legs: read.legs,
+        decoded: read.bytes,
+        tail_err,
+    })
+}
+
+/// Legs of a CSV export handed on at a time.
+const CSV_FRAME_LEGS: usize = 65_536;
+
+/// A pretty-printed JSON file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
 /// then parsed in parallel.
 fn read_whole(
     job: &Job,
@@ -576,8 +758,10 @@ fn read_lines(
     let (file, opts, progress, sink) = job.parts();
     let ctx = Ctx::new(&file.display, opts);
     let window = opts.window();
+    let mut base = 0;
     if win.starts_with(BOM) {
         win.drain(..BOM.len());
+        base = BOM.len() as u64;
     }
     let mut ended = first;
     let (mut line, mut decoded, mut ticked) = (1u64, 0u64, 0u64);
@@ -598,7 +782,7 @@ fn read_lines(
         let mut batches = Vec::new();
         if cut > 0 {
             let part = &win[..cut];
-            batches = parse_lines(&ctx, part, line, opts.chunk_bytes);
+            batches = parse_lines(&ctx, part, line, base + decoded, opts.chunk_bytes);
             line += count_lines(part);
             decoded += cut as u64;
             win.drain(..cut);
@@ -614,8 +798,7 @@ fn read_lines(
         }
         let mut window_parsed = collect(batches, &file.display)?;
         legs += sink_legs(&mut window_parsed, sink)?;
-        all.records += window_parsed.records;
-        all.rejects.append(&mut window_parsed.rejects);
+        all.absorb(&mut window_parsed);
         let done = consumed
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(file.bytes);
@@ -679,15 +862,40 @@ fn too_large(limit: usize, bytes: usize) -> RejectReason {
     )
 }
 
-/// Parses a run of whole lines (the first numbered `first_line`) in parallel tasks.
-fn parse_lines(ctx: &Ctx, body: &[u8], first_line: u64, chunk: usize) -> Vec<Batch> {
+/// Parses a run of whole lines (the first numbered `first_line`, at decoded file offset
+/// `base`) in parallel tasks.
+fn parse_lines(ctx: &Ctx, body: &[u8], first_line: u64, base: u64, chunk: usize) -> Vec<Batch> {
     scan::line_chunks(body, chunk)
         .into_par_iter()
         .map(|(s, e, line)| {
             let mut b = Batch::new(ctx, cap_for(e - s));
             for u in scan::line_units(body, s, e, line + first_line - 1) {
-                b.unit(ctx, body, &u);
+                b.unit(ctx, body, &u, base);
             }
+            b
+        })
+        .collect()
+}
+
+/// Parses stream units of `body` (at decoded file offset `base`) in parallel tasks of about
+/// `chunk` bytes; `tick` is told how many bytes each finished task covered.
+fn parse_units(
+    ctx: &Ctx,
+    body: &[u8],
+    units: Vec<Unit>,
+    base: u64,
+    chunk: usize,
+    tick: &(dyn Fn(usize) + Sync),
+) -> Vec<Batch> {
+    group_units(units, chunk)
+        .into_par_iter()
+        .map(|units| {
+            let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
+            let mut b = Batch::new(ctx, cap_for(bytes));
+            for u in &units {
+                b.unit(ctx, body, u, base);
+            }
+            tick(bytes);
             b
         })
         .collect()
@@ -702,13 +910,20 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     let n = batches.first().map_or(1, |b| b.builders.len());
     let mut frames: Vec<Vec<DataFrame>> = vec![Vec::new(); n];
     let mut rejects = Vec::new();
+    let mut skipped = Vec::new();
     let mut records = 0;
     for b in batches {
         records += b.records;
         rejects.extend(b.rejects);
+        skipped.extend(b.skipped);
         for (k, builder) in b.builders.into_iter().enumerate() {
             if !builder.is_empty() {
                 frames[k].push(builder.finish(source, "json")?);
+            }
+        }
+        for (k, builder) in b.listing.into_iter().enumerate() {
+            if !builder.is_empty() {
+                frames[k].push(builder.finish(source, "listing")?);
             }
         }
     }
@@ -724,6 +939,7 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
         }
     }
     parsed.rejects = rejects;
+    parsed.skipped = skipped;
     parsed.records = records;
     Ok(parsed)
 }
@@ -750,6 +966,8 @@ pub struct Parsed {
     pub routed: Vec<(u32, DataFrame)>,
     pub rejects: Vec<Reject>,
     pub records: u64,
+    /// Values recognized as holding no CDRs, skipped.
+    pub skipped: Vec<SkippedContent>,
     pub layout: Layout,
     /// The line the input ended on.
     pub lines: u64,
@@ -762,52 +980,43 @@ impl Parsed {
             routed: Vec::new(),
             rejects: Vec::new(),
             records: 0,
+            skipped: Vec::new(),
             layout: Layout::Stream,
             lines: 1,
         }
     }
+
+    /// Takes one window's records, rejects and skipped content (its legs went to the sink).
+    fn absorb(&mut self, window: &mut Parsed) {
+        self.records += window.records;
+        self.rejects.append(&mut window.rejects);
+        self.skipped.append(&mut window.skipped);
+    }
 }
 
 /// Parses one decoded file's bytes, in parallel tasks of about `opts.chunk_bytes`; `tick` is
-/// told how many bytes each finished task covered.
+/// told how many bytes each finished task covered. The same reading as a file's, in one window.
 pub fn parse_buffer(
     buf: &[u8],
     source: &str,
     opts: &IngestOptions,
     tick: &(dyn Fn(usize) + Sync),
 ) -> Result<Parsed, IngestError> {
-    let body = buf.strip_prefix(BOM).unwrap_or(buf);
+    let (body, base) = match buf.strip_prefix(BOM) {
+        Some(b) => (b, BOM.len() as u64),
+        None => (buf, 0),
+    };
     let ctx = Ctx::new(source, opts);
     let layout = scan::detect_layout(body);
     let batches: Vec<Batch> = match layout {
         Layout::Lines => {
-            let b = parse_lines(&ctx, body, 1, opts.chunk_bytes);
+            let b = parse_lines(&ctx, body, 1, base, opts.chunk_bytes);
             tick(body.len());
             b
         }
         Layout::Stream => {
-            let (arrays, units): (Vec<Unit>, Vec<Unit>) =
-                scan::stream_units(body).into_iter().partition(|u| {
-                    u.broken.is_none()
-                        && body[u.start] == b'['
-                        && u.end - u.start > opts.chunk_bytes
-                });
-            let mut batches: Vec<Batch> = group_units(units, opts.chunk_bytes)
-                .into_par_iter()
-                .map(|units| {
-                    let bytes: usize = units.iter().map(|u| u.end - u.start).sum();
-                    let mut b = Batch::new(&ctx, cap_for(bytes));
-                    for u in &units {
-                        b.unit(&ctx, body, u);
-                    }
-                    tick(bytes);
-                    b
-                })
-                .collect();
-            for u in arrays {
-                batches.extend(big_array(&ctx, body, &u, opts.chunk_bytes, tick));
-            }
-            batches
+            let units = scan::stream_units(body, opts.max_record);
+            parse_units(&ctx, body, units, base, opts.chunk_bytes, tick)
         }
     };
     let mut parsed = collect(batches, source)?;
@@ -816,54 +1025,119 @@ pub fn parse_buffer(
     Ok(parsed)
 }
 
-/// A top-level array larger than one task, its elements split across tasks. An array that is
-/// not valid UTF-8 or JSON is one unit, rejected whole, as a small one would be.
-fn big_array(
-    ctx: &Ctx,
-    body: &[u8],
-    unit: &Unit,
-    target: usize,
-    tick: &(dyn Fn(usize) + Sync),
-) -> Vec<Batch> {
-    let bytes = &body[unit.start..unit.end];
-    let parsed = std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|t| Some((t, serde_json::from_str::<Vec<&RawValue>>(t).ok()?)));
-    let Some((text, elems)) = parsed else {
-        let mut b = Batch::new(ctx, 0);
-        b.unit(ctx, body, unit);
-        return vec![b];
+/// Parses `buf` as a stream read in windows of `window` bytes (at least the record size limit
+/// and 1 byte), as a file would be: for tests of the window edges.
+#[doc(hidden)]
+pub fn parse_stream_in_windows(
+    buf: &[u8],
+    source: &str,
+    opts: &IngestOptions,
+    window: usize,
+) -> Result<Parsed, IngestError> {
+    let file = InputFile {
+        display: source.to_owned(),
+        path: std::path::PathBuf::from(source),
+        bytes: buf.len() as u64,
+        compression: decompress::Compression::None,
+        format: discover::InputFormat::Json,
     };
-    // Cut the elements into runs of about `target` bytes, each knowing its first line.
-    let mut runs = Vec::new();
-    let (mut first, mut at, mut line) = (0usize, 0usize, unit.line);
-    for i in 1..=elems.len() {
-        let end = elems
-            .get(i)
-            .map_or(text.len(), |e| offset_in(text, e.get()));
-        let start = offset_in(text, elems[first].get());
-        if end - start >= target || i == elems.len() {
-            line += count_lines(&text.as_bytes()[at..start]);
-            at = start;
-            runs.push((first, i, at, line));
-            first = i;
-        }
+    let frames = std::sync::Mutex::new(Vec::new());
+    let sink = |_: Option<u32>, df: DataFrame| -> Result<(), IngestError> {
+        frames.lock().map_err(|_| poisoned())?.push(df);
+        Ok(())
+    };
+    let progress = Progress::new(0, true);
+    let job = Job {
+        file: &file,
+        opts,
+        progress: &progress,
+        sink: &sink,
+    };
+    let consumed = std::sync::atomic::AtomicU64::new(0);
+    let mut reader: &[u8] = buf;
+    let mut first_buf = Vec::new();
+    let first = decompress::fill(&mut reader, &mut first_buf, window);
+    let read = read_stream_windows(&job, &consumed, &mut reader, first_buf, first, window)?;
+    let mut parsed = read.parsed;
+    parsed.legs = concat_frames(frames.into_inner().map_err(|_| poisoned())?)?;
+    Ok(parsed)
+}
+
+fn poisoned() -> IngestError {
+    IngestError::Unreadable {
+        path: "memory".to_owned(),
+        message: "a parse worker panicked".to_owned(),
     }
-    runs.into_par_iter()
-        .map(|(from, to, at, line)| {
-            let mut b = Batch::new(ctx, to - from);
-            b.elements(
-                ctx,
-                text,
-                &elems[from..to],
-                from,
-                (at, line),
-                Level::InArray,
-            );
-            tick(offset_in(text, elems[to - 1].get()) - at);
-            b
-        })
-        .collect()
+}
+
+/// A stream-layout JSON file (pretty-printed, an array, crossbar pages), read in windows: the
+/// scan splits each into units (array and `data` elements are units of their own), which are
+/// parsed in parallel, handed to the sink, and dropped before the next window is read. Only an
+/// unfinished value (at most the record size limit) is carried to the next window.
+fn read_stream(
+    job: &Job,
+    consumed: &std::sync::atomic::AtomicU64,
+    reader: &mut dyn std::io::Read,
+    win: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+) -> Result<Read, IngestError> {
+    let window = job.opts.window();
+    read_stream_windows(job, consumed, reader, win, first, window)
+}
+
+fn read_stream_windows(
+    job: &Job,
+    consumed: &std::sync::atomic::AtomicU64,
+    reader: &mut dyn std::io::Read,
+    mut win: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+    window: usize,
+) -> Result<Read, IngestError> {
+    let (file, opts, progress, sink) = job.parts();
+    let ctx = Ctx::new(&file.display, opts);
+    let mut base = 0u64;
+    if win.starts_with(BOM) {
+        win.drain(..BOM.len());
+        base = BOM.len() as u64;
+    }
+    let mut ended = first;
+    let mut scan = scan::StreamScan::default();
+    let (mut line, mut ticked) = (1u64, 0u64);
+    let mut all = Parsed::empty();
+    let mut legs = 0;
+    let mut tail_err = None;
+    loop {
+        let more = matches!(ended, Ok(decompress::Filled::More));
+        let found = scan.scan(&win, line, !more, opts.max_record);
+        let batches = parse_units(&ctx, &win, found.units, base, opts.chunk_bytes, &|_| {});
+        let mut window_parsed = collect(batches, &file.display)?;
+        legs += sink_legs(&mut window_parsed, sink)?;
+        all.absorb(&mut window_parsed);
+        line = found.line;
+        base += found.consumed as u64;
+        win.drain(..found.consumed);
+        let done = consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(file.bytes);
+        progress.inc(done.saturating_sub(ticked));
+        ticked = ticked.max(done);
+        if !more {
+            if let Err(e) = &ended {
+                tail_err = Some((base, decode_error(file, base as usize, e)));
+            }
+            break;
+        }
+        ended = decompress::fill(reader, &mut win, window);
+    }
+    progress.inc(file.bytes.saturating_sub(ticked));
+    all.layout = Layout::Stream;
+    all.lines = line;
+    Ok(Read {
+        parsed: all,
+        legs,
+        decoded: base,
+        tail_err,
+    })
 }
 
 /// Groups stream units into tasks of about `target` bytes (a huge unit is a task of its own).

@@ -4,7 +4,9 @@
 //! account_billing is per_minute, else 0) and reseller_cost_units (the same rule with
 //! reseller_billing), and flags per-minute legs that carry no rate (`unrated`), which KAZOO
 //! silently bills at 0. JSON legs are rated from their own custom_channel_vars; crossbar CSV
-//! legs, which carry no increment or minimum, from the rate deck ([`apply_deck`] first).
+//! and listing legs, which carry no increment or minimum, from the rate deck ([`apply_deck`]
+//! first; flag `deck_priced`), and without a deck rate not at all (null, flag `no_deck_rate`):
+//! what KAZOO charged them is `recorded_cost_units` (see [`crate::reconcile`]).
 
 pub mod deck;
 pub mod e164;
@@ -31,6 +33,10 @@ pub fn units_to_decimal(units: i64) -> String {
     let u = units.unsigned_abs();
     format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
 }
+
+/// The `rating_flags` [`rate_frame`] adds (a leg read back from a dataset loses them before it
+/// is rated again).
+pub const RATING_STAGE_FLAGS: &[&str] = &["unrated", "no_deck_rate"];
 
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
@@ -148,7 +154,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         .zip(csv.iter());
     for (((((a, r), f), inp), deck), format) in rows {
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
-        if format == Some("csv") {
+        if crate::schema::is_column_shaped(format) {
             // The export carries no increment or minimum: the deck's rate prices the leg.
             let Some(deck_rate) = deck.rate else {
                 billed.push(None);
@@ -179,7 +185,10 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
             reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
-            new_flags.append_option(f);
+            match f {
+                Some(f) => new_flags.append_value(format!("{f},deck_priced")),
+                None => new_flags.append_value("deck_priced"),
+            }
             continue;
         }
         let c = rate(&inp, rounding);
