@@ -296,7 +296,12 @@ impl GenLeg {
     pub fn to_json(&self) -> String {
         let (account, reseller, acct_idx) = (&self.account, &self.reseller, self.acct_idx);
         let (account_billing, reseller_billing) = (self.account_billing, self.reseller_billing);
-        let (bridge, iid, callee, caller) = (&self.bridge, &self.interaction_id, &self.callee, &self.caller);
+        let (bridge, iid, callee, caller) = (
+            &self.bridge,
+            &self.interaction_id,
+            &self.callee,
+            &self.caller,
+        );
         let (rate, ri, rm, sur, nocharge) = (
             self.rate,
             self.rate_increment,
@@ -327,8 +332,12 @@ impl GenLeg {
         ccv.push('}');
         let (talk, ring, dur) = (self.talk, self.ring, self.duration_seconds());
         let end_greg = self.end_gregorian();
-        let (call_id, direction, hangup, cct) =
-            (&self.call_id, self.direction, self.hangup_cause, self.channel_created_time);
+        let (call_id, direction, hangup, cct) = (
+            &self.call_id,
+            self.direction,
+            self.hangup_cause,
+            self.channel_created_time,
+        );
         let (caller_name, callee_name) = (
             serde_json::to_string(&self.caller_id_name).unwrap_or_default(),
             serde_json::to_string(&self.callee_id_name).unwrap_or_default(),

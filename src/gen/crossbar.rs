@@ -124,9 +124,15 @@ impl KazooRow {
         put("datetime", dt.format("%Y-%m-%d_%H:%M:%S").to_string());
         put("unix_timestamp", unix.to_string());
         put("unix_timestamp_micro", micro);
-        put("rfc_1036", dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+        put(
+            "rfc_1036",
+            dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        );
         put("iso_8601", dt.format("%Y-%m-%d").to_string());
-        put("iso_8601_combined", dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        put(
+            "iso_8601_combined",
+            dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
         put("call_type", l.account_billing.to_owned());
         put("rate", kz_float_text(rate_units as f64 / 10_000.0));
         put("rate_name", l.rate_name().unwrap_or_default());
@@ -140,10 +146,10 @@ impl KazooRow {
             put("reseller_cost", self.reseller_cost().to_string());
             put("reseller_call_type", l.reseller_billing.to_owned());
         }
-        debug_assert!(v
+        debug_assert!(v.iter().map(|(k, _)| *k).eq(HEADER_50
             .iter()
-            .map(|(k, _)| *k)
-            .eq(HEADER_50.iter().chain(if reseller { HEADER_RESELLER } else { &[] }).copied()));
+            .chain(if reseller { HEADER_RESELLER } else { &[] })
+            .copied()));
         v
     }
 
@@ -189,7 +195,7 @@ pub fn csv_header(reseller: bool) -> String {
 
 /// Whether an account's exports carry the reseller columns: every other account.
 pub fn has_reseller_columns(acct_idx: u64) -> bool {
-    acct_idx % 2 == 0
+    acct_idx.is_multiple_of(2)
 }
 
 /// A listing page (one line): `data`, `page_size`, and crossbar's envelope keys.
@@ -238,7 +244,7 @@ pub fn write_file(
     legs: u64,
     out: &Path,
 ) -> std::io::Result<(Vec<PathBuf>, u64)> {
-    let mut names = Rng::new(opts.seed ^ (index + 1).wrapping_mul(0x5EED_0F_C0FFEE));
+    let mut names = Rng::new(opts.seed ^ (index + 1).wrapping_mul(0x5EED_0FC0_FFEE));
     let mut files: BTreeMap<String, Out> = BTreeMap::new();
     let csv = opts.shape == Shape::KazooCsv;
     for leg in super::file_legs(opts, index, legs) {
@@ -266,7 +272,7 @@ pub fn write_file(
             }
         };
         if csv {
-            if opts.header_every > 0 && o.rows > 0 && o.rows % opts.header_every == 0 {
+            if opts.header_every > 0 && o.rows > 0 && o.rows.is_multiple_of(opts.header_every) {
                 o.write(&csv_header(o.reseller))?;
             }
             o.write(&row.csv_row(o.reseller))?;
