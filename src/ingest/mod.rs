@@ -121,6 +121,10 @@ pub type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + 
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
+/// Reject codes that mean a file could not be read to its end: the run then read it only in
+/// part (a broken gzip/zstd stream or an I/O error; the size limit of a file read whole).
+pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large"];
+
 /// One worker's output.
 struct Batch {
     /// A builder per bucket: the columns come out already split.

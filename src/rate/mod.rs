@@ -30,6 +30,10 @@ pub fn units_to_decimal(units: i64) -> String {
     format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
 }
 
+/// The `rating_flags` [`rate_frame`] adds (a leg read back from a dataset loses them before it
+/// is rated again).
+pub const RATING_STAGE_FLAGS: &[&str] = &["unrated", "no_deck_rate"];
+
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
 
