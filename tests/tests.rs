@@ -4,6 +4,7 @@ mod first_hour;
 mod fuzz_corpus;
 mod hostile;
 mod inputs;
+mod json_shapes;
 mod pipeline;
 mod properties;
 mod rating;
