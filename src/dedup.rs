@@ -5,11 +5,19 @@
 //! `timestamp` is kept (ties go to the copy read first, by file path then position, so the
 //! choice never depends on thread count or argument order), the others are dropped and counted,
 //! and the call_id is listed in the manifest.
+//!
+//! Under `--mode merge` the legs of the partitions a run rewrites are read back from the
+//! dataset ([`FROM_DATASET`]) and deduplicated with the run's by the same rules, two added: in a
+//! tie on `timestamp` between copies that differ, the run's copy wins over the dataset's (the
+//! newer run wins); and when the dataset already holds a copy identical to the kept one, the
+//! dataset's copy stays (its `source_file` and `source_line` too), so that reading an export
+//! again changes nothing.
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::ingest::builder::RECORD_INDEX;
+use crate::merge::FROM_DATASET;
 use crate::schema::{CALL_ID, SOURCE_FILE, SOURCE_LINE, TIMESTAMP};
 
 /// What deduplication dropped.
@@ -23,6 +31,11 @@ pub struct DedupStats {
     pub conflicting_dropped: u64,
     /// call_ids whose copies differed, sorted.
     pub conflict_call_ids: Vec<String>,
+    /// Of `duplicates_dropped`: copies of a leg the dataset already held (merge).
+    pub already_in_dataset: u64,
+    /// Legs read back from the dataset and dropped for a newer conflicting copy (merge; not in
+    /// `duplicates_dropped`, which counts this run's input).
+    pub dataset_legs_replaced: u64,
 }
 
 impl DedupStats {
@@ -33,6 +46,8 @@ impl DedupStats {
         self.conflicting_dropped += o.conflicting_dropped;
         self.conflict_call_ids.extend(o.conflict_call_ids);
         self.conflict_call_ids.sort_unstable();
+        self.already_in_dataset += o.already_in_dataset;
+        self.dataset_legs_replaced += o.dataset_legs_replaced;
     }
 }
 
@@ -52,8 +67,12 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
     let content: Vec<&Column> = df
         .columns()
         .iter()
-        .filter(|c| !LINEAGE.contains(&c.name().as_str()))
+        .filter(|c| !LINEAGE.contains(&c.name().as_str()) && c.name() != FROM_DATASET)
         .collect();
+    let old: Vec<bool> = match df.column(FROM_DATASET) {
+        Ok(c) => c.bool()?.iter().map(|v| v == Some(true)).collect(),
+        Err(_) => vec![false; df.height()],
+    };
     let ts = df.column(TIMESTAMP)?.datetime()?.physical().clone();
     let files = df.column(SOURCE_FILE)?.str()?.clone();
     let lines = df.column(SOURCE_LINE)?.i64()?.clone();
@@ -66,34 +85,52 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
             continue;
         }
         let rows: Vec<usize> = group.iter().map(|&(_, i)| i as usize).collect();
-        // Latest timestamp first (a missing one counts as oldest), then first read.
-        let winner = rows
+        // Latest timestamp first (a missing one counts as oldest), then this run's copy before
+        // the dataset's, then first read.
+        let mut winner = rows
             .iter()
             .copied()
             .min_by(|&a, &b| {
                 ts.get(b)
                     .cmp(&ts.get(a))
+                    .then_with(|| old[a].cmp(&old[b]))
                     .then_with(|| files.get(a).cmp(&files.get(b)))
                     .then_with(|| lines.get(a).cmp(&lines.get(b)))
                     .then_with(|| recs.get(a).cmp(&recs.get(b)))
             })
             .unwrap_or(rows[0]);
+        // The dataset's copy of the kept leg stays, where it was read from included.
+        if !old[winner] {
+            for &r in rows.iter().filter(|&&r| old[r]) {
+                if same_content(&content, r, winner)? {
+                    winner = r;
+                    break;
+                }
+            }
+        }
+        let in_dataset = rows.iter().any(|&r| old[r]);
         let mut conflict = false;
         for &r in rows.iter().filter(|&&r| r != winner) {
             keep[r] = false;
+            let same = same_content(&content, r, winner)?;
+            conflict |= !same;
+            if old[r] {
+                stats.dataset_legs_replaced += 1;
+                continue;
+            }
             stats.duplicates_dropped += 1;
-            if same_content(&content, r, winner)? {
+            stats.already_in_dataset += u64::from(in_dataset);
+            if same {
                 stats.identical_dropped += 1;
             } else {
                 stats.conflicting_dropped += 1;
-                conflict = true;
             }
         }
         if conflict {
             stats.conflict_call_ids.push(group[0].0.to_owned());
         }
     }
-    if stats.duplicates_dropped == 0 {
+    if stats.duplicates_dropped + stats.dataset_legs_replaced == 0 {
         return Ok((df, stats));
     }
     let mask = BooleanChunked::from_slice("keep".into(), &keep);

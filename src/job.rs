@@ -14,10 +14,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use polars::prelude::{DataFrame, DataType};
+use sha2::{Digest, Sha256};
 
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
-use crate::ingest::{ingest, IngestOptions, Ingested};
+use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
+use crate::merge;
 use crate::pipeline::{self, Grouped, Stages, Written};
 use crate::progress::Progress;
 use crate::rate::deck::DeckIssue;
@@ -31,7 +33,10 @@ use crate::schema::{
 use crate::spill::Partitions;
 use crate::time::ReportTz;
 use crate::write::commit::{self, Mode, Staging};
-use crate::write::manifest::{Counts, Dataset, Manifest, RunRecord, Totals, RUNS_KEPT};
+use crate::write::manifest::{
+    definition_change, Counts, Dataset, Definition, Manifest, MergeCounts, PartialInput, RunRecord,
+    Totals, RUNS_KEPT,
+};
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
@@ -65,6 +70,8 @@ pub struct RunConfig {
     pub rate_sort: RateSort,
     /// A folder of the user's own `.sql` reports.
     pub queries: Option<PathBuf>,
+    /// Commit nothing when any input could not be read to its end.
+    pub strict: bool,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -77,6 +84,8 @@ pub struct Job {
     skipped: Vec<Skipped>,
     decks: Option<DeckSet>,
     reports: Vec<Report>,
+    /// The options that decide a leg's partition or cost, as the manifest records them.
+    definition: Definition,
     started: Instant,
     discovered_ms: u64,
 }
@@ -87,6 +96,17 @@ pub struct RunOutcome {
     /// The run's rejects file, in the output folder.
     pub rejects_path: PathBuf,
 }
+
+impl RunOutcome {
+    /// Whether some input could not be read to its end (the exit status is then
+    /// [`EXIT_PARTIAL`]).
+    pub fn partial(&self) -> bool {
+        !self.manifest.partial_inputs.is_empty()
+    }
+}
+
+/// The exit status of a run that committed, but read some input only in part.
+pub const EXIT_PARTIAL: u8 = 3;
 
 impl Job {
     /// Finds the inputs, loads the rate deck and the reports, and sizes the worker pools.
@@ -121,7 +141,9 @@ impl Job {
         if let Some(dir) = &cfg.queries {
             reports.extend(reports::load_dir(dir)?);
         }
+        let definition = definition(&cfg)?;
         Ok(Job {
+            definition,
             cfg,
             threads,
             files,
@@ -167,8 +189,20 @@ impl Job {
         let cfg = &self.cfg;
         let mut clock = Clock::new(self.discovered_ms);
         let staging = Staging::open(&cfg.out)?;
+        let previous = Previous::read(&cfg.out);
+        let definition = self.check_definition(&previous)?;
         let out = staging.data();
         let tables = Tables::new();
+        // A merge reads partitions back from their Parquet files: with --format csv the legs
+        // get one too.
+        let legs_output = match (cfg.mode, cfg.output.format) {
+            (Mode::Merge, Format::Csv) => Output {
+                format: Format::Both,
+                ..cfg.output
+            },
+            _ => cfg.output,
+        };
+        let merging = cfg.mode == Mode::Merge && !previous.partitions.is_empty();
 
         // Read and parse, legs routed into buckets by partition.
         let spill = staging.spill();
@@ -178,10 +212,17 @@ impl Job {
             .chunk_size
             .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
         let partitions = Arc::new(Partitions::new(buckets));
-        let parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory);
+        let mut parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory, merging);
         let ingested = self.read(&parsed, partitions, chunk_bytes)?;
-        let spilled = parsed.spilled();
         clock.lap("2_read_parse");
+
+        // Merge: the partitions the run rewrites, read back beside its legs.
+        let mut merged = MergeCounts::default();
+        if let Some(seen) = parsed.seen() {
+            merged = self.read_back(&parsed, seen, &previous.partitions)?;
+        }
+        let spilled = parsed.spilled();
+        clock.lap("2b_read_back");
 
         // Deduplicate, price, reconcile and write the legs a bucket at a time; group calls.
         let settings = pipeline::Settings {
@@ -196,7 +237,7 @@ impl Job {
             &pipeline::LegsOut {
                 dir: out,
                 table: &tables.legs,
-                output: &cfg.output,
+                output: &legs_output,
             },
             &mut clock.stages,
             cfg.quiet,
@@ -247,12 +288,41 @@ impl Job {
         for r in &rejects {
             *by_reason.entry(r.code).or_insert(0u64) += 1;
         }
-        let counts = Counts::new(
+        merged.legs_kept = merged
+            .legs_read_back
+            .saturating_sub(grouped.dedup.dataset_legs_replaced);
+        let mut counts = Counts::new(
             records_read,
             &parts[..legs_parts],
+            merged.legs_kept,
             by_reason,
             grouped.dedup.clone(),
         );
+        unbalance_for_tests(&mut counts);
+        // Nothing is committed unless every record is accounted for.
+        if !counts.balanced {
+            bail!(
+                "internal error: the counts do not balance (read {}, written {}, rejected {}, duplicates {}); nothing was committed and {} is as it was",
+                counts.records_read,
+                counts.legs_written,
+                counts.rejected,
+                counts.dedup.duplicates_dropped,
+                cfg.out.display()
+            );
+        }
+        let partial_inputs = partial_inputs(&rejects);
+        if cfg.strict && !partial_inputs.is_empty() {
+            let files: Vec<String> = partial_inputs
+                .iter()
+                .map(|p| format!("{} ({})", p.file, p.reason))
+                .collect();
+            bail!(
+                "--strict: {} input file(s) could not be read to their end, so nothing was committed and {} is as it was: {}",
+                files.len(),
+                cfg.out.display(),
+                files.join("; ")
+            );
+        }
         let totals = Totals::of(&parts[..legs_parts]);
         let headline = Headline {
             records_read: counts.records_read,
@@ -275,7 +345,7 @@ impl Job {
         }
         outputs.extend([REJECTS_FILE.to_owned(), MANIFEST_FILE.to_owned()]);
         let keys: BTreeSet<(String, String)> = parts.iter().map(partition_dirs).collect();
-        let history = History::read(&cfg.out, cfg.mode, &keys);
+        let history = History::of(previous, cfg.mode, &keys);
         let run_partitions: Vec<(String, Option<String>)> = parts[..legs_parts]
             .iter()
             .map(|p| (p.account_id.clone(), p.date.clone()))
@@ -288,7 +358,7 @@ impl Job {
         entries.extend(history.outputs.iter().cloned());
         entries.extend(outputs.iter().cloned());
         for name in history.outputs {
-            if cfg.mode == Mode::OverwritePartitions
+            if cfg.mode.keeps_other_partitions()
                 && !outputs.contains(&name)
                 && cfg.out.join(&name).is_dir()
             {
@@ -296,13 +366,12 @@ impl Job {
             }
         }
         let mut runs = history.runs;
-        runs.push(RunRecord {
-            run: runs.last().map_or(1, |r| r.run + 1),
-            mode: cfg.mode,
-            records_read: counts.records_read,
-            legs_written: counts.legs_written,
-            partitions: run_partitions,
-        });
+        runs.push(RunRecord::new(
+            runs.last().map_or(1, |r| r.run + 1),
+            cfg.mode,
+            &counts,
+            run_partitions.into_iter(),
+        ));
         if runs.len() > RUNS_KEPT {
             runs.drain(..runs.len() - RUNS_KEPT);
         }
@@ -317,6 +386,9 @@ impl Job {
             reconciliation: grouped.recon_summary.clone(),
             rate_deck_issues: self.deck_issues().to_vec(),
             mode: cfg.mode,
+            definition,
+            partial_inputs,
+            merge: merged,
             finished_interrupted_commit: staging.recovered,
             outputs,
             dataset: Dataset::of(&parts),
@@ -345,17 +417,6 @@ impl Job {
             &keys,
         )?;
         staging.commit(journal)?;
-        if !manifest.counts.balanced {
-            let c = &manifest.counts;
-            bail!(
-                "internal error: the counts do not balance (read {}, written {}, rejected {}, duplicates {}); see {}",
-                c.records_read,
-                c.legs_written,
-                c.rejected,
-                c.dedup.duplicates_dropped,
-                cfg.out.join(MANIFEST_FILE).display()
-            );
-        }
         Ok(RunOutcome {
             manifest,
             rejects_path: cfg.out.join(REJECTS_FILE),
@@ -380,6 +441,51 @@ impl Job {
         let ingested = ingest(&self.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
         progress.finish();
         Ok(ingested)
+    }
+
+    /// Reads back the dataset's partitions the run must rewrite (see [`crate::merge`]) into
+    /// `parsed`'s buckets.
+    fn read_back(
+        &self,
+        parsed: &pipeline::Parsed,
+        seen: merge::Seen,
+        dataset: &[PartitionStats],
+    ) -> anyhow::Result<MergeCounts> {
+        let touched = merge::touched(&self.cfg.out, dataset, seen)?;
+        let schema = concat_frames(vec![])?.schema().as_ref().clone();
+        let mut m = MergeCounts {
+            partitions_read_back: touched.len() as u64,
+            ..Default::default()
+        };
+        for p in &touched {
+            let df = merge::read_back(&self.cfg.out, p, &schema)?;
+            m.legs_read_back += df.height() as u64;
+            parsed.sink_dataset(df)?;
+        }
+        Ok(m)
+    }
+
+    /// The dataset's definition after this run: this run's, which must agree with the one the
+    /// dataset was built with unless the run replaces it all.
+    fn check_definition(&self, previous: &Previous) -> anyhow::Result<Definition> {
+        let mut kept = previous.definition.clone();
+        if self.cfg.mode == Mode::ReplaceAll || previous.partitions.is_empty() {
+            return Ok(self.definition.clone());
+        }
+        if let Some((flag, old, new)) = definition_change(&kept, &self.definition) {
+            let v = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+            bail!(
+                "{} was built with {flag} {}, and this run asks for {flag} {}; a dataset keeps the options that decide a leg's partition or cost. Run with {flag} {} to add to it, or rebuild it whole from all its exports with --mode replace-all",
+                self.cfg.out.display(),
+                v(old.clone()),
+                v(new),
+                v(old)
+            );
+        }
+        for (flag, value) in &self.definition {
+            kept.entry(flag.clone()).or_insert_with(|| value.clone());
+        }
+        Ok(kept)
     }
 
     /// Every report, over the written legs and the other tables' buckets.
@@ -426,6 +532,7 @@ impl Job {
             "rates": path(&c.rates),
             "ratedeck_map": path(&c.ratedeck_map),
             "rate_sort": c.rate_sort,
+            "strict": c.strict,
         })
     }
 }
@@ -532,7 +639,33 @@ fn partition_dirs(p: &PartitionStats) -> (String, String) {
     )
 }
 
-/// What the previous manifest in the output folder says, as this run keeps it.
+/// What the output folder's manifest says of the dataset before this run.
+struct Previous {
+    /// Every partition of every table.
+    partitions: Vec<PartitionStats>,
+    definition: Definition,
+    runs: Vec<RunRecord>,
+    /// The top-level names earlier runs wrote.
+    outputs: Vec<String>,
+}
+
+impl Previous {
+    fn read(out: &Path) -> Self {
+        let prev: serde_json::Value = std::fs::read(out.join(MANIFEST_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default();
+        let field = |k: &str| prev[k].clone();
+        Previous {
+            partitions: serde_json::from_value(field("partitions")).unwrap_or_default(),
+            definition: serde_json::from_value(field("definition")).unwrap_or_default(),
+            runs: serde_json::from_value(field("runs")).unwrap_or_default(),
+            outputs: previous_outputs(&prev),
+        }
+    }
+}
+
+/// The previous manifest, as this run keeps it.
 struct History {
     /// Partitions of earlier runs this run does not replace.
     kept: Vec<PartitionStats>,
@@ -544,25 +677,71 @@ struct History {
 
 impl History {
     /// `keys`: the partition folders this run writes, which replace earlier ones.
-    fn read(out: &Path, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
-        let prev: serde_json::Value = std::fs::read(out.join(MANIFEST_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_slice(&t).ok())
-            .unwrap_or_default();
-        let kept = match mode {
-            Mode::ReplaceAll => vec![],
-            Mode::OverwritePartitions => {
-                serde_json::from_value::<Vec<PartitionStats>>(prev["partitions"].clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| !keys.contains(&partition_dirs(p)))
-                    .collect()
-            }
+    fn of(prev: Previous, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
+        let kept = match mode.keeps_other_partitions() {
+            false => vec![],
+            true => prev
+                .partitions
+                .into_iter()
+                .filter(|p| !keys.contains(&partition_dirs(p)))
+                .collect(),
         };
         History {
             kept,
-            runs: serde_json::from_value(prev["runs"].clone()).unwrap_or_default(),
-            outputs: previous_outputs(&prev),
+            runs: prev.runs,
+            outputs: prev.outputs,
         }
+    }
+}
+
+/// The options of `cfg` that decide a leg's partition or cost (see [`Definition`]); the rate
+/// deck and account map by the SHA-256 of their bytes.
+fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
+    let digest = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        let Some(p) = p else { return Ok(None) };
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Some(format!("sha256:{hex}")))
+    };
+    let name = |v: serde_json::Value| v.as_str().map(str::to_owned);
+    Ok(Definition::from([
+        ("--tz".to_owned(), Some(cfg.tz.name().to_owned())),
+        (
+            "--rounding".to_owned(),
+            name(serde_json::json!(cfg.rounding)),
+        ),
+        ("--rates".to_owned(), digest(&cfg.rates)?),
+        ("--ratedeck-map".to_owned(), digest(&cfg.ratedeck_map)?),
+        (
+            "--rate-sort".to_owned(),
+            name(serde_json::json!(cfg.rate_sort)),
+        ),
+    ]))
+}
+
+/// The input files that could not be read to their end, from their rejects.
+fn partial_inputs(rejects: &[crate::ingest::Reject]) -> Vec<PartialInput> {
+    let mut v: Vec<PartialInput> = rejects
+        .iter()
+        .filter(|r| PARTIAL_CODES.contains(&r.code))
+        .map(|r| PartialInput {
+            file: r.source.to_string(),
+            code: r.code,
+            reason: r.reason.clone(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.file.cmp(&b.file));
+    v
+}
+
+/// Test hook, honoured only in debug builds: `RERATE_TEST_UNBALANCE=1` makes the counts not
+/// balance, to test that such a run commits nothing.
+fn unbalance_for_tests(counts: &mut Counts) {
+    if cfg!(debug_assertions) && std::env::var_os("RERATE_TEST_UNBALANCE").is_some() {
+        counts.records_read += 1;
+        counts.balanced = false;
     }
 }

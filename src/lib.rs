@@ -13,6 +13,7 @@ pub mod gen;
 pub mod ingest;
 pub mod interactions;
 pub mod job;
+pub mod merge;
 pub mod pipeline;
 pub mod progress;
 pub mod rate;

@@ -23,6 +23,7 @@ use polars::prelude::*;
 use crate::dedup::{dedup, DedupStats, LINEAGE};
 use crate::ingest::{concat_frames, IngestError};
 use crate::interactions;
+use crate::merge::{Seen, Tracker, FROM_DATASET};
 use crate::progress::Progress;
 use crate::rate::{apply_deck, rate_frame, DeckSet, Rounding};
 use crate::reconcile::{self, Summary};
@@ -91,12 +92,15 @@ pub struct Parsed {
     /// Which bucket each partition goes to, and the legs each bucket has had so far.
     partitions: Arc<Partitions>,
     index: Mutex<Vec<u64>>,
+    /// What a merge needs to know of the input's legs, when the run merges.
+    tracker: Option<Tracker>,
 }
 
 impl Parsed {
     /// `partitions`' buckets, holding up to half the run's `budget` (the other half is for the
-    /// next stage's buckets, see [`group`]).
-    pub fn new(spill: &Path, partitions: Arc<Partitions>, budget: usize) -> Self {
+    /// next stage's buckets, see [`group`]). `track`: note the partitions, call_ids and
+    /// interaction keys of the input's legs for a merge ([`Parsed::seen`]).
+    pub fn new(spill: &Path, partitions: Arc<Partitions>, budget: usize, track: bool) -> Self {
         Parsed {
             buckets: Buckets::new(
                 spill,
@@ -107,11 +111,31 @@ impl Parsed {
             ),
             partitions,
             index: Mutex::new(Vec::new()),
+            tracker: track.then(Tracker::default),
         }
     }
 
     /// The ingest sink: routes a frame of parsed legs (all of bucket `known`, if given).
-    pub fn sink(&self, known: Option<u32>, df: DataFrame) -> Result<(), IngestError> {
+    pub fn sink(&self, known: Option<u32>, mut df: DataFrame) -> Result<(), IngestError> {
+        let n = df.height();
+        df.with_column(BooleanChunked::full(FROM_DATASET.into(), false, n).into_column())?;
+        if let Some(t) = &self.tracker {
+            t.observe(&df)?;
+        }
+        self.route(known, df)
+    }
+
+    /// Routes legs read back from the dataset ([`crate::merge::read_back`]).
+    pub fn sink_dataset(&self, df: DataFrame) -> Result<(), IngestError> {
+        self.route(None, df)
+    }
+
+    /// What the input held, for a merge (`None` unless tracked).
+    pub fn seen(&mut self) -> Option<Seen> {
+        self.tracker.take().map(Tracker::into_inner)
+    }
+
+    fn route(&self, known: Option<u32>, df: DataFrame) -> Result<(), IngestError> {
         let n = self.buckets.count();
         if n == 1 {
             // One bucket, held in memory: no routing, and no call_id can be in two buckets.

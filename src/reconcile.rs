@@ -142,7 +142,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
-        let csv = fmt.get(k) == Some("csv");
+        let csv = crate::schema::is_column_shaped(fmt.get(k));
         let (rc, rr) = if csv {
             (rec_c.get(k), rec_r.get(k))
         } else {

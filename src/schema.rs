@@ -208,6 +208,13 @@ pub const SOURCE_LINE: &str = "source_line";
 pub const SOURCE_OFFSET: &str = "source_offset";
 
 pub const SOURCE_FORMAT: &str = "source_format";
+
+/// Whether a leg's `source_format` is one of crossbar's column-shaped exports (`csv`, the CSV
+/// export; `listing`, a `GET /cdrs` page's rows): legs that carry KAZOO's recorded money and its
+/// rate, but no increment or minimum.
+pub fn is_column_shaped(source_format: Option<&str>) -> bool {
+    matches!(source_format, Some("csv" | "listing"))
+}
 pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
 pub const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
 pub const DERIVED_COST_UNITS: &str = "derived_cost_units";

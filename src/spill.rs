@@ -474,6 +474,13 @@ impl PartitionMap {
         dates.iter().find(|(d, _)| *d == date).map(|&(_, b)| b)
     }
 
+    /// Every partition: (account, date, bucket).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<i32>, u32)> {
+        self.0
+            .iter()
+            .flat_map(|(a, dates)| dates.iter().map(move |&(d, b)| (&**a, d, b)))
+    }
+
     pub fn insert(&mut self, account: &str, date: Option<i32>, b: u32) {
         match self.0.get_mut(account) {
             Some(dates) => dates.push((date, b)),

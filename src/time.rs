@@ -47,6 +47,13 @@ pub fn format_date(days: i32) -> String {
         .unwrap_or_else(|| format!("invalid-day-{days}"))
 }
 
+/// `YYYY-MM-DD` as days since 1970-01-01 (the inverse of [`format_date`]); `None` if it is not a
+/// date.
+pub fn parse_date(s: &str) -> Option<i32> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+}
+
 /// Unix microseconds as ISO 8601 UTC, `2026-11-02T09:00:00.000000Z`.
 pub fn format_micros(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros).map_or_else(
@@ -119,5 +126,13 @@ mod tests {
             Some("1970-01-01")
         );
         assert!(ReportTz::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn dates_read_back_as_written() {
+        for days in [0, 20_411, -1] {
+            assert_eq!(parse_date(&format_date(days)), Some(days));
+        }
+        assert_eq!(parse_date("__HIVE_DEFAULT_PARTITION__"), None);
     }
 }

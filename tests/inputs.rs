@@ -101,12 +101,12 @@ fn a_truncated_gzip_keeps_what_came_before_and_says_so() -> TestResult {
     let f = d.join("cut.ndjson.gz");
     std::fs::write(&f, &gz[..gz.len() * 2 / 3])?;
     let out = run_in(d, &[f.to_str().ok_or("path")?]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Committed, but partial: its own exit status, the file named on stderr and in the manifest.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cut.ndjson.gz") && stderr.contains("read only in part"));
     let m = json_file(&d.join("out/manifest.json"));
+    assert_eq!(m["partial_inputs"][0]["code"], "unreadable_input");
     let written = m["counts"]["legs_written"].as_u64().ok_or("written")?;
     assert!(
         written > 50 && written < 200,

@@ -9,41 +9,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// The folder's data files (everything but the manifest, the summary page and rerate's own
-/// lock and staging), by relative path, with their bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(d) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(base)
-                .map(|r| r.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if [
-                ".rerate.lock",
-                ".rerate-staging",
-                "manifest.json",
-                "summary.html",
-            ]
-            .contains(&rel.as_str())
-            {
-                continue;
-            }
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
@@ -88,25 +53,38 @@ fn legs_partitions(m: &serde_json::Value) -> Vec<(String, String, u64, i64)> {
 }
 
 #[test]
-fn overwrite_partitions_replaces_the_input_days_only_and_never_double_counts() -> TestResult {
+fn merge_keeps_every_leg_and_reruns_change_nothing_overwrite_loses_only_when_asked() -> TestResult {
     let (_d, out) = run_fixtures(&[])?;
     let first = snapshot(&out);
     let m1 = json_file(&out.join("manifest.json"));
     assert_eq!(m1["dataset"]["legs"], 40);
+    assert_eq!(m1["mode"], "merge");
 
-    // The same export again: the same bytes, the same counts.
-    run_ok(&["fixtures", "--out", s(&out), "-q"]);
-    assert!(snapshot(&out) == first, "a rerun changes nothing");
-    let m2 = json_file(&out.join("manifest.json"));
-    assert_eq!(m2["dataset"], m1["dataset"]);
-    assert_eq!(legs_partitions(&m2), legs_partitions(&m1));
+    // The same export again, then a smaller one whose legs the dataset holds: the same bytes,
+    // the same counts.
+    for input in ["fixtures", "fixtures/ndjson/mixed.ndjson"] {
+        run_ok(&[input, "--out", s(&out), "-q"]);
+        assert!(snapshot(&out) == first, "{input} again changes nothing");
+        let m2 = json_file(&out.join("manifest.json"));
+        assert_eq!(m2["dataset"], m1["dataset"]);
+        assert_eq!(legs_partitions(&m2), legs_partitions(&m1));
+        assert_eq!(m2["counts"]["legs_written"], 0);
+    }
 
-    // A smaller export touching one of the nine account-days.
-    run_ok(&["fixtures/ndjson/mixed.ndjson", "--out", s(&out), "-q"]);
+    // Asked for explicitly, overwrite-partitions replaces the account-day of a smaller export
+    // with its legs alone (the loss its documentation warns of) and keeps the eight others.
+    run_ok(&[
+        "fixtures/ndjson/mixed.ndjson",
+        "--out",
+        s(&out),
+        "-q",
+        "--mode",
+        "overwrite-partitions",
+    ]);
     let m3 = json_file(&out.join("manifest.json"));
     let runs = m3["runs"].as_array().ok_or("runs")?;
-    assert_eq!(runs.len(), 3);
-    let written: Vec<(String, String)> = runs[2]["partitions"]
+    assert_eq!(runs.len(), 4);
+    let written: Vec<(String, String)> = runs[3]["partitions"]
         .as_array()
         .ok_or("partitions")?
         .iter()
@@ -286,16 +264,30 @@ fn kill_after(args: &[&str], ms: u64) -> Result<bool, Box<dyn std::error::Error>
 }
 
 #[test]
-fn a_run_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
+fn a_merge_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
     let dir = tempfile::tempdir()?;
     let big = corpus(dir.path(), 6_000, 3)?;
-    // What the folder holds before (the fixtures) and after (fixtures plus the corpus's days).
+    let half = big.join("cdrs-0000.ndjson");
+    // What the folder holds before (the fixtures and half the corpus) and after a merge of the
+    // whole corpus (which reads back the partitions the first half wrote).
+    let restore = |out: &Path| {
+        run_ok(&["fixtures", "--out", s(out), "-q", "--mode", "replace-all"]);
+        run_ok(&[s(&half), "--out", s(out), "-q"]);
+    };
     let (_a, out) = run_fixtures(&[])?;
+    run_ok(&[s(&half), "--out", s(&out), "-q"]);
     let before = snapshot(&out);
     let mut before_manifest = std::fs::read(out.join("manifest.json"))?;
     let (_b, merged) = run_fixtures(&[])?;
+    run_ok(&[s(&half), "--out", s(&merged), "-q"]);
     let started = std::time::Instant::now();
     run_ok(&[s(&big), "--out", s(&merged), "-q"]);
+    let m = json_file(&merged.join("manifest.json"));
+    assert!(
+        m["merge"]["legs_read_back"].as_u64().unwrap_or(0) > 1000,
+        "the merge reads back the first half's partitions: {}",
+        m["merge"]
+    );
     // Kill points as fractions of a whole run, so that they land mid-run whatever the build's
     // speed (a release build runs this corpus in a fraction of a debug build's time).
     let whole = started.elapsed().as_millis() as f64;
@@ -322,11 +314,11 @@ fn a_run_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
             );
         }
         // The next run cleans up (or finishes) whatever the killed one left.
-        run_ok(&["fixtures", "--out", s(&out), "-q", "--mode", "replace-all"]);
+        restore(&out);
         assert!(!out.join(".rerate-staging").exists());
         assert!(
             snapshot(&out) == before,
-            "the rerun restores the fixtures' dataset"
+            "the reruns restore the dataset of before"
         );
         before_manifest = std::fs::read(out.join("manifest.json"))?;
     }
@@ -338,8 +330,13 @@ fn a_run_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
 fn a_commit_cut_short_is_finished_by_the_next_run() -> TestResult {
     let dir = tempfile::tempdir()?;
     let big = corpus(dir.path(), 600, 5)?;
+    let half = big.join("cdrs-0000.ndjson");
     let (_a, out) = run_fixtures(&[])?;
     let (_b, merged) = run_fixtures(&[])?;
+    // A merge that reads back what the first half of the corpus wrote.
+    for o in [&out, &merged] {
+        run_ok(&[s(&half), "--out", s(o), "-q"]);
+    }
     run_ok(&[s(&big), "--out", s(&merged), "-q"]);
     let o = Command::new(env!("CARGO_BIN_EXE_rerate"))
         .args(["run", s(&big), "--out", s(&out), "-q"])

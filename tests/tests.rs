@@ -5,6 +5,7 @@ mod fuzz_corpus;
 mod hostile;
 mod inputs;
 mod json_shapes;
+mod nightly;
 mod pipeline;
 mod properties;
 mod rating;

@@ -192,3 +192,38 @@ pub fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("ndjson line"))
         .collect()
 }
+
+/// The folder's data files (everything but the manifest, the summary page and rerate's own
+/// lock and staging), by relative path, with their bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(base)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if [
+                ".rerate.lock",
+                ".rerate-staging",
+                "manifest.json",
+                "summary.html",
+            ]
+            .contains(&rel.as_str())
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}

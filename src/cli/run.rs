@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::job::{Job, RunConfig};
+use crate::job::{Job, RunConfig, EXIT_PARTIAL};
 use crate::rate::{units_to_decimal, RateSort, Rounding};
 use crate::time::ReportTz;
 use crate::write::commit::Mode;
@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, --ratedeck-map, --rate-sort), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -31,12 +31,18 @@ pub struct RunArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
 
-    /// What this run replaces in DIR: `overwrite-partitions` replaces only the (account, day)
-    /// partitions present in this input, in every table, and keeps all others (so tonight's
-    /// export updates tonight's days and rerunning it never double-counts); `replace-all`
-    /// replaces the whole dataset. Whole-run files (rejects.ndjson, summary.html, unpartitioned
-    /// reports) always describe this run.
-    #[arg(long, value_enum, default_value_t = Mode::OverwritePartitions)]
+    /// What this run does to the dataset in DIR. `merge`: each (account, day) partition the
+    /// run touches becomes the union of what it held and this input's legs, one leg per call_id
+    /// (an identical copy dropped; of copies that differ the latest timestamp wins, this run's
+    /// in a tie), and its interactions and reports are recomputed; every other partition
+    /// stays. Rerunning an export, or overlapping ones, changes nothing.
+    /// `overwrite-partitions`: the partitions in this input are replaced by its legs alone,
+    /// losing the legs of those days this input does not hold (a nightly export cut by end
+    /// time holds a few of yesterday's). `replace-all`: the whole dataset becomes this input's,
+    /// losing everything else; the only mode that may change the options the dataset keeps
+    /// (--tz, --rounding, --rates, --ratedeck-map, --rate-sort). Whole-run files
+    /// (rejects.ndjson, summary.html, unpartitioned reports) always describe this run.
+    #[arg(long, value_enum, default_value_t = Mode::Merge)]
     pub mode: Mode,
 
     /// File format of the legs dataset.
@@ -109,7 +115,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub csv_raw: bool,
 
-    /// No progress bar and no summary on stderr (errors are still printed).
+    /// Commit nothing (exit status 2) when any input could not be read to its end (a
+    /// truncated gzip or zstd stream, an I/O error, a file over the size limit). Without it
+    /// such a run commits what it read and exits with status 3.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// No progress bar and no summary on stderr (errors and partial inputs are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -136,6 +148,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ratedeck_map: args.ratedeck_map,
         rate_sort: args.rate_sort,
         queries: args.queries,
+        strict: args.strict,
         quiet,
     })?;
     print_deck_issues(&job);
@@ -168,6 +181,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         );
     }
+    for p in &outcome.manifest.partial_inputs {
+        eprintln!(
+            "rerate: warning: {} was read only in part ({}): {}",
+            p.file, p.code, p.reason
+        );
+    }
+    if outcome.partial() {
+        return Ok(ExitCode::from(EXIT_PARTIAL));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -199,14 +221,24 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let t = &m.totals;
     let mb = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>() as f64 / 1e6;
     let mut s = format!(
-        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs ({} interactions) written to {} partitions",
+        "rerate: read {} records from {} files ({mb:.1} MB) in {:.2} s: {} legs written",
         c.records_read,
         m.inputs.len(),
         m.elapsed_ms as f64 / 1000.0,
         c.legs_written,
-        m.interactions,
-        m.partitions.iter().filter(|p| p.table == "legs").count(),
     );
+    let rewritten = m.runs.last().map_or(0, |r| r.partitions_written);
+    if m.merge.legs_read_back > 0 {
+        s += &format!(
+            " into {rewritten} partitions merged with {} legs they held ({} legs, {} interactions now)",
+            m.merge.legs_kept, c.legs_in_written_partitions, m.interactions
+        );
+    } else {
+        s += &format!(
+            " ({} interactions) to {rewritten} partitions",
+            m.interactions
+        );
+    }
     if c.rejected > 0 {
         s += &format!(", {} rejected (see {rejects_path})", c.rejected);
     } else {

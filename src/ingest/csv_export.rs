@@ -1,68 +1,44 @@
-//! KAZOO's crossbar CSV export (cb_cdrs.erl), mapped onto the legs schema.
+//! KAZOO's crossbar CSV export (`cb_cdrs.erl`), read as KAZOO writes it, as a stream.
 //!
-//! Columns are found by header name, so their order does not matter: the 5.0 header, the 4.3
-//! one (`disposition`, no `unix_timestamp_micro`), with or without the reseller columns. `cost`
-//! and `reseller_cost` are integer units and become `recorded_cost_units` and
-//! `recorded_reseller_cost_units`; `rate` is dollars and becomes units (`dollars_to_units`);
-//! `call_type` is account_billing and `reseller_call_type` reseller_billing; the `timestamp`
-//! column is the leg's START in Gregorian seconds. The export has no account_id column (it is one
-//! account's export): the account is taken from the file's path, a folder or file name holding
-//! `account_id=<ID>` or a 32-hex-digit KAZOO account id. Columns the schema has no place for
-//! (`id`, `datetime`, `iso_8601`, `recording_url`, ...) are kept in `extra`.
+//! `cb_cdrs:normalize_cdr/3` joins each row's cells with commas and ends it with CRLF; it never
+//! quotes (4.2.0-4.2.44 wrapped `rfc_1036` and `iso_8601` in quotes of their own). So the
+//! `rfc_1036` cell (`Wed, 04 Nov 2026 15:00:00 GMT`) always adds a comma, and names may add
+//! more, and bare `"` too. A row is split at every comma and the pieces are put back into the
+//! header's columns by what each column can hold ([`Col::accepts`]): a cell that cannot hold a
+//! comma takes one piece, `rfc_1036` two, a free-text column (names, `rate_name`,
+//! `recording_url`, `media_recordings`) one or more. When the pieces fit in more than one way,
+//! the placement whose cells look most like their columns wins ([`Col::typical`]: numbers that
+//! are digits, ids that are 32 hex digits, URIs with `@`, names that do not start with a blank),
+//! then the one where `callee_id_number` is the `dialed_number` and `caller_id_number` the
+//! `calling_from`; a row still tied, or that fits no way, is rejected with its line and why.
 //!
-//! A CSV field may hold a newline inside quotes, so a file is read by one reader, in order; many
-//! files are still read in parallel.
+//! A properly quoted file (a spreadsheet's re-save) reads too: a row whose quotes are all RFC
+//! 4180 quoting is also read by the `csv` crate and its fields aligned the same way. When both
+//! readings fit and differ (a cell wholly inside quotes), a bare `rfc_1036` cell (which only
+//! KAZOO's unquoted writer leaves bare) or a quoted `iso_8601` (KAZOO 4.2's own quotes) picks
+//! the unquoted reading, else the RFC 4180 one.
+//!
+//! Lines are physical lines (CRLF, LF or CR ends each one), numbered from 1 with the header;
+//! a header line met again (4.2's chunked exports repeat it) is skipped, and another header
+//! replaces it. The file is read a line at a time: memory holds one line and the legs of
+//! one frame, whatever the file's size.
+//!
+//! The account is taken from the path (a folder or file name holding `account_id=<ID>` or a
+//! 32-hex-digit KAZOO account id): the export is one account's and has no account column.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
+use polars::prelude::DataFrame;
+
 use super::builder::LegBuilder;
-use super::record::{check_call_id, Flags, Leg, RejectReason, N_CCV, N_INT, N_JSON, N_TOP};
-use super::{Parsed, Reject, RAW_LIMIT};
-use crate::rate::deck::dollars_to_units;
-use crate::schema::{
-    CCV_STR, INT_FIELDS, I_BILLING_SECONDS, I_DURATION_SECONDS, I_TIMESTAMP, J_EXTRA, RATE, TOP_STR,
-};
-use crate::time::{gregorian_to_unix_micros, ReportTz};
-
-/// Where a CSV column goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Top(usize),
-    Ccv(usize),
-    Seconds(usize),
-    Start,
-    Cost(usize),
-    RateDollars,
-    Extra,
-}
-
-fn target(header: &str) -> Target {
-    let renamed = match header {
-        "direction" => "call_direction",
-        "call_type" => "account_billing",
-        "reseller_call_type" => "reseller_billing",
-        h => h,
-    };
-    match renamed {
-        "cost" => Target::Cost(0),
-        "reseller_cost" => Target::Cost(1),
-        "rate" => Target::RateDollars,
-        "timestamp" => Target::Start,
-        "billing_seconds" => Target::Seconds(I_BILLING_SECONDS),
-        "duration_seconds" => Target::Seconds(I_DURATION_SECONDS),
-        h => {
-            if let Some(i) = TOP_STR.iter().position(|c| *c == h) {
-                Target::Top(i)
-            } else if let Some(i) = CCV_STR.iter().position(|c| *c == h) {
-                Target::Ccv(i)
-            } else {
-                Target::Extra
-            }
-        }
-    }
-}
+use super::crossbar::{map_row, unquote42, Cell, Col, RowRules, Span};
+use super::record::RejectReason;
+use super::{IngestError, Parsed, Reject, RAW_LIMIT};
+use crate::time::ReportTz;
 
 /// The account a one-account export belongs to, from its path.
 pub fn account_from_path(path: &Path) -> Option<String> {
@@ -95,186 +71,792 @@ pub fn account_from_path(path: &Path) -> Option<String> {
     None
 }
 
-/// Parses one decoded CSV export.
+/// What reading one export gave, besides the legs handed out.
+pub struct ExportRead {
+    pub rejects: Vec<Reject>,
+    pub records: u64,
+    pub legs: u64,
+    /// The last line number met.
+    pub lines: u64,
+    /// Decoded bytes read.
+    pub bytes: u64,
+    /// Where (decoded bytes) and why the input broke off, if it did.
+    pub tail_err: Option<(u64, std::io::Error)>,
+}
+
+/// One export being read.
+pub struct ExportReader<'o> {
+    pub source: &'o str,
+    pub account: Option<&'o str>,
+    pub tz: &'o ReportTz,
+    /// A line longer than this is rejected (`record_too_large`) without being held.
+    pub max_record: usize,
+    /// Legs per frame handed to `on_frame`.
+    pub frame_legs: usize,
+}
+
+/// The columns in force.
+struct Header {
+    cols: Vec<Col>,
+    names: Vec<String>,
+    /// The 4.2 column list (no `iso_8601_combined`, no `interaction_id`): its rows may be
+    /// KAZOO 4.2.0-4.2.44's, whose `iso_8601` was quoted and whose time columns held the END
+    /// up to 4.2.40.
+    v42: bool,
+    /// Rows of this header were seen to carry 4.2's quoted `iso_8601` (Some(true)) or not.
+    quoted_dates: Option<bool>,
+}
+
+impl Header {
+    fn new(names: Vec<String>) -> Self {
+        let cols: Vec<Col> = names.iter().map(|n| Col::from_header(n)).collect();
+        let v42 = !cols.contains(&Col::Iso8601Combined)
+            && !cols.contains(&Col::InteractionId)
+            && cols.contains(&Col::Iso8601);
+        Header {
+            cols,
+            names,
+            v42,
+            quoted_dates: None,
+        }
+    }
+}
+
+/// Splits a line into its header names, RFC 4180 quoting allowed.
+fn header_names(text: &str) -> Vec<String> {
+    let fields: Vec<String> = if text.contains('"') {
+        parse_rfc(text).unwrap_or_else(|| text.split(',').map(str::to_owned).collect())
+    } else {
+        text.split(',').map(str::to_owned).collect()
+    };
+    fields
+        .into_iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The fields of one RFC 4180 record, read by the `csv` crate.
+fn parse_rfc(text: &str) -> Option<Vec<String>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut rec = csv::StringRecord::new();
+    match rdr.read_record(&mut rec) {
+        Ok(true) => Some(rec.iter().map(str::to_owned).collect()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Quoting {
+    /// Every `"` opens or closes an RFC 4180 quoted field, or escapes one inside it.
+    Strict,
+    /// A quoted field is still open at the end of the line.
+    Open,
+    /// Some `"` is not RFC 4180 quoting (a bare quote inside an unquoted cell).
+    Loose,
+}
+
+fn quoting(text: &str) -> Quoting {
+    let b = text.as_bytes();
+    let mut i = 0;
+    loop {
+        // At the start of a field.
+        if b.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match memchr::memchr(b'"', &b[i..]) {
+                    None => return Quoting::Open,
+                    Some(k) => {
+                        i += k + 1;
+                        if b.get(i) == Some(&b'"') {
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            match b.get(i) {
+                None => return Quoting::Strict,
+                Some(b',') => i += 1,
+                Some(_) => return Quoting::Loose,
+            }
+        } else {
+            let end = memchr::memchr(b',', &b[i..]).map_or(b.len(), |k| i + k);
+            if b[i..end].contains(&b'"') {
+                return Quoting::Loose;
+            }
+            if end == b.len() {
+                return Quoting::Strict;
+            }
+            i = end + 1;
+        }
+    }
+}
+
+/// Why a row's fields could not be put in the header's columns.
+#[derive(Debug, Clone)]
+enum AlignError {
+    TooFew {
+        fields: usize,
+    },
+    /// No placement fits; an example of a column that cannot hold its cell.
+    NoFit {
+        fields: usize,
+        column: String,
+        value: String,
+    },
+    /// Several placements fit equally well; the columns they disagree on.
+    Ambiguous {
+        fields: usize,
+        columns: Vec<String>,
+    },
+}
+
+impl AlignError {
+    fn reason(&self, header: &Header) -> RejectReason {
+        let n = header.cols.len();
+        let msg = match self {
+            AlignError::TooFew { fields } => {
+                format!("the row has {fields} fields, fewer than the header's {n} columns")
+            }
+            AlignError::NoFit {
+                fields,
+                column,
+                value,
+            } if *fields == n => {
+                let what = Col::from_header(column).expects();
+                return RejectReason::new(
+                    "bad_billing_field",
+                    format!("column '{column}': {value:?} is not {what}"),
+                );
+            }
+            AlignError::NoFit {
+                fields,
+                column,
+                value,
+            } => format!(
+                "the row's {fields} comma-separated fields do not fit the header's {n} columns: wherever its extra commas are put (only the free-text columns can hold one), some column gets a value KAZOO never writes there (column '{column}': {value:?})"
+            ),
+            AlignError::Ambiguous { fields, columns } => format!(
+                "ambiguous row: its {fields} comma-separated fields fit the header's {n} columns in more than one way, equally well (the commas could belong to any of {}); rejected rather than guessed",
+                columns.join(", ")
+            ),
+        };
+        RejectReason::new("unaligned_csv_row", msg)
+    }
+}
+
+/// Cells as byte ranges of the row's text.
+type Ranges = Vec<(usize, usize)>;
+
+/// Pieces of `base` (ranges, in order, separated by single commas) put into `cols`.
+fn align(base: &str, pieces: &[(usize, usize)], cols: &[Col]) -> Result<Ranges, AlignError> {
+    let (n, m) = (cols.len(), pieces.len());
+    let cell = |j: usize, k: usize| &base[pieces[j].0..pieces[j + k - 1].1];
+    if m < n {
+        return Err(AlignError::TooFew { fields: m });
+    }
+    let extra = m - n;
+    if extra == 0 {
+        for (i, c) in cols.iter().enumerate() {
+            if !c.accepts(cell(i, 1)) {
+                return Err(AlignError::NoFit {
+                    fields: m,
+                    column: c.name().to_owned(),
+                    value: cell(i, 1).to_owned(),
+                });
+            }
+        }
+        return Ok(pieces.to_vec());
+    }
+    let spans = |c: Col| -> std::ops::RangeInclusive<usize> {
+        match c.span() {
+            Span::One => 1..=1,
+            Span::Rfc => 1..=2,
+            Span::Free => 1..=extra + 1,
+        }
+    };
+    // best[i][j]: the best score of cols[i..] taking pieces[j..] (None: impossible).
+    let w = m + 1;
+    let mut best: Vec<Option<u32>> = vec![None; (n + 1) * w];
+    best[n * w + m] = Some(0);
+    for i in (0..n).rev() {
+        let c = cols[i];
+        // cols[i..] need at least n - i pieces, and leave at most `extra` spare.
+        for j in i..=(i + extra).min(m) {
+            let mut b: Option<u32> = None;
+            for k in spans(c) {
+                if j + k > m {
+                    break;
+                }
+                let Some(rest) = best[(i + 1) * w + j + k] else {
+                    continue;
+                };
+                let t = cell(j, k);
+                if c.span() == Span::Rfc && k == 1 && !t.is_empty() {
+                    continue;
+                }
+                if !c.accepts(t) {
+                    continue;
+                }
+                let s = rest + u32::from(c.typical(t));
+                b = Some(b.map_or(s, |x| x.max(s)));
+            }
+            best[i * w + j] = b;
+        }
+    }
+    let Some(top) = best[0] else {
+        // An example for the message: the extra pieces in the first free-text column.
+        let mut j = 0;
+        let mut placed = false;
+        for c in cols {
+            let k = if !placed && c.span() == Span::Free {
+                placed = true;
+                extra + 1
+            } else if c.span() == Span::Rfc && j < m && !base[pieces[j].0..pieces[j].1].is_empty() {
+                2
+            } else {
+                1
+            };
+            let k = k.min(m - j).max(1);
+            if j >= m || !c.accepts(cell(j, k)) {
+                let value = if j < m {
+                    cell(j, k).to_owned()
+                } else {
+                    String::new()
+                };
+                return Err(AlignError::NoFit {
+                    fields: m,
+                    column: c.name().to_owned(),
+                    value,
+                });
+            }
+            j += k;
+        }
+        return Err(AlignError::NoFit {
+            fields: m,
+            column: cols.last().map_or("?", |c| c.name()).to_owned(),
+            value: String::new(),
+        });
+    };
+    let _ = top;
+    // Every placement with the best score (a few at most), then the cross-column tie-break.
+    let mut found: Vec<Ranges> = Vec::new();
+    let mut path: Ranges = Vec::with_capacity(n);
+    enumerate(
+        base, pieces, cols, &best, w, extra, 0, 0, &mut path, &mut found,
+    );
+    if found.len() > 1 {
+        let score = |p: &Ranges| -> u32 {
+            let get = |c: Col| {
+                cols.iter()
+                    .position(|x| *x == c)
+                    .map(|i| &base[p[i].0..p[i].1])
+            };
+            let same = |a: Col, b: Col| match (get(a), get(b)) {
+                (Some(x), Some(y)) => u32::from(!x.is_empty() && x == y),
+                _ => 0,
+            };
+            same(Col::CalleeIdNumber, Col::DialedNumber)
+                + same(Col::CallerIdNumber, Col::CallingFrom)
+        };
+        let top = found.iter().map(score).max().unwrap_or(0);
+        found.retain(|p| score(p) == top);
+    }
+    match found.len() {
+        1 => Ok(found.pop().unwrap_or_default()),
+        _ => {
+            let mut columns = Vec::new();
+            for (i, c) in cols.iter().enumerate() {
+                if found.iter().any(|p| p[i] != found[0][i]) {
+                    columns.push(c.name().to_owned());
+                }
+            }
+            Err(AlignError::Ambiguous { fields: m, columns })
+        }
+    }
+}
+
+/// Collects (up to 8) placements of pieces[j..] into cols[i..] scoring `best[i][j]`.
+#[allow(clippy::too_many_arguments)]
+fn enumerate(
+    base: &str,
+    pieces: &[(usize, usize)],
+    cols: &[Col],
+    best: &[Option<u32>],
+    w: usize,
+    extra: usize,
+    i: usize,
+    j: usize,
+    path: &mut Ranges,
+    found: &mut Vec<Ranges>,
+) {
+    if found.len() >= 8 {
+        return;
+    }
+    if i == cols.len() {
+        if j == pieces.len() {
+            found.push(path.clone());
+        }
+        return;
+    }
+    let Some(want) = best[i * w + j] else { return };
+    let c = cols[i];
+    let max_k = match c.span() {
+        Span::One => 1,
+        Span::Rfc => 2,
+        Span::Free => extra + 1,
+    };
+    for k in 1..=max_k {
+        if j + k > pieces.len() {
+            break;
+        }
+        let Some(rest) = best[(i + 1) * w + j + k] else {
+            continue;
+        };
+        let t = &base[pieces[j].0..pieces[j + k - 1].1];
+        if (c.span() == Span::Rfc && k == 1 && !t.is_empty()) || !c.accepts(t) {
+            continue;
+        }
+        if rest + u32::from(c.typical(t)) != want {
+            continue;
+        }
+        path.push((pieces[j].0, pieces[j + k - 1].1));
+        enumerate(
+            base,
+            pieces,
+            cols,
+            best,
+            w,
+            extra,
+            i + 1,
+            j + k,
+            path,
+            found,
+        );
+        path.pop();
+    }
+}
+
+/// The comma-separated pieces of `s`, as ranges.
+fn split_commas(s: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(48);
+    let mut start = 0;
+    for i in memchr::memchr_iter(b',', s.as_bytes()) {
+        out.push((start, i));
+        start = i + 1;
+    }
+    out.push((start, s.len()));
+    out
+}
+
+/// A row read: its cells (one per header column) and whether it carries 4.2's quoted dates.
+struct Row<'t> {
+    cells: Vec<Cow<'t, str>>,
+    quoted_dates: Option<bool>,
+}
+
+fn cells_of<'t>(base: &'t str, ranges: &Ranges) -> Vec<Cow<'t, str>> {
+    ranges
+        .iter()
+        .map(|&(s, e)| Cow::Borrowed(&base[s..e]))
+        .collect()
+}
+
+/// Reads one row (one line, or lines joined inside a quoted field) as the header's cells.
+fn read_row<'t>(text: &'t str, header: &Header) -> Result<Row<'t>, AlignError> {
+    let cols = &header.cols;
+    let raw = align(text, &split_commas(text), cols);
+    if !text.contains('"') {
+        return raw.map(|r| Row {
+            cells: cells_of(text, &r),
+            quoted_dates: Some(false),
+        });
+    }
+    // 4.2's own quotes: a quoted iso_8601 beside a bare call_id (a spreadsheet quoting every
+    // cell would quote the call_id too).
+    let col_text = |r: &Ranges, c: Col| {
+        cols.iter()
+            .position(|x| *x == c)
+            .map(|i| &text[r[i].0..r[i].1])
+    };
+    let raw_quoted_dates = raw.as_ref().ok().map(|r| {
+        col_text(r, Col::Iso8601).is_some_and(|t| t.len() > 2 && t.starts_with('"'))
+            && col_text(r, Col::CallId).is_some_and(|t| !t.starts_with('"'))
+    });
+    let rfc = if quoting(text) == Quoting::Strict {
+        parse_rfc(text).map(|fields| {
+            let joined = fields.join(",");
+            let mut pieces = Vec::with_capacity(fields.len());
+            let mut at = 0;
+            for f in &fields {
+                pieces.push((at, at + f.len()));
+                at += f.len() + 1;
+            }
+            let r = align(&joined, &pieces, cols);
+            (joined, r)
+        })
+    } else {
+        None
+    };
+    let quoted = match rfc {
+        Some((joined, Ok(r))) => Some((joined, r)),
+        _ => None,
+    };
+    match (raw, quoted) {
+        (Ok(r), None) => Ok(Row {
+            cells: cells_of(text, &r),
+            quoted_dates: raw_quoted_dates,
+        }),
+        (Err(e), None) => Err(e),
+        (Err(_), Some((joined, q))) => Ok(Row {
+            cells: q
+                .iter()
+                .map(|&(s, e)| Cow::Owned(joined[s..e].to_owned()))
+                .collect(),
+            quoted_dates: None,
+        }),
+        (Ok(r), Some((joined, q))) => {
+            let raw_cells = cells_of(text, &r);
+            let same = raw_cells.iter().zip(&q).zip(cols).all(|((a, &(s, e)), c)| {
+                let a = match c {
+                    Col::Rfc1036 | Col::Iso8601 => unquote42(a),
+                    _ => a,
+                };
+                a == &joined[s..e]
+            });
+            let bare_rfc =
+                col_text(&r, Col::Rfc1036).is_some_and(|t| !t.is_empty() && !t.starts_with('"'));
+            if same || bare_rfc || raw_quoted_dates == Some(true) {
+                Ok(Row {
+                    cells: raw_cells,
+                    quoted_dates: raw_quoted_dates,
+                })
+            } else {
+                Ok(Row {
+                    cells: q
+                        .iter()
+                        .map(|&(s, e)| Cow::Owned(joined[s..e].to_owned()))
+                        .collect(),
+                    quoted_dates: None,
+                })
+            }
+        }
+    }
+}
+
+/// Physical lines of a reader: ended by LF, CRLF or a lone CR.
+struct Lines<'r> {
+    r: &'r mut dyn BufRead,
+    line: u64,
+    bytes: u64,
+}
+
+enum Got {
+    /// A line (in the buffer): its number and the decoded byte offset of its first byte.
+    Line(u64, u64),
+    /// A line longer than the limit: its number, its length, its start (in the buffer).
+    TooLong(u64, usize),
+    Eof,
+}
+
+impl Lines<'_> {
+    fn next(&mut self, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<Got> {
+        buf.clear();
+        let at = self.bytes;
+        let mut len = 0usize;
+        let mut any = false;
+        loop {
+            let avail = self.r.fill_buf()?;
+            if avail.is_empty() {
+                if !any {
+                    return Ok(Got::Eof);
+                }
+                break;
+            }
+            any = true;
+            match memchr::memchr2(b'\n', b'\r', avail) {
+                Some(i) => {
+                    let cr = avail[i] == b'\r';
+                    if len + i <= limit {
+                        buf.extend_from_slice(&avail[..i]);
+                    } else if buf.len() < RAW_LIMIT {
+                        let room = RAW_LIMIT - buf.len();
+                        buf.extend_from_slice(&avail[..i.min(room)]);
+                    }
+                    len += i;
+                    self.r.consume(i + 1);
+                    self.bytes += i as u64 + 1;
+                    if cr {
+                        let next = self.r.fill_buf()?;
+                        if next.first() == Some(&b'\n') {
+                            self.r.consume(1);
+                            self.bytes += 1;
+                        }
+                    }
+                    break;
+                }
+                None => {
+                    let n = avail.len();
+                    if len + n <= limit {
+                        buf.extend_from_slice(avail);
+                    } else if buf.len() < RAW_LIMIT {
+                        let room = RAW_LIMIT - buf.len();
+                        buf.extend_from_slice(&avail[..n.min(room)]);
+                    }
+                    len += n;
+                    self.r.consume(n);
+                    self.bytes += n as u64;
+                }
+            }
+        }
+        self.line += 1;
+        if len > limit {
+            buf.truncate(RAW_LIMIT.min(buf.len()));
+            return Ok(Got::TooLong(self.line, len));
+        }
+        Ok(Got::Line(self.line, at))
+    }
+}
+
+/// How many following lines a quoted field may span.
+const MAX_JOINED_LINES: usize = 64;
+
+impl ExportReader<'_> {
+    fn reject(&self, src: &Arc<str>, line: u64, why: RejectReason, raw: &str) -> Reject {
+        Reject {
+            source: src.clone(),
+            location: format!("line {line}"),
+            line,
+            record: None,
+            code: why.code,
+            reason: why.message,
+            raw: super::json_text::truncate(raw, RAW_LIMIT).to_owned(),
+        }
+    }
+
+    /// Reads the whole export from `input`, handing the legs out a frame at a time.
+    pub fn read(
+        &self,
+        input: &mut dyn BufRead,
+        on_frame: &mut dyn FnMut(DataFrame, u64) -> Result<(), IngestError>,
+    ) -> Result<ExportRead, IngestError> {
+        let src: Arc<str> = Arc::from(self.source);
+        let mut lines = Lines {
+            r: input,
+            line: 0,
+            bytes: 0,
+        };
+        let mut out = ExportRead {
+            rejects: Vec::new(),
+            records: 0,
+            legs: 0,
+            lines: 1,
+            bytes: 0,
+            tail_err: None,
+        };
+        let mut header: Option<Header> = None;
+        let mut builder = LegBuilder::with_capacity(self.frame_legs.min(4096));
+        let mut pending: VecDeque<(u64, u64, Vec<u8>)> = VecDeque::new();
+        let mut buf = Vec::new();
+        loop {
+            let (no, at, bytes) = match pending.pop_front() {
+                Some(p) => p,
+                None => match lines.next(&mut buf, self.max_record) {
+                    Ok(Got::Eof) => break,
+                    Ok(Got::Line(no, at)) => (no, at, std::mem::take(&mut buf)),
+                    Ok(Got::TooLong(no, len)) => {
+                        out.records += 1;
+                        let raw = String::from_utf8_lossy(&buf).into_owned();
+                        let why = super::too_large(self.max_record, len);
+                        out.rejects.push(self.reject(&src, no, why, &raw));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.tail_err = Some((lines.bytes, e));
+                        break;
+                    }
+                },
+            };
+            let body = if no == 1 {
+                bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)
+            } else {
+                &bytes[..]
+            };
+            let text = match std::str::from_utf8(body) {
+                Ok(t) => t,
+                Err(e) => {
+                    if header.is_some() {
+                        out.records += 1;
+                        let why = RejectReason::new(
+                            "invalid_utf8",
+                            format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                        );
+                        let raw = String::from_utf8_lossy(body).into_owned();
+                        out.rejects.push(self.reject(&src, no, why, &raw));
+                    }
+                    buf = bytes;
+                    continue;
+                }
+            };
+            if text.bytes().all(|b| b == b',' || b.is_ascii_whitespace()) {
+                buf = bytes;
+                continue;
+            }
+            let Some(h) = header.as_mut() else {
+                header = Some(Header::new(header_names(text)));
+                buf = bytes;
+                continue;
+            };
+            if text.contains("call_id") {
+                let names = header_names(text);
+                if names == h.names {
+                    buf = bytes;
+                    continue;
+                }
+                if names.iter().any(|n| n == "call_id")
+                    && names.iter().all(|n| Col::from_header(n) != Col::Other)
+                {
+                    *h = Header::new(names);
+                    buf = bytes;
+                    continue;
+                }
+            }
+            out.records += 1;
+            let mut joined = String::new();
+            let mut row = read_row(text, h);
+            if row.is_err() && quoting(text) == Quoting::Open {
+                // A quoted field going on over the next lines (a spreadsheet's multi-line cell).
+                let mut taken: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+                joined.push_str(text);
+                let mut ok = false;
+                while taken.len() < MAX_JOINED_LINES && joined.len() <= self.max_record {
+                    let next = match pending.pop_front() {
+                        Some(p) => p,
+                        None => match lines.next(&mut buf, self.max_record) {
+                            Ok(Got::Line(n2, at2)) => (n2, at2, std::mem::take(&mut buf)),
+                            Ok(Got::TooLong(n2, len)) => {
+                                out.records += 1;
+                                let raw = String::from_utf8_lossy(&buf).into_owned();
+                                let why = super::too_large(self.max_record, len);
+                                out.rejects.push(self.reject(&src, n2, why, &raw));
+                                break;
+                            }
+                            Ok(Got::Eof) => break,
+                            Err(e) => {
+                                out.tail_err = Some((lines.bytes, e));
+                                break;
+                            }
+                        },
+                    };
+                    let Ok(t2) = std::str::from_utf8(&next.2) else {
+                        taken.push(next);
+                        break;
+                    };
+                    joined.push('\n');
+                    joined.push_str(t2);
+                    taken.push(next);
+                    if quoting(&joined) != Quoting::Open {
+                        ok = true;
+                        break;
+                    }
+                }
+                if ok && read_row(&joined, h).is_ok() {
+                    taken.clear();
+                } else {
+                    joined.clear();
+                    // Not one record after all: the following lines are read on their own.
+                    for t in taken.into_iter().rev() {
+                        pending.push_front(t);
+                    }
+                }
+            }
+            if !joined.is_empty() {
+                row = read_row(&joined, h);
+            }
+            let row_text = if joined.is_empty() { text } else { &joined };
+            let leg = match row {
+                Ok(row) => {
+                    if row.quoted_dates.is_some() {
+                        h.quoted_dates = row.quoted_dates;
+                    }
+                    let rules = RowRules {
+                        account: self.account,
+                        tz: self.tz,
+                        timestamp_is_end: h.v42 && h.quoted_dates == Some(true),
+                        what: "column",
+                    };
+                    let cells = h
+                        .cols
+                        .iter()
+                        .zip(&h.names)
+                        .zip(row.cells)
+                        .map(|((c, n), v)| (*c, n.as_str(), Cell::Text(v)));
+                    map_row(cells, &rules)
+                }
+                Err(e) => Err(e.reason(h)),
+            };
+            match leg {
+                Ok(leg) => {
+                    builder.push(&leg, no, at);
+                    if builder.len() >= self.frame_legs {
+                        let full = std::mem::replace(
+                            &mut builder,
+                            LegBuilder::with_capacity(self.frame_legs.min(4096)),
+                        );
+                        out.legs += full.len() as u64;
+                        on_frame(full.finish(self.source, "csv")?, lines.bytes)?;
+                    }
+                }
+                Err(why) => out.rejects.push(self.reject(&src, no, why, row_text)),
+            }
+            if out.tail_err.is_some() {
+                break;
+            }
+            buf = bytes;
+        }
+        if !builder.is_empty() {
+            out.legs += builder.len() as u64;
+            on_frame(builder.finish(self.source, "csv")?, lines.bytes)?;
+        }
+        out.lines = lines.line.max(1);
+        out.bytes = lines.bytes;
+        Ok(out)
+    }
+}
+
+/// Parses one decoded CSV export held in memory (the fuzz target's entry): every row a leg or
+/// a reject.
 pub fn parse(
     buf: &[u8],
     source: &str,
     account: Option<&str>,
     tz: &ReportTz,
-) -> Result<Parsed, super::IngestError> {
-    let body = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
-    let src: Arc<str> = Arc::from(source);
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(body);
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| super::IngestError::Unreadable {
-            path: source.to_owned(),
-            message: format!("reading the CSV header: {e}"),
-        })?
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
-    let targets: Vec<Target> = headers.iter().map(|h| target(h)).collect();
-    let mut builder = LegBuilder::with_capacity(body.len() / 400 + 16);
-    let mut rejects = Vec::new();
-    let mut records = 0u64;
-    let mut rec = csv::StringRecord::new();
-    loop {
-        let line = rdr.position().line();
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                records += 1;
-                let line = e.position().map_or(line, |p| p.line());
-                rejects.push(reject(
-                    &src,
-                    line,
-                    RejectReason::new("invalid_csv", format!("invalid CSV: {e}")),
-                    "",
-                ));
-                continue;
-            }
-        }
-        let line = rec.position().map_or(line, |p| p.line());
-        if rec.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        records += 1;
-        let raw = || rec.iter().collect::<Vec<_>>().join(",");
-        if rec.len() != headers.len() {
-            let why = RejectReason::new(
-                "invalid_csv",
-                format!(
-                    "the row has {} fields, the header {}",
-                    rec.len(),
-                    headers.len()
-                ),
-            );
-            rejects.push(reject(&src, line, why, &raw()));
-            continue;
-        }
-        match row_to_leg(&rec, &headers, &targets, account, tz) {
-            Ok(leg) => builder.push(&leg, line, rec.position().map_or(0, |p| p.byte())),
-            Err(why) => rejects.push(reject(&src, line, why, &raw())),
-        }
-    }
-    let legs = if builder.is_empty() {
-        super::concat_frames(vec![])?
-    } else {
-        builder.finish(source, "csv")?
+) -> Result<Parsed, IngestError> {
+    let reader = ExportReader {
+        source,
+        account,
+        tz,
+        max_record: super::MAX_RECORD,
+        frame_legs: usize::MAX,
     };
+    let mut frames = Vec::new();
+    let mut input = buf;
+    let read = reader.read(&mut input, &mut |df, _| {
+        frames.push(df);
+        Ok(())
+    })?;
     Ok(Parsed {
         routed: Vec::new(),
-        legs,
-        rejects,
-        records,
+        legs: super::concat_frames(frames)?,
+        rejects: read.rejects,
+        records: read.records,
         skipped: Vec::new(),
         layout: super::scan::Layout::Lines,
-        lines: 1 + super::scan::count_lines(buf),
-    })
-}
-
-fn reject(src: &Arc<str>, line: u64, why: RejectReason, raw: &str) -> Reject {
-    Reject {
-        source: src.clone(),
-        location: format!("line {line}"),
-        line,
-        record: None,
-        code: why.code,
-        reason: why.message,
-        raw: super::json_text::truncate(raw, RAW_LIMIT).to_owned(),
-    }
-}
-
-fn bad(field: &str, value: &str, what: &str) -> RejectReason {
-    RejectReason::new(
-        "bad_billing_field",
-        format!("column '{field}': {value:?} is not {what}"),
-    )
-}
-
-fn non_negative(field: &str, v: &str) -> Result<Option<i64>, RejectReason> {
-    if v.is_empty() {
-        return Ok(None);
-    }
-    match v.parse::<i64>() {
-        Ok(i) if i >= 0 => Ok(Some(i)),
-        _ => Err(bad(field, v, "a non-negative whole number")),
-    }
-}
-
-fn row_to_leg<'a>(
-    rec: &'a csv::StringRecord,
-    headers: &[String],
-    targets: &[Target],
-    account: Option<&str>,
-    tz: &ReportTz,
-) -> Result<Leg<'a>, RejectReason> {
-    let mut top: [Option<Cow<'a, str>>; N_TOP] = std::array::from_fn(|_| None);
-    let mut ccv: [Option<Cow<'a, str>>; N_CCV] = std::array::from_fn(|_| None);
-    let mut ints = [None; N_INT];
-    let mut recorded = [None, None];
-    let mut start_greg = None;
-    let mut extra = serde_json::Map::new();
-    for ((field, name), t) in rec.iter().zip(headers).zip(targets) {
-        let v = field.trim();
-        match *t {
-            Target::Top(i) => top[i] = (!v.is_empty()).then_some(Cow::Borrowed(v)),
-            Target::Ccv(i) => ccv[i] = (!v.is_empty()).then_some(Cow::Borrowed(v)),
-            Target::Seconds(i) => ints[i] = non_negative(name, v)?,
-            Target::Cost(i) => recorded[i] = non_negative(name, v)?,
-            Target::Start => start_greg = non_negative(name, v)?,
-            Target::RateDollars => {
-                if !v.is_empty() {
-                    let d: f64 = v
-                        .parse()
-                        .ok()
-                        .filter(|d: &f64| d.is_finite() && *d >= 0.0)
-                        .ok_or_else(|| bad(name, v, "a non-negative amount in dollars"))?;
-                    let i = INT_FIELDS.iter().position(|f| f.name == RATE).unwrap_or(0);
-                    ints[i] = Some(dollars_to_units(d));
-                }
-            }
-            Target::Extra => {
-                if !v.is_empty() {
-                    extra.insert(name.clone(), serde_json::Value::String(v.to_owned()));
-                }
-            }
-        }
-    }
-    check_call_id(top[0].as_deref(), "column")?;
-    if let Some(a) = account {
-        ccv[0] = Some(Cow::Owned(a.to_owned()));
-    }
-    let mut flags = Flags::default();
-    let dur = ints[I_DURATION_SECONDS]
-        .unwrap_or(0)
-        .saturating_mul(1_000_000);
-    let start_us = start_greg.and_then(gregorian_to_unix_micros);
-    let end_us = start_us.map(|s| s.saturating_add(dur));
-    // The CDR's own timestamp is the leg's end, as in the JSON documents.
-    ints[I_TIMESTAMP] = end_us;
-    if start_us.is_none() {
-        flags.add("no_start_time");
-    }
-    if account.is_none() {
-        flags.add("no_account_in_path");
-    }
-    let mut json: [Option<std::borrow::Cow<'_, str>>; N_JSON] = std::array::from_fn(|_| None);
-    if !extra.is_empty() {
-        json[J_EXTRA] = Some(serde_json::Value::Object(extra).to_string().into());
-    }
-    Ok(Leg {
-        top,
-        ccv,
-        ints,
-        json,
-        start_us,
-        end_us,
-        date: start_us.and_then(|us| tz.date_of(us)),
-        flags,
-        recorded,
+        lines: read.lines,
     })
 }
 
@@ -298,14 +880,87 @@ mod tests {
         );
     }
 
+    fn header(h: &str) -> Header {
+        Header::new(header_names(h))
+    }
+
+    const H: &str = "call_id,caller_id_number,caller_id_name,callee_id_number,callee_id_name,duration_seconds,rfc_1036,rate_name";
+
+    fn row(line: &str) -> Result<Vec<String>, String> {
+        read_row(line, &header(H))
+            .map(|r| r.cells.into_iter().map(|c| c.into_owned()).collect())
+            .map_err(|e| e.reason(&header(H)).message)
+    }
+
     #[test]
-    fn headers_map_whatever_their_order() {
-        assert_eq!(target("cost"), Target::Cost(0));
-        assert_eq!(target("reseller_cost"), Target::Cost(1));
-        assert_eq!(target("call_type"), target("account_billing"));
-        assert_eq!(target("direction"), target("call_direction"));
-        assert_eq!(target("iso_8601"), Target::Extra);
-        assert!(matches!(target("call_id"), Target::Top(0)));
-        assert!(matches!(target("disposition"), Target::Top(_)));
+    fn commas_in_names_and_the_date_fall_into_their_columns() {
+        assert_eq!(
+            row("c1,+15550100777,Smith, John,+15550142001,Desk, 2nd floor,66,Wed, 04 Nov 2026 15:00:00 GMT,US, mobile").expect("aligned"),
+            [
+                "c1",
+                "+15550100777",
+                "Smith, John",
+                "+15550142001",
+                "Desk, 2nd floor",
+                "66",
+                "Wed, 04 Nov 2026 15:00:00 GMT",
+                "US, mobile"
+            ]
+        );
+        // Bare quotes are text.
+        assert_eq!(
+            row("c1,+1555,\"Bob, the \"boss,+1666,,66,Wed, 04 Nov 2026 15:00:00 GMT,")
+                .expect("aligned")[2],
+            "\"Bob, the \"boss"
+        );
+        // A spreadsheet's re-save.
+        assert_eq!(
+            row("c1,+1555,\"Smith, \"\"JJ\"\"\",+1666,,66,\"Wed, 04 Nov 2026 15:00:00 GMT\",")
+                .expect("aligned")[2],
+            "Smith, \"JJ\""
+        );
+    }
+
+    #[test]
+    fn rows_that_fit_two_ways_or_none_are_rejected_with_why() {
+        let e = row("c1,+1555,Bob,5551234,+1666,Ann,66,Wed, 04 Nov 2026 15:00:00 GMT,")
+            .expect_err("rejected");
+        assert!(e.contains("ambiguous"), "{e}");
+        assert!(e.contains("caller_id_name"), "{e}");
+        let e =
+            row("c1,+1555,Bob,+1666,Ann,x66,Wed, 04 Nov 2026 15:00:00 GMT,").expect_err("rejected");
+        assert!(e.contains("duration_seconds"), "{e}");
+        let e = row("c1,+1555").expect_err("rejected");
+        assert!(e.contains("fewer"), "{e}");
+    }
+
+    #[test]
+    fn quoting_is_classified() {
+        assert_eq!(quoting("a,\"b,c\",d"), Quoting::Strict);
+        assert_eq!(quoting("a,\"b\"\"c\""), Quoting::Strict);
+        assert_eq!(quoting("a,b\"c,d"), Quoting::Loose);
+        assert_eq!(quoting("a,\"b\"c,d"), Quoting::Loose);
+        assert_eq!(quoting("a,\"b,c"), Quoting::Open);
+    }
+
+    #[test]
+    fn physical_lines_whatever_the_ends() {
+        let data = b"a\r\nb\nc\rd\r\n\r\ne";
+        let mut input: &[u8] = data;
+        let mut l = Lines {
+            r: &mut input,
+            line: 0,
+            bytes: 0,
+        };
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Ok(Got::Line(n, _)) = l.next(&mut buf, 100) {
+            got.push((n, String::from_utf8_lossy(&buf).into_owned()));
+        }
+        let want: Vec<(u64, String)> = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, ""), (6, "e")]
+            .iter()
+            .map(|(n, s)| (*n, (*s).to_owned()))
+            .collect();
+        assert_eq!(got, want);
     }
 }

@@ -5,6 +5,7 @@
 //! checked legs into per-worker column builders (builder) -> concatenate the batches.
 
 pub mod builder;
+pub mod crossbar;
 pub mod csv_export;
 pub mod decompress;
 pub mod discover;
@@ -121,10 +122,18 @@ pub type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + 
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
+/// Reject codes that mean a file could not be read to its end: the run then read it only in
+/// part (a broken gzip/zstd stream or an I/O error; the size limit of a file read whole).
+pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large"];
+
 /// One worker's output.
 struct Batch {
     /// A builder per bucket: the columns come out already split.
     builders: Vec<LegBuilder>,
+    /// The same for crossbar listing rows (`source_format` `listing`).
+    listing: Vec<LegBuilder>,
+    /// The `account_id` of the envelope whose `data` is being read, if it carries one.
+    envelope_account: Option<String>,
     /// The buckets of the partitions this worker has met.
     partitions: crate::spill::PartitionMap,
     rejects: Vec<Reject>,
@@ -147,6 +156,9 @@ pub struct SkippedContent {
 /// What a worker needs to know about the file it reads.
 struct Ctx<'a> {
     source: Arc<str>,
+    /// The account named by the file's path (`account_id=<ID>` or a 32-hex-digit id): the
+    /// account of listing rows, which carry none.
+    path_account: Option<String>,
     tz: &'a ReportTz,
     max_record: usize,
     partitions: &'a crate::spill::Partitions,
@@ -156,6 +168,7 @@ impl<'a> Ctx<'a> {
     fn new(source: &str, opts: &'a IngestOptions) -> Self {
         Ctx {
             source: Arc::from(source),
+            path_account: csv_export::account_from_path(std::path::Path::new(source)),
             tz: &opts.tz,
             max_record: opts.max_record,
             partitions: &opts.partitions,
@@ -171,6 +184,8 @@ impl Batch {
             builders: (0..n)
                 .map(|_| LegBuilder::with_capacity(cap.div_ceil(n)))
                 .collect(),
+            listing: (0..n).map(|_| LegBuilder::with_capacity(0)).collect(),
+            envelope_account: None,
             partitions: Default::default(),
             rejects: Vec::new(),
             records: 0,
@@ -326,12 +341,19 @@ impl Batch {
             let d_at = offset_in(text, d);
             let d_line = line + count_lines(&text.as_bytes()[..d_at]);
             let d_off = off + d_at as u64;
-            return match d.as_bytes().first() {
+            let outer = self.envelope_account.take();
+            self.envelope_account = envelope_account(text).or(outer.clone());
+            match d.as_bytes().first() {
                 Some(b'[') => self.array(ctx, d, d_line, Level::InData, d_off),
                 _ if d == "null" => {}
                 _ if compact(d) == "{}" => self.skip(d_line, Some(0), EMPTY_DATA),
                 _ => self.value(ctx, d, d_line, Some(0), Level::InData, d_off),
-            };
+            }
+            self.envelope_account = outer;
+            return;
+        }
+        if cdr.is_listing_row() {
+            return self.listing_row(ctx, text, line, record, off);
         }
         if cdr.is_cdr_summary() {
             return self.skip(line, record, CDR_SUMMARY);
@@ -349,6 +371,47 @@ impl Batch {
             Err(why) => self.reject(ctx, line, record, why, text),
         }
     }
+}
+
+impl Batch {
+    /// A crossbar listing row (`GET /cdrs` page item): the CSV columns as keys, mapped by the
+    /// same column mapper as the CSV export.
+    fn listing_row(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, off: u64) {
+        let rules = crossbar::RowRules {
+            account: self
+                .envelope_account
+                .as_deref()
+                .or(ctx.path_account.as_deref()),
+            tz: ctx.tz,
+            timestamp_is_end: false,
+            what: "key",
+        };
+        match crossbar::map_listing_row(text, &rules) {
+            Ok(leg) => {
+                self.records += 1;
+                let b = ctx.partitions.bucket_cached(
+                    &mut self.partitions,
+                    leg.ccv[0].as_deref(),
+                    leg.date,
+                );
+                self.listing[b as usize].push(&leg, line, off);
+            }
+            Err(Ok(why)) => self.reject(ctx, line, record, why, text),
+            Err(Err(e)) => self.reject(ctx, line, record, invalid_json(&e, line), text),
+        }
+    }
+}
+
+/// The `account_id` member of a crossbar envelope, when it has one.
+fn envelope_account(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        account_id: Option<String>,
+    }
+    serde_json::from_str::<Envelope>(text)
+        .ok()?
+        .account_id
+        .filter(|a| !a.trim().is_empty())
 }
 
 /// Why a broken unit is rejected (None for [`Broken::TooLarge`], which has its own code).
@@ -505,7 +568,9 @@ fn read_file(
     let first = decompress::fill(&mut reader, &mut buf, window);
     let lines = file.format == discover::InputFormat::Json
         && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
-    let read = if lines {
+    let read = if file.format == discover::InputFormat::Csv {
+        read_csv(&job, &consumed, reader, buf, first)?
+    } else if lines {
         read_lines(&job, &consumed, reader.as_mut(), buf, first)?
     } else if file.format == discover::InputFormat::Json {
         read_stream(&job, &consumed, reader.as_mut(), buf, first)?
@@ -582,7 +647,66 @@ fn decode_error(file: &InputFile, at: usize, e: &std::io::Error) -> RejectReason
     )
 }
 
-/// A pretty-printed or CSV file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
+/// A crossbar CSV export, read a line at a time (see `csv_export`): memory holds one line and
+/// one frame of legs, whatever the file's size.
+fn read_csv(
+    job: &Job,
+    consumed: &std::sync::atomic::AtomicU64,
+    reader: Box<dyn std::io::Read + Send>,
+    buf: Vec<u8>,
+    first: std::io::Result<decompress::Filled>,
+) -> Result<Read, IngestError> {
+    let (file, opts, progress, sink) = job.parts();
+    let account = csv_export::account_from_path(&file.path);
+    let export = csv_export::ExportReader {
+        source: &file.display,
+        account: account.as_deref(),
+        tz: &opts.tz,
+        max_record: opts.max_record,
+        frame_legs: CSV_FRAME_LEGS,
+    };
+    use std::io::Read as _;
+    let first_err = first.err();
+    let head = std::io::Cursor::new(buf);
+    let mut input: Box<dyn std::io::BufRead> = if first_err.is_some() {
+        Box::new(head)
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            head.chain(reader),
+        ))
+    };
+    let mut ticked = 0u64;
+    let mut on_frame = |df: DataFrame, _decoded: u64| -> Result<(), IngestError> {
+        sink(None, df)?;
+        let done = consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(file.bytes);
+        progress.inc(done.saturating_sub(ticked));
+        ticked = ticked.max(done);
+        Ok(())
+    };
+    let read = export.read(&mut input, &mut on_frame)?;
+    progress.inc(file.bytes.saturating_sub(ticked));
+    let tail = read.tail_err.or(first_err.map(|e| (read.bytes, e)));
+    let tail_err = tail.map(|(at, e)| (at, decode_error(file, at as usize, &e)));
+    let mut parsed = Parsed::empty();
+    parsed.rejects = read.rejects;
+    parsed.records = read.records;
+    parsed.layout = Layout::Lines;
+    parsed.lines = read.lines;
+    Ok(Read {
+        parsed,
+        legs: read.legs,
+        decoded: read.bytes,
+        tail_err,
+    })
+}
+
+/// Legs of a CSV export handed on at a time.
+const CSV_FRAME_LEGS: usize = 65_536;
+
+/// A pretty-printed JSON file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
 /// then parsed in parallel.
 fn read_whole(
     job: &Job,
@@ -808,6 +932,11 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
         for (k, builder) in b.builders.into_iter().enumerate() {
             if !builder.is_empty() {
                 frames[k].push(builder.finish(source, "json")?);
+            }
+        }
+        for (k, builder) in b.listing.into_iter().enumerate() {
+            if !builder.is_empty() {
+                frames[k].push(builder.finish(source, "listing")?);
             }
         }
     }

@@ -277,6 +277,18 @@ impl<'a> RawCdr<'a> {
         })
     }
 
+    /// Whether this object is a crossbar listing row (a `GET /cdrs` page item: the CSV export's
+    /// columns as keys) rather than a CDR document; decided by its keys
+    /// ([`super::crossbar::is_listing_keys`]).
+    pub fn is_listing_row(&self) -> bool {
+        let call_direction = TOP_STR.iter().position(|k| *k == "call_direction");
+        super::crossbar::is_listing_keys(
+            self.json[J_CCV].is_some(),
+            call_direction.is_some_and(|i| self.top[i].is_some()),
+            self.extra.iter().map(|(k, _)| k.as_ref()),
+        )
+    }
+
     /// Whether the object is the `data` of a crossbar `/cdrs/summary` response: only the keys
     /// `inbound` and `outbound`, each an object (domain -> classifier -> billable seconds). The
     /// shape comes from the `format_summary` list of `cdrs/summarize_cdrs` (kazoo_modb's

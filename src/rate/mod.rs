@@ -30,6 +30,10 @@ pub fn units_to_decimal(units: i64) -> String {
     format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
 }
 
+/// The `rating_flags` [`rate_frame`] adds (a leg read back from a dataset loses them before it
+/// is rated again).
+pub const RATING_STAGE_FLAGS: &[&str] = &["unrated", "no_deck_rate"];
+
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
 
@@ -146,7 +150,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         .zip(csv.iter());
     for (((((a, r), f), inp), deck), format) in rows {
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
-        if format == Some("csv") {
+        if crate::schema::is_column_shaped(format) {
             // The export carries no increment or minimum: the deck's rate prices the leg.
             let Some(deck_rate) = deck.rate else {
                 billed.push(None);

@@ -27,14 +27,25 @@ pub const LOCK: &str = ".rerate.lock";
 const JOURNAL: &str = "COMMIT";
 const MANIFEST: &str = crate::schema::MANIFEST_FILE;
 
-/// What a run replaces in an output folder that already holds a dataset.
+/// What a run does to an output folder that already holds a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Replace only the (account, day) partitions present in this run's input; keep the others.
+    /// Each (account, day) partition the run touches becomes the union of what it held and the
+    /// run's legs, one leg per call_id (see [`crate::merge`]); the others are kept.
+    Merge,
+    /// Replace the (account, day) partitions present in this run's input with its legs alone;
+    /// keep the others. Loses the legs of those days that are not in this input.
     OverwritePartitions,
-    /// Replace the whole dataset with this run's.
+    /// Replace the whole dataset with this run's. Loses every leg not in this input.
     ReplaceAll,
+}
+
+impl Mode {
+    /// Whether partitions this run does not write stay.
+    pub fn keeps_other_partitions(self) -> bool {
+        self != Mode::ReplaceAll
+    }
 }
 
 /// The commit journal: relative paths under the staging `data/` and the output folder.
@@ -222,7 +233,7 @@ fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
 /// What a commit does to the output folder. `staged` are the staged files (relative paths);
 /// `entries` the top-level names earlier runs may have written; `keys` the partition folders
 /// (`account_id=..`, `date=..`) this run wrote. Replacing all removes every earlier file this
-/// run does not replace; overwriting partitions removes the earlier files inside those
+/// run does not replace; merging or overwriting partitions removes the earlier files inside those
 /// partitions, in every partitioned table (one this run did not write too, so nothing stale is
 /// left beside the new days), and earlier top-level files (whole-run reports, rejects).
 pub fn plan(
@@ -239,8 +250,8 @@ pub fn plan(
         let p = out.join(name);
         match mode {
             Mode::ReplaceAll => list_files(&p, out, &mut old)?,
-            Mode::OverwritePartitions if p.is_file() => list_files(&p, out, &mut old)?,
-            Mode::OverwritePartitions => {
+            _ if p.is_file() => list_files(&p, out, &mut old)?,
+            Mode::Merge | Mode::OverwritePartitions => {
                 for (a, d) in keys {
                     list_files(&p.join(a).join(d), out, &mut old)?;
                 }

@@ -25,8 +25,17 @@ pub struct Manifest {
     pub reconciliation: crate::reconcile::Summary,
     /// Rate deck rows that could not be used, with their lines.
     pub rate_deck_issues: Vec<crate::rate::deck::DeckIssue>,
-    /// How this run replaced the previous output: `overwrite-partitions` or `replace-all`.
+    /// How this run changed the previous output: `merge`, `overwrite-partitions` or
+    /// `replace-all`.
     pub mode: super::commit::Mode,
+    /// The options that decide a leg's partition or cost, as the dataset was first built with
+    /// them: a later run with other values is refused (see [`Definition`]).
+    pub definition: Definition,
+    /// Input files that could not be read to their end (a truncated gzip or zstd stream, an
+    /// I/O error, a size limit): what was read before the break is in the dataset.
+    pub partial_inputs: Vec<PartialInput>,
+    /// Under `--mode merge`: the legs read back from the partitions the run rewrote.
+    pub merge: MergeCounts,
     /// Whether this run first finished the commit of an earlier run that was killed.
     pub finished_interrupted_commit: bool,
     /// The top-level names of the output folder rerate manages (the next run's to replace).
@@ -77,12 +86,77 @@ pub struct RunRecord {
     pub mode: super::commit::Mode,
     pub records_read: u64,
     pub legs_written: u64,
-    /// The (account_id, date) partitions it wrote.
+    /// How many (account_id, date) legs partitions it wrote.
+    #[serde(default)]
+    pub partitions_written: u64,
+    /// The first [`RUN_PARTITIONS_LISTED`] of them.
     pub partitions: Vec<(String, Option<String>)>,
+}
+
+impl RunRecord {
+    /// The record of a run that wrote `partitions` (in order).
+    pub fn new(
+        run: u64,
+        mode: super::commit::Mode,
+        counts: &Counts,
+        partitions: impl ExactSizeIterator<Item = (String, Option<String>)>,
+    ) -> Self {
+        RunRecord {
+            run,
+            mode,
+            records_read: counts.records_read,
+            legs_written: counts.legs_written,
+            partitions_written: partitions.len() as u64,
+            partitions: partitions.take(RUN_PARTITIONS_LISTED).collect(),
+        }
+    }
 }
 
 /// The history kept in the manifest: the latest runs.
 pub const RUNS_KEPT: usize = 1000;
+/// Partitions listed per run in the history (all are counted): the manifest stays bounded
+/// whatever the number of accounts.
+pub const RUN_PARTITIONS_LISTED: usize = 100;
+
+/// The options that decide which partition a leg lands in or what it costs, by flag:
+/// `--tz`, `--rounding`, `--rates` (the deck's SHA-256), `--ratedeck-map` (its SHA-256),
+/// `--rate-sort`. Recorded at a dataset's first run; a flag a dataset's record lacks (one added
+/// by a later rerate) is taken from the run that first meets it.
+pub type Definition = BTreeMap<String, Option<String>>;
+
+/// The first difference between a dataset's definition and a run's: (flag, dataset's value,
+/// run's value).
+pub fn definition_change(
+    dataset: &Definition,
+    run: &Definition,
+) -> Option<(String, Option<String>, Option<String>)> {
+    run.iter()
+        .find_map(|(flag, value)| match dataset.get(flag) {
+            Some(old) if old != value => Some((flag.clone(), old.clone(), value.clone())),
+            _ => None,
+        })
+}
+
+/// An input file that could not be read to its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartialInput {
+    pub file: String,
+    /// The reject code (`unreadable_input`, `file_too_large`).
+    pub code: &'static str,
+    pub reason: String,
+}
+
+/// What a merge read back and kept.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MergeCounts {
+    /// Legs partitions the run rewrote that already held legs.
+    pub partitions_read_back: u64,
+    /// Their legs, read back.
+    pub legs_read_back: u64,
+    /// Of those, the ones kept (the rest lost to a newer conflicting copy of this run:
+    /// `counts.dataset_legs_replaced`).
+    pub legs_kept: u64,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Counts {
@@ -96,6 +170,9 @@ pub struct Counts {
     pub conflicts: u64,
     /// records_read == legs_written + rejected + duplicates_dropped.
     pub balanced: bool,
+    /// Legs now in the partitions this run wrote: `legs_written` plus the dataset's legs they
+    /// kept (`merge.legs_kept`).
+    pub legs_in_written_partitions: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -120,18 +197,24 @@ impl Totals {
 }
 
 impl Counts {
+    /// `parts`: the legs partitions written, which hold `kept_from_dataset` legs read back from
+    /// the dataset besides this run's.
     pub fn new(
         records_read: u64,
         parts: &[PartitionStats],
+        kept_from_dataset: u64,
         rejected_by_reason: BTreeMap<&'static str, u64>,
         dedup: DedupStats,
     ) -> Self {
-        let legs_written = parts.iter().map(|p| p.rows).sum();
+        let in_parts: u64 = parts.iter().map(|p| p.rows).sum();
+        let legs_written = in_parts.saturating_sub(kept_from_dataset);
         let rejected = rejected_by_reason.values().sum();
-        let balanced = records_read == legs_written + rejected + dedup.duplicates_dropped;
+        let balanced = records_read == legs_written + rejected + dedup.duplicates_dropped
+            && in_parts >= kept_from_dataset;
         Counts {
             records_read,
             legs_written,
+            legs_in_written_partitions: in_parts,
             rejected,
             rejected_by_reason,
             conflicts: dedup.conflict_call_ids.len() as u64,

@@ -1,0 +1,267 @@
+//! `--mode merge`: the partitions a run touches become the union of what they held and the
+//! run's legs.
+//!
+//! Which partitions a run rewrites is closed under two relations, so that every leg and every
+//! interaction of a rewritten partition is recomputed from everything it depends on:
+//! - a partition holding a leg of one of the run's call_ids (a copy that now belongs elsewhere,
+//!   or the leg the run's copy is deduplicated against);
+//! - a partition holding a leg of an interaction that has a leg in a rewritten partition (a call
+//!   whose legs arrived on different nights, or whose earliest leg lies in another day).
+//!
+//! Starting from the partitions of the run's own legs, every other legs partition of the
+//! dataset is read (its `call_id`, `interaction_id` and `bridge_id` columns only) and joins when
+//! one of its legs shares a call_id or an interaction key with the rewritten set, until no more
+//! join. The hashes used to compare can only make a partition join that did not need to (more
+//! work, the same output), never keep one out. The legs of the rewritten partitions are then read
+//! back in full and go through the run's stages beside the new ones, marked [`FROM_DATASET`] so
+//! that deduplication can prefer the dataset's copy of an identical leg and the new run's copy in
+//! a tie between conflicting ones (see [`crate::dedup`]).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use polars::prelude::*;
+
+use crate::interactions::KEY;
+use crate::rate::RATING_STAGE_FLAGS;
+use crate::schema::{
+    ACCOUNT_ID, CALL_ID, DATE, RATING_FLAGS, RECORDED_COLS, SOURCE_FORMAT, UNASSIGNED_ACCOUNT,
+};
+use crate::spill::{hash_str, partition_keys, PartitionMap};
+use crate::time::parse_date;
+use crate::write::PartitionStats;
+
+/// Internal column: true on a leg read back from the dataset, false on one read from the input.
+pub const FROM_DATASET: &str = "__from_dataset";
+
+/// What the run's input holds, as far as the merge needs it: its partitions, and hashes of its
+/// call_ids and interaction keys.
+#[derive(Default)]
+pub struct Seen {
+    partitions: PartitionMap,
+    calls: HashSet<u64>,
+    keys: HashSet<u64>,
+}
+
+/// [`Seen`], filled by the parse workers.
+#[derive(Default)]
+pub struct Tracker(Mutex<Seen>);
+
+impl Tracker {
+    /// Notes a frame of parsed legs.
+    pub fn observe(&self, df: &DataFrame) -> PolarsResult<()> {
+        let mut local = Seen::default();
+        local.add(df)?;
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (account, date, _) in local.partitions.iter() {
+            if s.partitions.get(account, date).is_none() {
+                s.partitions.insert(account, date, 0);
+            }
+        }
+        s.calls.extend(local.calls);
+        s.keys.extend(local.keys);
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> Seen {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Seen {
+    fn add(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        for (account, date) in partition_keys(df)? {
+            let account = account.unwrap_or(UNASSIGNED_ACCOUNT);
+            if self.partitions.get(account, date).is_none() {
+                self.partitions.insert(account, date, 0);
+            }
+        }
+        self.add_ids(df)
+    }
+
+    /// Adds the call_id and interaction key hashes of `df`'s legs.
+    fn add_ids(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        for (call, key) in ids(df)? {
+            self.calls.insert(call);
+            self.keys.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Whether any leg of `df` shares a call_id or an interaction key with what was seen.
+    fn meets(&self, df: &DataFrame) -> PolarsResult<bool> {
+        Ok(ids(df)?
+            .into_iter()
+            .any(|(call, key)| self.calls.contains(&call) || self.keys.contains(&key)))
+    }
+}
+
+/// Per leg, hashes of its call_id and of its interaction key (the first of [`KEY`] set).
+fn ids(df: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
+    let cols: Vec<&StringChunked> = KEY
+        .iter()
+        .map(|k| df.column(k)?.str())
+        .collect::<PolarsResult<_>>()?;
+    let calls = df.column(CALL_ID)?.str()?;
+    Ok((0..df.height())
+        .map(|i| {
+            let call = calls.get(i).map_or(0, hash_str);
+            let key = cols.iter().find_map(|c| c.get(i)).map_or(0, hash_str);
+            (call, key)
+        })
+        .collect())
+}
+
+/// The legs partitions of the dataset in `out` (`dataset`: the previous manifest's) that a
+/// run which saw `seen` must rewrite; see the module's doc.
+pub fn touched(
+    out: &Path,
+    dataset: &[PartitionStats],
+    mut seen: Seen,
+) -> anyhow::Result<Vec<PartitionStats>> {
+    let legs: Vec<&PartitionStats> = dataset
+        .iter()
+        .filter(|p| p.table == crate::schema::LEGS_TABLE)
+        .collect();
+    let mut joined = vec![false; legs.len()];
+    for (i, p) in legs.iter().enumerate() {
+        let date = p.date.as_deref().and_then(parse_date);
+        if seen.partitions.get(&p.account_id, date).is_some() {
+            joined[i] = true;
+            seen.add_ids(&read_ids(out, p)?)?;
+        }
+    }
+    loop {
+        let mut grew = false;
+        for (i, p) in legs.iter().enumerate() {
+            if joined[i] {
+                continue;
+            }
+            let df = read_ids(out, p)?;
+            if seen.meets(&df)? {
+                joined[i] = true;
+                grew = true;
+                seen.add_ids(&df)?;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    Ok(legs
+        .into_iter()
+        .zip(joined)
+        .filter(|(_, j)| *j)
+        .map(|(p, _)| p.clone())
+        .collect())
+}
+
+/// The Parquet file of a legs partition.
+fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
+    out.join(&p.path).join("part-0.parquet")
+}
+
+fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs::File>> {
+    let path = file(out, p);
+    let f = std::fs::File::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; --mode merge reads each partition it rewrites back from its Parquet file (the dataset's manifest lists it). Rebuild the dataset with --mode replace-all",
+            path.display()
+        )
+    })?;
+    Ok(ParquetReader::new(f))
+}
+
+fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
+    let mut cols = vec![CALL_ID.to_owned()];
+    cols.extend(
+        KEY.iter()
+            .filter(|k| **k != CALL_ID)
+            .map(|k| (*k).to_owned()),
+    );
+    open(out, p)?
+        .with_columns(Some(cols))
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file(out, p).display()))
+}
+
+/// A legs partition's rows as the parser produces them (`schema`: an empty parsed frame's):
+/// `account_id` (null for the unassigned account) and `date` from the partition, the columns
+/// rating and reconciliation derive left for them to derive again (the flags they add removed,
+/// the recorded money of a JSON leg, which reconciliation fills in, null again), and
+/// [`FROM_DATASET`] true.
+pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Result<DataFrame> {
+    let path = file(out, p);
+    let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", path.display());
+    let df = open(out, p)?.finish().map_err(why)?;
+    let n = df.height();
+    let json = df.column(SOURCE_FORMAT).map_err(why)?.str().map_err(why)?;
+    let json: BooleanChunked = json.iter().map(|f| Some(f != Some("csv"))).collect();
+    let mut cols = Vec::with_capacity(schema.len() + 1);
+    for (name, dtype) in schema.iter() {
+        let c = match name.as_str() {
+            ACCOUNT_ID => match p.account_id.as_str() {
+                UNASSIGNED_ACCOUNT => Column::full_null(name.clone(), n, dtype),
+                a => StringChunked::full(name.clone(), a, n).into_column(),
+            },
+            DATE => match p.date.as_deref().and_then(parse_date) {
+                None => Column::full_null(name.clone(), n, dtype),
+                Some(d) => Int32Chunked::full(name.clone(), d, n)
+                    .into_date()
+                    .into_column(),
+            },
+            RATING_FLAGS => {
+                let f = df.column(RATING_FLAGS).map_err(why)?.str().map_err(why)?;
+                let mut b = StringChunkedBuilder::new(name.clone(), n);
+                for v in f.iter() {
+                    b.append_option(v.and_then(strip_rating_flags));
+                }
+                b.finish().into_column()
+            }
+            c if RECORDED_COLS.contains(&c) => {
+                let v = df.column(c).map_err(why)?.i64().map_err(why)?;
+                let kept = v
+                    .iter()
+                    .zip(json.iter())
+                    .map(|(v, j)| if j == Some(true) { None } else { v });
+                Int64Chunked::from_iter_options(name.clone(), kept).into_column()
+            }
+            _ => match df.column(name) {
+                Ok(c) => c.cast(dtype).map_err(why)?,
+                Err(_) => Column::full_null(name.clone(), n, dtype),
+            },
+        };
+        cols.push(c);
+    }
+    cols.push(BooleanChunked::full(FROM_DATASET.into(), true, n).into_column());
+    DataFrame::new(n, cols).map_err(why)
+}
+
+/// A written leg's `rating_flags` without the ones the rating stage adds (it adds them again).
+fn strip_rating_flags(flags: &str) -> Option<String> {
+    let kept: Vec<&str> = flags
+        .split(',')
+        .filter(|f| !RATING_STAGE_FLAGS.contains(f))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_rating_stage_flags_are_removed() {
+        assert_eq!(strip_rating_flags("unrated"), None);
+        assert_eq!(strip_rating_flags("unrated,no_deck_rate"), None);
+        assert_eq!(
+            strip_rating_flags("decimal:rate,unrated").as_deref(),
+            Some("decimal:rate")
+        );
+        assert_eq!(
+            strip_rating_flags("time_from_pvt_created").as_deref(),
+            Some("time_from_pvt_created")
+        );
+    }
+}
