@@ -350,7 +350,8 @@ enum Peek {
 }
 
 /// Whether the object opening at `pos` is a crossbar envelope whose `data` is an array: every
-/// member before `data` a scalar, none of them `call_id` (a CDR is not an envelope).
+/// member before `data` a scalar, none of them `call_id` (a CDR is not an envelope) or
+/// `account_id`.
 fn peek_envelope(buf: &[u8], pos: usize) -> Peek {
     let end = buf.len().min(pos + ENVELOPE_PEEK);
     let b = &buf[..end];
@@ -397,7 +398,9 @@ fn peek_envelope(buf: &[u8], pos: usize) -> Peek {
         let Some(&c) = b.get(i) else {
             return need;
         };
-        if key == b"call_id" {
+        // A CDR is not an envelope; an envelope with its own `account_id` (not one crossbar
+        // writes) is read whole, so that its listing rows get that account.
+        if key == b"call_id" || key == b"account_id" {
             return Peek::NotEnvelope;
         }
         if key == b"data" {
