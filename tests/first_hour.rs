@@ -169,3 +169,53 @@ fn issue_17_query_formats_and_a_closed_pipe_never_panics() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn issue_20_every_table_exists_when_empty_and_stops_being_empty_cleanly() -> TestResult {
+    let (dir, out) = run_fixtures(&[])?;
+    // No deck and every leg reconciles: reconciliation and reconciliation_daily are one empty
+    // file each, with the table's columns and the partition columns last.
+    for (table, column) in [
+        ("reconciliation", "delta_units"),
+        ("reconciliation_daily", "reported_legs"),
+    ] {
+        let files = parquet_files(&out.join(table));
+        assert_eq!(files, [out.join(table).join("part-0.parquet")], "{table}");
+        let df = read_parquet(&files[0]);
+        assert_eq!(df.height(), 0);
+        let names = df.get_column_names();
+        assert!(names.iter().any(|c| c.as_str() == column), "{names:?}");
+        assert_eq!(names[names.len() - 2..], ["account_id", "date"]);
+        let q = rerate(&[
+            "query",
+            &format!("SELECT account_id, date, COUNT({column}) AS n FROM {table} GROUP BY account_id, date"),
+            "--data",
+            s(&out),
+            "--format",
+            "csv",
+        ]);
+        assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+        assert_eq!(String::from_utf8(q.stdout)?, "account_id,date,n\n");
+    }
+    // Tonight brings reconciliation rows: the empty file goes, the partitions come.
+    let o = rerate(&[
+        "run",
+        "fixtures/reconcile",
+        "--rates",
+        "fixtures/reconcile/ratedeck.csv",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for table in ["reconciliation", "reconciliation_daily"] {
+        assert!(!out.join(table).join("part-0.parquet").exists(), "{table}");
+        let files = parquet_files(&out.join(table));
+        assert!(!files.is_empty(), "{table}");
+        assert!(files
+            .iter()
+            .all(|f| f.to_string_lossy().contains("account_id=")));
+    }
+    drop(dir);
+    Ok(())
+}
