@@ -300,3 +300,40 @@ fn a_channel_destroy_event_off_the_bus_is_a_cdr() -> TestResult {
     assert_eq!(s("bridge_id")?.as_deref(), Some("ev-1"));
     Ok(())
 }
+
+/// GET /cdrs/interaction (cb_cdrs:load_chunked_cdrs/2): chunked (`api_util:init_chunk_stream/3`
+/// writes `{"data":[`, each chunk its jiffy-encoded items, `close_chunk_json_envelope/2` the
+/// paging and status members as strings), the items crossbar's listing rows
+/// (`normalize_cdr/3` with `<<"json">>`): streamed element by element and mapped as listing rows.
+#[test]
+fn a_chunked_cdrs_interaction_response_is_read_as_listing_rows() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in").join(ACCOUNT);
+    std::fs::create_dir_all(&input)?;
+    let item = |id: &str| {
+        format!(
+            r#"{{"id":"202611-{id}","call_id":"{id}","caller_id_number":"+14155550100","caller_id_name":"Front Desk","callee_id_number":"+442071838750","callee_id_name":"","duration_seconds":"65","billing_seconds":"61","timestamp":"{START_GREG}","hangup_cause":"NORMAL_CLEARING","other_leg_call_id":"","owner_id":"","to":"+442071838750@sip.example.com","from":"+14155550100@sip.example.com","direction":"outbound","request":"+442071838750@sip.example.com","authorizing_id":"","cost":"200","dialed_number":"+442071838750","calling_from":"+14155550100","datetime":"2026-11-04 15:00:00","unix_timestamp":"1793804400","rfc_1036":"Wed, 04 Nov 2026 15:00:00 GMT","iso_8601":"2026-11-04","call_type":"per_minute","rate":"0.01","rate_name":"UK","bridge_id":"{id}","recording_url":"","media_server":"fs1","call_priority":"","interaction_id":"{START_GREG}-k1"}}"#
+        )
+    };
+    let text = format!(
+        r#"{{"data":[{},{}], "page_size":"2","start_key":"g2wAAAABbgUA","status":"success","request_id":"req-2","node":"bm9kZQ","version":"5.0.1","timestamp":"2026-11-05T08:00:00Z","auth_token":"tok"}}"#,
+        item("i-1"),
+        item("i-2")
+    );
+    std::fs::write(input.join("interaction.json"), text)?;
+    let (o, out) = run_dir(dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(counts(&out), (2, 2, 0));
+    let rows = leg_rows(&out);
+    assert_eq!(
+        rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+        [("i-1", START_US), ("i-2", START_US)]
+    );
+    let legs = read_dataset(&out.join("legs"));
+    assert!(legs.iter().all(|(a, d, _)| a == ACCOUNT && d == "2026-11-04"));
+    for (_, _, df) in &legs {
+        let rec = df.column("recorded_cost_units")?.i64()?;
+        assert!((0..rec.len()).all(|i| rec.get(i) == Some(200)));
+    }
+    Ok(())
+}
