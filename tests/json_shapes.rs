@@ -330,7 +330,9 @@ fn a_chunked_cdrs_interaction_response_is_read_as_listing_rows() -> TestResult {
         [("i-1", START_US), ("i-2", START_US)]
     );
     let legs = read_dataset(&out.join("legs"));
-    assert!(legs.iter().all(|(a, d, _)| a == ACCOUNT && d == "2026-11-04"));
+    assert!(legs
+        .iter()
+        .all(|(a, d, _)| a == ACCOUNT && d == "2026-11-04"));
     for (_, _, df) in &legs {
         let rec = df.column("recorded_cost_units")?.i64()?;
         assert!((0..rec.len()).all(|i| rec.get(i) == Some(200)));
