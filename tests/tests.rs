@@ -6,6 +6,7 @@ mod fuzz_corpus;
 mod hostile;
 mod inputs;
 mod json_shapes;
+mod kazoo_exports;
 mod nightly;
 mod pipeline;
 mod properties;
