@@ -1,9 +1,12 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
+mod decks;
 mod first_hour;
 mod fuzz_corpus;
 mod hostile;
 mod inputs;
+mod json_shapes;
+mod kazoo_exports;
 mod nightly;
 mod pipeline;
 mod properties;

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run SQL over a finished run's dataset (legs, interactions, daily, ... as tables).
     Query(query::QueryArgs),
     /// List the built-in reports with a one-line description each.
@@ -33,7 +33,7 @@ pub enum Command {
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Gen(args) => gen::run(args),
         Command::Query(args) => query::run(args),
         Command::Reports => query::list(),

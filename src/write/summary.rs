@@ -159,8 +159,8 @@ struct DayRow {
 
 #[derive(Serialize)]
 struct ClassRow {
-    class: &'static str,
-    meaning: &'static str,
+    class: String,
+    meaning: String,
     legs: String,
 }
 
@@ -353,15 +353,34 @@ pub fn render(
 
     // Reconciliation by class.
     let r = &m.reconciliation;
-    let recon_rows: Vec<ClassRow> = CLASSES
-        .iter()
-        .filter_map(|(class, meaning)| {
-            let n = r.by_class.get(class).copied().unwrap_or(0);
-            (n > 0).then(|| ClassRow {
-                class,
-                meaning,
-                legs: thousands(n as i64),
-            })
+    // Every class reported, the customer's in the order they are tried, then the reseller's.
+    let order = |c: &str| {
+        let base = c.strip_prefix("reseller_").unwrap_or(c);
+        let i = CLASSES
+            .iter()
+            .position(|(k, _)| *k == base)
+            .unwrap_or(CLASSES.len());
+        (c.starts_with("reseller_"), i, c.to_owned())
+    };
+    let mut classes: Vec<(&&str, &u64)> = r.by_class.iter().filter(|(_, n)| **n > 0).collect();
+    classes.sort_by_key(|(c, _)| order(c));
+    let recon_rows: Vec<ClassRow> = classes
+        .into_iter()
+        .map(|(class, n)| {
+            let base = class.strip_prefix("reseller_").unwrap_or(class);
+            let meaning = CLASSES
+                .iter()
+                .find(|(k, _)| *k == base)
+                .map_or("", |(_, m)| *m);
+            ClassRow {
+                class: class.to_string(),
+                meaning: if class.starts_with("reseller_") {
+                    format!("the reseller's money: {meaning}")
+                } else {
+                    meaning.to_owned()
+                },
+                legs: thousands(*n as i64),
+            }
         })
         .collect();
     let intro = match (deck, r.rows) {
