@@ -128,8 +128,8 @@ fn every_planted_error_is_found_with_its_class_and_no_correct_leg_is_reported() 
     assert_eq!(r["by_class"]["rate_mismatch"], 2);
     assert_eq!(r["worst_accounts"][0], serde_json::json!([S, 1, 800]));
     assert!(
-        stderr.contains("total delta 299 units")
-            && stderr.contains(&format!("Worst accounts: {S} (1 rows, 800 units)")),
+        stderr.contains("delta 0.0299 (derived minus recorded)")
+            && stderr.contains(&format!("worst accounts: {S} (1 row, 0.0800)")),
         "{stderr}"
     );
     Ok(())
