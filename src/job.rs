@@ -17,6 +17,7 @@ use polars::prelude::{DataFrame, DataType};
 use sha2::{Digest, Sha256};
 
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
+use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
 use crate::merge;
@@ -40,8 +41,8 @@ use crate::write::manifest::{
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
-    previous_outputs, write_files, write_partitioned, write_rejects, Format, Output,
-    PartitionStats, Table, OUTPUTS,
+    previous_outputs, write_files, write_partitioned, Format, Output, PartitionStats, Table,
+    OUTPUTS,
 };
 
 /// What a run reads, how it prices, and where and how it writes.
@@ -213,7 +214,8 @@ impl Job {
             .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
         let partitions = Arc::new(Partitions::new(buckets));
         let mut parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory, merging);
-        let ingested = self.read(&parsed, partitions, chunk_bytes)?;
+        let reject_log = Arc::new(RejectLog::create(staging.scratch("rejects.log"))?);
+        let ingested = self.read(&parsed, partitions, chunk_bytes, reject_log.clone())?;
         clock.lap("2_read_parse");
 
         // Merge: the partitions the run rewrites, read back beside its legs.
@@ -276,18 +278,17 @@ impl Job {
             parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
         }
         let Ingested {
-            mut rejects,
+            rejects: unlogged,
             records_read,
             files: input_stats,
         } = ingested;
-        write_rejects(&mut rejects, out)?;
+        let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
+        reject_log.push(&mut { unlogged })?;
+        let rejects = reject_log.finish(&out.join(REJECTS_FILE))?;
         clock.lap("7b_write_reports");
 
         // The counts, summary.html, and the manifest with the folder's history.
-        let mut by_reason = BTreeMap::new();
-        for r in &rejects {
-            *by_reason.entry(r.code).or_insert(0u64) += 1;
-        }
+        let by_reason = rejects.by_code.clone();
         merged.legs_kept = merged
             .legs_read_back
             .saturating_sub(grouped.dedup.dataset_legs_replaced);
@@ -310,7 +311,7 @@ impl Job {
                 cfg.out.display()
             );
         }
-        let partial_inputs = partial_inputs(&rejects);
+        let partial_inputs = partial_inputs(&rejects.partial);
         if cfg.strict && !partial_inputs.is_empty() {
             let files: Vec<String> = partial_inputs
                 .iter()
@@ -429,6 +430,7 @@ impl Job {
         parsed: &pipeline::Parsed,
         partitions: Arc<Partitions>,
         chunk_bytes: usize,
+        rejects: Arc<RejectLog>,
     ) -> anyhow::Result<Ingested> {
         let total_bytes: u64 = self.files.iter().map(|f| f.bytes).sum();
         let progress = Progress::new(total_bytes, self.cfg.quiet);
@@ -437,6 +439,7 @@ impl Job {
             chunk_bytes,
             max_record: self.cfg.max_record_size,
             partitions,
+            rejects: Some(rejects),
         };
         let ingested = ingest(&self.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
         progress.finish();
