@@ -41,8 +41,8 @@ use crate::write::manifest::{
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
-    previous_outputs, write_files, write_partitioned, Format, Output, PartitionStats, Table,
-    OUTPUTS,
+    previous_outputs, write_empty_tables, write_files, write_partitioned, Format, Output,
+    PartitionStats, Table, OUTPUTS,
 };
 
 /// What a run reads, how it prices, and where and how it writes.
@@ -257,7 +257,15 @@ impl Job {
         clock.lap("7a_write_tables");
 
         // Reports, over the written legs and the other tables' buckets.
-        let mut results = self.run_reports(&grouped, out)?;
+        let (mut results, mut shapes) = self.run_reports(&grouped, out)?;
+        for (name, shape) in &mut shapes {
+            // The files' columns, as the pipeline writes them.
+            let t = [&tables.legs, &tables.calls, &tables.recon];
+            if let Some(t) = t.iter().find(|t| t.name == name) {
+                let present = t.columns.iter().filter(|c| shape.column(c).is_ok());
+                *shape = shape.select(present.copied())?;
+            }
+        }
         if spill.exists() {
             std::fs::remove_dir_all(&spill)
                 .with_context(|| format!("removing {}", spill.display()))?;
@@ -275,7 +283,13 @@ impl Job {
         parts.extend(calls);
         parts.extend(recon);
         for (r, df) in &mut results {
+            if self.decks.is_none() {
+                *df = reports::without_deck(&r.name, df)?;
+            }
             parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
+            if outputs.last() == Some(&r.name) {
+                shapes.push((r.name.clone(), df.clear()));
+            }
         }
         let Ingested {
             rejects: unlogged,
@@ -352,6 +366,8 @@ impl Job {
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
         parts.extend(history.kept);
+        // A table with no partition in the folder is one empty file with its schema.
+        write_empty_tables(out, &shapes, &parts, &cfg.output)?;
         parts.sort_by(|a, b| {
             (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
         });
@@ -496,7 +512,7 @@ impl Job {
         &'r self,
         grouped: &Grouped,
         out: &Path,
-    ) -> anyhow::Result<Vec<(&'r Report, DataFrame)>> {
+    ) -> anyhow::Result<(Vec<(&'r Report, DataFrame)>, TableShapes)> {
         let tables = [
             (LEGS_TABLE, grouped.legs_scan(out, LEGS_TABLE)?),
             (INTERACTIONS_TABLE, grouped.calls.scan()?),
@@ -512,7 +528,13 @@ impl Job {
         for r in &self.reports {
             results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
         }
-        Ok(results)
+        // The tables' columns, for a table written empty.
+        let mut shapes = Vec::with_capacity(tables.len());
+        for (name, lf) in tables {
+            let schema = lf.clone().collect_schema()?;
+            shapes.push((name.to_owned(), DataFrame::empty_with_schema(&schema)));
+        }
+        Ok((results, shapes))
     }
 
     /// The options as the manifest records them.
@@ -539,6 +561,9 @@ impl Job {
         })
     }
 }
+
+/// Tables by name, each as a frame with its columns (its rows are not used).
+type TableShapes = Vec<(String, DataFrame)>;
 
 /// The three tables the pipeline writes itself.
 struct Tables {

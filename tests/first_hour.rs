@@ -169,3 +169,63 @@ fn issue_17_query_formats_and_a_closed_pipe_never_panics() -> TestResult {
     }
     Ok(())
 }
+
+/// Asserts `out/<table>` is one empty file with `column` and the partition columns last,
+/// which `rerate query` reads as zero rows.
+fn assert_empty_table(out: &Path, table: &str, column: &str) -> TestResult {
+    let files = parquet_files(&out.join(table));
+    assert_eq!(files, [out.join(table).join("part-0.parquet")], "{table}");
+    let df = read_parquet(&files[0]);
+    assert_eq!(df.height(), 0);
+    let names = df.get_column_names();
+    assert!(names.iter().any(|c| c.as_str() == column), "{names:?}");
+    assert_eq!(names[names.len() - 2..], ["account_id", "date"]);
+    let q = rerate(&[
+        "query",
+        &format!(
+            "SELECT account_id, date, COUNT({column}) AS n FROM {table} GROUP BY account_id, date"
+        ),
+        "--data",
+        s(out),
+        "--format",
+        "csv",
+    ]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert_eq!(String::from_utf8(q.stdout)?, "account_id,date,n\n");
+    Ok(())
+}
+
+#[test]
+fn issue_20_every_table_exists_when_empty_and_stops_being_empty_cleanly() -> TestResult {
+    // Without a deck, on the fixtures (every leg reconciles): both reconciliation tables empty,
+    // not a partition of zeros per account-day.
+    let (_fixtures, plain) = run_fixtures(&[])?;
+    assert_empty_table(&plain, "reconciliation", "delta_units")?;
+    assert_empty_table(&plain, "reconciliation_daily", "reported_legs")?;
+
+    // With a deck, a clean night: one leg priced from its own rate, with no callee for the
+    // deck to price, so nothing to reconcile.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("reports");
+    let deck = "fixtures/reconcile/ratedeck.csv";
+    let night = dir.path().join("night.ndjson");
+    std::fs::write(&night, cdr("clean-1", "acc1", 60))?;
+    run_ok(&[s(&night), "--rates", deck, "--out", s(&out), "-q"]);
+    assert_empty_table(&out, "reconciliation", "delta_units")?;
+    // The next night brings reconciliation rows: the empty file goes, the partitions come.
+    run_ok(&[
+        "fixtures/reconcile",
+        "--rates",
+        deck,
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(!out.join("reconciliation/part-0.parquet").exists());
+    let files = parquet_files(&out.join("reconciliation"));
+    assert!(!files.is_empty());
+    assert!(files
+        .iter()
+        .all(|f| f.to_string_lossy().contains("account_id=")));
+    Ok(())
+}

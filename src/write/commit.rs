@@ -260,6 +260,13 @@ pub fn plan(
                 for (a, d) in keys {
                     list_files(&p.join(a).join(d), out, &mut old)?;
                 }
+                // A file right in a table's folder is the empty table's one part: it goes
+                // whenever this run does not stage it again (the table now has partitions).
+                for f in fs::read_dir(&p).into_iter().flatten().flatten() {
+                    if f.file_type().is_ok_and(|t| t.is_file()) {
+                        list_files(&f.path(), out, &mut old)?;
+                    }
+                }
             }
         }
     }

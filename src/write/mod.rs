@@ -133,6 +133,46 @@ pub struct Table<'a> {
     pub order: Vec<&'a str>,
 }
 
+/// The one file of a partitioned table that holds no partition: `<table>/part-0.parquet`
+/// (and `.csv`), right in the table's folder.
+pub const EMPTY_PART: &str = "part-0";
+
+/// Writes each of `tables` that has no partition in `parts` (the whole folder's, earlier runs'
+/// included) as ONE empty file `out/<table>/part-0.parquet` (and `.csv`): zero rows, the
+/// table's columns with `account_id` and `date` last, as a Hive-partitioned reader shows them.
+/// DuckDB's `read_parquet('<table>/**/*.parquet', hive_partitioning=true)`, polars, Spark and
+/// `rerate query` then read zero rows with the right schema instead of failing on a missing
+/// folder, on exactly the clean nights. `tables`: (name, a frame with the table's columns;
+/// its rows are not used). Returns the names of the tables written empty.
+pub fn write_empty_tables(
+    out: &Path,
+    tables: &[(String, DataFrame)],
+    parts: &[PartitionStats],
+    output: &Output,
+) -> Result<Vec<String>, WriteError> {
+    let mut written = Vec::new();
+    for (name, shape) in tables {
+        if parts.iter().any(|p| &p.table == name) {
+            continue;
+        }
+        let dir = out.join(name);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut cols: Vec<Column> = shape
+            .clear()
+            .columns()
+            .iter()
+            .filter(|c| c.name() != ACCOUNT_ID && c.name() != DATE)
+            .cloned()
+            .collect();
+        cols.push(Column::new_empty(ACCOUNT_ID.into(), &DataType::String));
+        cols.push(Column::new_empty(DATE.into(), &DataType::Date));
+        let mut empty = DataFrame::new(0, cols).map_err(pl_err(&dir))?;
+        write_files(&mut empty, &dir, EMPTY_PART, output)?;
+        written.push(name.clone());
+    }
+    Ok(written)
+}
+
 /// Writes `df` under `out/<table>/account_id=<ID>/date=<YYYY-MM-DD>/`, one folder per
 /// partition, in parallel. `df` has `account_id` (null: `_unassigned`) and `date` columns.
 pub fn write_partitioned(
