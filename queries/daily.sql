@@ -10,6 +10,13 @@ WITH l AS (
         SUM(rated_cost_units) AS rated_cost_units,
         SUM(cost_units) AS cost_units,
         SUM(reseller_cost_units) AS reseller_cost_units,
+        -- What KAZOO charged, and rerate's price, side by side; never summed into each other.
+        SUM(CASE WHEN recorded_cost_units IS NOT NULL THEN recorded_cost_units ELSE 0 END) AS recorded_cost_units,
+        SUM(CASE WHEN derived_cost_units IS NOT NULL THEN derived_cost_units ELSE 0 END) AS derived_cost_units,
+        SUM(CASE WHEN recorded_reseller_cost_units IS NOT NULL THEN recorded_reseller_cost_units ELSE 0 END) AS recorded_reseller_cost_units,
+        SUM(CASE WHEN derived_reseller_cost_units IS NOT NULL THEN derived_reseller_cost_units ELSE 0 END) AS derived_reseller_cost_units,
+        SUM(CASE WHEN recorded_cost_units IS NULL THEN 1 ELSE 0 END) AS not_recorded_legs,
+        SUM(CASE WHEN derived_cost_units IS NULL THEN 1 ELSE 0 END) AS not_derived_legs,
         SUM(CASE WHEN call_direction = 'inbound' THEN 1 ELSE 0 END) AS inbound_legs,
         SUM(CASE WHEN call_direction = 'outbound' THEN 1 ELSE 0 END) AS outbound_legs,
         SUM(
@@ -42,6 +49,12 @@ SELECT
     l.rated_cost_units,
     l.cost_units,
     l.reseller_cost_units,
+    l.recorded_cost_units,
+    l.derived_cost_units,
+    l.recorded_reseller_cost_units,
+    l.derived_reseller_cost_units,
+    l.not_recorded_legs,
+    l.not_derived_legs,
     l.inbound_legs,
     l.outbound_legs,
     l.unrated_per_minute_legs

@@ -24,7 +24,7 @@ use crate::merge;
 use crate::pipeline::{self, Grouped, Stages, Written};
 use crate::progress::Progress;
 use crate::rate::deck::DeckIssue;
-use crate::rate::{DeckSet, RateSort, Rounding};
+use crate::rate::{DeckSet, E164Converters, Hotornot, Rounding};
 use crate::reconcile;
 use crate::reports::{self, Report};
 use crate::schema::{
@@ -68,7 +68,10 @@ pub struct RunConfig {
     /// A KAZOO rate deck CSV, and its `account_id,ratedeck_id` map.
     pub rates: Option<PathBuf>,
     pub ratedeck_map: Option<PathBuf>,
-    pub rate_sort: RateSort,
+    /// The hotornot settings that change the deck's choice (sort, filters, defaults).
+    pub hotornot: Hotornot,
+    /// KAZOO's `e164_converters` (a JSON file); `None`: KAZOO's defaults.
+    pub e164_converters: Option<PathBuf>,
     /// A folder of the user's own `.sql` reports.
     pub queries: Option<PathBuf>,
     /// Commit nothing when any input could not be read to its end.
@@ -131,9 +134,15 @@ impl Job {
         let decks = match &cfg.rates {
             None => None,
             Some(path) => {
-                let mut d = DeckSet::load(path, cfg.rate_sort)?;
+                let mut d = DeckSet::load(path, cfg.hotornot.clone())?;
                 if let Some(map) = &cfg.ratedeck_map {
                     d.load_account_map(map)?;
+                }
+                if let Some(conv) = &cfg.e164_converters {
+                    d.set_converters(
+                        E164Converters::load(conv)
+                            .map_err(|e| anyhow::anyhow!("--e164-converters {e}"))?,
+                    );
                 }
                 Some(d)
             }
@@ -167,6 +176,12 @@ impl Job {
     }
 
     /// Rate deck rows that could not be used.
+    /// The rate deck, when one is given: its [`DeckSet::identity`] and
+    /// [`DeckSet::converters`]' identity pin what priced the run.
+    pub fn decks(&self) -> Option<&DeckSet> {
+        self.decks.as_ref()
+    }
+
     pub fn deck_issues(&self) -> &[DeckIssue] {
         self.decks.as_ref().map_or(&[], |d| &d.issues)
     }
@@ -556,7 +571,13 @@ impl Job {
             "queries": path(&c.queries),
             "rates": path(&c.rates),
             "ratedeck_map": path(&c.ratedeck_map),
-            "rate_sort": c.rate_sort,
+            "rate_sort": c.hotornot.sort,
+            "hotornot": c.hotornot,
+            "e164_converters": self.decks.as_ref().map(|d| serde_json::json!({
+                "source": d.converters().source,
+                "identity": d.converters().identity(),
+            })),
+            "rate_deck_identity": self.decks.as_ref().map(|d| d.identity()),
             "strict": c.strict,
         })
     }
@@ -588,7 +609,7 @@ impl Tables {
             recon: Table {
                 name: RECONCILIATION_TABLE,
                 columns: reconcile::columns(),
-                order: vec![START_TIME, CALL_ID],
+                order: vec![START_TIME, CALL_ID, reconcile::PARTY],
             },
         }
     }
@@ -745,7 +766,7 @@ fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
         ("--ratedeck-map".to_owned(), digest(&cfg.ratedeck_map)?),
         (
             "--rate-sort".to_owned(),
-            name(serde_json::json!(cfg.rate_sort)),
+            name(serde_json::json!(cfg.hotornot.sort)),
         ),
     ]))
 }

@@ -1,33 +1,62 @@
 //! Stage 5: reconciliation — every leg whose money KAZOO recorded differs from what rerate
-//! derives, or whose rate differs from the deck's, and why.
+//! derives, or whose rate differs from the deck's, and why; for the customer's money and the
+//! reseller's, each with its own classes.
 //!
-//! Recorded: the crossbar CSV's `cost` / `reseller_cost`; for a JSON leg (whose document carries
-//! no charge), what KAZOO's own arithmetic charges from the leg's custom_channel_vars. Derived:
-//! the deck's price for the leg when a deck is given and has a rate for it, else the leg's own
-//! rate under `--rounding` (a CSV leg without a deck rate cannot be derived). Both follow the
-//! billing rule: money only on per_minute legs.
+//! **Recorded** (`recorded_cost_units`, `recorded_reseller_cost_units`) is what KAZOO charged:
+//! a crossbar CSV export's or listing page's `cost` / `reseller_cost`; for a JSON leg (whose
+//! document carries no charge) KAZOO's own double arithmetic on the leg's custom_channel_vars.
+//! **Derived** (`derived_cost_units`, `derived_reseller_cost_units`) is rerate's price: the
+//! deck's when a deck is given and has a rate for the leg, else, for a leg that carries rating
+//! inputs (JSON), its own rate under `--rounding`; null for a leg without rating inputs and
+//! without a deck rate (flag `no_deck_rate`). Both follow the billing rule: money only where
+//! the party's billing (`account_billing`, `reseller_billing`) is per_minute.
 //!
-//! A leg is reported when derived and recorded differ, or when the deck's rate differs from the
-//! leg's; it gets the first class that applies: `unrated` (per_minute, no rate), `billing_type`
-//! (money recorded on a leg that is not per_minute, or none on a per_minute one that costs
-//! something), `rate_mismatch`, `rounding` (|delta| <= 1 unit), `mismatch`.
+//! A party's money is reported when derived and recorded differ, or when the deck's rate
+//! differs from the leg's; the row gets the first class that applies: `unrated` (per_minute,
+//! no rate), `billing_type` (money recorded where the billing is not per_minute, or none on a
+//! per_minute leg that costs something), `rate_mismatch`, `rounding` (|delta| <= 1 unit),
+//! `mismatch`. The reseller's rows carry the same classes prefixed `reseller_`, and are only
+//! considered where the reseller pays per minute or was charged. A party whose money was not
+//! recorded (a 4.3 export without reseller columns) or cannot be derived is not reconciled.
 
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
 use crate::rate::{rate, InputColumns, Rounding, PER_MINUTE};
+use crate::schema::is_column_shaped;
+pub use crate::schema::PARTY;
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
-    DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS, LEG_RATE, RATE,
-    RATE_NAME, RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE,
-    SOURCE_FORMAT, SOURCE_LINE, START_TIME,
+    DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
+    DERIVED_RESELLER_COST_UNITS, LEG_RATE, RATE, RATE_NAME, RECORDED_COST_UNITS,
+    RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
+    START_TIME,
 };
 
-/// The reconciliation table's file columns (partition columns excluded).
+/// The customer's classes, in the order they are tried.
+pub const CLASSES: [&str; 5] = [
+    "unrated",
+    "billing_type",
+    "rate_mismatch",
+    "rounding",
+    "mismatch",
+];
+/// The reseller's classes (the same rules on the reseller's money).
+pub const RESELLER_CLASSES: [&str; 5] = [
+    "reseller_unrated",
+    "reseller_billing_type",
+    "reseller_rate_mismatch",
+    "reseller_rounding",
+    "reseller_mismatch",
+];
+
+/// The reconciliation table's file columns (partition columns excluded). `recorded_cost_units`,
+/// `derived_cost_units` and `delta_units` are the money of the row's `party`.
 pub fn columns() -> Vec<&'static str> {
     vec![
         CALL_ID,
+        PARTY,
         CLASS,
         RECORDED_COST_UNITS,
         DERIVED_COST_UNITS,
@@ -37,6 +66,7 @@ pub fn columns() -> Vec<&'static str> {
         RATE_NAME,
         DECK_RATE_NAME,
         ACCOUNT_BILLING,
+        RESELLER_BILLING,
         BILLING_SECONDS,
         BILLED_SECONDS,
         START_TIME,
@@ -51,10 +81,14 @@ pub fn columns() -> Vec<&'static str> {
 pub struct Summary {
     pub rows: u64,
     pub by_class: BTreeMap<&'static str, u64>,
-    /// Sum of derived − recorded over every leg that could be derived.
+    /// Sum of derived − recorded of the customer's money over every leg reconciled.
     pub total_delta_units: i64,
-    /// Legs whose money could not be derived (CSV legs without a deck rate).
+    /// The same for the reseller's money.
+    pub total_reseller_delta_units: i64,
+    /// Legs whose money could not be derived (no rating inputs and no deck rate).
     pub not_derived: u64,
+    /// Legs whose reseller money KAZOO's export did not record (no reseller columns).
+    pub reseller_not_recorded: u64,
     /// The accounts with the largest absolute delta: (account, rows, delta).
     pub worst_accounts: Vec<(String, u64, i64)>,
     /// Reported rows and delta per account, which `worst_accounts` ranks.
@@ -70,7 +104,9 @@ impl Summary {
             *self.by_class.entry(k).or_insert(0) += v;
         }
         self.total_delta_units += o.total_delta_units;
+        self.total_reseller_delta_units += o.total_reseller_delta_units;
         self.not_derived += o.not_derived;
+        self.reseller_not_recorded += o.reseller_not_recorded;
         for (a, (n, d)) in o.per_account {
             let e = self.per_account.entry(a).or_default();
             e.0 += n;
@@ -92,7 +128,37 @@ impl Summary {
     }
 }
 
-/// The class of a leg that is reported, or None for a leg that reconciles.
+/// One reported row: (leg row, reseller's money?, class, recorded, derived).
+type Reported = (u32, bool, &'static str, i64, i64);
+
+/// The class (index into [`CLASSES`]) of one party's money that is reported, or None when it
+/// reconciles.
+pub fn classify_index(
+    per_minute: bool,
+    leg_rate: Option<i64>,
+    deck_rate: Option<i64>,
+    recorded: i64,
+    derived: i64,
+) -> Option<usize> {
+    let delta = derived - recorded;
+    let rate_differs = deck_rate.is_some() && leg_rate != deck_rate;
+    if delta == 0 && !rate_differs {
+        return None;
+    }
+    Some(if per_minute && leg_rate.is_none() {
+        0
+    } else if (recorded != 0 && !per_minute) || (recorded == 0 && per_minute && derived > 0) {
+        1
+    } else if rate_differs {
+        2
+    } else if delta.abs() <= 1 {
+        3
+    } else {
+        4
+    })
+}
+
+/// The customer's class of a leg that is reported, or None for a leg that reconciles.
 pub fn classify(
     per_minute: bool,
     leg_rate: Option<i64>,
@@ -100,29 +166,14 @@ pub fn classify(
     recorded: i64,
     derived: i64,
 ) -> Option<&'static str> {
-    let delta = derived - recorded;
-    let rate_differs = deck_rate.is_some() && leg_rate != deck_rate;
-    if delta == 0 && !rate_differs {
-        return None;
-    }
-    Some(if per_minute && leg_rate.is_none() {
-        "unrated"
-    } else if (recorded != 0 && !per_minute) || (recorded == 0 && per_minute && derived > 0) {
-        "billing_type"
-    } else if rate_differs {
-        "rate_mismatch"
-    } else if delta.abs() <= 1 {
-        "rounding"
-    } else {
-        "mismatch"
-    })
+    classify_index(per_minute, leg_rate, deck_rate, recorded, derived).map(|i| CLASSES[i])
 }
 
 fn per_minute(v: Option<&str>) -> bool {
     v == Some(PER_MINUTE)
 }
 
-/// Fills `recorded_*` for JSON legs and `derived_cost_units` for every leg, and returns the
+/// Fills `recorded_*` for JSON legs and `derived_*` for every leg, and returns the
 /// reconciliation rows (with `account_id` and `date`).
 pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(DataFrame, Summary)> {
     let n = legs.height();
@@ -136,14 +187,14 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let mut recorded = Vec::with_capacity(n);
     let mut recorded_r = Vec::with_capacity(n);
     let mut derived = Vec::with_capacity(n);
-    let mut rows: Vec<u32> = Vec::new();
-    let mut classes: Vec<&'static str> = Vec::new();
+    let mut derived_r = Vec::with_capacity(n);
+    let mut rows: Vec<Reported> = Vec::new();
     let mut summary = Summary::default();
     for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
         let own = |mode| rate(&inputs, mode).cost_units;
-        let csv = crate::schema::is_column_shaped(fmt.get(k));
-        let (rc, rr) = if csv {
+        let no_inputs = is_column_shaped(fmt.get(k));
+        let (rc, rr) = if no_inputs {
             (rec_c.get(k), rec_r.get(k))
         } else {
             // KAZOO's charge: its own double arithmetic on the leg's rate.
@@ -153,25 +204,37 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
                 Some(if r_pm { kz } else { 0 }),
             )
         };
-        let dv = match (deck_cost.get(k), csv) {
+        let price = match (deck_cost.get(k), no_inputs) {
             (Some(d), _) => Some(d),
             (None, false) => Some(own(rounding)),
             (None, true) => None,
-        }
-        .map(|c| if a_pm { c } else { 0 });
+        };
+        let dv = price.map(|c| if a_pm { c } else { 0 });
+        let dr = price.map(|c| if r_pm { c } else { 0 });
         recorded.push(rc);
         recorded_r.push(rr);
         derived.push(dv);
-        let Some(dv) = dv else {
+        derived_r.push(dr);
+        let (Some(dv), Some(dr)) = (dv, dr) else {
             summary.not_derived += 1;
             continue;
         };
-        let rc0 = rc.unwrap_or(0);
-        summary.total_delta_units += dv - rc0;
-        if let Some(class) = classify(a_pm, inputs.rate, deck_rate.get(k), rc0, dv) {
-            rows.push(k as u32);
-            classes.push(class);
-            *summary.by_class.entry(class).or_insert(0) += 1;
+        let (leg_rate, deck) = (inputs.rate, deck_rate.get(k));
+        if let Some(rc) = rc {
+            summary.total_delta_units += dv - rc;
+            if let Some(c) = classify_index(a_pm, leg_rate, deck, rc, dv) {
+                rows.push((k as u32, false, CLASSES[c], rc, dv));
+            }
+        }
+        match rr {
+            None => summary.reseller_not_recorded += 1,
+            Some(rr) if r_pm || rr != 0 => {
+                summary.total_reseller_delta_units += dr - rr;
+                if let Some(c) = classify_index(r_pm, leg_rate, deck, rr, dr) {
+                    rows.push((k as u32, true, RESELLER_CLASSES[c], rr, dr));
+                }
+            }
+            Some(_) => {}
         }
     }
     let set = |df: &mut DataFrame, name: &str, v: Vec<Option<i64>>| -> PolarsResult<()> {
@@ -181,21 +244,24 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     set(legs, RECORDED_COST_UNITS, recorded)?;
     set(legs, RECORDED_RESELLER_COST_UNITS, recorded_r)?;
     set(legs, DERIVED_COST_UNITS, derived)?;
+    set(legs, DERIVED_RESELLER_COST_UNITS, derived_r)?;
     summary.rows = rows.len() as u64;
+    for (_, _, class, _, _) in &rows {
+        *summary.by_class.entry(class).or_insert(0) += 1;
+    }
 
-    let idx = IdxCa::from_vec("idx".into(), rows.iter().map(|&k| k as IdxSize).collect());
+    let idx = IdxCa::from_vec("idx".into(), rows.iter().map(|r| r.0 as IdxSize).collect());
     let mut out = legs
         .select([
             CALL_ID,
             ACCOUNT_ID,
             DATE,
-            RECORDED_COST_UNITS,
-            DERIVED_COST_UNITS,
             RATE,
             DECK_RATE,
             RATE_NAME,
             DECK_RATE_NAME,
             ACCOUNT_BILLING,
+            RESELLER_BILLING,
             BILLING_SECONDS,
             BILLED_SECONDS,
             START_TIME,
@@ -205,16 +271,22 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         ])?
         .take(&idx)?;
     out.rename(RATE, LEG_RATE.into())?;
-    let delta: Int64Chunked = out
-        .column(DERIVED_COST_UNITS)?
-        .i64()?
-        .iter()
-        .zip(out.column(RECORDED_COST_UNITS)?.i64()?.iter())
-        .map(|(d, r)| Some(d.unwrap_or(0) - r.unwrap_or(0)))
-        .collect();
-    out.with_column(delta.with_name(DELTA_UNITS.into()).into_column())?;
+    let col = |name: &str, f: &dyn Fn(&Reported) -> i64| {
+        Int64Chunked::from_iter_values(name.into(), rows.iter().map(f)).into_column()
+    };
+    out.with_column(col(RECORDED_COST_UNITS, &|r| r.3))?;
+    out.with_column(col(DERIVED_COST_UNITS, &|r| r.4))?;
+    out.with_column(col(DELTA_UNITS, &|r| r.4 - r.3))?;
     out.with_column(
-        StringChunked::from_iter_values(CLASS.into(), classes.into_iter()).into_column(),
+        StringChunked::from_iter_values(
+            PARTY.into(),
+            rows.iter()
+                .map(|r| if r.1 { "reseller" } else { "customer" }),
+        )
+        .into_column(),
+    )?;
+    out.with_column(
+        StringChunked::from_iter_values(CLASS.into(), rows.iter().map(|r| r.2)).into_column(),
     )?;
 
     let accts = out.column(ACCOUNT_ID)?.str()?;

@@ -218,6 +218,7 @@ pub fn is_column_shaped(source_format: Option<&str>) -> bool {
 pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
 pub const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
 pub const DERIVED_COST_UNITS: &str = "derived_cost_units";
+pub const DERIVED_RESELLER_COST_UNITS: &str = "derived_reseller_cost_units";
 pub const DECK_RATE_NAME: &str = "deck_rate_name";
 pub const DECK_RATE: &str = "deck_rate";
 pub const DECK_RATE_INCREMENT: &str = "deck_rate_increment";
@@ -258,6 +259,8 @@ pub const ACCOUNTS: &str = "accounts";
 
 /// Reconciliation's own columns (see [`crate::reconcile`]).
 pub const CLASS: &str = "class";
+/// Whose money a reconciliation row is about: `customer` or `reseller`.
+pub const PARTY: &str = "party";
 pub const DELTA_UNITS: &str = "delta_units";
 pub const LEG_RATE: &str = "leg_rate";
 
@@ -303,7 +306,7 @@ pub fn leg_columns() -> Vec<&'static str> {
     cols.extend_from_slice(RATED_COLS);
     cols.push(RATING_FLAGS);
     cols.extend_from_slice(RECORDED_COLS);
-    cols.push(DERIVED_COST_UNITS);
+    cols.extend_from_slice(&[DERIVED_COST_UNITS, DERIVED_RESELLER_COST_UNITS]);
     cols.extend_from_slice(DECK_COLS);
     cols.extend(CCV_STR[CCV_STR_BILLING..].iter().copied());
     cols.extend_from_slice(&[TIMESTAMP, CHANNEL_CREATED_TIME, "interaction_time"]);

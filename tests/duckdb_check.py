@@ -81,7 +81,7 @@ def check_queries(con, out: Path, manifest: dict) -> None:
         sql = sql_file.read_text()
         if name == "reconciliation_daily" and manifest["options"].get("rates") is None:
             # Without a deck rerate keeps only the account-days with a reported leg.
-            sql = f"select * from ({sql}) where reported_legs > 0"
+            sql = f"select * from ({sql}) where reported_legs > 0 or reseller_reported_legs > 0"
         mine = con.execute(sql)
         cols = [d[0] for d in mine.description]
         rows = mine.fetchall()

@@ -129,7 +129,7 @@ fn every_planted_error_is_found_with_its_class_and_no_correct_leg_is_reported() 
     assert_eq!(r["worst_accounts"][0], serde_json::json!([S, 1, 800]));
     assert!(
         stderr.contains("total delta 299 units")
-            && stderr.contains(&format!("Worst accounts: {S} (1 legs, 800 units)")),
+            && stderr.contains(&format!("Worst accounts: {S} (1 rows, 800 units)")),
         "{stderr}"
     );
     Ok(())

@@ -30,7 +30,7 @@ def main(out: Path) -> None:
         parquet(out / "reconciliation").createOrReplaceTempView("reconciliation")
     else:
         # A run where every leg reconciles writes no reconciliation partition.
-        spark.sql("select cast(null as string) account_id, cast(null as date) date, cast(null as string) class where false").createOrReplaceTempView("reconciliation")
+        spark.sql("select cast(null as string) account_id, cast(null as date) date, cast(null as string) party, cast(null as string) class where false").createOrReplaceTempView("reconciliation")
     legs = spark.table("legs")
     assert dict(legs.dtypes)["date"] == "date", legs.dtypes
     for sql_file in sorted(QUERIES.glob("*.sql")):

@@ -1,5 +1,6 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
+mod decks;
 mod first_hour;
 mod fuzz_corpus;
 mod hostile;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::job::{Job, RunConfig, EXIT_PARTIAL};
-use crate::rate::{units_to_decimal, RateSort, Rounding};
+use crate::rate::{units_to_decimal, Filter, Hotornot, RateSort, Rounding};
 use crate::time::ReportTz;
 use crate::write::commit::Mode;
 use crate::write::manifest::Manifest;
@@ -97,10 +97,47 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", requires = "rates")]
     pub ratedeck_map: Option<PathBuf>,
 
-    /// Among rates of the same prefix length: `weight` (lower first, default 100) or `cost`
-    /// (higher rate_cost first).
+    /// Among rates of the same prefix length: `weight` (lower first; KAZOO's hotornot
+    /// `sort_by_weight: true`, the default) or `cost` (higher rate_cost first; `sort_by_weight:
+    /// false`). Equal ones: the last in KAZOO's document-id order wins, as in hon_util.
     #[arg(long, value_enum, default_value_t = RateSort::Weight)]
     pub rate_sort: RateSort,
+
+    /// KAZOO's E.164 converters, from a JSON file: the `system_config/number_manager`
+    /// document (its `default.e164_converters`), an object holding `e164_converters`, or the
+    /// converters object itself. They replace the built-in defaults (KAZOO's: NANP to +1,
+    /// 011/00 to +, any other number of 8 digits or more starting 2-9 to +).
+    #[arg(long, value_name = "FILE", requires = "rates")]
+    pub e164_converters: Option<PathBuf>,
+
+    /// hotornot's `filter_list`, comma-separated, applied in order [default:
+    /// direction,route_options,routes]. Also: caller_id_numbers, ratedeck_id, reseller,
+    /// version.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "FILTERS",
+        requires = "rates"
+    )]
+    pub hotornot_filter_list: Option<Vec<Filter>>,
+
+    /// hotornot's `default_rate_minimum`: seconds for a deck rate without rate_minimum.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub default_rate_minimum: i64,
+
+    /// hotornot's `default_rate_increment`: seconds for a deck rate without rate_increment.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub default_rate_increment: i64,
+
+    /// hotornot's `default_rate_nocharge_time`: seconds for a deck rate without one.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub default_rate_nocharge_time: i64,
+
+    /// hotornot's `rate_version`, compared by the `version` filter (rates without a
+    /// rate_version match when it is not given).
+    #[arg(long, value_name = "VERSION")]
+    pub rate_version: Option<String>,
 
     /// A folder of your own `.sql` reports, run like the built-in ones against the `legs` and
     /// `interactions` tables; each is written as a report named after its file (partitioned
@@ -146,7 +183,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         memory: args.memory,
         rates: args.rates,
         ratedeck_map: args.ratedeck_map,
-        rate_sort: args.rate_sort,
+        hotornot: Hotornot {
+            sort: args.rate_sort,
+            filters: args
+                .hotornot_filter_list
+                .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
+            default_minimum: args.default_rate_minimum,
+            default_increment: args.default_rate_increment,
+            default_nocharge: args.default_rate_nocharge_time,
+            rate_version: args.rate_version,
+        },
+        e164_converters: args.e164_converters,
         queries: args.queries,
         strict: args.strict,
         quiet,
@@ -258,18 +305,20 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let r = &m.reconciliation;
     let classes: Vec<String> = r.by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
     s += &format!(
-        "\nReconciliation: {} legs reported{}; total delta {} units ({}, derived minus recorded){}.",
+        "\nReconciliation: {} rows reported{}; total delta {} units ({}, derived minus recorded), reseller {} units ({}){}.",
         r.rows,
         if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) },
         r.total_delta_units,
         units_to_decimal(r.total_delta_units),
-        if r.not_derived > 0 { format!("; {} CSV legs not derived (no deck rate)", r.not_derived) } else { String::new() },
+        r.total_reseller_delta_units,
+        units_to_decimal(r.total_reseller_delta_units),
+        if r.not_derived > 0 { format!("; {} legs without rating inputs not derived (no deck rate)", r.not_derived) } else { String::new() },
     );
     if !r.worst_accounts.is_empty() {
         let worst: Vec<String> = r
             .worst_accounts
             .iter()
-            .map(|(a, n, d)| format!("{a} ({n} legs, {d} units)"))
+            .map(|(a, n, d)| format!("{a} ({n} rows, {d} units)"))
             .collect();
         s += &format!(" Worst accounts: {}.", worst.join(", "));
     }

@@ -4,15 +4,19 @@
 //! account_billing is per_minute, else 0) and reseller_cost_units (the same rule with
 //! reseller_billing), and flags per-minute legs that carry no rate (`unrated`), which KAZOO
 //! silently bills at 0. JSON legs are rated from their own custom_channel_vars; crossbar CSV
-//! legs, which carry no increment or minimum, from the rate deck ([`apply_deck`] first).
+//! and listing legs, which carry no increment or minimum, from the rate deck ([`apply_deck`]
+//! first; flag `deck_priced`), and without a deck rate not at all (null, flag `no_deck_rate`):
+//! what KAZOO charged them is `recorded_cost_units` (see [`crate::reconcile`]).
 
 pub mod deck;
+pub mod e164;
 pub mod kazoo;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
-pub use deck::{DeckSet, RateSort};
+pub use deck::{DeckSet, Filter, Hotornot, Lookup, RateSort};
+pub use e164::E164Converters;
 pub use kazoo::{rate, Charge, Inputs, Rounding};
 
 use crate::schema::{
@@ -181,7 +185,10 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
             reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
-            new_flags.append_option(f);
+            match f {
+                Some(f) => new_flags.append_value(format!("{f},deck_priced")),
+                None => new_flags.append_value("deck_priced"),
+            }
             continue;
         }
         let c = rate(&inp, rounding);
@@ -230,7 +237,9 @@ struct DeckPick {
 /// `deck_rate_increment`, `deck_rate_minimum`, `deck_surcharge` (units), `deck_nocharge_time`
 /// and `deck_cost_units` (KAZOO's formula with the deck's parameters and the leg's seconds,
 /// offset and discount). All null without a deck or when no rate matches the callee number
-/// (`callee_id_number`, else the user part of `request`).
+/// (`callee_id_number`, else the user part of `request`: KAZOO's To-DID), looked up as
+/// [`DeckSet::find`] does with the leg's `call_direction`, `caller_id_number` (From-DID) and
+/// `reseller_id`.
 pub fn apply_deck(
     df: &mut DataFrame,
     decks: Option<&DeckSet>,
@@ -254,6 +263,8 @@ pub fn apply_deck(
     let callee = strs("callee_id_number")?;
     let request = strs("request")?;
     let direction = strs("call_direction")?;
+    let caller = strs("caller_id_number")?;
+    let reseller = strs("reseller_id")?;
     let ints =
         |c: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(df.column(c)?.i64()?.iter().collect()) };
     let (secs, offset, discount) = (
@@ -264,8 +275,16 @@ pub fn apply_deck(
     let picks: Vec<Option<DeckPick>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let number = callee[i].or(request[i])?;
-            let r = decks.find(accounts[i], number, direction[i])?;
+            let number = callee[i]
+                .filter(|n| !n.is_empty())
+                .or_else(|| request[i].map(request_user))?;
+            let r = decks.find(&Lookup {
+                account: accounts[i],
+                number,
+                direction: direction[i],
+                caller_id_number: caller[i],
+                reseller_id: reseller[i],
+            })?;
             let c = rate(
                 &Inputs {
                     billing_seconds: secs[i],
@@ -308,6 +327,16 @@ pub fn apply_deck(
         df.with_column(Int64Chunked::from_iter_options(column.into(), v).into_column())?;
     }
     Ok(())
+}
+
+/// The user part of a SIP request URI (`sip:+15551234567@realm` -> `+15551234567`).
+fn request_user(request: &str) -> &str {
+    let r = request.trim();
+    let r = r
+        .strip_prefix("sips:")
+        .or_else(|| r.strip_prefix("sip:"))
+        .unwrap_or(r);
+    r.split('@').next().unwrap_or(r)
 }
 
 #[cfg(test)]

@@ -83,13 +83,19 @@ pub const RECONCILIATION_DAILY: &str = "reconciliation_daily";
 /// A report's rows when the run has no rate deck. Without a deck every derived cost is the
 /// leg's own rate, so `reconciliation_daily` would be a row of zeros for every account and day
 /// (2,100 partition files on 300 accounts x 7 days): it keeps only the account-days with a
-/// reported leg, and is one empty table on a clean night. Other reports are unchanged.
+/// reported row, the customer's (`reported_legs`) or the reseller's (`reseller_reported_legs`),
+/// and is one empty table on a clean night. Other reports are unchanged.
 pub fn without_deck(name: &str, df: &DataFrame) -> PolarsResult<DataFrame> {
     if name != RECONCILIATION_DAILY || df.column("reported_legs").is_err() {
         return Ok(df.clone());
     }
-    let keep = df.column("reported_legs")?.cast(&DataType::Int64)?;
-    let keep = keep.i64()?.gt(0);
+    let count = |c: &str| -> PolarsResult<Int64Chunked> {
+        match df.column(c) {
+            Ok(col) => Ok(col.cast(&DataType::Int64)?.i64()?.clone()),
+            Err(_) => Ok(Int64Chunked::full(c.into(), 0, df.height())),
+        }
+    };
+    let keep = count("reported_legs")?.gt(0) | count("reseller_reported_legs")?.gt(0);
     df.filter(&keep)
 }
 
