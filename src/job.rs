@@ -16,6 +16,8 @@ use anyhow::{bail, Context};
 use polars::prelude::{DataFrame, DataType};
 use sha2::{Digest, Sha256};
 
+use crate::rate::e164::hex_digest;
+
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
@@ -151,7 +153,7 @@ impl Job {
         if let Some(dir) = &cfg.queries {
             reports.extend(reports::load_dir(dir)?);
         }
-        let definition = definition(&cfg)?;
+        let definition = definition(&cfg, decks.as_ref())?;
         Ok(Job {
             definition,
             cfg,
@@ -507,13 +509,16 @@ impl Job {
             return Ok(self.definition.clone());
         }
         if let Some((flag, old, new)) = definition_change(&kept, &self.definition) {
-            let v = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+            let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+            let fix = match &old {
+                Some(o) => format!("Run with {flag} {o}"),
+                None => format!("Run without {flag}"),
+            };
             bail!(
-                "{} was built with {flag} {}, and this run asks for {flag} {}; a dataset keeps the options that decide a leg's partition or cost. Run with {flag} {} to add to it, or rebuild it whole from all its exports with --mode replace-all",
+                "{} was built with {flag} {}, and this run asks for {flag} {}; a dataset keeps the options that decide a leg's partition or cost. {fix} to add to it, or rebuild it whole from all its exports with --mode replace-all",
                 self.cfg.out.display(),
-                v(old.clone()),
-                v(new),
-                v(old)
+                v(&old),
+                v(&new),
             );
         }
         for (flag, value) in &self.definition {
@@ -744,16 +749,13 @@ impl History {
 }
 
 /// The options of `cfg` that decide a leg's partition or cost (see [`Definition`]); the rate
-/// deck and account map by the SHA-256 of their bytes.
-fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
+/// deck and account map by the SHA-256 of their bytes, the E.164 converters by their
+/// [`E164Converters::identity`]. The rate choice's settings count only with a deck.
+fn definition(cfg: &RunConfig, decks: Option<&DeckSet>) -> anyhow::Result<Definition> {
     let digest = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
         let Some(p) = p else { return Ok(None) };
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let hex: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Some(format!("sha256:{hex}")))
+        Ok(Some(hex_digest(Sha256::new_with_prefix(&bytes))))
     };
     let name = |v: serde_json::Value| v.as_str().map(str::to_owned);
     Ok(Definition::from([
@@ -764,11 +766,43 @@ fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
         ),
         ("--rates".to_owned(), digest(&cfg.rates)?),
         ("--ratedeck-map".to_owned(), digest(&cfg.ratedeck_map)?),
+    ])
+    .into_iter()
+    .chain(deck_settings(cfg, decks))
+    .collect())
+}
+
+/// The settings that choose a deck rate and fill in what it lacks, by flag; none without a deck.
+fn deck_settings(
+    cfg: &RunConfig,
+    decks: Option<&DeckSet>,
+) -> impl Iterator<Item = (String, Option<String>)> {
+    let h = &cfg.hotornot;
+    let text = |v: serde_json::Value| Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    let with_deck = decks.is_some();
+    [
+        ("--rate-sort", text(serde_json::json!(h.sort))),
+        ("--hotornot-filter-list", text(serde_json::json!(h.filters))),
         (
-            "--rate-sort".to_owned(),
-            name(serde_json::json!(cfg.hotornot.sort)),
+            "--default-rate-minimum",
+            Some(h.default_minimum.to_string()),
         ),
-    ]))
+        (
+            "--default-rate-increment",
+            Some(h.default_increment.to_string()),
+        ),
+        (
+            "--default-rate-nocharge-time",
+            Some(h.default_nocharge.to_string()),
+        ),
+        ("--rate-version", h.rate_version.clone()),
+        (
+            "--e164-converters",
+            decks.map(|d| d.converters().identity()),
+        ),
+    ]
+    .into_iter()
+    .map(move |(flag, v)| (flag.to_owned(), v.filter(|_| with_deck)))
 }
 
 /// The input files that could not be read to their end, from their rejects.
