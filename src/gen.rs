@@ -14,6 +14,8 @@ use rayon::prelude::*;
 
 use crate::time::UNIX_EPOCH_IN_GREGORIAN;
 
+pub mod crossbar;
+
 /// splitmix64: small, fast, and the same sequence everywhere for a seed.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -49,6 +51,13 @@ pub enum Shape {
     Ndjson,
     /// Crossbar API pages of 50 CDRs, one page per line.
     Pages,
+    /// KAZOO 5.0's crossbar CSV export (`GET /cdrs` as text/csv), exactly as `cb_cdrs` writes
+    /// it: unquoted cells, CRLF, one file per account under `account_id=<ID>/`, names with
+    /// commas and quotes; the reseller columns for every other account.
+    KazooCsv,
+    /// `GET /v2/accounts/{id}/cdrs` listing pages of the same legs: 50 rows a page, the CSV's
+    /// columns as JSON keys, one page per line, one file per account under `account_id=<ID>/`.
+    Listing,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +71,9 @@ pub struct GenOptions {
     pub gzip: bool,
     /// First day, as Unix seconds at midnight UTC.
     pub start_unix: i64,
+    /// `kazoo-csv`: write the header again every this many rows, as KAZOO 4.2's chunked
+    /// exports did (0: once, at the top).
+    pub header_every: u64,
 }
 
 /// What was written.
@@ -77,19 +89,22 @@ pub fn generate(opts: &GenOptions, out: &Path) -> std::io::Result<GenReport> {
     std::fs::create_dir_all(out)?;
     let files = opts.files.max(1);
     let per_file = opts.legs.div_ceil(files);
-    let results: Vec<std::io::Result<(PathBuf, u64, u64)>> = (0..files)
+    let results: Vec<std::io::Result<(Vec<PathBuf>, u64, u64)>> = (0..files)
         .into_par_iter()
         .map(|i| {
             let legs = per_file.min(opts.legs.saturating_sub(i * per_file));
-            let ext = match (opts.shape, opts.gzip) {
-                (Shape::Ndjson, false) => "ndjson",
-                (Shape::Ndjson, true) => "ndjson.gz",
-                (Shape::Pages, false) => "json",
-                (Shape::Pages, true) => "json.gz",
+            let ext = match opts.shape {
+                Shape::Ndjson => "ndjson",
+                Shape::Pages => "json",
+                Shape::KazooCsv | Shape::Listing => {
+                    let (paths, bytes) = crossbar::write_file(opts, i, legs, out)?;
+                    return Ok((paths, legs, bytes));
+                }
             };
-            let path = out.join(format!("cdrs-{i:04}.{ext}"));
+            let gz = if opts.gzip { ".gz" } else { "" };
+            let path = out.join(format!("cdrs-{i:04}.{ext}{gz}"));
             let bytes = write_file(opts, i, legs, &path)?;
-            Ok((path, legs, bytes))
+            Ok((vec![path], legs, bytes))
         })
         .collect();
     let mut report = GenReport {
@@ -99,32 +114,51 @@ pub fn generate(opts: &GenOptions, out: &Path) -> std::io::Result<GenReport> {
     };
     for r in results {
         let (p, l, b) = r?;
-        report.files.push(p);
+        report.files.extend(p);
         report.legs += l;
         report.bytes += b;
     }
     Ok(report)
 }
 
-fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io::Result<u64> {
+/// A file to write, gzip-compressed if asked.
+fn create(path: &Path, gzip: bool) -> std::io::Result<Box<dyn Write + Send>> {
     let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut w: Box<dyn Write> = if opts.gzip {
+    Ok(if gzip {
         Box::new(flate2::write::GzEncoder::new(
             file,
             flate2::Compression::fast(),
         ))
     } else {
         Box::new(file)
-    };
+    })
+}
+
+/// The legs of the `index`th file, in order: `legs` of them, in interactions of 1-3 legs.
+pub fn file_legs(opts: &GenOptions, index: u64, legs: u64) -> impl Iterator<Item = GenLeg> + '_ {
     let mut rng = Rng::new(opts.seed ^ (index + 1).wrapping_mul(0xA24B_AED4_963E_E407));
     let mut written = 0u64;
+    let mut serial = 0u64;
+    std::iter::from_fn(move || {
+        if written >= legs {
+            return None;
+        }
+        let n = (1 + rng.below(3)).min(legs - written);
+        written += n;
+        Some(interaction(&mut rng, opts, index, &mut serial, n))
+    })
+    .flatten()
+}
+
+fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io::Result<u64> {
+    let mut w = create(path, opts.gzip)?;
     let mut bytes = 0u64;
     let mut page: Vec<String> = Vec::with_capacity(50);
-    let mut serial = 0u64;
-    while written < legs {
-        let n = (1 + rng.below(3)).min(legs - written);
-        for leg in interaction(&mut rng, opts, index, &mut serial, n) {
+    {
+        for leg in file_legs(opts, index, legs) {
+            let leg = leg.to_json();
             match opts.shape {
+                Shape::KazooCsv | Shape::Listing => {}
                 Shape::Ndjson => {
                     bytes += leg.len() as u64 + 1;
                     w.write_all(leg.as_bytes())?;
@@ -138,7 +172,6 @@ fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io:
                 }
             }
         }
-        written += n;
     }
     if !page.is_empty() {
         bytes += write_page(&mut w, &mut page, false)?;
@@ -179,8 +212,157 @@ fn account_id(seed: u64, i: u64) -> String {
 
 const SDP: &str = "v=0\\r\\no=FreeSWITCH 1557153336 1557153338 IN IP4 10.1.2.3\\r\\ns=FreeSWITCH\\r\\nc=IN IP4 10.1.2.3\\r\\nt=0 0\\r\\nm=audio 30862 RTP/AVP 0 101\\r\\na=rtpmap:0 PCMU/8000\\r\\na=rtpmap:101 telephone-event/8000\\r\\na=fmtp:101 0-16\\r\\na=ptime:20\\r\\na=sendrecv\\r\\na=rtcp:30863 IN IP4 10.1.2.3\\r\\n";
 
-/// The legs of one interaction, as compact JSON documents.
-fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u64) -> Vec<String> {
+/// One generated leg, every value its KAZOO CDR document holds (see [`GenLeg::to_json`]).
+#[derive(Debug, Clone)]
+pub struct GenLeg {
+    pub account: String,
+    pub reseller: String,
+    pub acct_idx: u64,
+    pub call_id: String,
+    pub interaction_id: String,
+    pub bridge: String,
+    pub direction: &'static str,
+    pub account_billing: &'static str,
+    pub reseller_billing: &'static str,
+    /// Whether the CCVs carry the rating inputs (a few per_minute legs are unrated).
+    pub rated: bool,
+    /// Units per minute, seconds, seconds, units, seconds.
+    pub rate: u64,
+    pub rate_increment: u64,
+    pub rate_minimum: u64,
+    pub surcharge: u64,
+    pub rate_nocharge_time: u64,
+    pub caller: String,
+    pub callee: String,
+    pub caller_id_name: String,
+    pub callee_id_name: String,
+    pub answered: bool,
+    pub talk: i64,
+    pub ring: i64,
+    /// The leg's start, Unix seconds; `channel_created_time` is it in microseconds plus a fraction.
+    pub start_unix: i64,
+    pub channel_created_time: i64,
+    pub hangup_cause: &'static str,
+    /// The interaction's start (Unix seconds).
+    pub interaction_start: i64,
+    authorizing_id: String,
+    callflow_id: String,
+    fetch_id: String,
+    pub owner_id: String,
+    username: u64,
+    resource_id: String,
+    rev: String,
+    carrier: u64,
+    from_tag: String,
+    media_server: u64,
+    msg_id: String,
+    to_tag: String,
+}
+
+impl GenLeg {
+    pub fn duration_seconds(&self) -> i64 {
+        self.ring + self.talk
+    }
+
+    /// The CDR's `timestamp` (its end), Gregorian seconds.
+    pub fn end_gregorian(&self) -> i64 {
+        self.start_unix + self.duration_seconds() + UNIX_EPOCH_IN_GREGORIAN
+    }
+
+    pub fn rate_name(&self) -> Option<String> {
+        self.rated.then(|| format!("DEST-{}", self.callee.len()))
+    }
+
+    /// What KAZOO charges for the leg, whoever pays (`kapps_call_util:call_cost/1`, KAZOO's
+    /// double arithmetic): 0 without a rate.
+    pub fn call_cost(&self) -> i64 {
+        if !self.rated {
+            return 0;
+        }
+        let inp = crate::rate::Inputs {
+            billing_seconds: Some(self.talk),
+            billing_seconds_offset: None,
+            rate_nocharge_time: Some(self.rate_nocharge_time as i64),
+            rate: Some(self.rate as i64),
+            rate_increment: Some(self.rate_increment as i64),
+            rate_minimum: Some(self.rate_minimum as i64),
+            surcharge: Some(self.surcharge as i64),
+            discount_percentage: None,
+        };
+        crate::rate::rate(&inp, crate::rate::Rounding::Kazoo).cost_units
+    }
+
+    /// The stored CDR document, compact JSON.
+    pub fn to_json(&self) -> String {
+        let (account, reseller, acct_idx) = (&self.account, &self.reseller, self.acct_idx);
+        let (account_billing, reseller_billing) = (self.account_billing, self.reseller_billing);
+        let (bridge, iid, callee, caller) = (
+            &self.bridge,
+            &self.interaction_id,
+            &self.callee,
+            &self.caller,
+        );
+        let (rate, ri, rm, sur, nocharge) = (
+            self.rate,
+            self.rate_increment,
+            self.rate_minimum,
+            self.surcharge,
+            self.rate_nocharge_time,
+        );
+        let mut ccv = String::with_capacity(1200);
+        let _ = write!(
+            ccv,
+            r#"{{"account_id":"{account}","reseller_id":"{reseller}","account_billing":"{account_billing}","reseller_billing":"{reseller_billing}","account_trunk_usage":"0/0/20/0/0/0","reseller_trunk_usage":"20/20/20/0/0/0","application_name":"callflow","application_node":"kazoo_apps@apps.example.net","authorizing_id":"{}","authorizing_type":"device","bridge_id":"{bridge}","call_interaction_id":"{iid}","callflow_id":"{}","channel_authorized":"true","ecallmgr_node":"ecallmgr@apps.example.net","fetch_id":"{}","global_resource":"false","inception":"{callee}@10.20.0.1","owner_id":"{}","privacy_hide_name":"false","privacy_hide_number":"false","realm":"acct{acct_idx}.sip.example.net","username":"user{}","resource_type":"offnet-termination","resource_id":"{}""#,
+            self.authorizing_id,
+            self.callflow_id,
+            self.fetch_id,
+            self.owner_id,
+            self.username,
+            self.resource_id,
+        );
+        if self.rated {
+            let _ = write!(
+                ccv,
+                r#","rate":"{rate}","rate_increment":"{ri}","rate_minimum":"{rm}","surcharge":"{sur}","rate_nocharge_time":"{nocharge}","rate_name":"DEST-{}","rate_description":"Destination {}","base_cost":"{}","pvt_cost":"0""#,
+                callee.len(),
+                &callee[..4],
+                rate * (if rm == 0 { 60 } else { rm }) / 60 + sur,
+            );
+        }
+        ccv.push('}');
+        let (talk, ring, dur) = (self.talk, self.ring, self.duration_seconds());
+        let end_greg = self.end_gregorian();
+        let (call_id, direction, hangup, cct) = (
+            &self.call_id,
+            self.direction,
+            self.hangup_cause,
+            self.channel_created_time,
+        );
+        let (caller_name, callee_name) = (
+            serde_json::to_string(&self.caller_id_name).unwrap_or_default(),
+            serde_json::to_string(&self.callee_id_name).unwrap_or_default(),
+        );
+        let mut s = String::with_capacity(3200);
+        let _ = write!(
+            s,
+            r#"{{"_id":"{}-{call_id}","_rev":"1-{}","app_name":"ecallmgr","app_version":"4.3.0","billing_seconds":{talk},"call_direction":"{direction}","call_id":"{call_id}","callee_id_name":{callee_name},"callee_id_number":"{callee}","caller_id_name":{caller_name},"caller_id_number":"{caller}","channel_call_state":"HANGUP","channel_created_time":{cct},"channel_name":"sofia/sipinterface_1/{callee}@10.20.0.1:5060","channel_state":"REPORTING","custom_application_vars":{{}},"custom_channel_vars":{ccv},"custom_sip_headers":{{"in":{{"X-Carrier":"carrier-{}"}},"X-Account":"acct{acct_idx}"}},"disposition":"SEND_BYE","duration_seconds":{dur},"event_category":"call_event","event_name":"CHANNEL_DESTROY","from":"{caller}@10.20.0.1","from_tag":"{}","from_uri":"{caller}@10.20.0.1:5060","hangup_cause":"{hangup}","hangup_code":"sip:{}","interaction_id":"{iid}","interaction_key":"{}","interaction_time":{},"local_sdp":"{SDP}","media_server":"fs{}.example.net","msg_id":"{}","node":"ecallmgr@apps.example.net","other_leg_call_id":"{bridge}","presence_id":"{callee}@acct{acct_idx}.sip.example.net","remote_sdp":"{SDP}","request":"{callee}@10.20.0.1","ringing_seconds":{ring},"switch_hostname":"fs1.example.net","switch_nodename":"freeswitch@fs1.example.net","switch_uri":"sip:10.1.2.3:11000","switch_url":"sip:mod_sofia@10.1.2.3:11000","timestamp":{end_greg},"to":"{callee}@10.20.0.1:5060","to_tag":"{}","to_uri":"{callee}@10.20.0.1:5060","user_agent":"Carrier-SBC/4.2","pvt_account_id":"{account}","pvt_created":{end_greg},"pvt_modified":{end_greg},"pvt_type":"cdr","pvt_vsn":"3"}}"#,
+            &iid[..11],
+            self.rev,
+            self.carrier,
+            self.from_tag,
+            if self.answered { 200 } else { 487 },
+            &iid[12..],
+            self.interaction_start + UNIX_EPOCH_IN_GREGORIAN,
+            self.media_server,
+            self.msg_id,
+            self.to_tag,
+        );
+        s
+    }
+}
+
+/// The legs of one interaction.
+fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u64) -> Vec<GenLeg> {
     let acct_idx = rng.below(o.accounts.max(1));
     let account = account_id(o.seed, acct_idx);
     let reseller = account_id(o.seed ^ 0xFFFF, acct_idx % 7);
@@ -218,31 +400,16 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
         let sur = *rng.pick(&[0u64, 0, 0, 100, 500]);
         let nocharge = *rng.pick(&[0u64, 0, 0, 6]);
         let leg_start = start + k as i64;
-        let dur = ring + talk;
-        let end_greg = leg_start + dur + UNIX_EPOCH_IN_GREGORIAN;
         let cct = leg_start * 1_000_000 + rng.below(1_000_000) as i64;
-        let mut ccv = String::with_capacity(1200);
-        let _ = write!(
-            ccv,
-            r#"{{"account_id":"{account}","reseller_id":"{reseller}","account_billing":"{account_billing}","reseller_billing":"{reseller_billing}","account_trunk_usage":"0/0/20/0/0/0","reseller_trunk_usage":"20/20/20/0/0/0","application_name":"callflow","application_node":"kazoo_apps@apps.example.net","authorizing_id":"{}","authorizing_type":"device","bridge_id":"{bridge}","call_interaction_id":"{iid}","callflow_id":"{}","channel_authorized":"true","ecallmgr_node":"ecallmgr@apps.example.net","fetch_id":"{}","global_resource":"false","inception":"{callee}@10.20.0.1","owner_id":"{}","privacy_hide_name":"false","privacy_hide_number":"false","realm":"acct{acct_idx}.sip.example.net","username":"user{}","resource_type":"offnet-termination","resource_id":"{}""#,
-            hex(rng, 32),
-            hex(rng, 32),
-            hex(rng, 36),
-            hex(rng, 32),
-            rng.below(500),
-            hex(rng, 32),
-        );
-        if rated {
-            let _ = write!(
-                ccv,
-                r#","rate":"{rate}","rate_increment":"{ri}","rate_minimum":"{rm}","surcharge":"{sur}","rate_nocharge_time":"{nocharge}","rate_name":"DEST-{}","rate_description":"Destination {}","base_cost":"{}","pvt_cost":"0""#,
-                callee.len(),
-                &callee[..4],
-                rate * (if rm == 0 { 60 } else { rm }) / 60 + sur,
-            );
-        }
-        ccv.push('}');
-        let hangup = if answered {
+        // Drawn in the order the document's text used to draw them: the same seed gives the
+        // same bytes as before legs were structured.
+        let authorizing_id = hex(rng, 32);
+        let callflow_id = hex(rng, 32);
+        let fetch_id = hex(rng, 36);
+        let owner_id = hex(rng, 32);
+        let username = rng.below(500);
+        let resource_id = hex(rng, 32);
+        let hangup_cause = if answered {
             "NORMAL_CLEARING"
         } else {
             *rng.pick(&[
@@ -252,22 +419,52 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
                 "CALL_REJECTED",
             ])
         };
-        let mut s = String::with_capacity(3200);
-        let _ = write!(
-            s,
-            r#"{{"_id":"{}-{call_id}","_rev":"1-{}","app_name":"ecallmgr","app_version":"4.3.0","billing_seconds":{talk},"call_direction":"{direction}","call_id":"{call_id}","callee_id_name":"Callee {k}","callee_id_number":"{callee}","caller_id_name":"Caller {acct_idx}","caller_id_number":"{caller}","channel_call_state":"HANGUP","channel_created_time":{cct},"channel_name":"sofia/sipinterface_1/{callee}@10.20.0.1:5060","channel_state":"REPORTING","custom_application_vars":{{}},"custom_channel_vars":{ccv},"custom_sip_headers":{{"in":{{"X-Carrier":"carrier-{}"}},"X-Account":"acct{acct_idx}"}},"disposition":"SEND_BYE","duration_seconds":{dur},"event_category":"call_event","event_name":"CHANNEL_DESTROY","from":"{caller}@10.20.0.1","from_tag":"{}","from_uri":"{caller}@10.20.0.1:5060","hangup_cause":"{hangup}","hangup_code":"sip:{}","interaction_id":"{iid}","interaction_key":"{}","interaction_time":{},"local_sdp":"{SDP}","media_server":"fs{}.example.net","msg_id":"{}","node":"ecallmgr@apps.example.net","other_leg_call_id":"{bridge}","presence_id":"{callee}@acct{acct_idx}.sip.example.net","remote_sdp":"{SDP}","request":"{callee}@10.20.0.1","ringing_seconds":{ring},"switch_hostname":"fs1.example.net","switch_nodename":"freeswitch@fs1.example.net","switch_uri":"sip:10.1.2.3:11000","switch_url":"sip:mod_sofia@10.1.2.3:11000","timestamp":{end_greg},"to":"{callee}@10.20.0.1:5060","to_tag":"{}","to_uri":"{callee}@10.20.0.1:5060","user_agent":"Carrier-SBC/4.2","pvt_account_id":"{account}","pvt_created":{end_greg},"pvt_modified":{end_greg},"pvt_type":"cdr","pvt_vsn":"3"}}"#,
-            &iid[..11],
-            hex(rng, 32),
-            rng.below(20),
-            hex(rng, 24),
-            if answered { 200 } else { 487 },
-            &iid[12..],
-            start + UNIX_EPOCH_IN_GREGORIAN,
-            rng.below(4),
-            hex(rng, 16),
-            hex(rng, 13),
-        );
-        legs.push(s);
+        let rev = hex(rng, 32);
+        let carrier = rng.below(20);
+        let from_tag = hex(rng, 24);
+        let media_server = rng.below(4);
+        let msg_id = hex(rng, 16);
+        let to_tag = hex(rng, 13);
+        legs.push(GenLeg {
+            account: account.clone(),
+            reseller: reseller.clone(),
+            acct_idx,
+            call_id,
+            interaction_id: iid.clone(),
+            bridge: bridge.clone(),
+            direction,
+            account_billing,
+            reseller_billing,
+            rated,
+            rate,
+            rate_increment: ri,
+            rate_minimum: rm,
+            surcharge: sur,
+            rate_nocharge_time: nocharge,
+            caller: caller.clone(),
+            callee: callee.clone(),
+            caller_id_name: format!("Caller {acct_idx}"),
+            callee_id_name: format!("Callee {k}"),
+            answered,
+            talk,
+            ring,
+            start_unix: leg_start,
+            channel_created_time: cct,
+            hangup_cause,
+            interaction_start: start,
+            authorizing_id,
+            callflow_id,
+            fetch_id,
+            owner_id,
+            username,
+            resource_id,
+            rev,
+            carrier,
+            from_tag,
+            media_server,
+            msg_id,
+            to_tag,
+        });
     }
     legs
 }
@@ -288,6 +485,7 @@ mod tests {
             shape: Shape::Ndjson,
             gzip: false,
             start_unix: 1_793_577_600,
+            header_every: 0,
         };
         let a = generate(&opts, &dir.path().join("a"))?;
         let b = generate(&opts, &dir.path().join("b"))?;

@@ -29,9 +29,16 @@ pub struct GenArgs {
     /// Number of files to spread the legs over.
     #[arg(long, default_value_t = 4)]
     pub files: u64,
-    /// `ndjson`: one CDR per line; `pages`: crossbar API pages of 50 CDRs, one per line.
+    /// `ndjson`: one CDR per line; `pages`: crossbar API pages of 50 CDRs, one per line;
+    /// `kazoo-csv`: the crossbar CSV export exactly as KAZOO 5.0 writes it (unquoted cells,
+    /// CRLF, names with commas and quotes), one file per account under `account_id=<ID>/`;
+    /// `listing`: `GET /cdrs` listing pages of the same legs, one file per account.
     #[arg(long, value_enum, default_value_t = Shape::Ndjson)]
     pub shape: Shape,
+    /// With `--shape kazoo-csv`: repeat the header line every N rows, as KAZOO 4.2's chunked
+    /// exports did (0: only at the top).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub header_every: u64,
     /// Compress the files with gzip.
     #[arg(long)]
     pub gzip: bool,
@@ -52,6 +59,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         files: args.files,
         shape: args.shape,
         gzip: args.gzip,
+        header_every: args.header_every,
         start_unix: day
             .and_hms_opt(0, 0, 0)
             .map_or(0, |d| d.and_utc().timestamp()),

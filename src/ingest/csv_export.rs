@@ -308,41 +308,50 @@ fn align(base: &str, pieces: &[(usize, usize)], cols: &[Col]) -> Result<Ranges, 
             best[i * w + j] = b;
         }
     }
-    let Some(top) = best[0] else {
-        // An example for the message: the extra pieces in the first free-text column.
-        let mut j = 0;
-        let mut placed = false;
-        for c in cols {
-            let k = if !placed && c.span() == Span::Free {
-                placed = true;
-                extra + 1
-            } else if c.span() == Span::Rfc && j < m && !base[pieces[j].0..pieces[j].1].is_empty() {
-                2
-            } else {
-                1
-            };
-            let k = k.min(m - j).max(1);
-            if j >= m || !c.accepts(cell(j, k)) {
-                let value = if j < m {
-                    cell(j, k).to_owned()
-                } else {
-                    String::new()
-                };
-                return Err(AlignError::NoFit {
-                    fields: m,
-                    column: c.name().to_owned(),
-                    value,
-                });
+    if best[0].is_none() {
+        // Say where it breaks: the first column that no placement of the pieces before it
+        // lets hold a value.
+        let mut reach = vec![false; (n + 1) * w];
+        reach[0] = true;
+        let mut stuck = (n, m);
+        for i in 0..n {
+            let c = cols[i];
+            let mut any = false;
+            for j in 0..m {
+                if !reach[i * w + j] {
+                    continue;
+                }
+                any = true;
+                for k in spans(c) {
+                    if j + k > m {
+                        break;
+                    }
+                    let t = cell(j, k);
+                    if (c.span() == Span::Rfc && k == 1 && !t.is_empty()) || !c.accepts(t) {
+                        continue;
+                    }
+                    reach[(i + 1) * w + j + k] = true;
+                }
             }
-            j += k;
+            if !any {
+                break;
+            }
+            if !reach[(i + 1) * w..(i + 2) * w].iter().any(|r| *r) {
+                let j = (0..m).find(|j| reach[i * w + j]).unwrap_or(0);
+                stuck = (i, j);
+                break;
+            }
         }
+        let (column, value) = match stuck {
+            (i, j) if i < n => (cols[i].name(), base[pieces[j].0..pieces[j].1].to_owned()),
+            _ => ("(after the last column)", String::new()),
+        };
         return Err(AlignError::NoFit {
             fields: m,
-            column: cols.last().map_or("?", |c| c.name()).to_owned(),
-            value: String::new(),
+            column: column.to_owned(),
+            value,
         });
-    };
-    let _ = top;
+    }
     // Every placement with the best score (a few at most), then the cross-column tie-break.
     let mut found: Vec<Ranges> = Vec::new();
     let mut path: Ranges = Vec::with_capacity(n);
