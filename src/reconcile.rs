@@ -15,8 +15,9 @@
 //! differs from the leg's; the row gets the first class that applies: `unrated` (per_minute,
 //! no rate), `billing_type` (money recorded where the billing is not per_minute, or none on a
 //! per_minute leg that costs something), `rate_mismatch`, `rounding` (|delta| <= 1 unit),
-//! `mismatch`. The reseller's rows carry the same classes prefixed `reseller_`, and are only
-//! considered where the reseller pays per minute or was charged. A party whose money was not
+//! `mismatch`. The reseller's rows carry the same classes prefixed `reseller_`. A party's money
+//! is only considered where it pays per minute or was charged (a flat-rate customer whose leg
+//! carries another rate than the deck's has no money at stake: no row). A party whose money was not
 //! recorded (a 4.3 export without reseller columns) or cannot be derived is not reconciled.
 
 use std::collections::BTreeMap;
@@ -87,6 +88,8 @@ pub struct Summary {
     pub total_reseller_delta_units: i64,
     /// Legs whose money could not be derived (no rating inputs and no deck rate).
     pub not_derived: u64,
+    /// Legs whose customer money KAZOO's export did not record (no `cost` cell).
+    pub not_recorded: u64,
     /// Legs whose reseller money KAZOO's export did not record (no reseller columns).
     pub reseller_not_recorded: u64,
     /// The accounts with the largest absolute delta: (account, rows, delta).
@@ -106,6 +109,7 @@ impl Summary {
         self.total_delta_units += o.total_delta_units;
         self.total_reseller_delta_units += o.total_reseller_delta_units;
         self.not_derived += o.not_derived;
+        self.not_recorded += o.not_recorded;
         self.reseller_not_recorded += o.reseller_not_recorded;
         for (a, (n, d)) in o.per_account {
             let e = self.per_account.entry(a).or_default();
@@ -145,7 +149,8 @@ pub fn classify_index(
     if delta == 0 && !rate_differs {
         return None;
     }
-    Some(if per_minute && leg_rate.is_none() {
+    // A crossbar export writes a leg without a rate as rate 0, which KAZOO bills as nothing too.
+    Some(if per_minute && leg_rate.is_none_or(|r| r == 0) {
         0
     } else if (recorded != 0 && !per_minute) || (recorded == 0 && per_minute && derived > 0) {
         1
@@ -220,11 +225,15 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             continue;
         };
         let (leg_rate, deck) = (inputs.rate, deck_rate.get(k));
-        if let Some(rc) = rc {
-            summary.total_delta_units += dv - rc;
-            if let Some(c) = classify_index(a_pm, leg_rate, deck, rc, dv) {
-                rows.push((k as u32, false, CLASSES[c], rc, dv));
+        match rc {
+            None => summary.not_recorded += 1,
+            Some(rc) if a_pm || rc != 0 => {
+                summary.total_delta_units += dv - rc;
+                if let Some(c) = classify_index(a_pm, leg_rate, deck, rc, dv) {
+                    rows.push((k as u32, false, CLASSES[c], rc, dv));
+                }
             }
+            Some(_) => {}
         }
         match rr {
             None => summary.reseller_not_recorded += 1,

@@ -298,3 +298,378 @@ fn bad_deck_rows_and_bad_csv_rows_are_reported_by_line() -> TestResult {
     assert!(!out2.exists());
     Ok(())
 }
+
+/// The end-to-end check of issue 16: legs from `rerate::gen` written as KAZOO 5.0's crossbar CSV
+/// export and as `/cdrs` listing pages (`rerate::gen::crossbar`, KAZOO-exact), priced by a deck
+/// written here, with one planted error of every reconciliation class, customer and reseller.
+/// Every row is read, each CSV leg at its physical line, and the reconciliation reports exactly
+/// the planted legs with their classes and money: no other row.
+mod generated {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use rerate::gen::crossbar::{
+        has_reseller_columns, write_csv_export, write_listing_pages, KazooRow,
+    };
+    use rerate::gen::{file_legs, GenLeg, GenOptions, Shape};
+
+    use crate::util::*;
+
+    /// The deck: one rate per leading digit, and 44 longer than 4. (prefix, units a minute,
+    /// increment, minimum, surcharge units, no-charge seconds.) No weights: generated.
+    const DECK: &[(&str, u64, u64, u64, u64, u64)] = &[
+        ("1", 100, 6, 6, 0, 0),
+        ("2", 400, 60, 60, 0, 0),
+        ("3", 2262, 6, 60, 100, 6),
+        ("4", 1200, 1, 0, 0, 0),
+        ("44", 600, 60, 30, 0, 0),
+        ("5", 22, 1, 0, 0, 0),
+        ("6", 15000, 30, 30, 500, 0),
+        ("7", 450, 60, 0, 0, 0),
+        ("8", 3000, 6, 30, 0, 6),
+        ("9", 60, 60, 60, 0, 0),
+    ];
+
+    fn deck_csv() -> String {
+        let dollars = |u: u64| format!("{}.{:04}", u / 10_000, u % 10_000);
+        let mut s = String::from(
+            "prefix,rate_cost,rate_increment,rate_minimum,rate_surcharge,rate_nocharge_time,rate_name\r\n",
+        );
+        for (p, r, ri, rm, sur, nc) in DECK {
+            s += &format!(
+                "{p},{},{ri},{rm},{},{nc},R{p}\r\n",
+                dollars(*r),
+                dollars(*sur)
+            );
+        }
+        s
+    }
+
+    /// The deck row for a callee, worked out here: 44 when the number starts +44, else the
+    /// leading digit (every generated callee is + and 11 digits).
+    fn deck_row(callee: &str) -> &'static (&'static str, u64, u64, u64, u64, u64) {
+        let key = if callee.starts_with("+44") {
+            "44"
+        } else {
+            &callee[1..2]
+        };
+        DECK.iter()
+            .find(|r| r.0 == key)
+            .expect("a deck row per digit")
+    }
+
+    /// A leg priced with its deck rate, as KAZOO would have priced it.
+    fn deck_priced(mut leg: GenLeg) -> GenLeg {
+        let (_, r, ri, rm, sur, nc) = *deck_row(&leg.callee);
+        leg.rated = true;
+        (leg.rate, leg.rate_increment, leg.rate_minimum) = (r, ri, rm);
+        (leg.surcharge, leg.rate_nocharge_time) = (sur, nc);
+        leg
+    }
+
+    type Want = BTreeMap<(String, String), (String, i64, i64)>;
+
+    /// Plants one error of every class on suitable legs; returns the rows and what must be
+    /// reported: (call_id, party) -> (class, recorded, derived).
+    fn plant(legs: Vec<GenLeg>) -> (Vec<KazooRow>, Want) {
+        let mut rows: Vec<KazooRow> = legs
+            .into_iter()
+            .map(|l| KazooRow::new(deck_priced(l)))
+            .collect();
+        let mut want = Want::new();
+        let pm = |b: &str| b == "per_minute";
+        // Money at the deck's rate: what KAZOO charges the leg once priced from the deck.
+        let paid = |r: &KazooRow| r.leg.talk > r.leg.rate_nocharge_time as i64 && r.leg.talk > 0;
+        let mut taken = std::collections::HashSet::new();
+        #[allow(clippy::type_complexity)]
+        let plans: Vec<(
+            &str,
+            &str,
+            Box<dyn Fn(&KazooRow) -> bool>,
+            Box<dyn Fn(&mut KazooRow) -> (i64, i64)>,
+        )> = vec![
+            // Customer classes: the customer pays per minute, the reseller does not.
+            (
+                "customer",
+                "unrated",
+                Box::new(move |r| {
+                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.leg.rated = false;
+                    (0, d)
+                }),
+            ),
+            (
+                "customer",
+                "billing_type",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    r.recorded_cost = Some(1234);
+                    (1234, 0)
+                }),
+            ),
+            (
+                "customer",
+                "billing_type",
+                Box::new(move |r| {
+                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    r.recorded_cost = Some(0);
+                    (0, r.leg.call_cost())
+                }),
+            ),
+            (
+                "customer",
+                "rate_mismatch",
+                Box::new(move |r| {
+                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.leg.rate += 100;
+                    (r.leg.call_cost(), d)
+                }),
+            ),
+            (
+                "customer",
+                "rounding",
+                Box::new(move |r| {
+                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.recorded_cost = Some(d + 1);
+                    (d + 1, d)
+                }),
+            ),
+            (
+                "customer",
+                "mismatch",
+                Box::new(move |r| {
+                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.recorded_cost = Some(d + 500);
+                    (d + 500, d)
+                }),
+            ),
+            // Reseller classes: the reseller pays per minute (or is charged), the customer
+            // does not, and the account's export has the reseller columns.
+            (
+                "reseller",
+                "reseller_unrated",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing)
+                        && pm(r.leg.reseller_billing)
+                        && paid(r)
+                        && has_reseller_columns(r.leg.acct_idx)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.leg.rated = false;
+                    (0, d)
+                }),
+            ),
+            (
+                "reseller",
+                "reseller_billing_type",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing)
+                        && !pm(r.leg.reseller_billing)
+                        && paid(r)
+                        && has_reseller_columns(r.leg.acct_idx)
+                }),
+                Box::new(|r| {
+                    r.recorded_reseller_cost = Some(999);
+                    (999, 0)
+                }),
+            ),
+            (
+                "reseller",
+                "reseller_rate_mismatch",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing)
+                        && pm(r.leg.reseller_billing)
+                        && paid(r)
+                        && has_reseller_columns(r.leg.acct_idx)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.leg.rate += 100;
+                    (r.leg.call_cost(), d)
+                }),
+            ),
+            (
+                "reseller",
+                "reseller_rounding",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing)
+                        && pm(r.leg.reseller_billing)
+                        && paid(r)
+                        && has_reseller_columns(r.leg.acct_idx)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.recorded_reseller_cost = Some(d - 1);
+                    (d - 1, d)
+                }),
+            ),
+            (
+                "reseller",
+                "reseller_mismatch",
+                Box::new(move |r| {
+                    !pm(r.leg.account_billing)
+                        && pm(r.leg.reseller_billing)
+                        && paid(r)
+                        && has_reseller_columns(r.leg.acct_idx)
+                }),
+                Box::new(|r| {
+                    let d = r.leg.call_cost();
+                    r.recorded_reseller_cost = Some(d + 700);
+                    (d + 700, d)
+                }),
+            ),
+        ];
+        for (party, class, fits, apply) in &plans {
+            let k = (0..rows.len())
+                .find(|&k| !taken.contains(&k) && fits(&rows[k]))
+                .expect("the corpus has a leg for every class");
+            taken.insert(k);
+            let (recorded, derived) = apply(&mut rows[k]);
+            want.insert(
+                (rows[k].leg.call_id.clone(), (*party).to_owned()),
+                ((*class).to_owned(), recorded, derived),
+            );
+        }
+        (rows, want)
+    }
+
+    /// (call_id, party) -> (class, recorded, derived) of every reconciliation row.
+    fn reported(out: &Path) -> Result<Want, Box<dyn std::error::Error>> {
+        let mut m = Want::new();
+        for (_, _, df) in read_dataset(&out.join("reconciliation")) {
+            let s = |c: &str| df.column(c).and_then(|c| c.str().cloned());
+            let i = |c: &str| df.column(c).and_then(|c| c.i64().cloned());
+            let (id, party, class) = (s("call_id")?, s("party")?, s("class")?);
+            let (rec, der) = (i("recorded_cost_units")?, i("derived_cost_units")?);
+            for k in 0..df.height() {
+                m.insert(
+                    (
+                        id.get(k).unwrap_or_default().to_owned(),
+                        party.get(k).unwrap_or_default().to_owned(),
+                    ),
+                    (
+                        class.get(k).unwrap_or_default().to_owned(),
+                        rec.get(k).unwrap_or(i64::MIN),
+                        der.get(k).unwrap_or(i64::MIN),
+                    ),
+                );
+            }
+        }
+        Ok(m)
+    }
+
+    #[test]
+    fn generated_exports_reconcile_to_exactly_the_planted_errors() -> TestResult {
+        let opts = GenOptions {
+            legs: 800,
+            accounts: 4,
+            days: 2,
+            seed: 16,
+            files: 1,
+            shape: Shape::KazooCsv,
+            gzip: false,
+            start_unix: 1_793_577_600,
+            header_every: 0,
+        };
+        let legs: Vec<GenLeg> = file_legs(&opts, 0, opts.legs).collect();
+        let (rows, want) = plant(legs);
+        assert_eq!(want.len(), 11, "one row per class and party");
+        let dir = tempfile::tempdir()?;
+        let deck = dir.path().join("deck.csv");
+        std::fs::write(&deck, deck_csv())?;
+        let mut by_account: BTreeMap<String, Vec<KazooRow>> = BTreeMap::new();
+        for r in rows {
+            by_account.entry(r.leg.account.clone()).or_default().push(r);
+        }
+        // Each CSV leg's physical line: the header is line 1.
+        let mut lines: BTreeMap<String, i64> = BTreeMap::new();
+        for shape in ["csv", "listing"] {
+            let input = dir.path().join(shape);
+            for (account, rows) in &by_account {
+                let folder = input.join(format!("account_id={account}"));
+                std::fs::create_dir_all(&folder)?;
+                let reseller = has_reseller_columns(rows[0].leg.acct_idx);
+                if shape == "csv" {
+                    write_csv_export(rows, reseller, &folder.join("cdrs.csv"))?;
+                    for (i, r) in rows.iter().enumerate() {
+                        lines.insert(r.leg.call_id.clone(), i as i64 + 2);
+                    }
+                } else {
+                    write_listing_pages(rows, reseller, &folder.join("cdrs.json"))?;
+                }
+            }
+            let out = dir.path().join(format!("out-{shape}"));
+            let o = rerate(&[
+                "run",
+                input.to_str().ok_or("path")?,
+                "--rates",
+                deck.to_str().ok_or("path")?,
+                "--out",
+                out.to_str().ok_or("path")?,
+                "-q",
+            ]);
+            assert!(
+                o.status.success(),
+                "{shape}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let m = json_file(&out.join("manifest.json"));
+            assert_eq!(m["counts"]["legs_written"], 800, "{shape}: {}", m["counts"]);
+            assert_eq!(m["counts"]["rejected"], 0, "{shape}: {}", m["counts"]);
+            let got = reported(&out)?;
+            assert_eq!(got, want, "{shape}: exactly the planted rows");
+            let r = &m["reconciliation"];
+            assert_eq!(r["rows"], 11, "{shape}");
+            assert_eq!(r["not_derived"], 0, "{shape}");
+            // reconciliation_daily counts each party's rows.
+            let mut customer = 0;
+            let mut reseller = 0;
+            for (_, _, df) in read_dataset(&out.join("reconciliation_daily")) {
+                customer += df
+                    .column("reported_legs")?
+                    .i64()?
+                    .iter()
+                    .flatten()
+                    .sum::<i64>();
+                reseller += df
+                    .column("reseller_reported_legs")?
+                    .i64()?
+                    .iter()
+                    .flatten()
+                    .sum::<i64>();
+            }
+            assert_eq!((customer, reseller), (6, 5), "{shape}");
+            if shape == "csv" {
+                let mut seen = 0;
+                for (_, _, df) in read_dataset(&out.join("legs")) {
+                    let ids = df.column("call_id")?.str()?;
+                    let at = df.column("source_line")?.i64()?;
+                    for k in 0..df.height() {
+                        let id = ids.get(k).unwrap_or_default();
+                        assert_eq!(at.get(k), lines.get(id).copied(), "{id}");
+                        seen += 1;
+                    }
+                }
+                assert_eq!(seen, 800);
+            }
+        }
+        Ok(())
+    }
+}

@@ -5,6 +5,7 @@ mod first_hour;
 mod fuzz_corpus;
 mod hostile;
 mod inputs;
+mod json_shapes;
 mod kazoo_exports;
 mod nightly;
 mod pipeline;

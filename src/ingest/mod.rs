@@ -9,6 +9,7 @@ pub mod crossbar;
 pub mod csv_export;
 pub mod decompress;
 pub mod discover;
+pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod json_text;
@@ -318,10 +319,22 @@ impl Batch {
         level: Level,
         off: u64,
     ) {
-        let cdr = match RawCdr::parse(text) {
+        let event_cdr: String;
+        let mut cdr = match RawCdr::parse(text) {
             Ok(c) => c,
             Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
         };
+        if cdr.is_bus_event() {
+            // Read as the CDR KAZOO's cdr app saves from it.
+            event_cdr = match event::to_cdr(text) {
+                Ok(t) => t,
+                Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
+            };
+            cdr = match RawCdr::parse(&event_cdr) {
+                Ok(c) => c,
+                Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
+            };
+        }
         if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
@@ -718,7 +731,7 @@ fn read_lines(
             Err(_) => false,
         };
         let cut = if more {
-            memchr::memrchr(b'\n', &win).map_or(0, |i| i + 1)
+            scan::last_line_end(&win).unwrap_or(0)
         } else {
             win.len()
         };

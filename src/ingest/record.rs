@@ -86,26 +86,66 @@ static CCV_KEYS: LazyLock<KeyMap> = LazyLock::new(|| {
     m
 });
 
-/// KAZOO reads a CCV under its own name or its normalized one ("Rate-Increment" and
-/// "rate_increment"); stored CDRs use the normalized form.
-fn ccv_slot(key: &str) -> Option<Slot> {
+/// The rating inputs under the names KAZOO's `kapps_call_util:calculate_call/1` asks for
+/// first: its `get_integer_value/3` reads `[Key, kz_json:normalize_key(Key)]` with
+/// `kz_json:get_first_defined/3`, so `Rate` wins over `rate` whatever their order, and no other
+/// spelling (`RATE`, `Rate_Increment`) is read at all.
+const KAZOO_RATING_NAMES: &[(&str, &str)] = &[
+    ("Rate", crate::schema::RATE),
+    ("Rate-Increment", crate::schema::RATE_INCREMENT),
+    ("Rate-Minimum", crate::schema::RATE_MINIMUM),
+    ("Surcharge", crate::schema::SURCHARGE),
+    ("Rate-NoCharge-Time", crate::schema::RATE_NOCHARGE_TIME),
+    ("Discount-Percentage", crate::schema::DISCOUNT_PERCENTAGE),
+    (
+        "Billing-Seconds-Offset",
+        crate::schema::BILLING_SECONDS_OFFSET,
+    ),
+];
+
+/// Which of two keys naming the same field KAZOO reads: the lower rank; between keys of one
+/// rank (the same key twice), the first, as `kz_json:get_value/2` does (`props:get_value/2` is
+/// `lists:keyfind/3` over the decoded proplist, which keeps every copy in document order).
+type Rank = u8;
+/// A rating input under KAZOO's own name (`Rate-Increment`).
+const RANK_KAZOO: Rank = 0;
+/// The normalized name (`rate_increment`), as stored CDRs have it.
+const RANK_NORMALIZED: Rank = 1;
+/// Another spelling that normalizes to the name (`Account-ID`): a non-rating CCV only.
+const RANK_OTHER: Rank = 2;
+const RANK_NONE: Rank = Rank::MAX;
+
+/// The slot a custom_channel_vars key fills, and its rank.
+fn ccv_slot(key: &str) -> Option<Ranked> {
     if let Some(s) = CCV_KEYS.get(key) {
-        return Some(*s);
+        return Some((*s, RANK_NORMALIZED));
+    }
+    if let Some((_, norm)) = KAZOO_RATING_NAMES.iter().find(|(k, _)| *k == key) {
+        return CCV_KEYS.get(norm).map(|s| (*s, RANK_KAZOO));
     }
     if key.bytes().any(|b| b == b'-' || b.is_ascii_uppercase()) {
-        let norm: String = key
-            .chars()
-            .map(|c| {
-                if c == '-' {
-                    '_'
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            })
-            .collect();
-        return CCV_KEYS.get(norm.as_str()).copied();
+        let norm = normalize_key(key);
+        let rating = KAZOO_RATING_NAMES.iter().any(|(_, n)| *n == norm);
+        return (!rating)
+            .then(|| CCV_KEYS.get(norm.as_str()).map(|s| (*s, RANK_OTHER)))
+            .flatten();
     }
     None
+}
+
+/// `kz_json:normalize_key/1` on the ASCII letters: `-` becomes `_`, `A-Z` lower case. (KAZOO
+/// also lowers the bytes 0xC0-0xDE one by one, which in UTF-8 are lead bytes of two-byte
+/// characters; such keys are kept as they are.)
+pub fn normalize_key(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
 }
 
 /// The keys of the objects read so far, in the order they came, with their slots. Exports
@@ -113,7 +153,10 @@ fn ccv_slot(key: &str) -> Option<Slot> {
 /// next few here: a comparison or two instead of hashing and probing the map. A record that
 /// lacks a key resyncs a step later; one with a new key adds it where it came.
 #[derive(Default)]
-struct KeyOrder(Vec<(Box<str>, Option<Slot>)>);
+struct KeyOrder(Vec<(Box<str>, Option<Ranked>)>);
+
+/// A key's slot and rank.
+type Ranked = (Slot, Rank);
 
 /// How far ahead of the cursor a key is looked for.
 const LOOKAHEAD: usize = 4;
@@ -126,8 +169,8 @@ impl KeyOrder {
         &mut self,
         cursor: &mut usize,
         key: &str,
-        lookup: impl FnOnce(&str) -> Option<Slot>,
-    ) -> Option<Slot> {
+        lookup: impl FnOnce(&str) -> Option<Ranked>,
+    ) -> Option<Ranked> {
         let at = (*cursor).min(self.0.len());
         let end = (at + LOOKAHEAD).min(self.0.len());
         if let Some(j) = self.0[at..end].iter().position(|(k, _)| k.as_ref() == key) {
@@ -181,6 +224,11 @@ pub struct RawCdr<'a> {
     extra: Vec<(Cow<'a, str>, &'a RawValue)>,
     /// custom_channel_vars was present but not an object.
     ccv_not_object: bool,
+    /// The rank of the key each int and CCV slot was filled from.
+    int_rank: [Rank; N_INT],
+    ccv_rank: [Rank; N_CCV],
+    /// Fields given twice under the same key: the first copy was kept, as KAZOO reads it.
+    duplicates: Vec<&'static str>,
 }
 
 impl<'a> RawCdr<'a> {
@@ -196,6 +244,16 @@ impl<'a> RawCdr<'a> {
             data: None,
             extra: Vec::new(),
             ccv_not_object: false,
+            int_rank: [RANK_NONE; N_INT],
+            ccv_rank: [RANK_NONE; N_CCV],
+            duplicates: Vec::new(),
+        }
+    }
+
+    /// Notes a field met again under a key of the same rank: the first copy stays.
+    fn duplicate(&mut self, name: &'static str) {
+        if !self.duplicates.contains(&name) {
+            self.duplicates.push(name);
         }
     }
 
@@ -246,6 +304,13 @@ impl<'a> RawCdr<'a> {
             })
     }
 
+    /// Whether the object is an event saved straight off the message bus (a `Call-ID` and no
+    /// `call_id`): read it through [`super::event::to_cdr`].
+    pub fn is_bus_event(&self) -> bool {
+        self.top[0].is_none()
+            && super::event::is_bus_event(self.extra.iter().map(|(k, _)| k.as_ref()))
+    }
+
     /// The `data` member of a crossbar envelope: an object with `data` and no `call_id`.
     pub fn envelope_data(&self) -> Option<&'a RawValue> {
         match (&self.top[0], self.data) {
@@ -267,21 +332,36 @@ impl<'de, 'r> Visitor<'de> for TopVisitor<'r, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let TopVisitor(cdr, order) = self;
         let mut cursor = 0;
+        // A key given twice: the first copy is the one KAZOO reads (kz_json:get_value/2).
+        macro_rules! first {
+            ($slot:expr, $name:expr) => {
+                if $slot.is_some() {
+                    map.next_value::<de::IgnoredAny>()?;
+                    cdr.duplicate($name);
+                } else {
+                    $slot = Some(map.next_value()?);
+                }
+            };
+        }
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let slot = order.slot(&mut cursor, &key, |k| TOP_KEYS.get(k).copied());
-            match slot {
-                Some(Slot::TopStr(i)) => cdr.top[i] = Some(map.next_value()?),
-                Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
-                Some(Slot::Alias(i)) => cdr.alias[i] = Some(map.next_value()?),
-                Some(Slot::Json(j)) => cdr.json[j] = Some(map.next_value()?),
+            let slot = order.slot(&mut cursor, &key, |k| {
+                TOP_KEYS.get(k).map(|s| (*s, RANK_NORMALIZED))
+            });
+            match slot.map(|(s, _)| s) {
+                Some(Slot::TopStr(i)) => first!(cdr.top[i], TOP_STR[i]),
+                Some(Slot::Int(i)) => first!(cdr.ints[i], INT_FIELDS[i].name),
+                Some(Slot::Alias(i)) => first!(cdr.alias[i], CCV_STR[i]),
+                Some(Slot::Json(j)) => first!(cdr.json[j], JSON_COLS[j]),
                 Some(Slot::PvtCreated) => {
                     let raw: &'de RawValue = map.next_value()?;
-                    cdr.pvt_created = serde_json::from_str(raw.get()).ok();
+                    if cdr.pvt_created.is_none() {
+                        cdr.pvt_created = serde_json::from_str(raw.get()).ok();
+                    }
                     cdr.extra.push((key, raw));
                 }
                 Some(Slot::Data) => {
                     let raw: &'de RawValue = map.next_value()?;
-                    cdr.data = Some(raw);
+                    cdr.data = cdr.data.or(Some(raw));
                     cdr.extra.push((key, raw));
                 }
                 _ => {
@@ -306,12 +386,30 @@ impl<'de, 'r> Visitor<'de> for CcvVisitor<'r, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let CcvVisitor(cdr, order) = self;
         let mut cursor = 0;
+        // Of the keys naming one field, the best ranked wins; between equals, the first.
+        macro_rules! ranked {
+            ($slot:expr, $rank:expr, $r:expr, $name:expr) => {
+                if $r < $rank {
+                    $slot = Some(map.next_value()?);
+                    $rank = $r;
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                    if $r == $rank {
+                        cdr.duplicate($name);
+                    }
+                }
+            };
+        }
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let slot = order.slot(&mut cursor, &key, ccv_slot);
             match slot {
-                Some(Slot::CcvStr(i)) => cdr.ccv[i] = Some(map.next_value()?),
-                Some(Slot::Int(i)) => cdr.ints[i] = Some(map.next_value()?),
-                Some(Slot::CallInteractionId) => cdr.call_interaction_id = Some(map.next_value()?),
+                Some((Slot::CcvStr(i), r)) => ranked!(cdr.ccv[i], cdr.ccv_rank[i], r, CCV_STR[i]),
+                Some((Slot::Int(i), r)) => {
+                    ranked!(cdr.ints[i], cdr.int_rank[i], r, INT_FIELDS[i].name)
+                }
+                Some((Slot::CallInteractionId, _)) if cdr.call_interaction_id.is_none() => {
+                    cdr.call_interaction_id = Some(map.next_value()?)
+                }
                 _ => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
@@ -436,6 +534,9 @@ impl<'a> RawCdr<'a> {
         }
         if self.ccv_not_object {
             flags.add_field("invalid", "custom_channel_vars");
+        }
+        for name in &self.duplicates {
+            flags.add_field("duplicate_key", name);
         }
 
         let mut json: [Option<Cow<'a, str>>; N_JSON] = std::array::from_fn(|_| None);
@@ -584,6 +685,79 @@ mod tests {
                 expect("c", 6, Some(r#"{"new":0}"#)),
                 expect("d", 8, Some(r#"{"zz":1}"#)),
             ]
+        );
+    }
+
+    fn leg_of(text: &str) -> Leg<'_> {
+        RawCdr::parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .into_leg(&ReportTz(chrono_tz::Tz::UTC))
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    }
+
+    fn int(leg: &Leg, name: &str) -> Option<i64> {
+        let i = INT_FIELDS.iter().position(|f| f.name == name);
+        i.and_then(|i| leg.ints[i])
+    }
+
+    /// kz_json:get_value/2 -> props:get_value/2 -> lists:keyfind/3: of a key given twice in a
+    /// decoded document (jiffy keeps both copies), the first is the one KAZOO reads.
+    #[test]
+    fn a_key_given_twice_reads_its_first_copy() {
+        let leg = leg_of(
+            r#"{"call_id":"a","billing_seconds":10,"billing_seconds":20,"custom_channel_vars":{"rate":"100","rate":"200","account_id":"x","account_id":"y"}}"#,
+        );
+        assert_eq!(int(&leg, "billing_seconds"), Some(10));
+        assert_eq!(int(&leg, "rate"), Some(100));
+        assert_eq!(leg.ccv[0].as_deref(), Some("x"));
+        assert_eq!(
+            leg.flags.as_option(),
+            Some(
+                "duplicate_key:billing_seconds,duplicate_key:rate,duplicate_key:account_id,no_start_time"
+            )
+        );
+        // The first custom_channel_vars object is the one read.
+        let leg = leg_of(
+            r#"{"call_id":"a","custom_channel_vars":{"rate":"1"},"custom_channel_vars":{"rate":"2"}}"#,
+        );
+        assert_eq!(int(&leg, "rate"), Some(1));
+    }
+
+    /// kapps_call_util:calculate_call/1 reads each rating input with get_integer_value/3, which
+    /// asks kz_json:get_first_defined/3 for [Key, kz_json:normalize_key(Key)]: `Rate` before
+    /// `rate` whatever their order, and no other spelling.
+    #[test]
+    fn a_rating_input_under_kazoos_own_name_wins_over_the_normalized_one() {
+        for ccv in [
+            r#"{"rate":"100","Rate":"200"}"#,
+            r#"{"Rate":"200","rate":"100"}"#,
+        ] {
+            let text = format!(r#"{{"call_id":"a","custom_channel_vars":{ccv}}}"#);
+            let leg = leg_of(&text);
+            assert_eq!(int(&leg, "rate"), Some(200), "{ccv}");
+            assert_eq!(leg.flags.as_option(), Some("no_start_time"));
+        }
+        let leg = leg_of(
+            r#"{"call_id":"a","custom_channel_vars":{"rate_nocharge_time":"5","Rate-NoCharge-Time":"9","Rate-Increment":"6","Surcharge":"3","Discount-Percentage":"7","Billing-Seconds-Offset":"2","Rate-Minimum":"30"}}"#,
+        );
+        let got: Vec<_> = [
+            "rate_nocharge_time",
+            "rate_increment",
+            "surcharge",
+            "discount_percentage",
+            "billing_seconds_offset",
+            "rate_minimum",
+        ]
+        .iter()
+        .map(|n| int(&leg, n))
+        .collect();
+        assert_eq!(got, [Some(9), Some(6), Some(3), Some(7), Some(2), Some(30)]);
+        // Spellings calculate_call never asks for are not read.
+        let leg =
+            leg_of(r#"{"call_id":"a","custom_channel_vars":{"RATE":"300","rate_Increment":"6"}}"#);
+        assert_eq!(
+            (int(&leg, "rate"), int(&leg, "rate_increment")),
+            (None, None)
         );
     }
 }

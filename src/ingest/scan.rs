@@ -7,8 +7,6 @@
 //! still open at the end of a line marks the value as broken; the scan gives that value up and
 //! starts again on the next line. Units are parsed later, in parallel.
 
-use memchr::memchr;
-
 use super::json_text::StringState;
 
 /// How a file's values are laid out.
@@ -84,10 +82,10 @@ pub fn detect_layout(buf: &[u8]) -> Layout {
     const LOOK: usize = 16;
     let (mut pos, mut seen, mut whole) = (0, 0, 0);
     while pos < buf.len() && seen < LOOK {
-        let end = match memchr(b'\n', &buf[pos..]) {
-            Some(i) => pos + i,
+        let (end, next) = match memchr::memchr2(b'\n', b'\r', &buf[pos..]) {
+            Some(i) => (pos + i, after_line_end(buf, pos + i)),
             None if seen > 0 => break,
-            None => buf.len(),
+            None => (buf.len(), buf.len()),
         };
         let line = trim(&buf[pos..end]);
         if !line.is_empty() {
@@ -96,7 +94,7 @@ pub fn detect_layout(buf: &[u8]) -> Layout {
                 whole += 1;
             }
         }
-        pos = end + 1;
+        pos = next;
     }
     if seen == 0 || whole * 2 > seen {
         Layout::Lines
@@ -178,6 +176,13 @@ fn scan_value(buf: &[u8], start: usize) -> Scanned {
         i += 1;
     }
     Scanned::Open
+}
+
+/// Where the last whole line of `buf` ends (just past its line end), when more input may
+/// follow: a `\r` as the last byte may be half of a `\r\n`, so it does not count.
+pub fn last_line_end(buf: &[u8]) -> Option<usize> {
+    let body = buf.strip_suffix(b"\r").unwrap_or(buf);
+    memchr::memrchr2(b'\n', b'\r', body).map(|i| after_line_end(body, i))
 }
 
 /// The line ends in `s`: `\n`, `\r\n` and a lone `\r` each end one physical line.
@@ -345,7 +350,8 @@ enum Peek {
 }
 
 /// Whether the object opening at `pos` is a crossbar envelope whose `data` is an array: every
-/// member before `data` a scalar, none of them `call_id` (a CDR is not an envelope).
+/// member before `data` a scalar, none of them `call_id` (a CDR is not an envelope) or
+/// `account_id`.
 fn peek_envelope(buf: &[u8], pos: usize) -> Peek {
     let end = buf.len().min(pos + ENVELOPE_PEEK);
     let b = &buf[..end];
@@ -392,7 +398,9 @@ fn peek_envelope(buf: &[u8], pos: usize) -> Peek {
         let Some(&c) = b.get(i) else {
             return need;
         };
-        if key == b"call_id" {
+        // A CDR is not an envelope; an envelope with its own `account_id` (not one crossbar
+        // writes) is read whole, so that its listing rows get that account.
+        if key == b"call_id" || key == b"account_id" {
             return Peek::NotEnvelope;
         }
         if key == b"data" {
@@ -747,7 +755,10 @@ pub fn line_chunks(buf: &[u8], target: usize) -> Vec<(usize, usize, u64)> {
         let end = if want == buf.len() {
             buf.len()
         } else {
-            memchr(b'\n', &buf[want..]).map_or(buf.len(), |i| want + i + 1)
+            match memchr::memchr2(b'\n', b'\r', &buf[want..]) {
+                Some(i) => after_line_end(buf, want + i),
+                None => buf.len(),
+            }
         };
         chunks.push((start, end, line));
         line += count_lines(&buf[start..end]);
