@@ -862,6 +862,7 @@ pub fn parse(
         routed: Vec::new(),
         legs: super::concat_frames(frames)?,
         rejects: read.rejects,
+        logged_rejects: 0,
         records: read.records,
         skipped: Vec::new(),
         layout: super::scan::Layout::Lines,

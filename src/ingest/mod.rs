@@ -14,6 +14,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod json_text;
 pub mod record;
+pub mod rejects;
 pub mod scan;
 pub mod value;
 
@@ -51,6 +52,8 @@ pub enum IngestError {
     Unreadable { path: String, message: String },
     #[error("building the legs frame: {0}")]
     Frame(#[from] PolarsError),
+    #[error("writing the rejects: {0}")]
+    Rejects(#[from] crate::write::WriteError),
 }
 
 /// How to read.
@@ -65,6 +68,9 @@ pub struct IngestOptions {
     /// The buckets (of partitions) that parse tasks sort their legs into as they build the
     /// columns; one for none.
     pub partitions: Arc<crate::spill::Partitions>,
+    /// Where rejects go as they are found (each read window's at once); `None`: they are
+    /// returned in [`Ingested::rejects`].
+    pub rejects: Option<Arc<rejects::RejectLog>>,
 }
 
 /// The default of `--max-record-size`: 16 MiB.
@@ -601,10 +607,14 @@ fn read_file(
         },
         records: parsed.records,
         legs,
-        rejected: parsed.rejects.len() as u64,
+        rejected: parsed.logged_rejects + parsed.rejects.len() as u64,
         skipped_content: parsed.skipped,
     };
-    Ok((parsed.rejects, stats))
+    let mut rejects = parsed.rejects;
+    if let Some(log) = &opts.rejects {
+        log.push(&mut rejects)?;
+    }
+    Ok((rejects, stats))
 }
 
 /// One file being read, and where its legs go.
@@ -755,6 +765,7 @@ fn read_lines(
         let mut window_parsed = collect(batches, &file.display)?;
         legs += sink_legs(&mut window_parsed, sink)?;
         all.absorb(&mut window_parsed);
+        all.log_rejects(opts)?;
         let done = consumed
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(file.bytes);
@@ -921,6 +932,8 @@ pub struct Parsed {
     /// The legs sorted into buckets as they were parsed: (bucket, its legs).
     pub routed: Vec<(u32, DataFrame)>,
     pub rejects: Vec<Reject>,
+    /// Rejects already handed to the run's [`rejects::RejectLog`].
+    pub logged_rejects: u64,
     pub records: u64,
     /// Values recognized as holding no CDRs, skipped.
     pub skipped: Vec<SkippedContent>,
@@ -935,11 +948,21 @@ impl Parsed {
             legs: DataFrame::default(),
             routed: Vec::new(),
             rejects: Vec::new(),
+            logged_rejects: 0,
             records: 0,
             skipped: Vec::new(),
             layout: Layout::Stream,
             lines: 1,
         }
+    }
+
+    /// Hands the rejects to the run's log, if it keeps one.
+    fn log_rejects(&mut self, opts: &IngestOptions) -> Result<(), IngestError> {
+        if let Some(log) = &opts.rejects {
+            self.logged_rejects += self.rejects.len() as u64;
+            log.push(&mut self.rejects)?;
+        }
+        Ok(())
     }
 
     /// Takes one window's records, rejects and skipped content (its legs went to the sink).
@@ -1069,6 +1092,7 @@ fn read_stream_windows(
         let mut window_parsed = collect(batches, &file.display)?;
         legs += sink_legs(&mut window_parsed, sink)?;
         all.absorb(&mut window_parsed);
+        all.log_rejects(opts)?;
         line = found.line;
         base += found.consumed as u64;
         win.drain(..found.consumed);
