@@ -73,8 +73,8 @@ pub struct RunArgs {
 
     /// Largest record accepted, in bytes (K, M, G suffixes allowed): a line, or one top-level
     /// value or array element. A larger one is rejected (record_too_large) and skipped without
-    /// being held in memory. Pretty-printed JSON and CSV files, which are read whole, may be at
-    /// most 64 times this size; the rest of a larger one is rejected (file_too_large).
+    /// being held in memory. Files of any size are read in bounded memory (JSON in windows, CSV
+    /// exports a line at a time).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = super::parse_bytes)]
     pub max_record_size: usize,
 
