@@ -44,6 +44,7 @@ fn opts() -> IngestOptions {
         chunk_bytes: 8 << 20,
         max_record: rerate::ingest::MAX_RECORD,
         partitions: std::sync::Arc::new(rerate::spill::Partitions::new(1)),
+        rejects: None,
     }
 }
 

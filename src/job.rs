@@ -16,7 +16,10 @@ use anyhow::{bail, Context};
 use polars::prelude::{DataFrame, DataType};
 use sha2::{Digest, Sha256};
 
+use crate::rate::e164::hex_digest;
+
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
+use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
 use crate::merge;
@@ -40,8 +43,8 @@ use crate::write::manifest::{
 use crate::write::partition::dir_name;
 use crate::write::summary::{self, Headline};
 use crate::write::{
-    previous_outputs, write_empty_tables, write_files, write_partitioned, write_rejects, Format,
-    Output, PartitionStats, Table, OUTPUTS,
+    previous_outputs, write_empty_tables, write_files, write_partitioned, Format, Output,
+    PartitionStats, Table, OUTPUTS,
 };
 
 /// What a run reads, how it prices, and where and how it writes.
@@ -150,7 +153,7 @@ impl Job {
         if let Some(dir) = &cfg.queries {
             reports.extend(reports::load_dir(dir)?);
         }
-        let definition = definition(&cfg)?;
+        let definition = definition(&cfg, decks.as_ref())?;
         Ok(Job {
             definition,
             cfg,
@@ -228,7 +231,8 @@ impl Job {
             .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
         let partitions = Arc::new(Partitions::new(buckets));
         let mut parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory, merging);
-        let ingested = self.read(&parsed, partitions, chunk_bytes)?;
+        let reject_log = Arc::new(RejectLog::create(staging.scratch("rejects.log"))?);
+        let ingested = self.read(&parsed, partitions, chunk_bytes, reject_log.clone())?;
         clock.lap("2_read_parse");
 
         // Merge: the partitions the run rewrites, read back beside its legs.
@@ -305,18 +309,17 @@ impl Job {
             }
         }
         let Ingested {
-            mut rejects,
+            rejects: unlogged,
             records_read,
             files: input_stats,
         } = ingested;
-        write_rejects(&mut rejects, out)?;
+        let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
+        reject_log.push(&mut { unlogged })?;
+        let rejects = reject_log.finish(&out.join(REJECTS_FILE))?;
         clock.lap("7b_write_reports");
 
         // The counts, summary.html, and the manifest with the folder's history.
-        let mut by_reason = BTreeMap::new();
-        for r in &rejects {
-            *by_reason.entry(r.code).or_insert(0u64) += 1;
-        }
+        let by_reason = rejects.by_code.clone();
         merged.legs_kept = merged
             .legs_read_back
             .saturating_sub(grouped.dedup.dataset_legs_replaced);
@@ -339,7 +342,7 @@ impl Job {
                 cfg.out.display()
             );
         }
-        let partial_inputs = partial_inputs(&rejects);
+        let partial_inputs = partial_inputs(&rejects.partial);
         if cfg.strict && !partial_inputs.is_empty() {
             let files: Vec<String> = partial_inputs
                 .iter()
@@ -460,6 +463,7 @@ impl Job {
         parsed: &pipeline::Parsed,
         partitions: Arc<Partitions>,
         chunk_bytes: usize,
+        rejects: Arc<RejectLog>,
     ) -> anyhow::Result<Ingested> {
         let total_bytes: u64 = self.files.iter().map(|f| f.bytes).sum();
         let progress = Progress::new(total_bytes, self.cfg.quiet);
@@ -468,6 +472,7 @@ impl Job {
             chunk_bytes,
             max_record: self.cfg.max_record_size,
             partitions,
+            rejects: Some(rejects),
         };
         let ingested = ingest(&self.files, &opts, &progress, &|b, df| parsed.sink(b, df))?;
         progress.finish();
@@ -504,13 +509,16 @@ impl Job {
             return Ok(self.definition.clone());
         }
         if let Some((flag, old, new)) = definition_change(&kept, &self.definition) {
-            let v = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+            let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+            let fix = match &old {
+                Some(o) => format!("Run with {flag} {o}"),
+                None => format!("Run without {flag}"),
+            };
             bail!(
-                "{} was built with {flag} {}, and this run asks for {flag} {}; a dataset keeps the options that decide a leg's partition or cost. Run with {flag} {} to add to it, or rebuild it whole from all its exports with --mode replace-all",
+                "{} was built with {flag} {}, and this run asks for {flag} {}; a dataset keeps the options that decide a leg's partition or cost. {fix} to add to it, or rebuild it whole from all its exports with --mode replace-all",
                 self.cfg.out.display(),
-                v(old.clone()),
-                v(new),
-                v(old)
+                v(&old),
+                v(&new),
             );
         }
         for (flag, value) in &self.definition {
@@ -741,16 +749,13 @@ impl History {
 }
 
 /// The options of `cfg` that decide a leg's partition or cost (see [`Definition`]); the rate
-/// deck and account map by the SHA-256 of their bytes.
-fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
+/// deck and account map by the SHA-256 of their bytes, the E.164 converters by their
+/// [`E164Converters::identity`]. The rate choice's settings count only with a deck.
+fn definition(cfg: &RunConfig, decks: Option<&DeckSet>) -> anyhow::Result<Definition> {
     let digest = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
         let Some(p) = p else { return Ok(None) };
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let hex: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Some(format!("sha256:{hex}")))
+        Ok(Some(hex_digest(Sha256::new_with_prefix(&bytes))))
     };
     let name = |v: serde_json::Value| v.as_str().map(str::to_owned);
     Ok(Definition::from([
@@ -761,11 +766,43 @@ fn definition(cfg: &RunConfig) -> anyhow::Result<Definition> {
         ),
         ("--rates".to_owned(), digest(&cfg.rates)?),
         ("--ratedeck-map".to_owned(), digest(&cfg.ratedeck_map)?),
+    ])
+    .into_iter()
+    .chain(deck_settings(cfg, decks))
+    .collect())
+}
+
+/// The settings that choose a deck rate and fill in what it lacks, by flag; none without a deck.
+fn deck_settings(
+    cfg: &RunConfig,
+    decks: Option<&DeckSet>,
+) -> impl Iterator<Item = (String, Option<String>)> {
+    let h = &cfg.hotornot;
+    let text = |v: serde_json::Value| Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    let with_deck = decks.is_some();
+    [
+        ("--rate-sort", text(serde_json::json!(h.sort))),
+        ("--hotornot-filter-list", text(serde_json::json!(h.filters))),
         (
-            "--rate-sort".to_owned(),
-            name(serde_json::json!(cfg.hotornot.sort)),
+            "--default-rate-minimum",
+            Some(h.default_minimum.to_string()),
         ),
-    ]))
+        (
+            "--default-rate-increment",
+            Some(h.default_increment.to_string()),
+        ),
+        (
+            "--default-rate-nocharge-time",
+            Some(h.default_nocharge.to_string()),
+        ),
+        ("--rate-version", h.rate_version.clone()),
+        (
+            "--e164-converters",
+            decks.map(|d| d.converters().identity()),
+        ),
+    ]
+    .into_iter()
+    .map(move |(flag, v)| (flag.to_owned(), v.filter(|_| with_deck)))
 }
 
 /// The input files that could not be read to their end, from their rejects.

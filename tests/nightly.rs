@@ -565,3 +565,40 @@ fn a_conflicting_copy_in_a_later_night_replaces_the_dataset_leg_the_newer_winnin
     assert_eq!(set, BTreeSet::from(["c1".to_owned()]));
     Ok(())
 }
+
+#[test]
+fn with_a_deck_the_e164_converters_and_rate_choice_are_kept_too() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let deck = ["--rates", "fixtures/reconcile/ratedeck.csv"];
+    let input = "fixtures/reconcile/json_legs.ndjson";
+    let o = run_into(&out, &[input, deck[0], deck[1]], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = json_file(&out.join("manifest.json"));
+    assert!(m["definition"]["--rates"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+    assert!(m["definition"]["--e164-converters"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+    let before = snapshot(&out);
+    for (flag, args) in [
+        (
+            "--e164-converters",
+            vec!["--e164-converters", "fixtures/decks/number_manager.config"],
+        ),
+        ("--rate-sort", vec!["--rate-sort", "cost"]),
+        (
+            "--default-rate-minimum",
+            vec!["--default-rate-minimum", "30"],
+        ),
+    ] {
+        let mut all = vec![input, deck[0], deck[1]];
+        all.extend(args);
+        let o = run_into(&out, &all, &[]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+        assert!(snapshot(&out) == before, "{flag} changed the dataset");
+    }
+    Ok(())
+}

@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, --ratedeck-map, --rate-sort), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -40,7 +40,8 @@ pub struct RunArgs {
     /// losing the legs of those days this input does not hold (a nightly export cut by end
     /// time holds a few of yesterday's). `replace-all`: the whole dataset becomes this input's,
     /// losing everything else; the only mode that may change the options the dataset keeps
-    /// (--tz, --rounding, --rates, --ratedeck-map, --rate-sort). Whole-run files
+    /// (--tz, --rounding, --rates, --ratedeck-map and, with a deck, --e164-converters and the
+    /// rate choice's settings). Whole-run files
     /// (rejects.ndjson, summary.html, unpartitioned reports) always describe this run.
     #[arg(long, value_enum, default_value_t = Mode::Merge)]
     pub mode: Mode,
@@ -72,8 +73,8 @@ pub struct RunArgs {
 
     /// Largest record accepted, in bytes (K, M, G suffixes allowed): a line, or one top-level
     /// value or array element. A larger one is rejected (record_too_large) and skipped without
-    /// being held in memory. Pretty-printed JSON and CSV files, which are read whole, may be at
-    /// most 64 times this size; the rest of a larger one is rejected (file_too_large).
+    /// being held in memory. Files of any size are read in bounded memory (JSON in windows, CSV
+    /// exports a line at a time).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = super::parse_bytes)]
     pub max_record_size: usize,
 

@@ -300,7 +300,9 @@ impl Col {
     }
 
     /// Whether `cell` looks like what the column usually holds: breaks ties between alignments
-    /// that [`Col::accepts`] all allow.
+    /// that [`Col::accepts`] all allow. Free-text columns are never scored (a name may end in a
+    /// blank or a comma), so a row whose fixed columns all look typical is never outscored by a
+    /// placement that moves a name's piece into them.
     pub fn typical(self, cell: &str) -> bool {
         let b = cell.as_bytes();
         match self {
@@ -311,11 +313,6 @@ impl Col {
             Col::OwnerId | Col::AuthorizingId => cell.is_empty() || is_hex32(cell),
             Col::To | Col::From | Col::Request => cell.is_empty() || cell.contains('@'),
             Col::RecordingUrl => cell.is_empty() || cell.contains("://"),
-            Col::CallerIdName | Col::CalleeIdName | Col::RateName => {
-                !(b.first().is_some_and(u8::is_ascii_whitespace)
-                    || b.last()
-                        .is_some_and(|c| c.is_ascii_whitespace() || *c == b','))
-            }
             _ => true,
         }
     }

@@ -8,7 +8,7 @@
 //! comma takes one piece, `rfc_1036` two, a free-text column (names, `rate_name`,
 //! `recording_url`, `media_recordings`) one or more. When the pieces fit in more than one way,
 //! the placement whose cells look most like their columns wins ([`Col::typical`]: numbers that
-//! are digits, ids that are 32 hex digits, URIs with `@`, names that do not start with a blank),
+//! are digits, ids that are 32 hex digits, URIs with `@`, URLs with `://`),
 //! then the one where `callee_id_number` is the `dialed_number` and `caller_id_number` the
 //! `calling_from`; a row still tied, or that fits no way, is rejected with its line and why.
 //!
@@ -862,6 +862,7 @@ pub fn parse(
         routed: Vec::new(),
         legs: super::concat_frames(frames)?,
         rejects: read.rejects,
+        logged_rejects: 0,
         records: read.records,
         skipped: Vec::new(),
         layout: super::scan::Layout::Lines,

@@ -11,6 +11,7 @@ fn opts(chunk_bytes: usize) -> IngestOptions {
         // Small, so that the record size limit is reached often.
         max_record: 2048,
         partitions: std::sync::Arc::new(crate::spill::Partitions::new(1)),
+        rejects: None,
     }
 }
 

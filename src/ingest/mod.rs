@@ -14,6 +14,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod json_text;
 pub mod record;
+pub mod rejects;
 pub mod scan;
 pub mod value;
 
@@ -51,6 +52,8 @@ pub enum IngestError {
     Unreadable { path: String, message: String },
     #[error("building the legs frame: {0}")]
     Frame(#[from] PolarsError),
+    #[error("writing the rejects: {0}")]
+    Rejects(#[from] crate::write::WriteError),
 }
 
 /// How to read.
@@ -65,6 +68,9 @@ pub struct IngestOptions {
     /// The buckets (of partitions) that parse tasks sort their legs into as they build the
     /// columns; one for none.
     pub partitions: Arc<crate::spill::Partitions>,
+    /// Where rejects go as they are found (each read window's at once); `None`: they are
+    /// returned in [`Ingested::rejects`].
+    pub rejects: Option<Arc<rejects::RejectLog>>,
 }
 
 /// The default of `--max-record-size`: 16 MiB.
@@ -540,9 +546,6 @@ pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 /// this at once (or the record size limit and 1 MiB, if that is more).
 pub const WINDOW: usize = 64 << 20;
 
-/// A whole-file read (pretty-printed JSON, CSV) stops at this many record size limits.
-pub const WHOLE_FILE_RECORDS: usize = 64;
-
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn read_file(
@@ -568,14 +571,12 @@ fn read_file(
     let first = decompress::fill(&mut reader, &mut buf, window);
     let lines = file.format == discover::InputFormat::Json
         && scan::detect_layout(buf.strip_prefix(BOM).unwrap_or(&buf)) == Layout::Lines;
-    let read = if file.format == discover::InputFormat::Csv {
-        read_csv(&job, &consumed, reader, buf, first)?
-    } else if lines {
-        read_lines(&job, &consumed, reader.as_mut(), buf, first)?
-    } else if file.format == discover::InputFormat::Json {
-        read_stream(&job, &consumed, reader.as_mut(), buf, first)?
-    } else {
-        read_whole(&job, reader.as_mut(), buf, first)?
+    let read = match file.format {
+        discover::InputFormat::Csv => read_csv(&job, &consumed, reader, buf, first)?,
+        discover::InputFormat::Json if lines => {
+            read_lines(&job, &consumed, reader.as_mut(), buf, first)?
+        }
+        discover::InputFormat::Json => read_stream(&job, &consumed, reader.as_mut(), buf, first)?,
     };
     let Read {
         mut parsed,
@@ -606,10 +607,14 @@ fn read_file(
         },
         records: parsed.records,
         legs,
-        rejected: parsed.rejects.len() as u64,
+        rejected: parsed.logged_rejects + parsed.rejects.len() as u64,
         skipped_content: parsed.skipped,
     };
-    Ok((parsed.rejects, stats))
+    let mut rejects = parsed.rejects;
+    if let Some(log) = &opts.rejects {
+        log.push(&mut rejects)?;
+    }
+    Ok((rejects, stats))
 }
 
 /// One file being read, and where its legs go.
@@ -706,58 +711,6 @@ fn read_csv(
 /// Legs of a CSV export handed on at a time.
 const CSV_FRAME_LEGS: usize = 65_536;
 
-/// A pretty-printed JSON file: read whole (up to [`WHOLE_FILE_RECORDS`] record size limits),
-/// then parsed in parallel.
-fn read_whole(
-    job: &Job,
-    reader: &mut dyn std::io::Read,
-    mut buf: Vec<u8>,
-    first: std::io::Result<decompress::Filled>,
-) -> Result<Read, IngestError> {
-    let (file, opts, progress, sink) = job.parts();
-    let cap = opts.max_record.saturating_mul(WHOLE_FILE_RECORDS);
-    let ended = match first {
-        Ok(decompress::Filled::More) => decompress::fill(reader, &mut buf, cap.saturating_add(1)),
-        other => other,
-    };
-    let tail_err = match ended {
-        Err(e) => Some((buf.len() as u64, decode_error(file, buf.len(), &e))),
-        Ok(_) if buf.len() > cap => {
-            buf.truncate(cap);
-            Some((
-                cap as u64,
-                RejectReason::new(
-                    "file_too_large",
-                    format!(
-                        "a pretty-printed JSON or CSV file is read whole, and this one is larger than {cap} decoded bytes ({WHOLE_FILE_RECORDS} times --max-record-size); the rest was not read. Export it as NDJSON (one record a line, read in bounded windows) or raise --max-record-size"
-                    ),
-                ),
-            ))
-        }
-        Ok(_) => None,
-    };
-    let buf_len = buf.len() as u64;
-    let decoded = buf_len.max(1);
-    let tick = |n: usize| progress.inc(n as u64 * file.bytes / decoded);
-    let mut parsed = match file.format {
-        discover::InputFormat::Json => parse_buffer(&buf, &file.display, opts, &tick)?,
-        discover::InputFormat::Csv => {
-            let account = csv_export::account_from_path(&file.path);
-            let p = csv_export::parse(&buf, &file.display, account.as_deref(), &opts.tz)?;
-            tick(buf.len());
-            p
-        }
-    };
-    drop(buf);
-    let legs = sink_legs(&mut parsed, sink)?;
-    Ok(Read {
-        parsed,
-        legs,
-        decoded: buf_len,
-        tail_err,
-    })
-}
-
 /// A line-layout file, read in windows of whole lines, each parsed in parallel and dropped
 /// before the next is read; progress follows `consumed`, the file's own bytes read so far. A line longer than the record size limit is skipped to its end
 /// without being held, and rejected.
@@ -812,6 +765,7 @@ fn read_lines(
         let mut window_parsed = collect(batches, &file.display)?;
         legs += sink_legs(&mut window_parsed, sink)?;
         all.absorb(&mut window_parsed);
+        all.log_rejects(opts)?;
         let done = consumed
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(file.bytes);
@@ -978,6 +932,8 @@ pub struct Parsed {
     /// The legs sorted into buckets as they were parsed: (bucket, its legs).
     pub routed: Vec<(u32, DataFrame)>,
     pub rejects: Vec<Reject>,
+    /// Rejects already handed to the run's [`rejects::RejectLog`].
+    pub logged_rejects: u64,
     pub records: u64,
     /// Values recognized as holding no CDRs, skipped.
     pub skipped: Vec<SkippedContent>,
@@ -992,11 +948,21 @@ impl Parsed {
             legs: DataFrame::default(),
             routed: Vec::new(),
             rejects: Vec::new(),
+            logged_rejects: 0,
             records: 0,
             skipped: Vec::new(),
             layout: Layout::Stream,
             lines: 1,
         }
+    }
+
+    /// Hands the rejects to the run's log, if it keeps one.
+    fn log_rejects(&mut self, opts: &IngestOptions) -> Result<(), IngestError> {
+        if let Some(log) = &opts.rejects {
+            self.logged_rejects += self.rejects.len() as u64;
+            log.push(&mut self.rejects)?;
+        }
+        Ok(())
     }
 
     /// Takes one window's records, rejects and skipped content (its legs went to the sink).
@@ -1126,6 +1092,7 @@ fn read_stream_windows(
         let mut window_parsed = collect(batches, &file.display)?;
         legs += sink_legs(&mut window_parsed, sink)?;
         all.absorb(&mut window_parsed);
+        all.log_rejects(opts)?;
         line = found.line;
         base += found.consumed as u64;
         win.drain(..found.consumed);

@@ -121,6 +121,11 @@ impl Staging {
         &self.data
     }
 
+    /// A scratch file of this run, removed with the staging folder.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
     /// Where this run spills what does not fit in memory: beside the staged data, removed
     /// with the staging folder.
     pub fn spill(&self) -> PathBuf {

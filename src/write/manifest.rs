@@ -130,7 +130,13 @@ pub fn definition_change(
     dataset: &Definition,
     run: &Definition,
 ) -> Option<(String, Option<String>, Option<String>)> {
-    run.iter()
+    // The options a user names first, then the settings of the rate choice.
+    let first = ["--tz", "--rounding", "--rates", "--ratedeck-map"];
+    let rank = |flag: &str| first.iter().position(|f| *f == flag).unwrap_or(first.len());
+    let mut flags: Vec<(&String, &Option<String>)> = run.iter().collect();
+    flags.sort_by_key(|(f, _)| rank(f));
+    flags
+        .into_iter()
         .find_map(|(flag, value)| match dataset.get(flag) {
             Some(old) if old != value => Some((flag.clone(), old.clone(), value.clone())),
             _ => None,

@@ -13,12 +13,11 @@ pub mod summary;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::ingest::Reject;
 use crate::schema::{
     ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, COST_UNITS, DATE, INTERACTIONS_TABLE, LEGS_TABLE,
     MANIFEST_FILE, RATED_COST_UNITS, RECONCILIATION_TABLE, REJECTS_FILE, RESELLER_COST_UNITS,
@@ -531,23 +530,4 @@ fn lists_as_json(df: &DataFrame) -> PolarsResult<DataFrame> {
         out.with_column(b.finish().into_column())?;
     }
     Ok(out)
-}
-
-/// `rejects.ndjson`: one object per rejected record, in file and line order.
-pub fn write_rejects(rejects: &mut [Reject], out: &Path) -> Result<PathBuf, WriteError> {
-    rejects.sort_by(|a, b| {
-        (a.source.as_ref(), a.line, a.record).cmp(&(b.source.as_ref(), b.line, b.record))
-    });
-    let path = out.join(REJECTS_FILE);
-    let file = File::create(&path).map_err(io_err(&path))?;
-    let mut w = BufWriter::new(file);
-    for r in rejects.iter() {
-        serde_json::to_writer(&mut w, r).map_err(|e| WriteError::Io {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
-        w.write_all(b"\n").map_err(io_err(&path))?;
-    }
-    w.flush().map_err(io_err(&path))?;
-    Ok(path)
 }
