@@ -225,25 +225,43 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             continue;
         };
         let (leg_rate, deck) = (inputs.rate, deck_rate.get(k));
-        match rc {
-            None => summary.not_recorded += 1,
-            Some(rc) if a_pm || rc != 0 => {
-                summary.total_delta_units += dv - rc;
-                if let Some(c) = classify_index(a_pm, leg_rate, deck, rc, dv) {
-                    rows.push((k as u32, false, CLASSES[c], rc, dv));
-                }
+        // Each party: (pays per minute, recorded, derived, reseller?, its counters).
+        let parties = [
+            (
+                a_pm,
+                rc,
+                dv,
+                false,
+                &mut summary.not_recorded,
+                &mut summary.total_delta_units,
+            ),
+            (
+                r_pm,
+                rr,
+                dr,
+                true,
+                &mut summary.reseller_not_recorded,
+                &mut summary.total_reseller_delta_units,
+            ),
+        ];
+        for (pm, rec, der, reseller, not_recorded, total) in parties {
+            let Some(rec) = rec else {
+                *not_recorded += 1;
+                continue;
+            };
+            // No money at stake for this party: nothing to reconcile.
+            if !pm && rec == 0 {
+                continue;
             }
-            Some(_) => {}
-        }
-        match rr {
-            None => summary.reseller_not_recorded += 1,
-            Some(rr) if r_pm || rr != 0 => {
-                summary.total_reseller_delta_units += dr - rr;
-                if let Some(c) = classify_index(r_pm, leg_rate, deck, rr, dr) {
-                    rows.push((k as u32, true, RESELLER_CLASSES[c], rr, dr));
-                }
+            *total += der - rec;
+            if let Some(c) = classify_index(pm, leg_rate, deck, rec, der) {
+                let class = if reseller {
+                    RESELLER_CLASSES[c]
+                } else {
+                    CLASSES[c]
+                };
+                rows.push((k as u32, reseller, class, rec, der));
             }
-            Some(_) => {}
         }
     }
     let set = |df: &mut DataFrame, name: &str, v: Vec<Option<i64>>| -> PolarsResult<()> {

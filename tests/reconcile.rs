@@ -369,6 +369,18 @@ mod generated {
 
     type Want = BTreeMap<(String, String), (String, i64, i64)>;
 
+    /// What is planted on a leg.
+    enum Plant {
+        /// No rate: the export's rate cell is 0, KAZOO charged nothing.
+        Unrated,
+        /// The leg carries 100 units more than the deck's rate, and KAZOO charged that.
+        RateUp,
+        /// The party's recorded cost is this, whatever KAZOO would have charged.
+        Recorded(i64),
+        /// The party's recorded cost is KAZOO's charge plus this.
+        Off(i64),
+    }
+
     /// Plants one error of every class on suitable legs; returns the rows and what must be
     /// reported: (call_id, party) -> (class, recorded, derived).
     fn plant(legs: Vec<GenLeg>) -> (Vec<KazooRow>, Want) {
@@ -376,175 +388,86 @@ mod generated {
             .into_iter()
             .map(|l| KazooRow::new(deck_priced(l)))
             .collect();
-        let mut want = Want::new();
-        let pm = |b: &str| b == "per_minute";
-        // Money at the deck's rate: what KAZOO charges the leg once priced from the deck.
-        let paid = |r: &KazooRow| r.leg.talk > r.leg.rate_nocharge_time as i64 && r.leg.talk > 0;
-        let mut taken = std::collections::HashSet::new();
-        #[allow(clippy::type_complexity)]
-        let plans: Vec<(
-            &str,
-            &str,
-            Box<dyn Fn(&KazooRow) -> bool>,
-            Box<dyn Fn(&mut KazooRow) -> (i64, i64)>,
-        )> = vec![
-            // Customer classes: the customer pays per minute, the reseller does not.
-            (
-                "customer",
-                "unrated",
-                Box::new(move |r| {
-                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.leg.rated = false;
-                    (0, d)
-                }),
-            ),
+        // (party, class, the customer pays per minute, the reseller does, what is planted)
+        let plans = [
+            ("customer", "unrated", true, false, Plant::Unrated),
             (
                 "customer",
                 "billing_type",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    r.recorded_cost = Some(1234);
-                    (1234, 0)
-                }),
+                false,
+                false,
+                Plant::Recorded(1234),
             ),
-            (
-                "customer",
-                "billing_type",
-                Box::new(move |r| {
-                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    r.recorded_cost = Some(0);
-                    (0, r.leg.call_cost())
-                }),
-            ),
-            (
-                "customer",
-                "rate_mismatch",
-                Box::new(move |r| {
-                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.leg.rate += 100;
-                    (r.leg.call_cost(), d)
-                }),
-            ),
-            (
-                "customer",
-                "rounding",
-                Box::new(move |r| {
-                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.recorded_cost = Some(d + 1);
-                    (d + 1, d)
-                }),
-            ),
-            (
-                "customer",
-                "mismatch",
-                Box::new(move |r| {
-                    pm(r.leg.account_billing) && !pm(r.leg.reseller_billing) && paid(r)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.recorded_cost = Some(d + 500);
-                    (d + 500, d)
-                }),
-            ),
-            // Reseller classes: the reseller pays per minute (or is charged), the customer
-            // does not, and the account's export has the reseller columns.
-            (
-                "reseller",
-                "reseller_unrated",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing)
-                        && pm(r.leg.reseller_billing)
-                        && paid(r)
-                        && has_reseller_columns(r.leg.acct_idx)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.leg.rated = false;
-                    (0, d)
-                }),
-            ),
+            ("customer", "billing_type", true, false, Plant::Recorded(0)),
+            ("customer", "rate_mismatch", true, false, Plant::RateUp),
+            ("customer", "rounding", true, false, Plant::Off(1)),
+            ("customer", "mismatch", true, false, Plant::Off(500)),
+            ("reseller", "reseller_unrated", false, true, Plant::Unrated),
             (
                 "reseller",
                 "reseller_billing_type",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing)
-                        && !pm(r.leg.reseller_billing)
-                        && paid(r)
-                        && has_reseller_columns(r.leg.acct_idx)
-                }),
-                Box::new(|r| {
-                    r.recorded_reseller_cost = Some(999);
-                    (999, 0)
-                }),
+                false,
+                false,
+                Plant::Recorded(999),
             ),
             (
                 "reseller",
                 "reseller_rate_mismatch",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing)
-                        && pm(r.leg.reseller_billing)
-                        && paid(r)
-                        && has_reseller_columns(r.leg.acct_idx)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.leg.rate += 100;
-                    (r.leg.call_cost(), d)
-                }),
+                false,
+                true,
+                Plant::RateUp,
             ),
-            (
-                "reseller",
-                "reseller_rounding",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing)
-                        && pm(r.leg.reseller_billing)
-                        && paid(r)
-                        && has_reseller_columns(r.leg.acct_idx)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.recorded_reseller_cost = Some(d - 1);
-                    (d - 1, d)
-                }),
-            ),
+            ("reseller", "reseller_rounding", false, true, Plant::Off(-1)),
             (
                 "reseller",
                 "reseller_mismatch",
-                Box::new(move |r| {
-                    !pm(r.leg.account_billing)
-                        && pm(r.leg.reseller_billing)
-                        && paid(r)
-                        && has_reseller_columns(r.leg.acct_idx)
-                }),
-                Box::new(|r| {
-                    let d = r.leg.call_cost();
-                    r.recorded_reseller_cost = Some(d + 700);
-                    (d + 700, d)
-                }),
+                false,
+                true,
+                Plant::Off(700),
             ),
         ];
-        for (party, class, fits, apply) in &plans {
+        let mut want = Want::new();
+        let mut taken = std::collections::HashSet::new();
+        for (party, class, customer_pm, reseller_pm, what) in plans {
+            let reseller = party == "reseller";
+            // An answered leg past its no-charge time (KAZOO charges it at the deck's rate),
+            // of an account whose export has the reseller columns when the reseller's money
+            // is planted.
+            let fits = |r: &KazooRow| {
+                (r.leg.account_billing == "per_minute") == customer_pm
+                    && (r.leg.reseller_billing == "per_minute") == reseller_pm
+                    && r.leg.talk > 0
+                    && r.leg.talk > r.leg.rate_nocharge_time as i64
+                    && (!reseller || has_reseller_columns(r.leg.acct_idx))
+            };
             let k = (0..rows.len())
                 .find(|&k| !taken.contains(&k) && fits(&rows[k]))
                 .expect("the corpus has a leg for every class");
             taken.insert(k);
-            let (recorded, derived) = apply(&mut rows[k]);
+            let r = &mut rows[k];
+            let pays = if reseller { reseller_pm } else { customer_pm };
+            let derived = if pays { r.leg.call_cost() } else { 0 };
+            let recorded = match what {
+                Plant::Unrated => {
+                    r.leg.rated = false;
+                    0
+                }
+                Plant::RateUp => {
+                    r.leg.rate += 100;
+                    r.leg.call_cost()
+                }
+                Plant::Recorded(v) => v,
+                Plant::Off(d) => derived + d,
+            };
+            if matches!(what, Plant::Recorded(_) | Plant::Off(_)) {
+                match reseller {
+                    false => r.recorded_cost = Some(recorded),
+                    true => r.recorded_reseller_cost = Some(recorded),
+                }
+            }
             want.insert(
-                (rows[k].leg.call_id.clone(), (*party).to_owned()),
-                ((*class).to_owned(), recorded, derived),
+                (r.leg.call_id.clone(), party.to_owned()),
+                (class.to_owned(), recorded, derived),
             );
         }
         (rows, want)

@@ -315,6 +315,45 @@ mod tests {
         Ok(())
     }
 
+    /// KAZOO's three default converters written out by hand, without a regex engine.
+    fn by_hand(s: &str) -> String {
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        let two_to_nine = |b: u8| (b'2'..=b'9').contains(&b);
+        let nanp = |t: &str| {
+            t.len() == 10
+                && digits(t)
+                && two_to_nine(t.as_bytes()[0])
+                && two_to_nine(t.as_bytes()[3])
+        };
+        if s.starts_with('+') {
+            return s.to_owned();
+        }
+        if nanp(s) {
+            return format!("+1{s}");
+        }
+        if let Some(rest) = s.strip_prefix('1').filter(|r| nanp(r)) {
+            return format!("+1{rest}");
+        }
+        for access in ["011", "00"] {
+            if let Some(rest) = s.strip_prefix(access).filter(|r| r.len() >= 5 && digits(r)) {
+                return format!("+{rest}");
+            }
+        }
+        if s.len() >= 8 && digits(s) && two_to_nine(s.as_bytes()[0]) {
+            return format!("+{s}");
+        }
+        s.to_owned()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn default_converters_agree_with_the_rules_written_out(
+            s in "[+]?(1|00|011)?[0-9]{0,13}|[0-9 ()-]{0,14}"
+        ) {
+            proptest::prop_assert_eq!(E164Converters::default().normalize(&s), by_hand(&s));
+        }
+    }
+
     #[test]
     fn bad_converter_files_are_errors_that_say_why() {
         for (text, want) in [
