@@ -738,16 +738,16 @@ fn legs_files_keep_the_schema_and_leave_partition_columns_to_the_path() -> TestR
     assert_eq!(extra["pvt_type"], "cdr");
     assert_eq!(extra["handling_server_name"], "kazoo.local");
 
-    // The CSV twin: a UTF-8 BOM (for Excel), a header, the same rows, timestamps a spreadsheet
-    // reads as date-times, and each money column's currency twin beside its units.
+    // The CSV twin, a dataset file for programs: no byte order mark, a header, the same rows,
+    // ISO 8601 UTC timestamps, and each money column's currency twin beside its units.
     let csv = std::fs::read_to_string(part.join("part-0.csv"))?;
-    let csv = csv.strip_prefix('\u{feff}').ok_or("a UTF-8 BOM first")?;
+    assert!(!csv.starts_with('\u{feff}'), "no BOM in a dataset file");
     let mut lines = csv.lines();
     let header = lines.next().ok_or("csv header")?;
     assert!(header.starts_with("call_id,interaction_id,start_time,end_time,"));
     assert!(header.contains(",cost_units,cost,reseller_cost_units,reseller_cost,"));
     let body = &csv[header.len() + 1..];
-    assert!(body.contains(",2019-05-06 23:09:58.071108,"), "{body}");
+    assert!(body.contains(",2019-05-06T23:09:58.071108Z,"), "{body}");
     let rdr = CsvReadOptions::default()
         .with_has_header(true)
         .try_into_reader_with_file_path(Some(part.join("part-0.csv")))?

@@ -10,7 +10,7 @@ use clap::Args;
 use polars::prelude::*;
 
 use crate::reports;
-use crate::write::{write_csv, write_parquet};
+use crate::write::{write_csv, write_parquet, CsvFlavor};
 
 #[derive(Debug, Args)]
 #[command(
@@ -164,7 +164,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(path) => {
             match format {
-                QueryFormat::Csv => write_csv(&mut df, path, args.csv_raw)?,
+                QueryFormat::Csv => write_csv(&mut df, path, args.csv_raw, CsvFlavor::Spreadsheet)?,
                 QueryFormat::Parquet => write_parquet(&mut df, path)?,
                 QueryFormat::Json | QueryFormat::Table => {
                     let file = std::fs::File::create(path)
@@ -216,7 +216,9 @@ fn print_to(
             }
             writeln!(w, "{df}")?;
         }
-        QueryFormat::Csv => crate::write::csv_to(df, w, args.csv_raw, false)?,
+        QueryFormat::Csv => {
+            crate::write::csv_to(df, w, args.csv_raw, CsvFlavor::Spreadsheet, false)?
+        }
         QueryFormat::Json => crate::write::json_lines(df, w)?,
         QueryFormat::Parquet => {
             // Encoded whole first: the encoder reports a closed pipe as a thrift error, and the

@@ -49,8 +49,9 @@ pub struct RunArgs {
     pub mode: Mode,
 
     /// File format of every table (legs, interactions, reconciliation and the reports):
-    /// `parquet`, `csv` (spreadsheet-ready: UTF-8 BOM, date-time cells, currency twins of the
-    /// *_units columns) or `both`.
+    /// `parquet`, `csv` (for programs: ISO 8601 UTC timestamps, no BOM, currency twins of the
+    /// *_units columns; a spreadsheet file comes from `rerate query ... --output FILE.csv`) or
+    /// `both`.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
 

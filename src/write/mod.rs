@@ -321,7 +321,12 @@ pub fn write_files(
         write_parquet(df, &dir.join(format!("{stem}.parquet")))?;
     }
     if output.format.csv() {
-        write_csv(df, &dir.join(format!("{stem}.csv")), output.csv_raw)?;
+        write_csv(
+            df,
+            &dir.join(format!("{stem}.csv")),
+            output.csv_raw,
+            CsvFlavor::Dataset,
+        )?;
     }
     Ok(())
 }
@@ -377,13 +382,41 @@ impl<W: Write> Write for FirstIoError<W> {
     }
 }
 
-/// A CSV file for people and spreadsheets as much as for programs: see [`csv_to`]; the file
-/// starts with a UTF-8 byte order mark, which is how Excel tells UTF-8 from the local code page
-/// (DuckDB, polars, Spark and LibreOffice skip it).
-pub fn write_csv(df: &mut DataFrame, path: &Path, raw: bool) -> Result<(), WriteError> {
+/// Which readers a CSV file is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvFlavor {
+    /// The dataset's own files (`legs/account_id=.../date=.../part-0.csv`, report files): read
+    /// by DuckDB, Spark, polars and scripts. No byte order mark (Spark's and Python's readers
+    /// would keep it in the first column's name); timestamps in ISO 8601 UTC with microseconds
+    /// (`2026-11-04T15:00:00.000000Z`), as the Parquet files hold them.
+    Dataset,
+    /// A file for a person's spreadsheet (`rerate query ... --output FILE.csv`, the one-CSV-of-a-
+    /// period recipe): a UTF-8 byte order mark first, which is how Excel tells UTF-8 from the
+    /// local code page (LibreOffice, DuckDB and polars skip it); timestamps as
+    /// `2026-11-04 15:00:00` in UTC (a fraction only when there is one), which Excel and
+    /// LibreOffice read as date-times, where ISO 8601's `T` and `Z` keep them text.
+    Spreadsheet,
+}
+
+impl CsvFlavor {
+    fn datetime_format(self) -> &'static str {
+        match self {
+            CsvFlavor::Dataset => "%Y-%m-%dT%H:%M:%S%.6fZ",
+            CsvFlavor::Spreadsheet => "%Y-%m-%d %H:%M:%S%.f",
+        }
+    }
+}
+
+/// Writes `df` as one CSV file at `path`; see [`csv_to`].
+pub fn write_csv(
+    df: &mut DataFrame,
+    path: &Path,
+    raw: bool,
+    flavor: CsvFlavor,
+) -> Result<(), WriteError> {
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(file);
-    csv_to(df, &mut w, raw, true).map_err(pl_err(path))?;
+    csv_to(df, &mut w, raw, flavor, flavor == CsvFlavor::Spreadsheet).map_err(pl_err(path))?;
     w.flush().map_err(io_err(path))
 }
 
@@ -393,15 +426,19 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// CSV: a header row, RFC 4180 quoting (only where needed), lists as JSON arrays, and:
 /// - every integer money column `<x>_units` followed by its currency twin `<x>` (units /
 ///   10,000, four decimals: `cost_units` 2262, `cost` 0.2262), as the reports have;
-/// - timestamps as `2026-11-02 09:00:00` in UTC (fractions of a second only when there are
-///   some), which Excel and LibreOffice read as date-times, where ISO 8601's `T` and `Z` keep
-///   them text; dates as `2026-11-02`;
+/// - timestamps as the [`CsvFlavor`] says, in UTC; dates as `2026-11-02`;
 /// - unless `raw`, a leading `'` on a text cell a spreadsheet would run as a formula (it starts
 ///   with `=`, `+`, `-`, `@`, a tab or a carriage return: a caller id `+15551234567` is a formula
 ///   to Excel, and a crafted caller name could be `=HYPERLINK(...)`); numbers are never touched.
 ///
-/// `bom`: start with a UTF-8 byte order mark.
-pub fn csv_to(df: &DataFrame, w: &mut dyn Write, raw: bool, bom: bool) -> PolarsResult<()> {
+/// `bom`: start with a UTF-8 byte order mark (a spreadsheet file, not standard output).
+pub fn csv_to(
+    df: &DataFrame,
+    w: &mut dyn Write,
+    raw: bool,
+    flavor: CsvFlavor,
+    bom: bool,
+) -> PolarsResult<()> {
     let mut df = crate::reports::with_currency(df.clone())?;
     if df
         .columns()
@@ -419,13 +456,10 @@ pub fn csv_to(df: &DataFrame, w: &mut dyn Write, raw: bool, bom: bool) -> Polars
     CsvWriter::new(w)
         .include_header(true)
         .with_quote_style(QuoteStyle::Necessary)
-        .with_datetime_format(Some(CSV_DATETIME.into()))
+        .with_datetime_format(Some(flavor.datetime_format().into()))
         .with_date_format(Some("%Y-%m-%d".into()))
         .finish(&mut df)
 }
-
-/// Timestamps in CSV (chrono's `%.f`: a fraction only when there is one).
-pub const CSV_DATETIME: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 /// One JSON object per row and line (NDJSON): numbers as numbers, decimals as exact strings
 /// of their digits, dates as `YYYY-MM-DD`, timestamps as ISO 8601 UTC, lists as arrays.
