@@ -721,18 +721,13 @@ fn read_lines(
     mut win: Vec<u8>,
     first: std::io::Result<decompress::Filled>,
 ) -> Result<Read, IngestError> {
-    let (file, opts, progress, sink) = job.parts();
+    let (file, opts, _, _) = job.parts();
     let ctx = Ctx::new(&file.display, opts);
     let window = opts.window();
-    let mut base = 0;
-    if win.starts_with(BOM) {
-        win.drain(..BOM.len());
-        base = BOM.len() as u64;
-    }
+    let base = strip_bom(&mut win);
     let mut ended = first;
-    let (mut line, mut decoded, mut ticked) = (1u64, 0u64, 0u64);
-    let mut all = Parsed::empty();
-    let mut legs = 0;
+    let (mut line, mut decoded) = (1u64, 0u64);
+    let mut windows = Windows::default();
     let mut tail_err = None;
     loop {
         let more = match &ended {
@@ -762,15 +757,7 @@ fn read_lines(
             line += u64::from(found);
             decoded += skipped as u64;
         }
-        let mut window_parsed = collect(batches, &file.display)?;
-        legs += sink_legs(&mut window_parsed, sink)?;
-        all.absorb(&mut window_parsed);
-        all.log_rejects(opts)?;
-        let done = consumed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .min(file.bytes);
-        progress.inc(done.saturating_sub(ticked));
-        ticked = ticked.max(done);
+        windows.take(job, consumed, batches)?;
         if !more {
             if let Err(e) = &ended {
                 tail_err = Some((decoded, decode_error(file, decoded as usize, e)));
@@ -779,15 +766,72 @@ fn read_lines(
         }
         ended = decompress::fill(reader, &mut win, window);
     }
-    progress.inc(file.bytes.saturating_sub(ticked));
-    all.layout = Layout::Lines;
-    all.lines = line;
-    Ok(Read {
-        parsed: all,
-        legs,
-        decoded,
-        tail_err,
-    })
+    Ok(windows.finish(job, Layout::Lines, line, decoded, tail_err))
+}
+
+/// Drops a leading UTF-8 byte order mark from `win`; returns its length (0 when none), where
+/// the file's decoded byte offsets start.
+fn strip_bom(win: &mut Vec<u8>) -> u64 {
+    if win.starts_with(BOM) {
+        win.drain(..BOM.len());
+        BOM.len() as u64
+    } else {
+        0
+    }
+}
+
+/// What the window loops of [`read_lines`] and [`read_stream_windows`] gather: each window's
+/// legs handed to the sink as soon as it is parsed, its rejects logged, and progress ticked up
+/// to `consumed`, the file's own (compressed) bytes read so far.
+#[derive(Default)]
+struct Windows {
+    all: Option<Parsed>,
+    legs: u64,
+    ticked: u64,
+}
+
+impl Windows {
+    fn take(
+        &mut self,
+        job: &Job,
+        consumed: &std::sync::atomic::AtomicU64,
+        batches: Vec<Batch>,
+    ) -> Result<(), IngestError> {
+        let (file, opts, progress, sink) = job.parts();
+        let mut window_parsed = collect(batches, &file.display)?;
+        self.legs += sink_legs(&mut window_parsed, sink)?;
+        let all = self.all.get_or_insert_with(Parsed::empty);
+        all.absorb(&mut window_parsed);
+        all.log_rejects(opts)?;
+        let done = consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(file.bytes);
+        progress.inc(done.saturating_sub(self.ticked));
+        self.ticked = self.ticked.max(done);
+        Ok(())
+    }
+
+    /// The whole file's [`Read`]; progress ticked to the file's end.
+    fn finish(
+        self,
+        job: &Job,
+        layout: Layout,
+        lines: u64,
+        decoded: u64,
+        tail_err: Option<(u64, RejectReason)>,
+    ) -> Read {
+        let (file, _, progress, _) = job.parts();
+        progress.inc(file.bytes.saturating_sub(self.ticked));
+        let mut parsed = self.all.unwrap_or_else(Parsed::empty);
+        parsed.layout = layout;
+        parsed.lines = lines;
+        Read {
+            parsed,
+            legs: self.legs,
+            decoded,
+            tail_err,
+        }
+    }
 }
 
 /// Drops bytes up to and including the next line end (or the end of input): returns how many
@@ -1072,35 +1116,22 @@ fn read_stream_windows(
     first: std::io::Result<decompress::Filled>,
     window: usize,
 ) -> Result<Read, IngestError> {
-    let (file, opts, progress, sink) = job.parts();
+    let (file, opts, _, _) = job.parts();
     let ctx = Ctx::new(&file.display, opts);
-    let mut base = 0u64;
-    if win.starts_with(BOM) {
-        win.drain(..BOM.len());
-        base = BOM.len() as u64;
-    }
+    let mut base = strip_bom(&mut win);
     let mut ended = first;
     let mut scan = scan::StreamScan::default();
-    let (mut line, mut ticked) = (1u64, 0u64);
-    let mut all = Parsed::empty();
-    let mut legs = 0;
+    let mut line = 1u64;
+    let mut windows = Windows::default();
     let mut tail_err = None;
     loop {
         let more = matches!(ended, Ok(decompress::Filled::More));
         let found = scan.scan(&win, line, !more, opts.max_record);
         let batches = parse_units(&ctx, &win, found.units, base, opts.chunk_bytes, &|_| {});
-        let mut window_parsed = collect(batches, &file.display)?;
-        legs += sink_legs(&mut window_parsed, sink)?;
-        all.absorb(&mut window_parsed);
-        all.log_rejects(opts)?;
+        windows.take(job, consumed, batches)?;
         line = found.line;
         base += found.consumed as u64;
         win.drain(..found.consumed);
-        let done = consumed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .min(file.bytes);
-        progress.inc(done.saturating_sub(ticked));
-        ticked = ticked.max(done);
         if !more {
             if let Err(e) = &ended {
                 tail_err = Some((base, decode_error(file, base as usize, e)));
@@ -1109,15 +1140,7 @@ fn read_stream_windows(
         }
         ended = decompress::fill(reader, &mut win, window);
     }
-    progress.inc(file.bytes.saturating_sub(ticked));
-    all.layout = Layout::Stream;
-    all.lines = line;
-    Ok(Read {
-        parsed: all,
-        legs,
-        decoded: base,
-        tail_err,
-    })
+    Ok(windows.finish(job, Layout::Stream, line, base, tail_err))
 }
 
 /// Groups stream units into tasks of about `target` bytes (a huge unit is a task of its own).
