@@ -2,6 +2,7 @@
 
 mod decks;
 mod first_hour;
+mod generator;
 mod fuzz_corpus;
 mod hostile;
 mod inputs;
