@@ -68,8 +68,12 @@ if [ -z "$CORPUS" ]; then
     [ "$SKEW" = uniform ] || CORPUS="$CORPUS-${SKEW//:/}"
 fi
 if [ ! -d "$CORPUS" ]; then
+    # Generated aside and renamed: a corpus directory is whole or absent, also to a second
+    # script sharing the corpora.
+    rm -rf "$CORPUS.tmp.$$"
     "$BIN" gen --legs "$LEGS" --accounts "$ACCOUNTS" --days "$DAYS" --account-skew "$SKEW" \
-        --out "$CORPUS"
+        --out "$CORPUS.tmp.$$"
+    mv -T "$CORPUS.tmp.$$" "$CORPUS"
 fi
 # Every engine reads the corpus from the page cache.
 cat "$CORPUS"/*.ndjson > /dev/null
@@ -99,6 +103,8 @@ run_engine() { # name: runs it under GNU time into $WORK/<name>-out
         polars) cmd=(env POLARS_MAX_THREADS="$THREADS" "$PY" benches/polars_job.py "$CORPUS" "$out" "$THREADS") ;;
         *) echo "compare.sh: unknown engine $name" >&2; exit 2 ;;
     esac
+    # The machine's load when the engine starts: other work on it slows every engine.
+    cut -d' ' -f1 /proc/loadavg > "$WORK/$name.load"
     /usr/bin/time -v "${cmd[@]}" > "$WORK/$name.out" 2> "$WORK/$name.time" || {
         echo "$name failed:"; tail -20 "$WORK/$name.time"; exit 1
     }
@@ -134,17 +140,19 @@ def measure(name):
     clock = [float(p) for p in t["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")]
     return {"wall_s": sum(p * 60 ** i for i, p in enumerate(reversed(clock))),
             "user_s": float(t["User time (seconds)"]), "sys_s": float(t["System time (seconds)"]),
-            "peak_mb": int(t["Maximum resident set size (kbytes)"]) / 1024}
+            "peak_mb": int(t["Maximum resident set size (kbytes)"]) / 1024,
+            "load": float(open(f"{work}/{name}.load").read())}
 
 m = {e: measure(e) for e in engines}
-print(f"{'':8} {'wall s':>8} {'user s':>8} {'sys s':>8} {'peak MB':>8}  rerate is")
+print(f"{'':8} {'wall s':>8} {'user s':>8} {'sys s':>8} {'peak MB':>8} {'load':>5}  rerate is")
 for e in engines:
     x = m[e]
     ratio = ""
     if e != "rerate" and "rerate" in m:
         ratio = (f"{x['wall_s'] / m['rerate']['wall_s']:.2f}x as fast, "
                  f"{m['rerate']['peak_mb'] / x['peak_mb']:.0%} of the memory")
-    print(f"{e:8} {x['wall_s']:8.1f} {x['user_s']:8.1f} {x['sys_s']:8.1f} {x['peak_mb']:8.0f}  {ratio}")
+    print(f"{e:8} {x['wall_s']:8.1f} {x['user_s']:8.1f} {x['sys_s']:8.1f} {x['peak_mb']:8.0f} "
+          f"{x['load']:5.1f}  {ratio}")
 peers = [e for e in ("duckdb", "polars") if e in m]
 if "rerate" in m and peers:
     fast = min(peers, key=lambda e: m[e]["wall_s"])

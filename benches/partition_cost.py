@@ -34,8 +34,11 @@ def label(n: int) -> str:
 def corpus(binary: str, root: str, legs: int, accounts: int) -> str:
     path = os.path.join(root, f"g{label(legs)}-{accounts}x1")
     if not os.path.isdir(path):
+        # Generated aside and renamed: a corpus directory is whole or absent.
+        tmp = f"{path}.tmp.{os.getpid()}"
         subprocess.run([binary, "gen", "--legs", str(legs), "--accounts", str(accounts),
-                        "--days", "1", "--out", path], check=True)
+                        "--days", "1", "--out", tmp], check=True)
+        os.rename(tmp, path)
     return path
 
 
