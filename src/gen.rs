@@ -255,7 +255,14 @@ pub fn file_legs(opts: &GenOptions, index: u64, legs: u64) -> impl Iterator<Item
         }
         let n = (1 + rng.below(3)).min(legs - written);
         written += n;
-        Some(interaction(&mut rng, opts, &accounts, index, &mut serial, n))
+        Some(interaction(
+            &mut rng,
+            opts,
+            &accounts,
+            index,
+            &mut serial,
+            n,
+        ))
     })
     .flatten()
 }

@@ -45,11 +45,19 @@ fn legs_per_account(dir: &Path, legs: &str, accounts: &str, skew: &[&str]) -> Ve
 #[test]
 fn zipf_shares_the_legs_as_one_over_rank() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let got = legs_per_account(&dir.path().join("z"), "12000", "4", &["--account-skew", "zipf:1"]);
+    let got = legs_per_account(
+        &dir.path().join("z"),
+        "12000",
+        "4",
+        &["--account-skew", "zipf:1"],
+    );
     assert_eq!(got.iter().sum::<u64>(), 12_000);
     for (n, expected) in got.iter().zip([5_760.0, 2_880.0, 1_920.0, 1_440.0]) {
         let off = (*n as f64 - expected) / expected;
-        assert!(off.abs() < 0.05, "{got:?}: {n} is not within 5% of {expected}");
+        assert!(
+            off.abs() < 0.05,
+            "{got:?}: {n} is not within 5% of {expected}"
+        );
     }
     Ok(())
 }
@@ -64,7 +72,12 @@ fn uniform_is_the_default_and_even() -> TestResult {
     for n in &got {
         assert!((2_850..=3_150).contains(n), "{got:?}");
     }
-    legs_per_account(&dir.path().join("v"), "12000", "4", &["--account-skew", "uniform"]);
+    legs_per_account(
+        &dir.path().join("v"),
+        "12000",
+        "4",
+        &["--account-skew", "uniform"],
+    );
     assert!(snapshot(&dir.path().join("u")) == snapshot(&dir.path().join("v")));
     Ok(())
 }
@@ -75,7 +88,12 @@ fn uniform_is_the_default_and_even() -> TestResult {
 #[test]
 fn steep_zipf_leaves_the_tail_small() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let got = legs_per_account(&dir.path().join("s"), "4000", "50", &["--account-skew", "zipf:2"]);
+    let got = legs_per_account(
+        &dir.path().join("s"),
+        "4000",
+        "50",
+        &["--account-skew", "zipf:2"],
+    );
     assert_eq!(got.iter().sum::<u64>(), 4_000);
     let top = got[0] as f64 / 4_000.0;
     assert!((top - 0.615).abs() < 0.03, "{got:?}");

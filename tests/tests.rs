@@ -2,8 +2,8 @@
 
 mod decks;
 mod first_hour;
-mod generator;
 mod fuzz_corpus;
+mod generator;
 mod hostile;
 mod inputs;
 mod json_shapes;
