@@ -527,15 +527,18 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
 
     // Billed minutes: the priced legs' (60 + 60 + 300 s = 7.0), beside their use (6.5) and the
     // unpriced leg's (61 s, 1.0), on the terminal and the page.
-    let o = rerate(&[
-        "run",
-        s(d),
-        "--out",
-        s(&d.join("out2")),
-        "--rounding",
-        "exact",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let run_terminal = || {
+        let o = rerate(&[
+            "run",
+            s(d),
+            "--out",
+            s(&d.join("out2")),
+            "--rounding",
+            "exact",
+        ]);
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run_terminal();
     assert!(
         err.contains("minutes: 7.5 of use (billing seconds of all 4 legs), 7.0 billed on the 3 priced legs (after increments, minimums and no-charge time; their use: 6.5); the 1 unpriced leg (1.0 of use) is not billed"),
         "{err}"
@@ -544,15 +547,7 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
 
     // The same input again, merged: no leg is new, the partitions rewritten hold the 4 kept
     // from the dataset, and every figure is still over those 4 (it said "all 0 legs").
-    let o = rerate(&[
-        "run",
-        s(d),
-        "--out",
-        s(&d.join("out2")),
-        "--rounding",
-        "exact",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = run_terminal();
     assert!(err.contains("0 legs written (4 interactions) to 3 partitions, merged with 4 legs they held (4 legs there now); none rejected; 4 duplicates dropped\n"), "{err}");
     assert!(
         err.contains(
