@@ -3,6 +3,7 @@
 mod decks;
 mod first_hour;
 mod fuzz_corpus;
+mod generator;
 mod hostile;
 mod inputs;
 mod json_shapes;
