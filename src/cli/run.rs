@@ -238,8 +238,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rate deck's unusable rows, the first 20 of them.
-
 /// The job the flags describe (`rerate run`'s, and `rerate extract`'s, which takes the same).
 /// Errors: an unknown `--tz` zone.
 pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
@@ -279,6 +277,7 @@ pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
     })
 }
 
+/// The rate deck's unusable rows, the first 20 of them.
 fn print_deck_issues(job: &Job) {
     let issues = job.deck_issues();
     let Some(path) = job.config().rates.as_ref() else {

@@ -153,10 +153,16 @@ impl Job {
         let sink = |_: Option<u32>, mut df: DataFrame| -> Result<(), IngestError> {
             price(&mut df)?;
             legs.fetch_add(df.height() as u64, std::sync::atomic::Ordering::Relaxed);
-            Ok(stream.lock().unwrap_or_else(|p| p.into_inner()).write(&df)?)
+            Ok(stream
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(&df)?)
         };
         let ingested = ingest(&self.files, &opts, &progress, &sink)?;
-        stream.into_inner().unwrap_or_else(|p| p.into_inner()).finish()?;
+        stream
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish()?;
         drop(opts);
         let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
         reject_log.push(&mut { ingested.rejects })?;
