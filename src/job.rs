@@ -324,8 +324,14 @@ impl Job {
         let legs_parts = parts.len();
         parts.extend(calls);
         parts.extend(recon);
+        // summary.html's accounts table compares recorded and derived money on every account,
+        // deck or not: it reads reconciliation_daily before the rows of zeros are dropped.
+        let mut recon_daily_all = None;
         for (r, df) in &mut results {
             if self.decks.is_none() {
+                if r.name == reports::RECONCILIATION_DAILY {
+                    recon_daily_all = Some(df.clone());
+                }
                 *df = reports::without_deck(&r.name, df)?;
             }
             parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
@@ -458,7 +464,9 @@ impl Job {
                 .map(|(_, df)| df)
         };
         if let Some(daily) = report(DAILY_REPORT).filter(|_| has_summary) {
-            let recon_daily = report(reports::RECONCILIATION_DAILY);
+            let recon_daily = recon_daily_all
+                .as_ref()
+                .or_else(|| report(reports::RECONCILIATION_DAILY));
             let html = summary::render(&manifest, daily, recon_daily, &self.labels)
                 .context("rendering summary.html")?;
             let path = out.join(SUMMARY_HTML);

@@ -20,7 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
+    /// Read CDR exports, rate every leg, and write the datasets (legs, interactions,
+    /// reconciliation, reports), summary.html, rejects and manifest.
     Run(Box<run::RunArgs>),
     /// Run SQL over a finished run's dataset (legs, interactions, daily, ... as tables).
     Query(query::QueryArgs),

@@ -303,7 +303,7 @@ fn print_deck_issues(job: &Job) {
 /// The terminal summary, a few lines as cargo and DuckDB print them: separators, plurals,
 /// minutes, money in currency with the unpriced legs counted beside it.
 fn summary(m: &Manifest, rejects_path: &str) -> String {
-    use crate::words::{bytes, count, minutes, money};
+    use crate::words::{bytes, count, money};
     let c = &m.counts;
     let t = &m.totals;
     let input_bytes = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>();
@@ -343,13 +343,9 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
             count(c.conflicts, "conflicting call_id", "conflicting call_ids"),
         );
     }
-    s += &format!(
-        "\n  minutes: {} of use, {} billed (after increments and minimums)",
-        minutes(t.billing_seconds),
-        minutes(t.billed_seconds),
-    );
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
     let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    s += &format!("\n  minutes: {}", crate::write::summary::minutes_words(m));
     s += &format!(
         "\n  customer cost {} over {}",
         money(t.cost_units),
