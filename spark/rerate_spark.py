@@ -503,7 +503,9 @@ class Job:
         self.write_rejects(sides)
         legs_written_parts = (filled.groupBy("account_id", "date").agg(
             F.count("*").alias("rows"), *[F.coalesce(F.sum(m), F.lit(0)).alias(m) for m in MONEY],
-            F.sum(when(col("cost_units").isNull(), 1).otherwise(0)).alias("unpriced_legs")).collect())
+            F.sum(when(col("cost_units").isNull(), 1).otherwise(0)).alias("unpriced_legs"),
+            F.coalesce(F.sum(when(col("cost_units").isNull(), col("billing_seconds"))), F.lit(0)).alias("unpriced_billing_seconds"),
+        ).collect())
         legs_in_written = sum(r.rows for r in legs_written_parts)
         legs_kept = legs_back - dedup["dataset_legs_replaced"]
         legs_written = legs_in_written - legs_kept
@@ -524,7 +526,8 @@ class Job:
             print(f"rerate_spark: internal error: the counts do not balance: {counts}", file=sys.stderr)
             return 2
         totals = {m: sum(getattr(r, m) for r in legs_written_parts) for m in MONEY}
-        totals["unpriced_legs"] = sum(r.unpriced_legs for r in legs_written_parts)
+        for k in ("unpriced_legs", "unpriced_billing_seconds"):
+            totals[k] = sum(getattr(r, k) for r in legs_written_parts)
         manifest = {
             "engine": f"spark {self.spark.version}",
             "rerate_version": subprocess.run(self.rerate_cmd("--version"), capture_output=True, text=True).stdout.split()[-1],
@@ -539,7 +542,8 @@ class Job:
             "partial_inputs": partial,
             "merge": {"partitions_read_back": parts_back, "legs_read_back": legs_back, "legs_kept": legs_kept},
             "partitions": [{"table": "legs", "account_id": r.account_id, "date": str(r.date) if r.date else None,
-                            "rows": r.rows, **{m: getattr(r, m) for m in MONEY}, "unpriced_legs": r.unpriced_legs}
+                            "rows": r.rows, **{m: getattr(r, m) for m in MONEY}, "unpriced_legs": r.unpriced_legs,
+                            "unpriced_billing_seconds": r.unpriced_billing_seconds}
                            for r in sorted(legs_written_parts, key=lambda r: (r.account_id, str(r.date)))],
             "elapsed_ms": int((time.time() - self.started) * 1000),
         }
