@@ -47,6 +47,8 @@ use crate::write::{
     PartitionStats, Table, OUTPUTS,
 };
 
+pub mod extract;
+
 /// What a run reads, how it prices, and where and how it writes.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -206,14 +208,23 @@ impl Job {
     /// Errors (nothing committed): the output folder refused or busy, an unreadable input, a
     /// failed write, counts that do not balance.
     pub fn run(&self) -> anyhow::Result<RunOutcome> {
+        self.pool()?.install(|| self.execute())
+    }
+
+    /// A pool of the configured threads.
+    fn pool(&self) -> anyhow::Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             // A worker waiting on one file's parse tasks runs other files' reads on its own
             // stack; debug builds' large frames need more than the default 2 MiB for that.
             .stack_size(32 << 20)
             .build()
-            .context("starting the worker threads")?
-            .install(|| self.execute())
+            .context("starting the worker threads")
+    }
+
+    /// The input files found, in the order a run reads and reports them.
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
     }
 
     /// The stages, in order.

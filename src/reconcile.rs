@@ -32,7 +32,7 @@ use crate::schema::{
     DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
     DERIVED_RESELLER_COST_UNITS, LEG_RATE, RATE, RATE_NAME, RECORDED_COST_UNITS,
     RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
-    START_TIME,
+    SOURCE_OFFSET, START_TIME,
 };
 
 /// The customer's classes, in the order they are tried.
@@ -295,6 +295,8 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             SOURCE_FORMAT,
             SOURCE_FILE,
             SOURCE_LINE,
+            // Not a column of the table: it names the leg, with source_file (rerate extract).
+            SOURCE_OFFSET,
         ])?
         .take(&idx)?;
     out.rename(RATE, LEG_RATE.into())?;

@@ -181,41 +181,8 @@ pub struct RunArgs {
 
 /// Runs the job the flags describe and prints what it did; exit status 0 when it committed.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let tz = ReportTz::parse(&args.tz).map_err(anyhow::Error::msg)?;
     let quiet = args.quiet;
-    let job = Job::prepare(RunConfig {
-        inputs: args.inputs,
-        out: args.out,
-        mode: args.mode,
-        output: Output {
-            format: args.format,
-            csv_raw: args.csv_raw,
-        },
-        tz,
-        rounding: args.rounding,
-        threads: args.threads,
-        chunk_size: args.chunk_size,
-        max_record_size: args.max_record_size,
-        memory: args.memory,
-        rates: args.rates,
-        ratedeck_map: args.ratedeck_map,
-        hotornot: Hotornot {
-            sort: args.rate_sort,
-            filters: args
-                .hotornot_filter_list
-                .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
-            default_minimum: args.default_rate_minimum,
-            default_increment: args.default_rate_increment,
-            default_nocharge: args.default_rate_nocharge_time,
-            rate_version: args.rate_version,
-        },
-        e164_converters: args.e164_converters,
-        queries: args.queries,
-        strict: args.strict,
-        quiet,
-        currency: args.currency,
-        account_names: args.account_names,
-    })?;
+    let job = Job::prepare(config(args)?)?;
     print_deck_issues(&job);
     if !quiet {
         // Each reason once, with up to three paths: a folder of notes is one line, not fifty.
@@ -269,6 +236,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_PARTIAL));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The job the flags describe (`rerate run`'s, and `rerate extract`'s, which takes the same).
+/// Errors: an unknown `--tz` zone.
+pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
+    let tz = ReportTz::parse(&args.tz).map_err(anyhow::Error::msg)?;
+    Ok(RunConfig {
+        inputs: args.inputs,
+        out: args.out,
+        mode: args.mode,
+        output: Output {
+            format: args.format,
+            csv_raw: args.csv_raw,
+        },
+        tz,
+        rounding: args.rounding,
+        threads: args.threads,
+        chunk_size: args.chunk_size,
+        max_record_size: args.max_record_size,
+        memory: args.memory,
+        rates: args.rates,
+        ratedeck_map: args.ratedeck_map,
+        hotornot: Hotornot {
+            sort: args.rate_sort,
+            filters: args
+                .hotornot_filter_list
+                .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
+            default_minimum: args.default_rate_minimum,
+            default_increment: args.default_rate_increment,
+            default_nocharge: args.default_rate_nocharge_time,
+            rate_version: args.rate_version,
+        },
+        e164_converters: args.e164_converters,
+        queries: args.queries,
+        strict: args.strict,
+        quiet: args.quiet,
+        currency: args.currency,
+        account_names: args.account_names,
+    })
 }
 
 /// The rate deck's unusable rows, the first 20 of them.
