@@ -1,7 +1,8 @@
 """The job `rerate run` does, written as an analyst would in DuckDB: read the NDJSON (every field
 kept), dedup by call_id, apply KAZOO's formula in SQL with DOUBLE arithmetic in KAZOO's operation
 order, write the legs partitioned by account_id/date as Parquet, plus the daily totals and the
-interactions, and print the totals as JSON on stdout.
+interactions, and print the totals as JSON on stdout. The date is the leg's start
+(`timestamp - duration_seconds`) in UTC, as rerate's.
 
 usage: python3 benches/duckdb_job.py CORPUS_DIR OUT_DIR THREADS
 """
@@ -40,7 +41,8 @@ WITH d AS (
 ), i AS (
     SELECT *,
         {ccv('account_id')} AS acct,
-        CAST(to_timestamp(timestamp - 62167219200) AT TIME ZONE 'UTC' AS DATE) AS day,
+        CAST(to_timestamp(timestamp - COALESCE(TRY_CAST(duration_seconds AS BIGINT), 0) - 62167219200)
+             AT TIME ZONE 'UTC' AS DATE) AS day,
         COALESCE(TRY_CAST(billing_seconds AS BIGINT), 0) - COALESCE({num('billing_seconds_offset')}, 0) AS secs,
         COALESCE({num('rate_nocharge_time')}, 0) AS nocharge,
         COALESCE({num('rate')}, 0) AS r,

@@ -26,6 +26,7 @@ static CORPUS: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let opts = GenOptions {
         legs: LEGS,
         accounts: 40,
+        account_skew: rerate::gen::AccountSkew::Uniform,
         days: 7,
         seed: 42,
         files: 1,

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use rayon::prelude::*;
 
@@ -60,10 +61,118 @@ pub enum Shape {
     Listing,
 }
 
+/// How the interactions are shared among the accounts (`rerate gen --account-skew`).
+///
+/// Operators have many accounts with a few calls a day and a few with most of the traffic;
+/// `Zipf` gives that shape, `Uniform` the even spread of the corpora before it existed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum AccountSkew {
+    /// Every account equally likely (`uniform`, the default): the same bytes as before.
+    #[default]
+    Uniform,
+    /// Zipf's law with exponent `s` (`zipf:S`, S > 0): the account of rank k (1-based; rank 1 is
+    /// the first account id generated) gets a share of the interactions proportional to 1/k^S.
+    /// At S = 1 over 3 accounts the shares are 6/11, 3/11 and 2/11.
+    Zipf(f64),
+}
+
+impl FromStr for AccountSkew {
+    type Err = String;
+
+    /// `uniform` or `zipf:S` with S a number above 0 and at most 10, such as `zipf:1.1`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("uniform") {
+            return Ok(AccountSkew::Uniform);
+        }
+        let bad = || format!("{s:?} is not `uniform` or `zipf:S` with 0 < S <= 10 (e.g. zipf:1.1)");
+        let exp = s
+            .strip_prefix("zipf:")
+            .or_else(|| s.strip_prefix("ZIPF:"))
+            .ok_or_else(bad)?;
+        match exp.trim().parse::<f64>() {
+            Ok(e) if e > 0.0 && e <= 10.0 => Ok(AccountSkew::Zipf(e)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for AccountSkew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountSkew::Uniform => f.write_str("uniform"),
+            AccountSkew::Zipf(e) => write!(f, "zipf:{e}"),
+        }
+    }
+}
+
+impl AccountSkew {
+    /// Each account's expected share of the interactions, by account index (rank - 1); they add
+    /// up to 1. Empty for 0 accounts.
+    pub fn shares(self, accounts: u64) -> Vec<f64> {
+        let weights: Vec<f64> = (1..=accounts)
+            .map(|k| match self {
+                AccountSkew::Uniform => 1.0,
+                AccountSkew::Zipf(e) => (k as f64).powf(-e),
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        weights.into_iter().map(|w| w / total).collect()
+    }
+}
+
+/// Draws the account of each interaction: one draw of the file's generator either way.
+enum AccountPicker {
+    /// `Rng::below(accounts)`, as every corpus before `--account-skew` was drawn.
+    Uniform(u64),
+    /// The upper bound of each account's slice of `0..=u64::MAX`, ascending; the last is
+    /// `u64::MAX`.
+    Cumulative(Vec<u64>),
+}
+
+impl AccountPicker {
+    fn new(skew: AccountSkew, accounts: u64) -> Self {
+        let accounts = accounts.max(1);
+        match skew {
+            AccountSkew::Uniform => AccountPicker::Uniform(accounts),
+            AccountSkew::Zipf(_) => {
+                let mut cum = 0.0;
+                let mut bounds: Vec<u64> = skew
+                    .shares(accounts)
+                    .into_iter()
+                    .map(|p| {
+                        cum += p;
+                        // 2^64 as f64; `as` saturates at u64::MAX.
+                        (cum * 18_446_744_073_709_551_616.0) as u64
+                    })
+                    .collect();
+                if let Some(last) = bounds.last_mut() {
+                    *last = u64::MAX;
+                }
+                AccountPicker::Cumulative(bounds)
+            }
+        }
+    }
+
+    /// An account index in `0..accounts`.
+    fn pick(&self, rng: &mut Rng) -> u64 {
+        match self {
+            AccountPicker::Uniform(n) => rng.below(*n),
+            AccountPicker::Cumulative(bounds) => {
+                let r = rng.next_u64();
+                let i = bounds.partition_point(|&b| b < r);
+                i.min(bounds.len() - 1) as u64
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenOptions {
     pub legs: u64,
     pub accounts: u64,
+    /// How the interactions are shared among the `accounts`.
+    pub account_skew: AccountSkew,
     pub days: u64,
     pub seed: u64,
     pub files: u64,
@@ -137,6 +246,7 @@ fn create(path: &Path, gzip: bool) -> std::io::Result<Box<dyn Write + Send>> {
 /// The legs of the `index`th file, in order: `legs` of them, in interactions of 1-3 legs.
 pub fn file_legs(opts: &GenOptions, index: u64, legs: u64) -> impl Iterator<Item = GenLeg> + '_ {
     let mut rng = Rng::new(opts.seed ^ (index + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let accounts = AccountPicker::new(opts.account_skew, opts.accounts);
     let mut written = 0u64;
     let mut serial = 0u64;
     std::iter::from_fn(move || {
@@ -145,7 +255,14 @@ pub fn file_legs(opts: &GenOptions, index: u64, legs: u64) -> impl Iterator<Item
         }
         let n = (1 + rng.below(3)).min(legs - written);
         written += n;
-        Some(interaction(&mut rng, opts, index, &mut serial, n))
+        Some(interaction(
+            &mut rng,
+            opts,
+            &accounts,
+            index,
+            &mut serial,
+            n,
+        ))
     })
     .flatten()
 }
@@ -362,8 +479,15 @@ impl GenLeg {
 }
 
 /// The legs of one interaction.
-fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u64) -> Vec<GenLeg> {
-    let acct_idx = rng.below(o.accounts.max(1));
+fn interaction(
+    rng: &mut Rng,
+    o: &GenOptions,
+    accounts: &AccountPicker,
+    file: u64,
+    serial: &mut u64,
+    n: u64,
+) -> Vec<GenLeg> {
+    let acct_idx = accounts.pick(rng);
     let account = account_id(o.seed, acct_idx);
     let reseller = account_id(o.seed ^ 0xFFFF, acct_idx % 7);
     let day = rng.below(o.days.max(1)) as i64;
@@ -473,12 +597,35 @@ fn interaction(rng: &mut Rng, o: &GenOptions, file: u64, serial: &mut u64, n: u6
 mod tests {
     use super::*;
 
+    /// Zipf at S = 1 over 3 accounts: weights 1, 1/2, 1/3 add up to 11/6, so 6/11, 3/11, 2/11;
+    /// the picker's slices of the 64-bit draws end at those fractions of 2^64.
+    #[test]
+    fn zipf_shares_and_slices() {
+        let shares = AccountSkew::Zipf(1.0).shares(3);
+        for (got, want) in shares.iter().zip([6.0 / 11.0, 3.0 / 11.0, 2.0 / 11.0]) {
+            assert!((got - want).abs() < 1e-15, "{shares:?}");
+        }
+        assert_eq!(AccountSkew::Uniform.shares(4), vec![0.25; 4]);
+        let AccountPicker::Cumulative(bounds) = AccountPicker::new(AccountSkew::Zipf(1.0), 3)
+        else {
+            panic!("zipf draws from slices");
+        };
+        let two64 = 18_446_744_073_709_551_616.0_f64;
+        assert!((bounds[0] as f64 / two64 - 6.0 / 11.0).abs() < 1e-15);
+        assert!((bounds[1] as f64 / two64 - 9.0 / 11.0).abs() < 1e-15);
+        assert_eq!(bounds[2], u64::MAX);
+        assert_eq!("zipf:1.1".parse(), Ok(AccountSkew::Zipf(1.1)));
+        assert_eq!(" Uniform ".parse(), Ok(AccountSkew::Uniform));
+        assert_eq!(AccountSkew::Zipf(1.1).to_string(), "zipf:1.1");
+    }
+
     #[test]
     fn same_seed_same_bytes_and_valid_json() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let opts = GenOptions {
             legs: 120,
             accounts: 3,
+            account_skew: AccountSkew::Uniform,
             days: 2,
             seed: 7,
             files: 2,

@@ -47,6 +47,8 @@ use crate::write::{
     PartitionStats, Table, OUTPUTS,
 };
 
+pub mod extract;
+
 /// What a run reads, how it prices, and where and how it writes.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -206,14 +208,23 @@ impl Job {
     /// Errors (nothing committed): the output folder refused or busy, an unreadable input, a
     /// failed write, counts that do not balance.
     pub fn run(&self) -> anyhow::Result<RunOutcome> {
+        self.pool()?.install(|| self.execute())
+    }
+
+    /// A pool of the configured threads.
+    fn pool(&self) -> anyhow::Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             // A worker waiting on one file's parse tasks runs other files' reads on its own
             // stack; debug builds' large frames need more than the default 2 MiB for that.
             .stack_size(32 << 20)
             .build()
-            .context("starting the worker threads")?
-            .install(|| self.execute())
+            .context("starting the worker threads")
+    }
+
+    /// The input files found, in the order a run reads and reports them.
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
     }
 
     /// The stages, in order.
@@ -321,8 +332,14 @@ impl Job {
         let legs_parts = parts.len();
         parts.extend(calls);
         parts.extend(recon);
+        // summary.html's accounts table compares recorded and derived money on every account,
+        // deck or not: it reads reconciliation_daily before the rows of zeros are dropped.
+        let mut recon_daily_all = None;
         for (r, df) in &mut results {
             if self.decks.is_none() {
+                if r.name == reports::RECONCILIATION_DAILY {
+                    recon_daily_all = Some(df.clone());
+                }
                 *df = reports::without_deck(&r.name, df)?;
             }
             parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
@@ -455,7 +472,9 @@ impl Job {
                 .map(|(_, df)| df)
         };
         if let Some(daily) = report(DAILY_REPORT).filter(|_| has_summary) {
-            let recon_daily = report(reports::RECONCILIATION_DAILY);
+            let recon_daily = recon_daily_all
+                .as_ref()
+                .or_else(|| report(reports::RECONCILIATION_DAILY));
             let html = summary::render(&manifest, daily, recon_daily, &self.labels)
                 .context("rendering summary.html")?;
             let path = out.join(SUMMARY_HTML);

@@ -220,6 +220,7 @@ proptest! {
         let opts = rerate::gen::GenOptions {
             legs: names.len() as u64,
             accounts: 1,
+            account_skew: rerate::gen::AccountSkew::Uniform,
             days: 1,
             seed,
             files: 1,

@@ -503,6 +503,7 @@ mod generated {
         let opts = GenOptions {
             legs: 800,
             accounts: 4,
+            account_skew: rerate::gen::AccountSkew::Uniform,
             days: 2,
             seed: 16,
             files: 1,

@@ -1,8 +1,10 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
 mod decks;
+mod extract;
 mod first_hour;
 mod fuzz_corpus;
+mod generator;
 mod hostile;
 mod inputs;
 mod json_shapes;

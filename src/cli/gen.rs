@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::gen::{generate, GenOptions, Shape};
+use crate::gen::{generate, AccountSkew, GenOptions, Shape};
 
 #[derive(Debug, Args)]
 pub struct GenArgs {
@@ -17,6 +17,14 @@ pub struct GenArgs {
     /// Number of distinct accounts.
     #[arg(long, default_value_t = 50)]
     pub accounts: u64,
+    /// How the calls are shared among the accounts. `uniform`: every account equally likely.
+    /// `zipf:S` (0 < S <= 10): the k-th account gets a share proportional to 1/k^S, so most
+    /// accounts have a few calls and a few have most of them, as on an operator's platform;
+    /// e.g. `--accounts 2000 --account-skew zipf:1.1` gives the first account about 17% of the
+    /// calls and the last about 0.004% (8 legs in 200,000). Tail accounts of a small corpus
+    /// may get no call. Shares are per interaction (1-3 legs), drawn at random from the seed.
+    #[arg(long, default_value_t = AccountSkew::Uniform, value_name = "uniform|zipf:S")]
+    pub account_skew: AccountSkew,
     /// Number of days the calls spread over, from --start.
     #[arg(long, default_value_t = 7)]
     pub days: u64,
@@ -54,6 +62,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     let opts = GenOptions {
         legs: args.legs,
         accounts: args.accounts,
+        account_skew: args.account_skew,
         days: args.days,
         seed: args.seed,
         files: args.files,

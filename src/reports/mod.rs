@@ -61,13 +61,26 @@ impl Report {
     }
 }
 
-/// The first `--` comment line of a query.
+/// The first sentence of a query's leading `--` comment, which may run over several lines.
 fn describe(sql: &str) -> String {
-    sql.lines()
+    let mut words: Vec<&str> = Vec::new();
+    let comment = sql
+        .lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("--"))
-        .map(|d| d.trim().to_owned())
-        .unwrap_or_default()
+        .skip_while(|l| !l.starts_with("--"))
+        .map_while(|l| l.strip_prefix("--"));
+    for line in comment {
+        let line = line.trim();
+        words.push(line);
+        if line.ends_with('.') {
+            break;
+        }
+    }
+    let text = words.join(" ");
+    match text.find(". ") {
+        Some(end) => text[..=end].to_owned(),
+        None => text,
+    }
 }
 
 pub fn builtin() -> Vec<Report> {
@@ -404,5 +417,18 @@ mod tests {
             [Some(43), Some(5), Some(17), Some(30)]
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_description_is_the_first_sentence_of_the_leading_comment() {
+        let sql =
+            "-- Per account and day: money, their\n-- differences. More words\n-- here.\nSELECT 1";
+        assert_eq!(
+            describe(sql),
+            "Per account and day: money, their differences."
+        );
+        assert_eq!(describe("-- One line.\n-- Two.\nSELECT 1"), "One line.");
+        assert_eq!(describe("\n-- No full stop\nSELECT 1"), "No full stop");
+        assert_eq!(describe("SELECT 1"), "");
     }
 }

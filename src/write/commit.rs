@@ -34,7 +34,7 @@ const MANIFEST: &str = crate::schema::MANIFEST_FILE;
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Each (account, day) partition the run touches becomes the union of what it held and the
-    /// run's legs, one leg per call_id (see [`crate::merge`]); the others are kept.
+    /// run's legs, one leg per call_id (README, Deduplication); the others are kept.
     Merge,
     /// Replace the (account, day) partitions present in this run's input with its legs alone;
     /// keep the others. Loses the legs of those days that are not in this input.
