@@ -178,9 +178,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
 /// over a frame of these as over the whole table; `SELECT *` would need every column, and is
 /// not among the built-in reports, which this is for.
 pub fn columns_named<'a>(reports: &[Report], columns: &[&'a str]) -> Vec<&'a str> {
-    let mut named: std::collections::HashSet<String> = [crate::schema::ACCOUNT_ID, crate::schema::DATE]
-        .map(str::to_owned)
-        .into();
+    let mut named: std::collections::HashSet<String> =
+        [crate::schema::ACCOUNT_ID, crate::schema::DATE]
+            .map(str::to_owned)
+            .into();
     for r in reports {
         named.extend(
             r.sql
