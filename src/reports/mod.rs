@@ -173,6 +173,36 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
     Ok(out)
 }
 
+/// The columns of `columns` that `reports`' SQL names (compared without case), and `account_id`
+/// and `date`, in `columns`' order. A report that reads only named columns gives the same rows
+/// over a frame of these as over the whole table; `SELECT *` would need every column, and is
+/// not among the built-in reports, which this is for.
+pub fn columns_named<'a>(reports: &[Report], columns: &[&'a str]) -> Vec<&'a str> {
+    let mut named: std::collections::HashSet<String> =
+        [crate::schema::ACCOUNT_ID, crate::schema::DATE]
+            .map(str::to_owned)
+            .into();
+    for r in reports {
+        named.extend(
+            r.sql
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    let mut out: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| named.contains(&c.to_ascii_lowercase()))
+        .collect();
+    for key in [crate::schema::ACCOUNT_ID, crate::schema::DATE] {
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
 /// A SQL context holding the given tables.
 pub fn context(tables: &[(&str, LazyFrame)]) -> SQLContext {
     let ctx = SQLContext::new();
