@@ -45,8 +45,9 @@ SELECT
     l.billing_seconds,
     l.billed_seconds,
     -- Times the reciprocal: polars divides a column by a constant that way, but divides exactly
-    -- when there is a single row, so "/ 60" would depend on how many rows the query sees.
-    CAST(l.billing_seconds AS DOUBLE) * (1.0 / 60) AS minutes_of_use,
+    -- when there is a single row, so "/ 60" would depend on how many rows the query sees. The
+    -- reciprocal is a DOUBLE: Spark reads "1.0" as DECIMAL(2,1) and "1.0 / 60" as 0.016667.
+    CAST(l.billing_seconds AS DOUBLE) * (CAST(1 AS DOUBLE) / 60) AS minutes_of_use,
     l.rated_cost_units,
     l.cost_units,
     l.unpriced_legs,

@@ -15,7 +15,7 @@ g AS (
         destination,
         COUNT(*) AS legs,
         -- Times the reciprocal, not "/ 60": see daily.sql.
-        CAST(SUM(billing_seconds) AS DOUBLE) * (1.0 / 60) AS minutes,
+        CAST(SUM(billing_seconds) AS DOUBLE) * (CAST(1 AS DOUBLE) / 60) AS minutes,
         SUM(cost_units) AS cost_units
     FROM d
     GROUP BY account_id, date, destination

@@ -47,6 +47,8 @@ use crate::write::{
     PartitionStats, Table, OUTPUTS,
 };
 
+pub mod extract;
+
 /// What a run reads, how it prices, and where and how it writes.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -206,14 +208,23 @@ impl Job {
     /// Errors (nothing committed): the output folder refused or busy, an unreadable input, a
     /// failed write, counts that do not balance.
     pub fn run(&self) -> anyhow::Result<RunOutcome> {
+        self.pool()?.install(|| self.execute())
+    }
+
+    /// A pool of the configured threads.
+    fn pool(&self) -> anyhow::Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             // A worker waiting on one file's parse tasks runs other files' reads on its own
             // stack; debug builds' large frames need more than the default 2 MiB for that.
             .stack_size(32 << 20)
             .build()
-            .context("starting the worker threads")?
-            .install(|| self.execute())
+            .context("starting the worker threads")
+    }
+
+    /// The input files found, in the order a run reads and reports them.
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
     }
 
     /// The stages, in order.
@@ -262,6 +273,13 @@ impl Job {
             decks: self.decks.as_ref(),
             rounding: cfg.rounding,
         };
+        let builtin: Vec<Report> = self
+            .reports
+            .iter()
+            .filter(|r| r.per_account_day)
+            .cloned()
+            .collect();
+        let report_columns = reports::columns_named(&builtin, &tables.legs.columns);
         let grouped = pipeline::group(
             parsed,
             &spill,
@@ -271,6 +289,7 @@ impl Job {
                 dir: out,
                 table: &tables.legs,
                 output: &legs_output,
+                report_columns: &report_columns,
             },
             &mut clock.stages,
             cfg.quiet,
@@ -313,8 +332,14 @@ impl Job {
         let legs_parts = parts.len();
         parts.extend(calls);
         parts.extend(recon);
+        // summary.html's accounts table compares recorded and derived money on every account,
+        // deck or not: it reads reconciliation_daily before the rows of zeros are dropped.
+        let mut recon_daily_all = None;
         for (r, df) in &mut results {
             if self.decks.is_none() {
+                if r.name == reports::RECONCILIATION_DAILY {
+                    recon_daily_all = Some(df.clone());
+                }
                 *df = reports::without_deck(&r.name, df)?;
             }
             parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
@@ -447,7 +472,9 @@ impl Job {
                 .map(|(_, df)| df)
         };
         if let Some(daily) = report(DAILY_REPORT).filter(|_| has_summary) {
-            let recon_daily = report(reports::RECONCILIATION_DAILY);
+            let recon_daily = recon_daily_all
+                .as_ref()
+                .or_else(|| report(reports::RECONCILIATION_DAILY));
             let html = summary::render(&manifest, daily, recon_daily, &self.labels)
                 .context("rendering summary.html")?;
             let path = out.join(SUMMARY_HTML);
@@ -546,8 +573,10 @@ impl Job {
         grouped: &Grouped,
         out: &Path,
     ) -> anyhow::Result<(Vec<(&'r Report, DataFrame)>, TableShapes)> {
-        let tables = [
-            (LEGS_TABLE, grouped.legs_scan(out, LEGS_TABLE)?),
+        // The built-in reports read the columns they name, kept in memory as the legs were
+        // written; a user's report may read any column, from the written files.
+        let mut tables = [
+            (LEGS_TABLE, grouped.report_legs()?),
             (INTERACTIONS_TABLE, grouped.calls.scan()?),
             (RECONCILIATION_TABLE, grouped.recon.scan()?),
         ];
@@ -558,13 +587,21 @@ impl Job {
             (self.cfg.memory / 1024) as u64,
         );
         let mut results = Vec::with_capacity(self.reports.len());
-        for r in &self.reports {
+        for r in self.reports.iter().filter(|r| r.per_account_day) {
             results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
         }
-        // The tables' columns, for a table written empty.
+        tables[0].1 = grouped.legs_scan(out, LEGS_TABLE)?;
+        for r in self.reports.iter().filter(|r| !r.per_account_day) {
+            results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
+        }
+        // The tables' columns, for a table written empty (the legs only when there is none).
         let mut shapes = Vec::with_capacity(tables.len());
         for (name, lf) in tables {
-            let schema = lf.clone().collect_schema()?;
+            let schema = match (name, grouped.legs_shape()) {
+                (LEGS_TABLE, Some(empty)) => empty.schema().clone(),
+                (LEGS_TABLE, None) => continue,
+                _ => lf.clone().collect_schema()?,
+            };
             shapes.push((name.to_owned(), DataFrame::empty_with_schema(&schema)));
         }
         Ok((results, shapes))

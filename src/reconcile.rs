@@ -32,7 +32,7 @@ use crate::schema::{
     DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
     DERIVED_RESELLER_COST_UNITS, LEG_RATE, RATE, RATE_NAME, RECORDED_COST_UNITS,
     RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
-    START_TIME,
+    SOURCE_OFFSET, START_TIME,
 };
 
 /// The customer's classes, in the order they are tried.
@@ -295,6 +295,8 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             SOURCE_FORMAT,
             SOURCE_FILE,
             SOURCE_LINE,
+            // Not a column of the table: it names the leg, with source_file (rerate extract).
+            SOURCE_OFFSET,
         ])?
         .take(&idx)?;
     out.rename(RATE, LEG_RATE.into())?;
@@ -321,7 +323,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     for (a, d) in accts.iter().zip(deltas.iter()) {
         let e = summary
             .per_account
-            .entry(a.unwrap_or_default().to_owned())
+            .entry(a.unwrap_or(crate::schema::UNASSIGNED_ACCOUNT).to_owned())
             .or_default();
         e.0 += 1;
         e.1 += d.unwrap_or(0);

@@ -47,6 +47,22 @@ pub fn format_date(days: i32) -> String {
         .unwrap_or_else(|| format!("invalid-day-{days}"))
 }
 
+/// Days since 1970-01-01 as a month number, `year * 12 + month - 1` (1970-01 is 23,640); `None`
+/// outside chrono's range.
+pub fn month_of(days: i32) -> Option<i32> {
+    chrono::NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
+        .map(|d| d.year() * 12 + d.month0() as i32)
+}
+
+/// A month number of [`month_of`] as `YYYY-MM`.
+pub fn format_month(month: i32) -> String {
+    format!(
+        "{:04}-{:02}",
+        month.div_euclid(12),
+        month.rem_euclid(12) + 1
+    )
+}
+
 /// `YYYY-MM-DD` as days since 1970-01-01 (the inverse of [`format_date`]); `None` if it is not a
 /// date.
 pub fn parse_date(s: &str) -> Option<i32> {

@@ -287,7 +287,30 @@ fn issue_20_unpriced_legs_are_counted_never_priced_as_zero() -> TestResult {
     let o = rerate(&["run", "fixtures", "--out", s(&dir.path().join("o"))]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("12 legs unpriced"), "{err}");
+    // README quotes this line (`rerate run`, the terminal summary).
+    assert!(
+        err.contains("minutes: 45.9 of use (billing seconds of all 40 legs), 35.8 billed on the 28 priced legs (after increments, minimums and no-charge time; their use: 27.5); the 12 unpriced legs (18.4 of use) are not billed"),
+        "{err}"
+    );
     assert!(!err.contains("reconciliation: 0 legs"), "{err}");
+    // With a deck, the worst accounts name the one without an account id as its partition does.
+    let o = rerate(&[
+        "run",
+        "fixtures",
+        "--rates",
+        "fixtures/reconcile/ratedeck.csv",
+        "--out",
+        s(&dir.path().join("deck")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("_unassigned (1 row, ") && !err.contains(",  ("),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 leg unpriced (no deck rate; cost empty, not 0;"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -338,5 +361,211 @@ fn issue_20_every_flag_in_help_is_in_the_readme() -> TestResult {
         missing.is_empty(),
         "flags in --help but not in README.md: {missing:?}"
     );
+    Ok(())
+}
+
+/// A per_minute JSON leg that ENDS at `greg` (Gregorian seconds), `secs` long, at `rate` units
+/// a minute with `increment` and no minimum.
+fn dated_cdr(call_id: &str, account: &str, greg: i64, secs: i64, rate: i64, inc: i64) -> String {
+    format!(
+        r#"{{"call_id":"{call_id}","billing_seconds":{secs},"duration_seconds":{secs},"timestamp":{greg},"custom_channel_vars":{{"account_id":"{account}","account_billing":"per_minute","rate":"{rate}","rate_increment":"{inc}","rate_minimum":"0"}}}}"#
+    )
+}
+
+/// The cells of summary.html's table rows whose `<tr class="...">` starts with `class`.
+fn html_rows(html: &str, class: &str) -> Vec<Vec<String>> {
+    let cell = regex::Regex::new(r"<td[^>]*>(.*?)</td>").expect("regex");
+    html.split("<tr class=\"")
+        .skip(1)
+        .filter(|r| r.starts_with(class))
+        .map(|r| {
+            let row = r.split("</tr>").next().unwrap_or_default();
+            cell.captures_iter(row).map(|c| c[1].to_owned()).collect()
+        })
+        .collect()
+}
+
+// Noon UTC of some days, in Gregorian seconds.
+const JAN_01: i64 = 63_934_488_000;
+const JAN_15: i64 = 63_935_697_600;
+const MAR_31: i64 = 63_942_177_600;
+const APR_02: i64 = 63_942_350_400;
+const APR_03: i64 = 63_942_436_800;
+const JUN_01: i64 = 63_947_534_400;
+const DAY: i64 = 86_400;
+
+#[test]
+fn issue_20_summary_lists_every_day_up_to_92_days_then_every_month() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let run = |name: &str, legs: &[String]| -> Result<String, Box<dyn std::error::Error>> {
+        let input = dir.path().join(format!("{name}.ndjson"));
+        std::fs::write(&input, legs.join("\n"))?;
+        let out = dir.path().join(name);
+        run_ok(&[s(&input), "--out", s(&out), "-q"]);
+        Ok(std::fs::read_to_string(out.join("summary.html"))?)
+    };
+    // 2026-01-15 to 2026-06-01: 138 days, so by month. Rate 600 a minute, increment 60: 60 s
+    // and 30 s are billed a minute each (0.0600 each), 120 s two (0.1200), 90 s two (0.1200).
+    let html = run(
+        "months",
+        &[
+            dated_cdr("jan-a", "acc1", JAN_15, 60, 600, 60),
+            dated_cdr("jan-b", "acc2", JAN_15 + 3600, 30, 600, 60),
+            dated_cdr("mar", "acc1", MAR_31, 120, 600, 60),
+            dated_cdr("jun", "acc1", JUN_01, 90, 600, 60),
+        ],
+    )?;
+    assert!(html.contains("(138 days, report days in UTC)"), "period");
+    assert!(html.contains("<h2>Monthly totals</h2>"));
+    assert!(html.contains(
+        "By month: the period spans 138 days, more than the 92 whose every day this page lists, so the chart and the table show each of its 6 months"
+    ));
+    let want = [
+        // month, legs, answered, minutes of use, customer cost, unpriced
+        ["2026-01", "2", "2", "1.5", "0.1200", "0"],
+        ["2026-02", "0", "0", "0.0", "0.0000", "0"],
+        ["2026-03", "1", "1", "2.0", "0.1200", "0"],
+        ["2026-04", "0", "0", "0.0", "0.0000", "0"],
+        ["2026-05", "0", "0", "0.0", "0.0000", "0"],
+        ["2026-06", "1", "1", "1.5", "0.1200", "0"],
+    ];
+    assert_eq!(
+        html_rows(&html, "month"),
+        want.map(|r| r.map(str::to_owned))
+    );
+    assert!(html_rows(&html, "day").is_empty());
+    assert_eq!(html.matches("<rect class=\"month\"").count(), 6);
+    assert!(html.contains("<tr class=\"month muted\"><td class=\"l\">2026-02</td>"));
+
+    // 2026-01-01 to 2026-04-02 is 92 days: every day, the empty ones too.
+    let html = run(
+        "days92",
+        &[
+            dated_cdr("first", "acc1", JAN_01, 60, 600, 60),
+            dated_cdr("last", "acc1", APR_02, 60, 600, 60),
+        ],
+    )?;
+    let rows = html_rows(&html, "day");
+    assert_eq!(rows.len(), 92);
+    assert_eq!(rows[0][..2], ["2026-01-01", "1"]);
+    assert_eq!(rows[1][..2], ["2026-01-02", "0"]);
+    assert_eq!(rows[91][..2], ["2026-04-02", "1"]);
+    assert_eq!(html.matches("<rect class=\"day\"").count(), 92);
+    assert!(html.contains("<h2>Daily totals</h2>") && !html.contains("id=\"by-month\""));
+    // One day more, 93: by month, January to April.
+    let html = run(
+        "days93",
+        &[
+            dated_cdr("first", "acc1", JAN_01, 60, 600, 60),
+            dated_cdr("last", "acc1", APR_03, 60, 600, 60),
+        ],
+    )?;
+    let months: Vec<String> = html_rows(&html, "month")
+        .into_iter()
+        .map(|r| r[0].clone() + " " + &r[1])
+        .collect();
+    assert_eq!(months, ["2026-01 1", "2026-02 0", "2026-03 0", "2026-04 1"]);
+    Ok(())
+}
+
+#[test]
+fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // acc1, no deck, --rounding exact. Day 1: 60 s and 30 s at 600 a minute, increment 60:
+    // recorded (KAZOO's arithmetic) 600 + 600, derived 600 + 600. Day 2: 300 s at 22 a minute,
+    // increment 1 (the billing rules' example): KAZOO's doubles give 109, exact 110, so a
+    // delta of +1 unit, a `rounding` row, and reconciliation_daily holds day 2 only.
+    let json = [
+        dated_cdr("a", "acc1", JAN_15, 60, 600, 60),
+        dated_cdr("b", "acc1", JAN_15 + 60, 30, 600, 60),
+        dated_cdr("c", "acc1", JAN_15 + DAY, 300, 22, 1),
+    ];
+    std::fs::write(d.join("legs.ndjson"), json.join("\n"))?;
+    // acc2: a crossbar CSV export's leg, with KAZOO's recorded cost 2262 and no increment or
+    // minimum: unpriced without a deck, nothing derived.
+    let acc2 = d.join("account_id=acc2");
+    std::fs::create_dir_all(&acc2)?;
+    std::fs::write(
+        acc2.join("cdrs.csv"),
+        "call_type,rate,rate_name,cost,id,call_id,caller_id_number,callee_id_number,duration_seconds,billing_seconds,timestamp,direction\n\
+         per_minute,0.2262,UK,2262,x-1,x-1,+14155550100,+441612345678,66,61,63935697600,outbound\n",
+    )?;
+    let out = d.join("out");
+    run_ok(&[s(d), "--out", s(&out), "--rounding", "exact", "-q"]);
+    // reconciliation_daily as written: only acc1's day 2 (the day with a reported row).
+    let recon = read_dataset(&out.join("reconciliation_daily"));
+    assert_eq!(recon.len(), 1);
+    assert_eq!(
+        (recon[0].0.as_str(), recon[0].1.as_str()),
+        ("acc1", "2026-01-16")
+    );
+
+    let html = std::fs::read_to_string(out.join("summary.html"))?;
+    // account, legs, minutes of use, customer cost, unpriced, recorded, derived, delta.
+    let want = [
+        // 90 + 300 s = 6.5 minutes; cost 600 + 600 + 110 exact.
+        [
+            "acc1", "3", "6.5", "0.1310", "0", "0.1309", "0.1310", "0.0001",
+        ],
+        // 61 s = 1.0 minute; unpriced, so nothing compared.
+        ["acc2", "1", "1.0", "0.0000", "1", "—", "—", "—"],
+    ];
+    assert_eq!(
+        html_rows(&html, "account"),
+        want.map(|r| r.map(str::to_owned))
+    );
+    assert!(html.contains(
+        "are over the 3 legs whose customer money is both recorded and derived, not the other 1 (unpriced, or with no recorded money), on which KAZOO recorded 0.2262"
+    ));
+    // The totals row: recorded 0.1309, derived 0.1310, delta 0.0001.
+    let foot = html.split("<tfoot>").last().ok_or("tfoot")?;
+    assert!(
+        foot.contains("<td>0.1309</td><td>0.1310</td><td>0.0001</td>"),
+        "{foot}"
+    );
+
+    // Billed minutes: the priced legs' (60 + 60 + 300 s = 7.0), beside their use (6.5) and the
+    // unpriced leg's (61 s, 1.0), on the terminal and the page.
+    let run_terminal = || {
+        let o = rerate(&[
+            "run",
+            s(d),
+            "--out",
+            s(&d.join("out2")),
+            "--rounding",
+            "exact",
+        ]);
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run_terminal();
+    assert!(
+        err.contains("minutes: 7.5 of use (billing seconds of all 4 legs), 7.0 billed on the 3 priced legs (after increments, minimums and no-charge time; their use: 6.5); the 1 unpriced leg (1.0 of use) is not billed"),
+        "{err}"
+    );
+    assert!(html.contains("Billed minutes<b>7.0</b>"));
+
+    // The same input again, merged: no leg is new, the partitions rewritten hold the 4 kept
+    // from the dataset, and every figure is still over those 4 (it said "all 0 legs").
+    let err = run_terminal();
+    assert!(err.contains("0 legs written (4 interactions) to 3 partitions, merged with 4 legs they held (4 legs there now); none rejected; 4 duplicates dropped\n"), "{err}");
+    assert!(
+        err.contains(
+            "minutes: 7.5 of use (billing seconds of all 4 legs), 7.0 billed on the 3 priced legs"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("customer cost 0.1310 over 3 priced legs; 1 leg unpriced"),
+        "{err}"
+    );
+    let html = std::fs::read_to_string(d.join("out2/summary.html"))?;
+    assert!(
+        html.contains(
+            "Legs<b>4</b><small>0 from this run, 4 kept from the dataset; 4 interactions</small>"
+        ),
+        "legs card"
+    );
+    assert!(html.contains("4 read, 0 written, 0 rejected, 4 duplicates dropped; merged with the dataset&#x27;s 4 legs in the partitions written"), "records");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
 mod decks;
+mod extract;
 mod first_hour;
 mod fuzz_corpus;
 mod generator;

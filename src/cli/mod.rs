@@ -1,5 +1,6 @@
 //! The command line: raw clap arguments, one file per subcommand.
 
+pub mod extract;
 pub mod gen;
 pub mod query;
 pub mod run;
@@ -19,7 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read CDR exports, rate every leg, and write the legs dataset, rejects and manifest.
+    /// Read CDR exports, rate every leg, and write the datasets (legs, interactions,
+    /// reconciliation, reports), summary.html, rejects and manifest.
     Run(Box<run::RunArgs>),
     /// Run SQL over a finished run's dataset (legs, interactions, daily, ... as tables).
     Query(query::QueryArgs),
@@ -27,6 +29,9 @@ pub enum Command {
     Reports,
     /// Write a deterministic corpus of realistic KAZOO CDRs (for benchmarks and scale tests).
     Gen(gen::GenArgs),
+    /// Read input files, price every leg, and write the legs as Arrow IPC without
+    /// deduplicating or grouping them (the per-record half of a run, for spark/rerate_spark.py).
+    Extract(Box<extract::ExtractArgs>),
 }
 
 /// Parses the arguments and runs the subcommand.
@@ -37,6 +42,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen::run(args),
         Command::Query(args) => query::run(args),
         Command::Reports => query::list(),
+        Command::Extract(args) => extract::run(*args),
     }
 }
 

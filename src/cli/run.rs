@@ -181,41 +181,8 @@ pub struct RunArgs {
 
 /// Runs the job the flags describe and prints what it did; exit status 0 when it committed.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let tz = ReportTz::parse(&args.tz).map_err(anyhow::Error::msg)?;
     let quiet = args.quiet;
-    let job = Job::prepare(RunConfig {
-        inputs: args.inputs,
-        out: args.out,
-        mode: args.mode,
-        output: Output {
-            format: args.format,
-            csv_raw: args.csv_raw,
-        },
-        tz,
-        rounding: args.rounding,
-        threads: args.threads,
-        chunk_size: args.chunk_size,
-        max_record_size: args.max_record_size,
-        memory: args.memory,
-        rates: args.rates,
-        ratedeck_map: args.ratedeck_map,
-        hotornot: Hotornot {
-            sort: args.rate_sort,
-            filters: args
-                .hotornot_filter_list
-                .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
-            default_minimum: args.default_rate_minimum,
-            default_increment: args.default_rate_increment,
-            default_nocharge: args.default_rate_nocharge_time,
-            rate_version: args.rate_version,
-        },
-        e164_converters: args.e164_converters,
-        queries: args.queries,
-        strict: args.strict,
-        quiet,
-        currency: args.currency,
-        account_names: args.account_names,
-    })?;
+    let job = Job::prepare(config(args)?)?;
     print_deck_issues(&job);
     if !quiet {
         // Each reason once, with up to three paths: a folder of notes is one line, not fifty.
@@ -271,6 +238,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The job the flags describe (`rerate run`'s, and `rerate extract`'s, which takes the same).
+/// Errors: an unknown `--tz` zone.
+pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
+    let tz = ReportTz::parse(&args.tz).map_err(anyhow::Error::msg)?;
+    Ok(RunConfig {
+        inputs: args.inputs,
+        out: args.out,
+        mode: args.mode,
+        output: Output {
+            format: args.format,
+            csv_raw: args.csv_raw,
+        },
+        tz,
+        rounding: args.rounding,
+        threads: args.threads,
+        chunk_size: args.chunk_size,
+        max_record_size: args.max_record_size,
+        memory: args.memory,
+        rates: args.rates,
+        ratedeck_map: args.ratedeck_map,
+        hotornot: Hotornot {
+            sort: args.rate_sort,
+            filters: args
+                .hotornot_filter_list
+                .unwrap_or_else(|| crate::rate::deck::DEFAULT_FILTERS.to_vec()),
+            default_minimum: args.default_rate_minimum,
+            default_increment: args.default_rate_increment,
+            default_nocharge: args.default_rate_nocharge_time,
+            rate_version: args.rate_version,
+        },
+        e164_converters: args.e164_converters,
+        queries: args.queries,
+        strict: args.strict,
+        quiet: args.quiet,
+        currency: args.currency,
+        account_names: args.account_names,
+    })
+}
+
 /// The rate deck's unusable rows, the first 20 of them.
 fn print_deck_issues(job: &Job) {
     let issues = job.deck_issues();
@@ -297,7 +303,7 @@ fn print_deck_issues(job: &Job) {
 /// The terminal summary, a few lines as cargo and DuckDB print them: separators, plurals,
 /// minutes, money in currency with the unpriced legs counted beside it.
 fn summary(m: &Manifest, rejects_path: &str) -> String {
-    use crate::words::{bytes, count, minutes, money};
+    use crate::words::{bytes, count, money};
     let c = &m.counts;
     let t = &m.totals;
     let input_bytes = m.inputs.iter().map(|f| f.input.bytes).sum::<u64>();
@@ -332,18 +338,20 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     }
     if c.dedup.duplicates_dropped > 0 {
         s += &format!(
-            "; {} dropped ({})",
-            count(c.dedup.duplicates_dropped, "duplicate", "duplicates"),
-            count(c.conflicts, "conflicting call_id", "conflicting call_ids"),
+            "; {} dropped",
+            count(c.dedup.duplicates_dropped, "duplicate", "duplicates")
         );
+        if c.conflicts > 0 {
+            s += &format!(
+                " ({})",
+                count(c.conflicts, "conflicting call_id", "conflicting call_ids")
+            );
+        }
     }
-    s += &format!(
-        "\n  minutes: {} of use, {} billed (after increments and minimums)",
-        minutes(t.billing_seconds),
-        minutes(t.billed_seconds),
-    );
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
-    let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    // The totals are over the partitions written, which a merge fills with the dataset's legs.
+    let priced = c.legs_in_written_partitions.saturating_sub(t.unpriced_legs);
+    s += &format!("\n  minutes: {}", crate::write::summary::minutes_words(m));
     s += &format!(
         "\n  customer cost {} over {}",
         money(t.cost_units),
@@ -351,7 +359,7 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     );
     if t.unpriced_legs > 0 {
         s += &format!(
-            "; {} ({}; their cost is empty, not 0, and daily counts them in unpriced_legs)",
+            "; {} ({}; cost empty, not 0; counted in daily's unpriced_legs)",
             count(t.unpriced_legs, "leg unpriced", "legs unpriced"),
             if deck {
                 "no deck rate"

@@ -190,6 +190,9 @@ pub struct Totals {
     pub reseller_cost_units: i64,
     /// Legs with no price (null `cost_units`), which `cost_units` does not include.
     pub unpriced_legs: u64,
+    /// Their `billing_seconds`, part of `billing_seconds`; `billed_seconds` covers the priced
+    /// legs only (an unpriced leg's is null).
+    pub unpriced_billing_seconds: i64,
 }
 
 impl Totals {
@@ -201,6 +204,7 @@ impl Totals {
             cost_units: t.cost_units + p.cost_units,
             reseller_cost_units: t.reseller_cost_units + p.reseller_cost_units,
             unpriced_legs: t.unpriced_legs + p.unpriced_legs,
+            unpriced_billing_seconds: t.unpriced_billing_seconds + p.unpriced_billing_seconds,
         })
     }
 }

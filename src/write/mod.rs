@@ -101,6 +101,10 @@ pub struct PartitionStats {
     /// tables.
     #[serde(default)]
     pub unpriced_legs: u64,
+    /// The unpriced legs' `billing_seconds` (seconds of use that no billed seconds or cost
+    /// cover); 0 for the other tables.
+    #[serde(default)]
+    pub unpriced_billing_seconds: i64,
 }
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
@@ -305,6 +309,11 @@ fn write_partition(
         } else {
             0
         },
+        unpriced_billing_seconds: if table.name == LEGS_TABLE {
+            unpriced_billing_seconds(&part)
+        } else {
+            0
+        },
     };
     write_files(&mut file_df, &dir, "part-0", output)?;
     Ok(stats)
@@ -329,6 +338,21 @@ pub fn write_files(
         )?;
     }
     Ok(())
+}
+
+/// The `billing_seconds` of the legs whose `cost_units` is null.
+fn unpriced_billing_seconds(df: &DataFrame) -> i64 {
+    let (Ok(cost), Ok(secs)) = (df.column(COST_UNITS), df.column(BILLING_SECONDS)) else {
+        return 0;
+    };
+    let (Ok(cost), Ok(secs)) = (cost.i64(), secs.i64()) else {
+        return 0;
+    };
+    cost.iter()
+        .zip(secs.iter())
+        .filter(|(c, _)| c.is_none())
+        .filter_map(|(_, s)| s)
+        .sum()
 }
 
 fn sum_i64(df: &DataFrame, col: &str) -> i64 {

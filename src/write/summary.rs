@@ -11,8 +11,8 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::time::format_date;
-use crate::words::{bytes, count, minutes, money, thousands};
+use crate::time::{format_date, format_month, month_of};
+use crate::words::{bytes, count, minutes, money, plural, thousands};
 use crate::write::manifest::Manifest;
 
 const TEMPLATE: &str = include_str!("templates/summary.html");
@@ -56,6 +56,37 @@ pub fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>
     Ok(names)
 }
 
+/// What the minutes of use and the billed minutes each sum, in words: `45.9 of use (...), 35.8
+/// billed (...)`. Minutes of use are every leg's `billing_seconds` / 60; billed minutes are the
+/// priced legs' `billed_seconds` / 60 (after KAZOO's increments, minimums and no-charge time),
+/// so with unpriced legs the two cover different legs, and the priced legs' use is given beside.
+pub fn minutes_words(m: &Manifest) -> String {
+    let t = &m.totals;
+    // The totals are over the partitions written: this run's legs and those a merge kept.
+    let legs = m.counts.legs_in_written_partitions;
+    let priced = legs.saturating_sub(t.unpriced_legs);
+    let after = "after increments, minimums and no-charge time";
+    if t.unpriced_legs == 0 {
+        return format!(
+            "{} of use (billing seconds of {}), {} billed ({after})",
+            minutes(t.billing_seconds),
+            count(legs, "leg", "legs"),
+            minutes(t.billed_seconds),
+        );
+    }
+    format!(
+        "{} of use (billing seconds of all {}), {} billed on the {} ({after}; their use: {}); the {} ({} of use) {} not billed",
+        minutes(t.billing_seconds),
+        count(legs, "leg", "legs"),
+        minutes(t.billed_seconds),
+        count(priced, "priced leg", "priced legs"),
+        minutes(t.billing_seconds - t.unpriced_billing_seconds),
+        count(t.unpriced_legs, "unpriced leg", "unpriced legs"),
+        minutes(t.unpriced_billing_seconds),
+        plural(t.unpriced_legs, "is", "are"),
+    )
+}
+
 /// One account-day of the daily report.
 struct Day {
     account: String,
@@ -65,6 +96,99 @@ struct Day {
     billing_seconds: i64,
     cost_units: Option<i64>,
     unpriced: i64,
+}
+
+/// The longest period, in days, whose every day the page lists; a longer one is shown by month
+/// (a quarter of daily rows prints on two A4 pages; 13 years of days would take a hundred).
+pub const DAILY_MAX_DAYS: i64 = 92;
+
+/// The totals of one day or one month of the period.
+#[derive(Default)]
+struct Bucket {
+    /// `YYYY-MM-DD`, or `YYYY-MM` by month.
+    label: String,
+    /// The chart's axis label: `MM-DD`, or `YYYY-MM`.
+    tick: String,
+    legs: i64,
+    answered: i64,
+    billing_seconds: i64,
+    cost_units: i64,
+    unpriced: i64,
+}
+
+impl Bucket {
+    fn add(&mut self, d: &Day) {
+        self.legs += d.legs;
+        self.answered += d.answered;
+        self.billing_seconds += d.billing_seconds;
+        self.cost_units += d.cost_units.unwrap_or(0);
+        self.unpriced += d.unpriced;
+    }
+}
+
+/// The period of the daily report: first and last report day, and its totals for every day of
+/// it (days without legs included) or, beyond [`DAILY_MAX_DAYS`], for every month of it.
+struct Period {
+    first: Option<i32>,
+    last: Option<i32>,
+    /// Days from first to last, both included.
+    days: i64,
+    by_month: bool,
+    buckets: Vec<Bucket>,
+    /// Legs with no report day (`date=__HIVE_DEFAULT_PARTITION__`: no time at all).
+    undated: Bucket,
+}
+
+impl Period {
+    fn of(days: &[Day]) -> Period {
+        let dated = days.iter().filter_map(|d| d.date);
+        let (first, last) = (dated.clone().min(), dated.max());
+        let span = match (first, last) {
+            (Some(f), Some(l)) => i64::from(l) - i64::from(f) + 1,
+            _ => 0,
+        };
+        let by_month = span > DAILY_MAX_DAYS;
+        // Each bucket's key: the day, or its month number.
+        let key = |day: i32| if by_month { month_of(day) } else { Some(day) };
+        let mut buckets: BTreeMap<i32, Bucket> = BTreeMap::new();
+        if let (Some(f), Some(l)) = (first.and_then(key), last.and_then(key)) {
+            for k in f..=l {
+                let (label, tick) = if by_month {
+                    (format_month(k), format_month(k))
+                } else {
+                    let date = format_date(k);
+                    let tick = date.get(5..).unwrap_or(&date).to_owned();
+                    (date, tick)
+                };
+                buckets.insert(
+                    k,
+                    Bucket {
+                        label,
+                        tick,
+                        ..Bucket::default()
+                    },
+                );
+            }
+        }
+        let mut undated = Bucket {
+            label: "no time".to_owned(),
+            ..Bucket::default()
+        };
+        for d in days {
+            match d.date.and_then(key).and_then(|k| buckets.get_mut(&k)) {
+                Some(b) => b.add(d),
+                None => undated.add(d),
+            }
+        }
+        Period {
+            first,
+            last,
+            days: span,
+            by_month,
+            buckets: buckets.into_values().collect(),
+            undated,
+        }
+    }
 }
 
 fn i64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
@@ -157,6 +281,19 @@ struct DayRow {
     unpriced: String,
 }
 
+impl DayRow {
+    fn of(b: &Bucket) -> DayRow {
+        DayRow {
+            date: b.label.clone(),
+            legs: thousands(b.legs),
+            answered: thousands(b.answered),
+            minutes: minutes(b.billing_seconds),
+            cost: money(b.cost_units),
+            unpriced: thousands(b.unpriced),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ClassRow {
     class: String,
@@ -208,12 +345,21 @@ pub fn render(
         a.cost_units += d.cost_units.unwrap_or(0);
         a.unpriced += d.unpriced;
     }
+    // Over the legs whose customer money is both recorded and derived (`derived_legs`); an
+    // account with none shows "—".
+    let mut compared_legs = 0i64;
     if let Some(r) = recon_daily {
         let acct = r.column("account_id")?.str()?.clone();
+        let n = i64_col(r, "derived_legs")?;
         let rec = i64_col(r, "recorded_cost_units")?;
         let der = i64_col(r, "derived_cost_units")?;
         let del = i64_col(r, "delta_units")?;
         for i in 0..r.height() {
+            let legs = n[i].unwrap_or(0);
+            if legs == 0 {
+                continue;
+            }
+            compared_legs += legs;
             let a = accounts
                 .entry(acct.get(i).unwrap_or("_unassigned").to_owned())
                 .or_default();
@@ -223,6 +369,12 @@ pub fn render(
             a.delta = add(a.delta, del[i]);
         }
     }
+    // What KAZOO recorded on the legs not compared (the unpriced ones): `daily` sums every
+    // recorded leg.
+    let recorded_all: i64 = i64_col(daily, "recorded_cost_units")?
+        .into_iter()
+        .flatten()
+        .sum();
     let mut ranked: Vec<(String, Account)> = accounts.into_iter().collect();
     ranked.sort_by(|(ia, a), (ib, b)| (b.cost_units, b.legs, ia).cmp(&(a.cost_units, a.legs, ib)));
     let opt_money = |v: Option<i64>| v.map_or_else(|| "—".to_owned(), money);
@@ -260,6 +412,35 @@ pub fn render(
         derived: opt_money(sum(&|a| a.derived)),
         delta: opt_money(sum(&|a| a.delta)),
     };
+    let all_legs = sum(&|a| Some(a.legs)).unwrap_or(0);
+    let money_note = match recon_daily {
+        None => "Recorded, Derived and Delta are not shown (—): the reconciliation_daily report did not run.".to_owned(),
+        Some(_) => {
+            let how = if deck {
+                "the rate deck's price where it has the leg's rate, else the leg's own rate"
+            } else {
+                "without a deck, a JSON leg's own rate; a crossbar CSV or listing leg carries no increment or minimum, so it has none"
+            };
+            let mut t = format!(
+                "Recorded is what KAZOO charged, Derived what rerate prices ({how}). Both, and Delta (derived minus recorded), are over the {} whose customer money is both recorded and derived",
+                count(compared_legs as u64, "leg", "legs")
+            );
+            let others = all_legs - compared_legs;
+            if others > 0 {
+                let recorded_elsewhere = recorded_all - sum(&|a| a.recorded).unwrap_or(0);
+                t += &format!(
+                    ", not the other {} (unpriced, or with no recorded money){}",
+                    thousands(others),
+                    if recorded_elsewhere != 0 {
+                        format!(", on which KAZOO recorded {}", money(recorded_elsewhere))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            t + "; an account with no such leg shows —."
+        }
+    };
 
     // The top accounts' chart.
     let (label_w, bar_w) = (190.0f64, 420.0f64);
@@ -292,46 +473,36 @@ pub fn render(
         })
         .collect();
 
-    // Every day of the period, days without legs included.
-    let dated: Vec<i32> = days.iter().filter_map(|d| d.date).collect();
-    let (first, last) = (dated.iter().min().copied(), dated.iter().max().copied());
-    let mut per_day: BTreeMap<i32, (i64, i64, i64, i64, i64)> = BTreeMap::new();
-    if let (Some(f), Some(l)) = (first, last) {
-        for day in f..=l {
-            per_day.insert(day, (0, 0, 0, 0, 0));
-        }
-    }
-    for d in &days {
-        if let Some(e) = d.date.and_then(|k| per_day.get_mut(&k)) {
-            e.0 += d.legs;
-            e.1 += d.answered;
-            e.2 += d.billing_seconds;
-            e.3 += d.cost_units.unwrap_or(0);
-            e.4 += d.unpriced;
-        }
-    }
+    // Every day of the period, days without legs included; by month on a long period.
+    let period = Period::of(&days);
     let (cw, ch, pad) = (700.0f64, 170.0f64, 24.0f64);
-    let n = per_day.len().max(1) as f64;
+    let n = period.buckets.len().max(1) as f64;
     let slot = (cw - 2.0 * pad) / n;
     let bw = (slot * 0.8).clamp(0.5, 40.0);
-    let day_max = per_day.values().map(|v| v.3).max().unwrap_or(0).max(1) as f64;
-    let tick_every = (per_day.len() / 12).max(1);
+    let bucket_max = period
+        .buckets
+        .iter()
+        .map(|b| b.cost_units)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let tick_every = (period.buckets.len() / 12).max(1);
     let base = ch - pad;
-    let day_bars: Vec<DayBar> = per_day
+    let day_bars: Vec<DayBar> = period
+        .buckets
         .iter()
         .enumerate()
-        .map(|(i, (day, v))| {
-            let h = v.3.max(0) as f64 / day_max * (ch - 2.2 * pad);
-            let date = format_date(*day);
+        .map(|(i, b)| {
+            let h = b.cost_units.max(0) as f64 / bucket_max * (ch - 2.2 * pad);
             DayBar {
                 tick: if i % tick_every == 0 {
-                    date.get(5..).unwrap_or(&date).to_owned()
+                    b.tick.clone()
                 } else {
                     String::new()
                 },
-                date,
-                legs: thousands(v.0),
-                cost: money(v.3),
+                date: b.label.clone(),
+                legs: thousands(b.legs),
+                cost: money(b.cost_units),
                 x: pad + slot * i as f64 + (slot - bw) / 2.0,
                 y: base - h,
                 w: bw,
@@ -339,17 +510,7 @@ pub fn render(
             }
         })
         .collect();
-    let day_rows: Vec<DayRow> = per_day
-        .iter()
-        .map(|(day, v)| DayRow {
-            date: format_date(*day),
-            legs: thousands(v.0),
-            answered: thousands(v.1),
-            minutes: minutes(v.2),
-            cost: money(v.3),
-            unpriced: thousands(v.4),
-        })
-        .collect();
+    let day_rows: Vec<DayRow> = period.buckets.iter().map(DayRow::of).collect();
 
     // Reconciliation by class.
     let r = &m.reconciliation;
@@ -399,18 +560,43 @@ pub fn render(
     // Cards.
     let t = &m.totals;
     let c = &m.counts;
-    let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    // The totals cover the partitions written: this run's legs and those a merge kept.
+    let legs = c.legs_in_written_partitions;
+    let priced = legs.saturating_sub(t.unpriced_legs);
+    let interactions = count(m.interactions, "interaction", "interactions");
     let cards = vec![
         Card {
             label: "Legs",
-            value: thousands(c.legs_written as i64),
-            note: format!("{} interactions", thousands(m.interactions as i64)),
+            value: thousands(legs as i64),
+            note: if m.merge.legs_kept > 0 {
+                format!(
+                    "{} from this run, {} kept from the dataset; {interactions}",
+                    thousands(c.legs_written as i64),
+                    thousands(m.merge.legs_kept as i64)
+                )
+            } else {
+                interactions
+            },
             warn: false,
         },
         Card {
             label: "Minutes of use",
             value: minutes(t.billing_seconds),
-            note: format!("{} billed", minutes(t.billed_seconds)),
+            note: format!("billing seconds / 60 of all {}", count(legs, "leg", "legs")),
+            warn: false,
+        },
+        Card {
+            label: "Billed minutes",
+            value: minutes(t.billed_seconds),
+            note: if t.unpriced_legs > 0 {
+                format!(
+                    "the {} after increments and minimums (their use: {}); unpriced legs are not billed",
+                    count(priced, "priced leg", "priced legs"),
+                    minutes(t.billing_seconds - t.unpriced_billing_seconds)
+                )
+            } else {
+                "after increments, minimums and no-charge time".to_owned()
+            },
             warn: false,
         },
         Card {
@@ -439,9 +625,9 @@ pub fn render(
             label: "Rejected records",
             value: thousands(c.rejected as i64),
             note: format!(
-                "of {} read; {} duplicates dropped",
+                "of {} read; {} dropped",
                 thousands(c.records_read as i64),
-                thousands(c.dedup.duplicates_dropped as i64)
+                count(c.dedup.duplicates_dropped, "duplicate", "duplicates")
             ),
             warn: c.rejected > 0,
         },
@@ -463,17 +649,21 @@ pub fn render(
         ("Format", opt("format")),
         ("Own reports", opt("queries")),
     ];
-    let period = serde_json::json!({
-        "first": first.map_or_else(|| "none".to_owned(), format_date),
-        "last": last.map_or_else(|| "none".to_owned(), format_date),
-        "days": per_day.len(),
+    let period_facts = serde_json::json!({
+        "first": period.first.map_or_else(|| "none".to_owned(), format_date),
+        "last": period.last.map_or_else(|| "none".to_owned(), format_date),
+        "days": period.days,
+        "days_text": thousands(period.days),
+        "by_month": period.by_month,
+        "months": period.buckets.len(),
+        "max_days": DAILY_MAX_DAYS,
         "tz": opt("tz"),
     });
     let mut env = minijinja::Environment::new();
     env.add_template("summary.html", TEMPLATE)?;
     let html = env.get_template("summary.html")?.render(minijinja::context! {
         version => m.rerate_version,
-        period => period,
+        period => period_facts,
         currency => labels.currency,
         currency_label => labels.currency.clone().unwrap_or_else(|| "currency units".to_owned()),
         deck => deck,
@@ -486,11 +676,19 @@ pub fn render(
         }),
         options => options,
         counts => format!(
-            "{} read, {} written, {} rejected, {} duplicates dropped",
+            "{} read, {} written, {} rejected, {} dropped{}",
             thousands(c.records_read as i64),
             thousands(c.legs_written as i64),
             thousands(c.rejected as i64),
-            thousands(c.dedup.duplicates_dropped as i64)
+            count(c.dedup.duplicates_dropped, "duplicate", "duplicates"),
+            if m.merge.legs_kept > 0 {
+                format!(
+                    "; merged with the dataset's {} in the partitions written",
+                    count(m.merge.legs_kept, "leg", "legs")
+                )
+            } else {
+                String::new()
+            }
         ),
         top => serde_json::json!({
             "bars": top_bars,
@@ -505,7 +703,8 @@ pub fn render(
             "height": ch,
             "pad": pad,
             "base": base,
-            "max": money(day_max as i64),
+            "max": money(bucket_max as i64),
+            "undated": (period.undated.legs > 0).then(|| DayRow::of(&period.undated)),
         }),
         recon => serde_json::json!({
             "rows": recon_rows,
@@ -513,7 +712,7 @@ pub fn render(
             "total": thousands(r.rows as i64),
             "delta": money(r.total_delta_units),
         }),
-        billed_minutes => minutes(t.billed_seconds),
+        money_note => money_note,
         names => !labels.account_names.is_empty(),
         accounts => rows,
         total => total,

@@ -1,0 +1,133 @@
+"""spark/rerate_spark.py against `rerate run`, in Spark's local mode: for each case, both write a
+dataset from the same input and tests/spark_job_check.py compares them partition by partition
+(every table, rejects.ndjson, the manifest's counts); a few counts are also checked against
+values worked by hand (fixtures/EXPECTED.md, fixtures/nightly-midnight/README.md). One
+SparkSession serves every case. Run by .ci/run:
+
+    python tests/spark_job.py target/debug/rerate [CASE...]
+
+Cases: fixtures, reconcile, nights, corpus.
+"""
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "spark"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import rerate_spark  # noqa: E402
+import spark_job_check  # noqa: E402
+
+
+class Cases:
+    def __init__(self, rerate: str, spark, tmp: Path):
+        self.rerate = rerate
+        self.spark = spark
+        self.tmp = tmp
+
+    def both(self, name, inputs, *opts, check=True):
+        """`rerate run` into TMP/name/rerate and rerate_spark.py into TMP/name/spark, with the
+        same inputs and options; compares them. Returns both folders."""
+        mine, theirs = self.tmp / name / "rerate", self.tmp / name / "spark"
+        done = subprocess.run([self.rerate, "run", *inputs, "--out", str(mine), "--quiet", *opts],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode in (0, 3), f"rerate run {inputs}: {done.returncode} {done.stderr}"
+        code = rerate_spark.main([*inputs, "--out", str(theirs), "--rerate", self.rerate, "--quiet", *opts],
+                                 spark=self.spark)
+        assert code == done.returncode, f"rerate_spark.py exited {code}, rerate run {done.returncode}"
+        if check:
+            spark_job_check.main(mine, theirs)
+        return mine, theirs
+
+    def fixtures(self):
+        mine, theirs = self.both("fixtures", ["fixtures"])
+        c = json.loads((theirs / "manifest.json").read_text())["counts"]
+        # fixtures/EXPECTED.md: 50 records, 40 legs, 7 rejects, 3 copies dropped (2 identical).
+        assert (c["records_read"], c["legs_written"], c["rejected"], c["duplicates_dropped"],
+                c["identical_dropped"]) == (50, 40, 7, 3, 2), c
+        assert c["conflict_call_ids"] == ["nd-surcharge-discount"], c
+
+    def reconcile(self):
+        mine, theirs = self.both("reconcile", ["fixtures/reconcile"], "--rates", "fixtures/reconcile/ratedeck.csv")
+        rows = spark_job_check.compare_table("reconciliation", mine, theirs)
+        assert rows > 0, "the reconcile fixtures report no reconciliation row"
+
+    def nights(self):
+        n1 = "fixtures/nightly-midnight/night-1.ndjson.nightly"
+        n2 = "fixtures/nightly-midnight/night-2.ndjson.nightly"
+        self.both("nights", [n1])
+        mine, theirs = self.both("nights", [n2])
+        # fixtures/nightly-midnight/README.md: 11 legs on 2026-11-19 and 5 on 2026-11-20.
+        days = {}
+        for p in (theirs / "legs").glob("account_id=*/date=*"):
+            days[p.name] = days.get(p.name, 0) + spark_job_check.read_dir(p).num_rows
+        assert days == {"date=2026-11-19": 11, "date=2026-11-20": 5}, days
+        # The same night again changes no leg.
+        self.both("nights", [n2])
+
+    def corpus(self):
+        """Every shape, gzip, bad records and overlapping copies, generated."""
+        src = self.tmp / "corpus-in"
+        gen = lambda out, *a: subprocess.run([self.rerate, "gen", "--out", str(src / out), *a],
+                                             check=True, capture_output=True)
+        gen("ndjson", "--legs", "3000", "--accounts", "12", "--days", "3", "--files", "3", "--seed", "1")
+        gen("pages", "--legs", "1200", "--accounts", "6", "--days", "2", "--files", "2", "--shape", "pages", "--seed", "2", "--gzip")
+        gen("csv", "--legs", "900", "--accounts", "4", "--days", "2", "--shape", "kazoo-csv", "--seed", "3", "--header-every", "200")
+        gen("listing", "--legs", "600", "--accounts", "3", "--days", "2", "--shape", "listing", "--seed", "4")
+        # Overlapping copies: a file again under another name, and a copy with one leg changed.
+        first = sorted((src / "ndjson").rglob("*.ndjson"))[0]
+        lines = first.read_text().splitlines(keepends=True)
+        (src / "overlap").mkdir()
+        (src / "overlap" / "again.ndjson").write_text("".join(lines[:500]))
+        changed = json.loads(lines[10])
+        changed["hangup_cause"] = "CHANGED_LATER"
+        changed["timestamp"] = changed.get("timestamp", 0) + 1
+        (src / "overlap" / "changed.ndjson").write_text(json.dumps(changed) + "\n" + "".join(lines[20:40]))
+        # Bad records: not JSON, no call_id, a negative billing field, a truncated gzip stream.
+        (src / "bad.ndjson").write_text('{"call_id": "x1", "billing_seconds": -5}\nnot json\n{"no": "call_id"}\n'
+                                        + lines[50])
+        gz = sorted((src / "pages").rglob("*.gz"))[0].read_bytes()
+        (src / "truncated.ndjson.gz").write_bytes(gz[: len(gz) // 2])
+        mine, theirs = self.both("corpus", [str(src)])
+        c = json.loads((theirs / "manifest.json").read_text())
+        assert c["counts"]["duplicates_dropped"] >= 520 and c["counts"]["conflicts"] >= 1, c["counts"]
+        assert c["partial_inputs"], "the truncated gzip is not named"
+        # A second night that overlaps the first, merged.
+        night2 = self.tmp / "corpus-night2"
+        subprocess.run([self.rerate, "gen", "--out", str(night2), "--legs", "1500", "--accounts", "12", "--days", "3",
+                        "--files", "2", "--seed", "1"], check=True, capture_output=True)
+        (night2 / "changed.ndjson").write_text(json.dumps({**changed, "timestamp": changed["timestamp"] + 1, "hangup_cause": "CHANGED_AGAIN"}) + "\n")
+        self.both("corpus", [str(night2)])
+
+
+def main(argv):
+    rerate = str(Path(argv[0]).resolve())
+    names = argv[1:] or ["fixtures", "reconcile", "nights", "corpus"]
+    args = rerate_spark.parse_args(["x", "--out", "x", "--master", "local[2]", "--rerate", rerate])
+    spark = rerate_spark.session(args)
+    spark.sparkContext.setLogLevel("ERROR")
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="rerate-spark-test-") as tmp:
+        cases = Cases(rerate, spark, Path(tmp))
+        for name in names:
+            t = time.time()
+            print(f"== spark case {name}", flush=True)
+            try:
+                getattr(cases, name)()
+                passed += 1
+                print(f"   ok ({time.time() - t:.0f} s)", flush=True)
+            except Exception as e:  # report every case, then fail
+                failed += 1
+                print(f"   FAILED: {type(e).__name__}: {e}", flush=True)
+    spark.stop()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
