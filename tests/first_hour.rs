@@ -286,7 +286,8 @@ fn issue_20_unpriced_legs_are_counted_never_priced_as_zero() -> TestResult {
     let dir = tempfile::tempdir()?;
     let o = rerate(&["run", "fixtures", "--out", s(&dir.path().join("o"))]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("12 legs unpriced"), "{err}");
+    assert!(err.contains("12 legs unpriced (crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate; --rates prices them;"), "{err}");
+    assert!(!err.contains("no rate in the CDR"), "{err}");
     // README quotes this line (`rerate run`, the terminal summary).
     assert!(
         err.contains("minutes: 45.9 of use (billing seconds of all 40 legs), 35.8 billed on the 28 priced legs (after increments, minimums and no-charge time; their use: 27.5); the 12 unpriced legs (18.4 of use) are not billed"),
@@ -308,7 +309,7 @@ fn issue_20_unpriced_legs_are_counted_never_priced_as_zero() -> TestResult {
         "{err}"
     );
     assert!(
-        err.contains("1 leg unpriced (no deck rate; cost empty, not 0;"),
+        err.contains("1 leg unpriced (crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate; cost empty, not 0;"),
         "{err}"
     );
     Ok(())
@@ -508,8 +509,8 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
         [
             "acc1", "3", "6.5", "0.1310", "0", "0.1309", "0.1310", "0.0001",
         ],
-        // 61 s = 1.0 minute; unpriced, so nothing compared.
-        ["acc2", "1", "1.0", "0.0000", "1", "—", "—", "—"],
+        // 61 s = 1.0 minute; unpriced: no cost (—, not 0.0000), so nothing compared.
+        ["acc2", "1", "1.0", "—", "1", "—", "—", "—"],
     ];
     assert_eq!(
         html_rows(&html, "account"),
@@ -567,5 +568,142 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
         "legs card"
     );
     assert!(html.contains("4 read, 0 written, 0 rejected, 4 duplicates dropped; merged with the dataset&#x27;s 4 legs in the partitions written"), "records");
+    Ok(())
+}
+
+/// A crossbar CSV export of `rows` (rate 0.2262, KAZOO's recorded cost 2262, 61 billing
+/// seconds, noon of 2026-01-15): no increment or minimum, so unpriced without a deck.
+fn crossbar_csv(rows: &[&str]) -> String {
+    let mut s = "call_type,rate,rate_name,cost,id,call_id,caller_id_number,callee_id_number,duration_seconds,billing_seconds,timestamp,direction\n".to_owned();
+    for id in rows {
+        s += &format!("per_minute,0.2262,UK,2262,{id},{id},+14155550100,+441612345678,66,61,63935697600,outbound\n");
+    }
+    s
+}
+
+#[test]
+fn issue_20_money_over_no_priced_leg_is_unpriced_never_zero() -> TestResult {
+    // Every leg unpriced: two crossbar CSV legs of one account, no deck.
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let acc = d.join("in/account_id=acc2");
+    std::fs::create_dir_all(&acc)?;
+    std::fs::write(acc.join("cdrs.csv"), crossbar_csv(&["x-1", "x-2"]))?;
+    let out = d.join("out");
+    let o = rerate(&["run", s(&d.join("in")), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("\n  customer cost — (no priced legs); 2 legs unpriced (crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate; --rates prices them; cost empty, not 0;"),
+        "{err}"
+    );
+    assert!(err.contains("; rated —, reseller —"), "{err}");
+    // 2 x 61 s = 2.0 minutes of use, nothing billed.
+    assert!(
+        err.contains("minutes: 2.0 of use (billing seconds of all 2 legs), none billed: no leg is priced"),
+        "{err}"
+    );
+    assert!(!err.contains("0.0000"), "{err}");
+    let html = std::fs::read_to_string(out.join("summary.html"))?;
+    assert!(html.contains(
+        "Customer cost<b class=\"warn\">—</b><small>no priced legs; 2 unpriced legs</small>"
+    ));
+    assert!(html.contains("Reseller cost<b>—</b><small>rated —</small>"));
+    assert!(html.contains("Billed minutes<b>—</b><small>none: no leg is priced</small>"));
+    assert!(html.contains(">no priced legs</text>"), "chart axis");
+    assert!(!html.contains("0.0000"), "no money shown as 0.0000");
+    // day, legs, answered, minutes, cost, unpriced
+    assert_eq!(
+        html_rows(&html, "day"),
+        [["2026-01-15", "2", "2", "2.0", "—", "2"].map(str::to_owned)]
+    );
+    assert_eq!(
+        html_rows(&html, "account"),
+        [["acc2", "2", "2.0", "—", "2", "—", "—", "—"].map(str::to_owned)]
+    );
+    // What was and was not compared without a deck.
+    assert!(html.contains("No rate deck was given (--rates): no leg has rating inputs (JSON) to compare with its own rate; the 2 other legs (crossbar CSV or listing: no increment or minimum) were not compared"));
+
+    // A day with one priced leg keeps its sum beside the unpriced count: a JSON leg of 60 s
+    // at 600 a minute, increment 60, is 600 units (0.0600) on 2026-01-15 too.
+    std::fs::write(
+        d.join("in/legs.ndjson"),
+        dated_cdr("j-1", "acc1", JAN_15, 60, 600, 60),
+    )?;
+    let out = d.join("out-mixed");
+    let o = rerate(&["run", s(&d.join("in")), "--out", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("customer cost 0.0600 over 1 priced leg; 2 legs unpriced"),
+        "{err}"
+    );
+    let html = std::fs::read_to_string(out.join("summary.html"))?;
+    assert_eq!(
+        html_rows(&html, "day"),
+        [["2026-01-15", "3", "3", "3.0", "0.0600", "2"].map(str::to_owned)]
+    );
+    let accounts = html_rows(&html, "account");
+    assert_eq!(accounts[0][..5], ["acc1", "1", "1.0", "0.0600", "0"]);
+    assert_eq!(accounts[1][..5], ["acc2", "2", "2.0", "—", "2"]);
+    assert!(html.contains("the 1 leg with rating inputs (JSON) was compared with its own rate, and none differs; the 2 other legs (crossbar CSV or listing: no increment or minimum) were not compared: rerate derives no money for them without a deck."));
+
+    // The fixtures: account 6a7b… has 2 legs, both crossbar CSV legs, unpriced; of the 40 legs
+    // the 28 JSON ones are compared with their own rate, the 12 CSV ones are not.
+    let (_dir, out) = run_fixtures(&[])?;
+    let html = std::fs::read_to_string(out.join("summary.html"))?;
+    let row = html_rows(&html, "account")
+        .into_iter()
+        .find(|r| r[0] == "6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d")
+        .ok_or("account row")?;
+    assert_eq!(row[1..], ["2", "3.1", "—", "2", "—", "—", "—"]);
+    assert!(html.contains("the 28 legs with rating inputs (JSON) were compared with their own rate, and none differs; the 12 other legs (crossbar CSV or listing: no increment or minimum) were not compared"));
+    assert!(!html.contains("no leg&#x27;s recorded money differs"));
+    Ok(())
+}
+
+#[test]
+fn issue_20_a_csv_rerate_wrote_is_skipped_as_its_own_output_never_rejected() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    std::fs::write(
+        d.join("night.ndjson"),
+        format!("{}\n{}\n", cdr("a1", "acc1", 60), cdr("a2", "acc1", 30)),
+    )?;
+    let out = d.join("reports");
+    run_ok(&[s(d), "--out", s(&out), "-q"]);
+    // A spreadsheet of the legs, beside the CDRs: rerate's own column names (cost_units, ...).
+    let sheet = d.join("legs.csv");
+    let o = rerate(&[
+        "query",
+        "SELECT * FROM legs",
+        "--data",
+        s(&out),
+        "--output",
+        s(&sheet),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&sheet)?.contains("call_id"));
+    for target in ["reports", "again"] {
+        let o = rerate(&["run", s(d), "--out", s(&d.join(target))]);
+        assert_eq!(o.status.code(), Some(0));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("legs.csv: rerate's own output"), "{err}");
+        let m = json_file(&d.join(target).join("manifest.json"));
+        assert_eq!(m["counts"]["records_read"], 2, "{m}");
+        assert_eq!(m["counts"]["rejected"], 0, "{m}");
+        let reasons: Vec<&str> = m["skipped_files"]
+            .as_array()
+            .ok_or("skipped_files")?
+            .iter()
+            .filter(|k| k["path"].as_str().is_some_and(|p| p.ends_with("legs.csv")))
+            .filter_map(|k| k["reason"].as_str())
+            .collect();
+        assert_eq!(reasons.len(), 1, "{m}");
+        assert!(reasons[0].starts_with("rerate's own output"), "{m}");
+    }
+    // Named alone, it is still not a CDR input: nothing to read, exit 4.
+    let o = rerate(&["run", s(&sheet), "--out", s(&d.join("alone"))]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rerate's own output"));
     Ok(())
 }

@@ -352,26 +352,35 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     // The totals are over the partitions written, which a merge fills with the dataset's legs.
     let priced = c.legs_in_written_partitions.saturating_sub(t.unpriced_legs);
     s += &format!("\n  minutes: {}", crate::write::summary::minutes_words(m));
-    s += &format!(
-        "\n  customer cost {} over {}",
-        money(t.cost_units),
-        count(priced, "priced leg", "priced legs"),
-    );
+    // Money over no priced leg is unpriced, not 0.
+    let priced_money = |units: i64| {
+        if priced > 0 || t.unpriced_legs == 0 {
+            money(units)
+        } else {
+            "—".to_owned()
+        }
+    };
+    if priced > 0 || t.unpriced_legs == 0 {
+        s += &format!(
+            "\n  customer cost {} over {}",
+            money(t.cost_units),
+            count(priced, "priced leg", "priced legs"),
+        );
+    } else {
+        s += "\n  customer cost — (no priced legs)";
+    }
     if t.unpriced_legs > 0 {
         s += &format!(
-            "; {} ({}; cost empty, not 0; counted in daily's unpriced_legs)",
+            "; {} ({}{}; cost empty, not 0; counted in daily's unpriced_legs)",
             count(t.unpriced_legs, "leg unpriced", "legs unpriced"),
-            if deck {
-                "no deck rate"
-            } else {
-                "no rate in the CDR; --rates prices them"
-            },
+            crate::write::summary::UNPRICED_WHY,
+            if deck { "" } else { "; --rates prices them" },
         );
     }
     s += &format!(
         "; rated {}, reseller {}",
-        money(t.rated_cost_units),
-        money(t.reseller_cost_units)
+        priced_money(t.rated_cost_units),
+        priced_money(t.reseller_cost_units)
     );
     let r = &m.reconciliation;
     // Without a deck, legs not derived are the unpriced ones, counted above.

@@ -211,11 +211,16 @@ pub fn discover(
     let mut files = Vec::with_capacity(found.len());
     for (path, (display, explicit)) in found {
         match check(path, display.clone())? {
-            Some(f) => files.push(f),
-            None if explicit => return Err(IngestError::NotCdrCsv(display)),
-            None => skipped.push(Skipped {
+            Checked::Input(f) => files.push(f),
+            Checked::NotCdrCsv if explicit => return Err(IngestError::NotCdrCsv(display)),
+            Checked::NotCdrCsv => skipped.push(Skipped {
                 path: display,
                 reason: "a CSV file without a call_id column: not a crossbar CDR export (a rate deck goes to --rates)".into(),
+            }),
+            // Named or found, a table rerate wrote is never read back as KAZOO's export.
+            Checked::OwnOutput => skipped.push(Skipped {
+                path: display,
+                reason: OWN_CSV.into(),
             }),
         }
     }
@@ -308,9 +313,20 @@ fn walk(
     Ok(())
 }
 
-/// Opens the file, picks its decoder from its magic bytes, and sniffs its format. `None` for a
-/// `.csv` file that is not a CDR export (no call_id column).
-fn check(path: PathBuf, display: String) -> Result<Option<InputFile>, IngestError> {
+/// Why a CSV file written by rerate (a `query --output` or a copied table) is not read.
+const OWN_CSV: &str = "rerate's own output: a CSV whose header holds rerate's money columns (cost_units, derived_cost_units, ...), not a crossbar CDR export";
+
+/// What [`check`] found a file to be.
+enum Checked {
+    Input(InputFile),
+    /// A `.csv` file that is not a CDR export (no call_id column).
+    NotCdrCsv,
+    /// A CSV written by rerate: its header names rerate's `*_cost_units` columns.
+    OwnOutput,
+}
+
+/// Opens the file, picks its decoder from its magic bytes, and sniffs its format.
+fn check(path: PathBuf, display: String) -> Result<Checked, IngestError> {
     let unreadable = |e: std::io::Error| IngestError::Unreadable {
         path: display.clone(),
         message: e.to_string(),
@@ -320,19 +336,38 @@ fn check(path: PathBuf, display: String) -> Result<Option<InputFile>, IngestErro
     let compression = Compression::from_magic(&magic);
     let head = decompress::head(&path, compression, 4096).map_err(unreadable)?;
     let format = if looks_like_csv(&head) {
+        if is_rerate_csv(&head) {
+            return Ok(Checked::OwnOutput);
+        }
         InputFormat::Csv
     } else if display.to_ascii_lowercase().contains(".csv") && !starts_like_json(&head) {
-        return Ok(None);
+        return Ok(Checked::NotCdrCsv);
     } else {
         InputFormat::Json
     };
-    Ok(Some(InputFile {
+    Ok(Checked::Input(InputFile {
         display,
         path,
         bytes: meta.len(),
         compression,
         format,
     }))
+}
+
+/// A CSV rerate wrote: its header (after an optional BOM) names one of rerate's money columns.
+/// KAZOO's crossbar export names its money `cost` and `reseller_cost`, never `*_cost_units`.
+fn is_rerate_csv(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    String::from_utf8_lossy(&head[..line_end])
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+        .any(|c| {
+            matches!(
+                c.as_str(),
+                "cost_units" | "derived_cost_units" | "recorded_cost_units" | "rated_cost_units"
+            )
+        })
 }
 
 fn starts_like_json(head: &[u8]) -> bool {
@@ -381,5 +416,16 @@ mod tests {
         assert!(looks_like_csv(b"\xEF\xBB\xBF\"id\",\"call_id\"\n"));
         assert!(!looks_like_csv(b"  {\"call_id\": \"a,b\"}"));
         assert!(!looks_like_csv(b""));
+    }
+
+    #[test]
+    fn rerate_own_csv_is_told_from_a_crossbar_export() {
+        assert!(is_rerate_csv(
+            b"\xEF\xBB\xBFcall_id,account_id,cost_units,cost\nx,acc,2262,0.2262\n"
+        ));
+        assert!(is_rerate_csv(b"\"call_id\",\"derived_cost_units\"\n"));
+        assert!(!is_rerate_csv(
+            b"call_type,rate,rate_name,cost,id,call_id,billing_seconds\n"
+        ));
     }
 }

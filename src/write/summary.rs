@@ -19,6 +19,9 @@ use crate::write::manifest::Manifest;
 
 const TEMPLATE: &str = include_str!("templates/summary.html");
 
+/// Why a leg is unpriced (its cost null): a crossbar CSV or listing leg without a deck rate.
+pub const UNPRICED_WHY: &str = "crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate";
+
 /// Accounts shown in the chart; the table has them all.
 const TOP_ACCOUNTS: usize = 15;
 
@@ -68,6 +71,13 @@ pub fn minutes_words(m: &Manifest) -> String {
     let legs = m.counts.legs_in_written_partitions;
     let priced = legs.saturating_sub(t.unpriced_legs);
     let after = "after increments, minimums and no-charge time";
+    if priced == 0 && legs > 0 {
+        return format!(
+            "{} of use (billing seconds of all {}), none billed: no leg is priced",
+            minutes(t.billing_seconds),
+            count(legs, "leg", "legs"),
+        );
+    }
     if t.unpriced_legs == 0 {
         return format!(
             "{} of use (billing seconds of {}), {} billed ({after})",
@@ -290,9 +300,19 @@ impl DayRow {
             legs: thousands(b.legs),
             answered: thousands(b.answered),
             minutes: minutes(b.billing_seconds),
-            cost: money(b.cost_units),
+            cost: priced_money(b.cost_units, b.legs, b.unpriced),
             unpriced: thousands(b.unpriced),
         }
+    }
+}
+
+/// Money summed over `legs` of which `unpriced` have none: `—` when there are legs and none is
+/// priced (nothing was priced, which is not 0); a day or account without legs costs 0.
+fn priced_money(units: i64, legs: i64, unpriced: i64) -> String {
+    if legs > 0 && unpriced >= legs {
+        "—".to_owned()
+    } else {
+        money(units)
     }
 }
 
@@ -387,7 +407,7 @@ pub fn render(
             name: labels.account_names.get(id).cloned().unwrap_or_default(),
             legs: thousands(a.legs),
             minutes: minutes(a.billing_seconds),
-            cost: money(a.cost_units),
+            cost: priced_money(a.cost_units, a.legs, a.unpriced),
             unpriced: thousands(a.unpriced),
             recorded: opt_money(a.recorded),
             derived: opt_money(a.derived),
@@ -408,7 +428,11 @@ pub fn render(
         name: String::new(),
         legs: thousands(sum(&|a| Some(a.legs)).unwrap_or(0)),
         minutes: minutes(sum(&|a| Some(a.billing_seconds)).unwrap_or(0)),
-        cost: money(sum(&|a| Some(a.cost_units)).unwrap_or(0)),
+        cost: priced_money(
+            sum(&|a| Some(a.cost_units)).unwrap_or(0),
+            sum(&|a| Some(a.legs)).unwrap_or(0),
+            sum(&|a| Some(a.unpriced)).unwrap_or(0),
+        ),
         unpriced: thousands(sum(&|a| Some(a.unpriced)).unwrap_or(0)),
         recorded: opt_money(sum(&|a| a.recorded)),
         derived: opt_money(sum(&|a| a.derived)),
@@ -504,7 +528,7 @@ pub fn render(
                 },
                 date: b.label.clone(),
                 legs: thousands(b.legs),
-                cost: money(b.cost_units),
+                cost: priced_money(b.cost_units, b.legs, b.unpriced),
                 x: pad + slot * i as f64 + (slot - bw) / 2.0,
                 y: base - h,
                 w: bw,
@@ -555,8 +579,34 @@ pub fn render(
             "Legs whose money KAZOO recorded differs from what the rate deck {} derives, by class (the reconciliation/ table lists each).",
             opt("rates")
         ),
-        (false, 0) => "No rate deck was given (--rates): nothing to reconcile against a deck, and no leg's recorded money differs from its own rate.".to_owned(),
-        (false, _) => "No rate deck was given (--rates): legs whose recorded money differs from their own rate, by class.".to_owned(),
+        (false, rows) => {
+            // Without a deck only legs with rating inputs (JSON) have derived money to compare.
+            let compared = m.counts.legs_written.saturating_sub(r.not_derived);
+            let mut t = if compared == 0 {
+                "No rate deck was given (--rates): no leg has rating inputs (JSON) to compare with its own rate".to_owned()
+            } else {
+                format!(
+                    "No rate deck was given (--rates): the {} with rating inputs (JSON) {} compared with {} own rate, {}",
+                    count(compared, "leg", "legs"),
+                    plural(compared, "was", "were"),
+                    plural(compared, "its", "their"),
+                    if rows == 0 {
+                        "and none differs"
+                    } else {
+                        "and the rows that differ are below, by class"
+                    },
+                )
+            };
+            if r.not_derived > 0 {
+                t += &format!(
+                    "; the {} (crossbar CSV or listing: no increment or minimum) {} not compared: rerate derives no money for {} without a deck",
+                    count(r.not_derived, "other leg", "other legs"),
+                    plural(r.not_derived, "was", "were"),
+                    plural(r.not_derived, "it", "them"),
+                );
+            }
+            t + "."
+        }
     };
 
     // Cards.
@@ -589,8 +639,14 @@ pub fn render(
         },
         Card {
             label: "Billed minutes",
-            value: minutes(t.billed_seconds),
-            note: if t.unpriced_legs > 0 {
+            value: if priced == 0 && legs > 0 {
+                "—".to_owned()
+            } else {
+                minutes(t.billed_seconds)
+            },
+            note: if priced == 0 && legs > 0 {
+                "none: no leg is priced".to_owned()
+            } else if t.unpriced_legs > 0 {
                 format!(
                     "the {} after increments and minimums (their use: {}); unpriced legs are not billed",
                     count(priced, "priced leg", "priced legs"),
@@ -603,15 +659,22 @@ pub fn render(
         },
         Card {
             label: "Customer cost",
-            value: money(t.cost_units),
-            note: format!("over {}", count(priced, "priced leg", "priced legs")),
-            warn: false,
+            value: priced_money(t.cost_units, legs as i64, t.unpriced_legs as i64),
+            note: if priced > 0 {
+                format!("over {}", count(priced, "priced leg", "priced legs"))
+            } else {
+                format!(
+                    "no priced legs; {}",
+                    count(t.unpriced_legs, "unpriced leg", "unpriced legs")
+                )
+            },
+            warn: priced == 0 && legs > 0,
         },
         Card {
             label: "Unpriced legs",
             value: thousands(t.unpriced_legs as i64),
             note: if t.unpriced_legs > 0 {
-                "no rate: not in the cost above".to_owned()
+                format!("{UNPRICED_WHY}; not in the cost above")
             } else {
                 "every leg priced".to_owned()
             },
@@ -619,8 +682,8 @@ pub fn render(
         },
         Card {
             label: "Reseller cost",
-            value: money(t.reseller_cost_units),
-            note: format!("rated {}", money(t.rated_cost_units)),
+            value: priced_money(t.reseller_cost_units, legs as i64, t.unpriced_legs as i64),
+            note: format!("rated {}", priced_money(t.rated_cost_units, legs as i64, t.unpriced_legs as i64)),
             warn: false,
         },
         Card {
@@ -705,7 +768,7 @@ pub fn render(
             "height": ch,
             "pad": pad,
             "base": base,
-            "max": money(bucket_max as i64),
+            "max": if priced > 0 || legs == 0 { format!("max {} a {}", money(bucket_max as i64), if period.by_month { "month" } else { "day" }) } else { "no priced legs".to_owned() },
             "undated": (period.undated.legs > 0).then(|| DayRow::of(&period.undated)),
         }),
         recon => serde_json::json!({
