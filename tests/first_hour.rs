@@ -600,7 +600,9 @@ fn issue_20_money_over_no_priced_leg_is_unpriced_never_zero() -> TestResult {
     assert!(err.contains("; rated —, reseller —"), "{err}");
     // 2 x 61 s = 2.0 minutes of use, nothing billed.
     assert!(
-        err.contains("minutes: 2.0 of use (billing seconds of all 2 legs), none billed: no leg is priced"),
+        err.contains(
+            "minutes: 2.0 of use (billing seconds of all 2 legs), none billed: no leg is priced"
+        ),
         "{err}"
     );
     assert!(!err.contains("0.0000"), "{err}");
@@ -681,7 +683,12 @@ fn issue_20_a_csv_rerate_wrote_is_skipped_as_its_own_output_never_rejected() -> 
         "--output",
         s(&sheet),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(std::fs::read_to_string(&sheet)?.contains("call_id"));
     for target in ["reports", "again"] {
         let o = rerate(&["run", s(d), "--out", s(&d.join(target))]);

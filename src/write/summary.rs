@@ -683,7 +683,10 @@ pub fn render(
         Card {
             label: "Reseller cost",
             value: priced_money(t.reseller_cost_units, legs as i64, t.unpriced_legs as i64),
-            note: format!("rated {}", priced_money(t.rated_cost_units, legs as i64, t.unpriced_legs as i64)),
+            note: format!(
+                "rated {}",
+                priced_money(t.rated_cost_units, legs as i64, t.unpriced_legs as i64)
+            ),
             warn: false,
         },
         Card {
