@@ -603,8 +603,11 @@ class Job:
 
     def empty_table_file(self, table, df):
         """A table with no partition gets one empty part-0.parquet holding its columns, as rerate
-        writes it (local output folders only)."""
-        if self.out_local is None or self.has_partitions(table):
+        writes it, and loses it once the table has partitions (local output folders only)."""
+        if self.out_local is None:
+            return
+        if self.has_partitions(table):
+            (self.out_local / table / "part-0.parquet").unlink(missing_ok=True)
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
