@@ -273,6 +273,13 @@ impl Job {
             decks: self.decks.as_ref(),
             rounding: cfg.rounding,
         };
+        let builtin: Vec<Report> = self
+            .reports
+            .iter()
+            .filter(|r| r.per_account_day)
+            .cloned()
+            .collect();
+        let report_columns = reports::columns_named(&builtin, &tables.legs.columns);
         let grouped = pipeline::group(
             parsed,
             &spill,
@@ -282,6 +289,7 @@ impl Job {
                 dir: out,
                 table: &tables.legs,
                 output: &legs_output,
+                report_columns: &report_columns,
             },
             &mut clock.stages,
             cfg.quiet,
@@ -565,8 +573,10 @@ impl Job {
         grouped: &Grouped,
         out: &Path,
     ) -> anyhow::Result<(Vec<(&'r Report, DataFrame)>, TableShapes)> {
-        let tables = [
-            (LEGS_TABLE, grouped.legs_scan(out, LEGS_TABLE)?),
+        // The built-in reports read the columns they name, kept in memory as the legs were
+        // written; a user's report may read any column, from the written files.
+        let mut tables = [
+            (LEGS_TABLE, grouped.report_legs()?),
             (INTERACTIONS_TABLE, grouped.calls.scan()?),
             (RECONCILIATION_TABLE, grouped.recon.scan()?),
         ];
@@ -577,13 +587,21 @@ impl Job {
             (self.cfg.memory / 1024) as u64,
         );
         let mut results = Vec::with_capacity(self.reports.len());
-        for r in &self.reports {
+        for r in self.reports.iter().filter(|r| r.per_account_day) {
             results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
         }
-        // The tables' columns, for a table written empty.
+        tables[0].1 = grouped.legs_scan(out, LEGS_TABLE)?;
+        for r in self.reports.iter().filter(|r| !r.per_account_day) {
+            results.push((r, reports::run_by_accounts(&tables, r, &groups)?));
+        }
+        // The tables' columns, for a table written empty (the legs only when there is none).
         let mut shapes = Vec::with_capacity(tables.len());
         for (name, lf) in tables {
-            let schema = lf.clone().collect_schema()?;
+            let schema = match (name, grouped.legs_shape()) {
+                (LEGS_TABLE, Some(empty)) => empty.schema().clone(),
+                (LEGS_TABLE, None) => continue,
+                _ => lf.clone().collect_schema()?,
+            };
             shapes.push((name.to_owned(), DataFrame::empty_with_schema(&schema)));
         }
         Ok((results, shapes))

@@ -231,6 +231,9 @@ pub struct LegsOut<'a> {
     pub dir: &'a Path,
     pub table: &'a Table<'a>,
     pub output: &'a Output,
+    /// The leg columns the built-in reports name (`account_id` and `date` among them), kept
+    /// as the legs are written, for [`Grouped::report_legs`].
+    pub report_columns: &'a [&'a str],
 }
 
 /// Step 2's results: the legs as written, the other two tables by partition bucket, and what
@@ -239,6 +242,8 @@ pub struct Grouped {
     pub legs: Vec<PartitionStats>,
     /// The legs again, for the reports, when no Parquet was written to scan instead.
     legs_copy: Option<Buckets>,
+    /// The legs' [`LegsOut::report_columns`], for the built-in reports.
+    report_legs: Buckets,
     /// The legs' columns, when there was no leg to write.
     no_legs: Option<DataFrame>,
     pub calls: Buckets,
@@ -260,6 +265,7 @@ struct Routed {
     calls: Buckets,
     recon: Buckets,
     legs_copy: Option<Buckets>,
+    report_legs: Buckets,
 }
 
 /// Steps 2 and 3, a bucket at a time.
@@ -295,6 +301,8 @@ pub fn group(
         ),
         legs_copy: (!out.output.format.parquet())
             .then(|| Buckets::new(spill, LEGS_TABLE, 1, budget / 4, SpillFormat::File)),
+        // About 0.25 KB a leg: held up to about 500k legs at the default budget.
+        report_legs: Buckets::new(spill, "report_legs", 1, budget / 8, SpillFormat::File),
     };
     let mut legs_written = Vec::new();
     let mut dedup_stats = DedupStats::default();
@@ -387,6 +395,7 @@ pub fn group(
         calls,
         recon,
         legs_copy,
+        report_legs,
     } = routed;
     for k in 0..keyed.count() {
         let t = Instant::now();
@@ -402,6 +411,7 @@ pub fn group(
     Ok(Grouped {
         legs: legs_written,
         legs_copy,
+        report_legs,
         no_legs,
         calls,
         recon,
@@ -493,13 +503,15 @@ fn process(
     if let Some(copy) = &to.legs_copy {
         copy.push(0, legs.clone())?;
     }
+    to.report_legs
+        .push_own(0, legs.select(out.report_columns.iter().copied())?)?;
     add(stages, "7_write", t);
     Ok((written, summary))
 }
 
 impl Grouped {
-    /// The legs for the reports: a scan of the Parquet files written under `dir`, or of the
-    /// copy kept when only CSV was written.
+    /// The legs for a user's reports: a scan of the Parquet files written under `dir`, or of
+    /// the copy kept when only CSV was written.
     pub fn legs_scan(&self, dir: &Path, table: &str) -> PolarsResult<LazyFrame> {
         match (&self.legs_copy, &self.no_legs) {
             (Some(copy), _) => copy.scan(),
@@ -508,10 +520,27 @@ impl Grouped {
         }
     }
 
+    /// The legs for the built-in reports: the columns their SQL names, kept as the legs were
+    /// written (in memory, or spilled beside them), with the values the files hold. A scan of
+    /// the written files read them back from 2,100 partition files on 300 accounts x 7 days,
+    /// once per report. (Call [`Buckets::flush`] on a spilled copy first: [`Grouped::flush`].)
+    pub fn report_legs(&self) -> PolarsResult<LazyFrame> {
+        match &self.no_legs {
+            Some(empty) => Ok(empty.clone().lazy()),
+            None => self.report_legs.scan(),
+        }
+    }
+
+    /// The legs' columns, when there was no leg (the table is then written empty).
+    pub fn legs_shape(&self) -> Option<&DataFrame> {
+        self.no_legs.as_ref()
+    }
+
     /// Whether anything went to disk on the way.
     pub fn spilled(&self) -> bool {
         self.calls.spilled()
             || self.recon.spilled()
+            || self.report_legs.spilled()
             || self.legs_copy.as_ref().is_some_and(Buckets::spilled)
     }
 }
@@ -534,7 +563,7 @@ pub fn write(
         calls: vec![],
         recon: vec![],
     };
-    for b in [&g.calls, &g.recon] {
+    for b in [&g.calls, &g.recon, &g.report_legs] {
         if b.spilled() {
             b.flush()?;
         }

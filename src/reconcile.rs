@@ -323,7 +323,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     for (a, d) in accts.iter().zip(deltas.iter()) {
         let e = summary
             .per_account
-            .entry(a.unwrap_or_default().to_owned())
+            .entry(a.unwrap_or(crate::schema::UNASSIGNED_ACCOUNT).to_owned())
             .or_default();
         e.0 += 1;
         e.1 += d.unwrap_or(0);

@@ -293,6 +293,24 @@ fn issue_20_unpriced_legs_are_counted_never_priced_as_zero() -> TestResult {
         "{err}"
     );
     assert!(!err.contains("reconciliation: 0 legs"), "{err}");
+    // With a deck, the worst accounts name the one without an account id as its partition does.
+    let o = rerate(&[
+        "run",
+        "fixtures",
+        "--rates",
+        "fixtures/reconcile/ratedeck.csv",
+        "--out",
+        s(&dir.path().join("deck")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("_unassigned (1 row, ") && !err.contains(",  ("),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 leg unpriced (no deck rate; cost empty, not 0;"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -509,19 +527,45 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
 
     // Billed minutes: the priced legs' (60 + 60 + 300 s = 7.0), beside their use (6.5) and the
     // unpriced leg's (61 s, 1.0), on the terminal and the page.
-    let o = rerate(&[
-        "run",
-        s(d),
-        "--out",
-        s(&d.join("out2")),
-        "--rounding",
-        "exact",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let run_terminal = || {
+        let o = rerate(&[
+            "run",
+            s(d),
+            "--out",
+            s(&d.join("out2")),
+            "--rounding",
+            "exact",
+        ]);
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run_terminal();
     assert!(
         err.contains("minutes: 7.5 of use (billing seconds of all 4 legs), 7.0 billed on the 3 priced legs (after increments, minimums and no-charge time; their use: 6.5); the 1 unpriced leg (1.0 of use) is not billed"),
         "{err}"
     );
     assert!(html.contains("Billed minutes<b>7.0</b>"));
+
+    // The same input again, merged: no leg is new, the partitions rewritten hold the 4 kept
+    // from the dataset, and every figure is still over those 4 (it said "all 0 legs").
+    let err = run_terminal();
+    assert!(err.contains("0 legs written (4 interactions) to 3 partitions, merged with 4 legs they held (4 legs there now); none rejected; 4 duplicates dropped\n"), "{err}");
+    assert!(
+        err.contains(
+            "minutes: 7.5 of use (billing seconds of all 4 legs), 7.0 billed on the 3 priced legs"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("customer cost 0.1310 over 3 priced legs; 1 leg unpriced"),
+        "{err}"
+    );
+    let html = std::fs::read_to_string(d.join("out2/summary.html"))?;
+    assert!(
+        html.contains(
+            "Legs<b>4</b><small>0 from this run, 4 kept from the dataset; 4 interactions</small>"
+        ),
+        "legs card"
+    );
+    assert!(html.contains("4 read, 0 written, 0 rejected, 4 duplicates dropped; merged with the dataset&#x27;s 4 legs in the partitions written"), "records");
     Ok(())
 }

@@ -338,13 +338,19 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     }
     if c.dedup.duplicates_dropped > 0 {
         s += &format!(
-            "; {} dropped ({})",
-            count(c.dedup.duplicates_dropped, "duplicate", "duplicates"),
-            count(c.conflicts, "conflicting call_id", "conflicting call_ids"),
+            "; {} dropped",
+            count(c.dedup.duplicates_dropped, "duplicate", "duplicates")
         );
+        if c.conflicts > 0 {
+            s += &format!(
+                " ({})",
+                count(c.conflicts, "conflicting call_id", "conflicting call_ids")
+            );
+        }
     }
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
-    let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    // The totals are over the partitions written, which a merge fills with the dataset's legs.
+    let priced = c.legs_in_written_partitions.saturating_sub(t.unpriced_legs);
     s += &format!("\n  minutes: {}", crate::write::summary::minutes_words(m));
     s += &format!(
         "\n  customer cost {} over {}",
@@ -353,7 +359,7 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     );
     if t.unpriced_legs > 0 {
         s += &format!(
-            "; {} ({}; their cost is empty, not 0, and daily counts them in unpriced_legs)",
+            "; {} ({}; cost empty, not 0; counted in daily's unpriced_legs)",
             count(t.unpriced_legs, "leg unpriced", "legs unpriced"),
             if deck {
                 "no deck rate"

@@ -61,13 +61,26 @@ impl Report {
     }
 }
 
-/// The first `--` comment line of a query.
+/// The first sentence of a query's leading `--` comment, which may run over several lines.
 fn describe(sql: &str) -> String {
-    sql.lines()
+    let mut words: Vec<&str> = Vec::new();
+    let comment = sql
+        .lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("--"))
-        .map(|d| d.trim().to_owned())
-        .unwrap_or_default()
+        .skip_while(|l| !l.starts_with("--"))
+        .map_while(|l| l.strip_prefix("--"));
+    for line in comment {
+        let line = line.trim();
+        words.push(line);
+        if line.ends_with('.') {
+            break;
+        }
+    }
+    let text = words.join(" ");
+    match text.find(". ") {
+        Some(end) => text[..=end].to_owned(),
+        None => text,
+    }
 }
 
 pub fn builtin() -> Vec<Report> {
@@ -158,6 +171,36 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
         out.push(Report::new(&name, &sql, false));
     }
     Ok(out)
+}
+
+/// The columns of `columns` that `reports`' SQL names (compared without case), and `account_id`
+/// and `date`, in `columns`' order. A report that reads only named columns gives the same rows
+/// over a frame of these as over the whole table; `SELECT *` would need every column, and is
+/// not among the built-in reports, which this is for.
+pub fn columns_named<'a>(reports: &[Report], columns: &[&'a str]) -> Vec<&'a str> {
+    let mut named: std::collections::HashSet<String> =
+        [crate::schema::ACCOUNT_ID, crate::schema::DATE]
+            .map(str::to_owned)
+            .into();
+    for r in reports {
+        named.extend(
+            r.sql
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    let mut out: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| named.contains(&c.to_ascii_lowercase()))
+        .collect();
+    for key in [crate::schema::ACCOUNT_ID, crate::schema::DATE] {
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 /// A SQL context holding the given tables.
@@ -375,5 +418,18 @@ mod tests {
             [Some(43), Some(5), Some(17), Some(30)]
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_description_is_the_first_sentence_of_the_leading_comment() {
+        let sql =
+            "-- Per account and day: money, their\n-- differences. More words\n-- here.\nSELECT 1";
+        assert_eq!(
+            describe(sql),
+            "Per account and day: money, their differences."
+        );
+        assert_eq!(describe("-- One line.\n-- Two.\nSELECT 1"), "One line.");
+        assert_eq!(describe("\n-- No full stop\nSELECT 1"), "No full stop");
+        assert_eq!(describe("SELECT 1"), "");
     }
 }

@@ -1,11 +1,13 @@
 //! Atomic, nightly-safe output.
 //!
 //! A run writes everything into `DIR/.rerate-staging/data/`, laid out as the final folder. When
-//! all of it is written and synced, the run writes a journal (`.rerate-staging/COMMIT`: the
-//! files to move into place, then the files to remove) and renames it into place: that rename is
-//! the commit point. The journal is then carried out: each staged file is renamed over its final
-//! path (a reader sees the old file or the new one, never half of one), the files it replaces
-//! are removed, and `manifest.json` moves last. A run killed before the commit point leaves the
+//! all of it is written, one `syncfs` makes it durable (on Linux; elsewhere, or where the file
+//! system refuses it, each file is synced), and the run writes a journal
+//! (`.rerate-staging/COMMIT`: what to move into place, then the files to remove) and renames it
+//! into place: that rename is the commit point. The journal is then carried out: a staged folder
+//! whose final path does not exist yet (a new table, account or day) is renamed into place whole,
+//! any other staged file is renamed over its final path (a reader sees the old file or the new
+//! one, never half of one), the files it replaces are removed, and `manifest.json` moves last. A run killed before the commit point leaves the
 //! previous output untouched, and the next run deletes its staging folder; a run killed after
 //! it is finished by the next run, which carries out the journal before anything else (both
 //! steps are idempotent). `DIR/.rerate.lock` keeps two runs from writing the same folder.
@@ -51,7 +53,8 @@ impl Mode {
 /// The commit journal: relative paths under the staging `data/` and the output folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Journal {
-    /// Staged files to rename into place, in order; `manifest.json` is not among them.
+    /// Staged files, or folders whose final path did not exist, to rename into place, in order;
+    /// `manifest.json` is not among them.
     pub moves: Vec<String>,
     /// Files of the previous output to remove once the moves are done.
     pub deletes: Vec<String>,
@@ -143,11 +146,7 @@ impl Staging {
     /// Makes the staged output the output: syncs it, writes the journal (the commit point),
     /// carries it out, and removes the staging folder. `manifest.json` must be staged.
     pub fn commit(mut self, journal: Journal) -> Result<(), WriteError> {
-        journal
-            .moves
-            .par_iter()
-            .chain([MANIFEST.to_owned()].par_iter())
-            .try_for_each(|rel| sync_file(&self.data.join(rel)))?;
+        make_durable(&self.root, &self.data)?;
         let tmp = self.root.join("COMMIT.tmp");
         let text = serde_json::to_vec(&journal).map_err(|e| io_err(&tmp)(e.into()))?;
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -273,7 +272,36 @@ pub fn plan(
     old.sort();
     old.dedup();
     let deletes = old.into_iter().filter(|f| !new.contains(f)).collect();
+    let moves = fewest_moves(out, &moves);
     Ok(Journal { moves, deletes })
+}
+
+/// The renames that put `files` (sorted relative paths) into place under `out`: the topmost
+/// folder of a file whose final path does not exist yet moves whole, with every file under it
+/// (a first run is one rename per table; a night of new days one per partition folder), and a
+/// file whose folders all exist moves on its own, over what it replaces. Nothing of the
+/// previous output is under a folder that moves whole, so the deletes never reach into one.
+fn fewest_moves(out: &Path, files: &[String]) -> Vec<String> {
+    let mut exists: std::collections::HashMap<String, bool> = Default::default();
+    let mut moves: Vec<String> = Vec::new();
+    for f in files {
+        let mut chosen = f.as_str();
+        for (i, _) in f.match_indices('/') {
+            let dir = &f[..i];
+            let there = *exists
+                .entry(dir.to_owned())
+                .or_insert_with(|| out.join(dir).symlink_metadata().is_ok());
+            if !there {
+                chosen = dir;
+                break;
+            }
+        }
+        // The files are sorted, so those under one folder are next to each other.
+        if moves.last().map(String::as_str) != Some(chosen) {
+            moves.push(chosen.to_owned());
+        }
+    }
+    moves
 }
 
 fn move_into_place(data: &Path, out: &Path, rel: &str) -> Result<(), WriteError> {
@@ -286,6 +314,28 @@ fn move_into_place(data: &Path, out: &Path, rel: &str) -> Result<(), WriteError>
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
     fs::rename(&src, &dst).map_err(io_err(&dst))
+}
+
+/// Makes everything staged under `root` durable before the commit point. On Linux one
+/// `syncfs` writes out the whole file system's dirty data and metadata at once: the 12,600
+/// files of a run over 2,100 partitions took about 4 s to sync one by one. Elsewhere, or where
+/// the file system does not implement it, each file under `data` is synced. A write-back error
+/// (`syncfs` reports those since Linux 5.8) fails the run before the commit point.
+fn make_durable(root: &Path, data: &Path) -> Result<(), WriteError> {
+    #[cfg(target_os = "linux")]
+    {
+        let dir = File::open(root).map_err(io_err(root))?;
+        match rustix::fs::syncfs(&dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::OPNOTSUPP => {}
+            Err(e) => return Err(io_err(root)(e.into())),
+        }
+    }
+    let mut files = Vec::new();
+    list_files(data, data, &mut files)?;
+    files
+        .par_iter()
+        .try_for_each(|rel| sync_file(&data.join(rel)))
 }
 
 fn sync_file(path: &Path) -> Result<(), WriteError> {
@@ -395,6 +445,52 @@ mod tests {
         assert_eq!(read(&out.join("t/b.parquet")), "new-b");
         assert_eq!(read(&out.join("manifest.json")), "new");
         assert!(!out.join("t/old.parquet").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_new_to_the_output_moves_whole_and_others_file_by_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("out");
+        write(&out.join("manifest.json"), "old")?;
+        write(&out.join("t/a=1/d=1/part-0.parquet"), "old")?;
+        let files: Vec<String> = [
+            "rejects.ndjson",
+            "t/a=1/d=1/part-0.csv",
+            "t/a=1/d=1/part-0.parquet",
+            "t/a=1/d=2/part-0.parquet",
+            "t/a=2/d=1/part-0.parquet",
+            "t/a=2/d=2/part-0.parquet",
+            "u/a=1/d=1/part-0.parquet",
+            "u/a=1/d=2/part-0.parquet",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            fewest_moves(&out, &files),
+            [
+                "rejects.ndjson",
+                "t/a=1/d=1/part-0.csv",
+                "t/a=1/d=1/part-0.parquet",
+                "t/a=1/d=2",
+                "t/a=2",
+                "u",
+            ]
+        );
+        // Carried out: the new folders arrive with every file in them.
+        let st = Staging::open(&out)?;
+        for f in &files {
+            write(&st.data().join(f), f)?;
+        }
+        write(&st.data().join("manifest.json"), "new")?;
+        st.commit(Journal {
+            moves: fewest_moves(&out, &files),
+            deletes: vec![],
+        })?;
+        for f in &files {
+            assert_eq!(read(&out.join(f)), *f);
+        }
+        assert!(!out.join(STAGING).exists());
         Ok(())
     }
 

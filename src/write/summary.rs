@@ -62,7 +62,8 @@ pub fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>
 /// so with unpriced legs the two cover different legs, and the priced legs' use is given beside.
 pub fn minutes_words(m: &Manifest) -> String {
     let t = &m.totals;
-    let legs = m.counts.legs_written;
+    // The totals are over the partitions written: this run's legs and those a merge kept.
+    let legs = m.counts.legs_in_written_partitions;
     let priced = legs.saturating_sub(t.unpriced_legs);
     let after = "after increments, minimums and no-charge time";
     if t.unpriced_legs == 0 {
@@ -559,21 +560,29 @@ pub fn render(
     // Cards.
     let t = &m.totals;
     let c = &m.counts;
-    let priced = c.legs_written.saturating_sub(t.unpriced_legs);
+    // The totals cover the partitions written: this run's legs and those a merge kept.
+    let legs = c.legs_in_written_partitions;
+    let priced = legs.saturating_sub(t.unpriced_legs);
+    let interactions = count(m.interactions, "interaction", "interactions");
     let cards = vec![
         Card {
             label: "Legs",
-            value: thousands(c.legs_written as i64),
-            note: format!("{} interactions", thousands(m.interactions as i64)),
+            value: thousands(legs as i64),
+            note: if m.merge.legs_kept > 0 {
+                format!(
+                    "{} from this run, {} kept from the dataset; {interactions}",
+                    thousands(c.legs_written as i64),
+                    thousands(m.merge.legs_kept as i64)
+                )
+            } else {
+                interactions
+            },
             warn: false,
         },
         Card {
             label: "Minutes of use",
             value: minutes(t.billing_seconds),
-            note: format!(
-                "billing seconds / 60 of all {}",
-                count(c.legs_written, "leg", "legs")
-            ),
+            note: format!("billing seconds / 60 of all {}", count(legs, "leg", "legs")),
             warn: false,
         },
         Card {
@@ -616,9 +625,9 @@ pub fn render(
             label: "Rejected records",
             value: thousands(c.rejected as i64),
             note: format!(
-                "of {} read; {} duplicates dropped",
+                "of {} read; {} dropped",
                 thousands(c.records_read as i64),
-                thousands(c.dedup.duplicates_dropped as i64)
+                count(c.dedup.duplicates_dropped, "duplicate", "duplicates")
             ),
             warn: c.rejected > 0,
         },
@@ -667,11 +676,19 @@ pub fn render(
         }),
         options => options,
         counts => format!(
-            "{} read, {} written, {} rejected, {} duplicates dropped",
+            "{} read, {} written, {} rejected, {} dropped{}",
             thousands(c.records_read as i64),
             thousands(c.legs_written as i64),
             thousands(c.rejected as i64),
-            thousands(c.dedup.duplicates_dropped as i64)
+            count(c.dedup.duplicates_dropped, "duplicate", "duplicates"),
+            if m.merge.legs_kept > 0 {
+                format!(
+                    "; merged with the dataset's {} in the partitions written",
+                    count(m.merge.legs_kept, "leg", "legs")
+                )
+            } else {
+                String::new()
+            }
         ),
         top => serde_json::json!({
             "bars": top_bars,
