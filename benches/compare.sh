@@ -10,11 +10,13 @@
 #
 # usage: benches/compare.sh [--legs N] [--accounts N] [--days N] [--skew uniform|zipf:S]
 #                           [--threads N] [--corpus DIR] [--engines rerate,duckdb,polars,chdb]
-#                           [--smoke] [--keep]
+#                           [--repeat N] [--smoke] [--keep]
 #        benches/compare.sh LEGS [THREADS]     (the older form: 50 accounts x 7 days)
 #   --legs 200000 --accounts 300 --days 7 --skew uniform --threads 2 by default.
 #   --corpus DIR: the corpus to use; generated there with the shape flags if DIR does not exist
 #     (default $WORK/corpus-<legs>-<accounts>x<days>[-<skew>]).
+#   --repeat N: N rounds, each engine once a round in turn; each engine's best run (least wall
+#     time) is compared, its median shown beside it (other work on a shared machine slows some).
 #   --smoke: 2,000 legs over 20 accounts x 2 days with the debug binary, checks the totals agree
 #     and prints no ratios (timings that small mean nothing).
 #   env: RERATE (the binary; default target/release/rerate, built if missing), WORK (default
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 DUCKDB=duckdb==2.0.0 POLARS=polars==2.1.0 CHDB=chdb==4.4.0
 LEGS=200000 ACCOUNTS=300 DAYS=7 SKEW=uniform THREADS=2 CORPUS= ENGINES=rerate,duckdb,polars,chdb
-SMOKE= KEEP=
+SMOKE= KEEP= REPEAT=1
 if [[ ${1:-} =~ ^[0-9]+$ ]]; then LEGS=$1 ACCOUNTS=50 THREADS=${2:-2}; shift $(($# < 2 ? $# : 2)); fi
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
         --engines) ENGINES=$2; shift 2 ;;
         --smoke) SMOKE=1 LEGS=2000 ACCOUNTS=20 DAYS=2; shift ;;
         --keep) KEEP=1; shift ;;
+        --repeat) REPEAT=$2; shift 2 ;;
         *) echo "compare.sh: unknown argument $1 (see the usage at the top of the script)" >&2; exit 2 ;;
     esac
 done
@@ -94,8 +97,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run_engine() { # name: runs it under GNU time into $WORK/<name>-out
-    local name=$1 out=$WORK/$1-out
+run_engine() { # name round: runs it under GNU time into $WORK/<name>-out
+    local name=$1 round=$2 out=$WORK/$1-out
+    [ ! -e "$out" ] || mv "$out" "$TRASH/$name-out.$round"
     local cmd
     case $name in
         rerate) cmd=("$BIN" run "$CORPUS" --out "$out" -q --threads "$THREADS") ;;
@@ -104,26 +108,28 @@ run_engine() { # name: runs it under GNU time into $WORK/<name>-out
         *) echo "compare.sh: unknown engine $name" >&2; exit 2 ;;
     esac
     # The machine's load when the engine starts: other work on it slows every engine.
-    cut -d' ' -f1 /proc/loadavg > "$WORK/$name.load"
-    /usr/bin/time -v "${cmd[@]}" > "$WORK/$name.out" 2> "$WORK/$name.time" || {
-        echo "$name failed:"; tail -20 "$WORK/$name.time"; exit 1
+    cut -d' ' -f1 /proc/loadavg > "$WORK/$name.$round.load"
+    /usr/bin/time -v "${cmd[@]}" > "$WORK/$name.out" 2> "$WORK/$name.$round.time" || {
+        echo "$name failed:"; tail -20 "$WORK/$name.$round.time"; exit 1
     }
     rm -rf "$out.tmp"
 }
 
 IFS=, read -r -a ENGINE_LIST <<< "$ENGINES"
-OUTS=()
-for e in "${ENGINE_LIST[@]}"; do
-    run_engine "$e"
-    OUTS+=("$e=$WORK/$e-out")
+rm -f "$WORK"/*.time "$WORK"/*.load
+for round in $(seq "$REPEAT"); do
+    for e in "${ENGINE_LIST[@]}"; do run_engine "$e" "$round"; done
 done
+OUTS=()
+for e in "${ENGINE_LIST[@]}"; do OUTS+=("$e=$WORK/$e-out"); done
 TOTALS=$("$PY" benches/check_outputs.py "${OUTS[@]}")
 
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit the binary was built from, if not HEAD's: COMMIT=... benches/compare.sh
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 "$PY" - "$WORK" "$TOTALS" "$SMOKE" "$COMMIT" "$CORPUS" "$LEGS" "$ACCOUNTS" "$DAYS" "$SKEW" "$THREADS" \
-    "${ENGINE_LIST[@]}" <<'PY'
-import json, sys, time
-work, totals, smoke, commit, corpus, legs, accounts, days, skew, threads, *engines = sys.argv[1:]
+    "$REPEAT" "${ENGINE_LIST[@]}" <<'PY'
+import json, statistics, sys, time
+work, totals, smoke, commit, corpus, legs, accounts, days, skew, threads, repeat, *engines = sys.argv[1:]
 totals = json.loads(totals)
 print(f"{corpus}: {totals['legs']:,} legs in {totals['partitions']:,} account/day partitions, "
       f"{threads} threads; the same totals from {', '.join(engines)}: "
@@ -132,26 +138,31 @@ print(f"{corpus}: {totals['legs']:,} legs in {totals['partitions']:,} account/da
 if smoke:
     sys.exit(0)
 
-def measure(name):
+def measure(name, round):
     t = {}
-    for line in open(f"{work}/{name}.time"):
+    for line in open(f"{work}/{name}.{round}.time"):
         k, _, v = line.strip().rpartition(": ")
         t[k] = v
     clock = [float(p) for p in t["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")]
     return {"wall_s": sum(p * 60 ** i for i, p in enumerate(reversed(clock))),
             "user_s": float(t["User time (seconds)"]), "sys_s": float(t["System time (seconds)"]),
             "peak_mb": int(t["Maximum resident set size (kbytes)"]) / 1024,
-            "load": float(open(f"{work}/{name}.load").read())}
+            "load": float(open(f"{work}/{name}.{round}.load").read())}
 
-m = {e: measure(e) for e in engines}
-print(f"{'':8} {'wall s':>8} {'user s':>8} {'sys s':>8} {'peak MB':>8} {'load':>5}  rerate is")
+runs = {e: [measure(e, r) for r in range(1, int(repeat) + 1)] for e in engines}
+# Each engine's best run, with the median wall time and every run's beside it.
+m = {e: dict(min(rs, key=lambda x: x["wall_s"]), runs=rs,
+             median_wall_s=statistics.median(x["wall_s"] for x in rs))
+     for e, rs in runs.items()}
+print(f"best of {repeat} run(s) of each:")
+print(f"{'':8} {'wall s':>8} {'median':>8} {'user s':>8} {'sys s':>8} {'peak MB':>8} {'load':>5}  rerate is")
 for e in engines:
     x = m[e]
     ratio = ""
     if e != "rerate" and "rerate" in m:
         ratio = (f"{x['wall_s'] / m['rerate']['wall_s']:.2f}x as fast, "
                  f"{m['rerate']['peak_mb'] / x['peak_mb']:.0%} of the memory")
-    print(f"{e:8} {x['wall_s']:8.1f} {x['user_s']:8.1f} {x['sys_s']:8.1f} {x['peak_mb']:8.0f} "
+    print(f"{e:8} {x['wall_s']:8.1f} {x['median_wall_s']:8.1f} {x['user_s']:8.1f} {x['sys_s']:8.1f} {x['peak_mb']:8.0f} "
           f"{x['load']:5.1f}  {ratio}")
 peers = [e for e in ("duckdb", "polars") if e in m]
 if "rerate" in m and peers:
@@ -165,6 +176,6 @@ if "rerate" in m and peers:
 with open(f"{work}/results.jsonl", "a") as f:
     f.write(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit,
                         "corpus": corpus, "legs": int(legs), "accounts": int(accounts),
-                        "days": int(days), "skew": skew, "threads": int(threads),
+                        "days": int(days), "skew": skew, "threads": int(threads), "repeat": int(repeat),
                         "totals": totals, "engines": m}) + "\n")
 PY

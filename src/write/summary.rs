@@ -1,9 +1,11 @@
 //! `summary.html`: one self-contained page (inline CSS and SVG, no network fetches) that finance
 //! can sign: the period, inputs, options and rerate version; the run's totals with unpriced legs
-//! counted beside the priced money; the costliest accounts charted; daily totals over every day
-//! of the period; the reconciliation by class; and a sorted table of every account. It prints on
-//! A4. The page is a minijinja template (`templates/summary.html`, auto-escaped as HTML) filled
-//! from the manifest and the `daily` and `reconciliation_daily` reports.
+//! counted beside the priced money; the costliest accounts charted; the totals of every day of
+//! the period (of every month beyond [`DAILY_MAX_DAYS`]); the reconciliation by class; and a
+//! sorted table of every account with recorded and derived money. It prints on A4. The page is
+//! a minijinja template (`templates/summary.html`, auto-escaped as HTML) filled from the
+//! manifest and the `daily` and `reconciliation_daily` reports (the latter as computed, before
+//! a run without a deck drops its rows of zeros).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
