@@ -452,7 +452,7 @@ class Job:
             legs_back = back.count()
             copies = copies.unionByName(back.withColumn("from_dataset", lit(True)))
         judged = self.dedup(copies, columns).persist()
-        kept = judged.where("kept").select(*columns).cache()
+        kept = judged.where("kept").select(*columns)
 
         # Counts of deduplication (src/dedup.rs, DedupStats).
         dropped = judged.where("NOT kept")
@@ -470,6 +470,8 @@ class Job:
             "already_in_dataset": int(d.already or 0), "dataset_legs_replaced": int(d.replaced or 0),
         }
 
+        # The copies are held once, deduplicated (judged), from here on.
+        extracted.unpersist()
         say(args, f"deduplicated: {dedup['duplicates_dropped']} duplicates dropped")
         # Interactions, reconciliation rows, reports.
         kept.createOrReplaceTempView("legs_for_interactions")
@@ -548,7 +550,7 @@ class Job:
             "elapsed_ms": int((time.time() - self.started) * 1000),
         }
         self.write_text("manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-        extracted.unpersist()
+        judged.unpersist()
         say(args, f"read {records_read} records; {legs_written} legs written, {rejected} rejected, "
                   f"{dedup['duplicates_dropped']} duplicates dropped; manifest at {self.out}/manifest.json")
         return 3 if partial else 0
@@ -603,8 +605,11 @@ class Job:
 
     def empty_table_file(self, table, df):
         """A table with no partition gets one empty part-0.parquet holding its columns, as rerate
-        writes it (local output folders only)."""
-        if self.out_local is None or self.has_partitions(table):
+        writes it, and loses it once the table has partitions (local output folders only)."""
+        if self.out_local is None:
+            return
+        if self.has_partitions(table):
+            (self.out_local / table / "part-0.parquet").unlink(missing_ok=True)
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
