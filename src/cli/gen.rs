@@ -39,8 +39,9 @@ pub struct GenArgs {
     pub files: u64,
     /// `ndjson`: one CDR per line; `pages`: crossbar API pages of 50 CDRs, one per line;
     /// `kazoo-csv`: the crossbar CSV export exactly as KAZOO 5.0 writes it (unquoted cells,
-    /// CRLF, names with commas and quotes), one file per account under `account_id=<ID>/`;
-    /// `listing`: `GET /cdrs` listing pages of the same legs, one file per account.
+    /// CRLF, names with commas and quotes): each of the `--files` files split by account, as
+    /// `account_id=<ID>/cdrs-<i>.csv` (up to files x accounts files);
+    /// `listing`: `GET /cdrs` listing pages of the same legs, split by account the same way.
     #[arg(long, value_enum, default_value_t = Shape::Ndjson)]
     pub shape: Shape,
     /// With `--shape kazoo-csv`: repeat the header line every N rows, as KAZOO 4.2's chunked
@@ -75,8 +76,12 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     };
     let report = generate(&opts, &args.out)
         .with_context(|| format!("writing the corpus to {}", args.out.display()))?;
+    let text = match args.shape {
+        Shape::KazooCsv => "CSV",
+        Shape::Ndjson | Shape::Pages | Shape::Listing => "JSON",
+    };
     eprintln!(
-        "rerate gen: {} legs in {} files, {:.1} MB of JSON, in {:.1} s",
+        "rerate gen: {} legs in {} files, {:.1} MB of {text}, in {:.1} s",
         report.legs,
         report.files.len(),
         report.bytes as f64 / 1e6,
