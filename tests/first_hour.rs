@@ -16,14 +16,19 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `night.ndjson` in `d`: two legs of account acc1, 60 s and 30 s (call_ids a1, a2).
+fn write_night(d: &Path) -> std::io::Result<()> {
+    std::fs::write(
+        d.join("night.ndjson"),
+        format!("{}\n{}\n", cdr("a1", "acc1", 60), cdr("a2", "acc1", 30)),
+    )
+}
+
 #[test]
 fn issue_20_a_rerun_never_reads_its_own_output_hidden_folders_or_other_outputs() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    std::fs::write(
-        d.join("night.ndjson"),
-        format!("{}\n{}\n", cdr("a1", "acc1", 60), cdr("a2", "acc1", 30)),
-    )?;
+    write_night(d)?;
     // What `rerate run . --out reports` used to eat: a hidden folder's JSON (.git/HEAD.json
     // became a leg), a hidden file, and another run's output folder elsewhere in the tree.
     std::fs::create_dir_all(d.join(".git"))?;
@@ -667,10 +672,7 @@ fn issue_20_money_over_no_priced_leg_is_unpriced_never_zero() -> TestResult {
 fn issue_20_a_csv_rerate_wrote_is_skipped_as_its_own_output_never_rejected() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    std::fs::write(
-        d.join("night.ndjson"),
-        format!("{}\n{}\n", cdr("a1", "acc1", 60), cdr("a2", "acc1", 30)),
-    )?;
+    write_night(d)?;
     let out = d.join("reports");
     run_ok(&[s(d), "--out", s(&out), "-q"]);
     // A spreadsheet of the legs, beside the CDRs: rerate's own column names (cost_units, ...).
