@@ -15,7 +15,7 @@ use std::io::Write;
 
 use polars::frame::chunk_df_for_writing;
 use polars::prelude::*;
-use polars_arrow::array::{Array, ArrayRef, DictionaryArray, Utf8ViewArray};
+use polars_arrow::array::{Array, ArrayRef, DictionaryArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 use polars_parquet::parquet::compression::Compression;
 use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
@@ -141,31 +141,105 @@ fn compress(page: Page) -> PolarsResult<CompressedPage> {
     })
 }
 
-/// The array to encode and the encodings of its Parquet leaf columns: polars' own, except for a
-/// text column of more than [`SAMPLE`] rows. That is written plain when its sample is mostly
+/// The array to encode and the encodings of its Parquet leaf columns: polars' own, except for
+/// text columns and for number columns that polars would judge by a HyperLogLog estimate.
+///
+/// A text column of more than [`SAMPLE`] rows is written plain when its sample is mostly
 /// distinct; else it is cast to a dictionary here, and written plain after all if the
 /// dictionary holds more than three quarters of the values. (polars would first estimate the
 /// column's cardinality with a HyperLogLog over every value, then make the same cast.)
 ///
 /// A text column of 1 to [`SAMPLE`] rows is cast to a dictionary here too, as polars does with
-/// any column of up to 128 rows: polars first estimates its cardinality with a HyperLogLog
-/// whose answer it then ignores at that size, and on small partitions (the report and
-/// interaction files of 5,000 accounts, a few rows each) that estimate, run for every text
-/// column of every file, was part of the 6% HyperLogLog took of a 5,000-account run (perf). The
-/// bytes are the same.
+/// any column of up to [`POLARS_SMALL`] rows: polars first estimates its cardinality with a
+/// HyperLogLog whose answer it then ignores at that size, and on small partitions (the report
+/// and interaction files of 5,000 accounts, a few rows each) that estimate, run for every text
+/// column of every file, was part of the 6% HyperLogLog took of a 5,000-account run (perf).
+///
+/// Number columns: see [`prepare_number`].
 fn prepare(array: ArrayRef) -> (ArrayRef, Vec<Encoding>) {
-    let text = array
+    if let Some(text) = array
         .as_any()
         .downcast_ref::<Utf8ViewArray>()
-        .filter(|t| !Array::is_empty(*t));
-    let Some(text) = text else {
-        let encodings = get_dtype_encoding(array.dtype());
-        return (array, encodings);
-    };
-    let small = text.len() <= SAMPLE;
-    if !small && mostly_distinct(text) {
-        return (array, vec![Encoding::Plain]);
+        .filter(|t| !Array::is_empty(*t))
+    {
+        let small = text.len() <= SAMPLE;
+        if !small && mostly_distinct(text.len(), |i| text.get(i)) {
+            return (array, vec![Encoding::Plain]);
+        }
+        return as_dictionary(array, small);
     }
+    if let Some(decided) = prepare_number(&array) {
+        return decided;
+    }
+    let encodings = get_dtype_encoding(array.dtype());
+    (array, encodings)
+}
+
+/// Rows up to which polars dictionary-encodes a column whatever its cardinality estimate says
+/// (`polars_parquet::arrow::write::dictionary::encode_as_dictionary_optional`).
+const POLARS_SMALL: usize = 128;
+
+/// The encoding of an `Int32` (dates), `Int64` (seconds, units, timestamps) or `Float64`
+/// column that polars would decide from a HyperLogLog estimate: an integer column whose values
+/// span more than 65,535 (timestamps, money units), any float column. That estimate is a 16 KiB
+/// register file zeroed, filled and then read whole (`HyperLogLog::count`) for every such
+/// column of every file, whatever its rows: on the nightly shape (2,000 partitions of ~100
+/// legs) it took 3% of the run's CPU time plus the zeroing, and polars ignores its answer on
+/// columns of up to [`POLARS_SMALL`] rows anyway.
+///
+/// Here: up to [`POLARS_SMALL`] rows, cast to a dictionary as polars would (the same bytes);
+/// above, plain if a strided sample of [`SAMPLE`] values is mostly distinct, else the exact
+/// dictionary when it holds at most three quarters of the values. `None`: polars' own path,
+/// which needs no estimate (integers within 65,535 of each other take its min/max bitmap, an
+/// all-null column its shortcut) or another type.
+fn prepare_number(array: &ArrayRef) -> Option<(ArrayRef, Vec<Encoding>)> {
+    use polars_arrow::datatypes::{PhysicalType, PrimitiveType};
+    if Array::is_empty(array.as_ref()) || array.null_count() == array.len() {
+        return None;
+    }
+    let PhysicalType::Primitive(primitive) = array.dtype().to_physical_type() else {
+        return None;
+    };
+    let small = array.len() <= POLARS_SMALL;
+    let distinct = match primitive {
+        PrimitiveType::Int32 => {
+            let a = array.as_any().downcast_ref::<PrimitiveArray<i32>>()?;
+            if narrow_range(a.non_null_values_iter().map(i64::from)) {
+                return None;
+            }
+            !small && mostly_distinct(a.len(), |i| a.get(i))
+        }
+        PrimitiveType::Int64 => {
+            let a = array.as_any().downcast_ref::<PrimitiveArray<i64>>()?;
+            if narrow_range(a.non_null_values_iter()) {
+                return None;
+            }
+            !small && mostly_distinct(a.len(), |i| a.get(i))
+        }
+        PrimitiveType::Float64 => {
+            let a = array.as_any().downcast_ref::<PrimitiveArray<f64>>()?;
+            !small && mostly_distinct(a.len(), |i| a.get(i).map(f64::to_bits))
+        }
+        _ => return None,
+    };
+    if distinct {
+        return Some((array.clone(), vec![Encoding::Plain]));
+    }
+    Some(as_dictionary(array.clone(), small))
+}
+
+/// Whether the values span at most 65,535 (polars' `BITMASK_THRESHOLD` for 32- and 64-bit
+/// integers), so that polars builds their dictionary from a bitmap without an estimate.
+fn narrow_range(values: impl Iterator<Item = i64>) -> bool {
+    let (min, max) = values.fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    max.checked_sub(min)
+        .is_some_and(|span| span <= i64::from(u16::MAX))
+}
+
+/// `array` cast to a dictionary, if that is worth it: always when `small` (polars' rule for
+/// short columns), else when the dictionary holds at most three quarters of the values. The
+/// array as it is, plain, otherwise (or when the cast fails).
+fn as_dictionary(array: ArrayRef, small: bool) -> (ArrayRef, Vec<Encoding>) {
     let as_dictionary =
         ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(array.dtype().clone()), false);
     let Ok(dictionary) =
@@ -183,19 +257,20 @@ fn prepare(array: ArrayRef) -> (ArrayRef, Vec<Encoding>) {
     }
 }
 
-/// Whether more than three quarters of [`SAMPLE`] non-null values, taken at an even stride
-/// over the column, are distinct: the threshold polars applies to its estimate. Columns of up
-/// to [`SAMPLE`] rows are left to polars, which builds their dictionary whatever the estimate.
-fn mostly_distinct(text: &Utf8ViewArray) -> bool {
-    if text.len() <= SAMPLE {
+/// Whether more than three quarters of [`SAMPLE`] non-null values (`value(i)`: row `i`, `None`
+/// when null), taken at an even stride over the `len` rows, are distinct: the threshold polars
+/// applies to its estimate. Columns of up to [`SAMPLE`] rows, and columns with fewer than half
+/// a sample of values, are never "mostly distinct".
+fn mostly_distinct<K: std::hash::Hash + Eq>(len: usize, value: impl Fn(usize) -> Option<K>) -> bool {
+    if len <= SAMPLE {
         return false;
     }
-    let stride = text.len() / SAMPLE;
-    let sample: Vec<&str> = (0..SAMPLE).filter_map(|i| text.get(i * stride)).collect();
+    let stride = len / SAMPLE;
+    let sample: Vec<K> = (0..SAMPLE).filter_map(|i| value(i * stride)).collect();
     if sample.len() < SAMPLE / 2 {
         return false;
     }
-    let distinct: PlHashSet<&str> = sample.iter().copied().collect();
+    let distinct: PlHashSet<&K> = sample.iter().collect();
     distinct.len() * 4 > sample.len() * 3
 }
 
@@ -208,24 +283,28 @@ mod tests {
         MutableBinaryViewArray::<str>::from_iter(values).freeze()
     }
 
+    fn text_distinct(t: &Utf8ViewArray) -> bool {
+        mostly_distinct(t.len(), |i| t.get(i))
+    }
+
     #[test]
     fn unique_text_is_plain_and_repeated_text_a_dictionary() {
         let unique = text((0..1000).map(|i| Some(format!("call-{i}"))));
-        assert!(mostly_distinct(&unique));
+        assert!(text_distinct(&unique));
         assert_eq!(prepare(unique.clone().boxed()).1, vec![Encoding::Plain]);
 
         // 20 distinct values: a sample of 32 holds at most 20.
         let repeated = text((0..1000).map(|i| Some(format!("cause-{}", i % 20))));
-        assert!(!mostly_distinct(&repeated));
+        assert!(!text_distinct(&repeated));
         let (dictionary, encodings) = prepare(repeated.clone().boxed());
         assert_eq!(encodings, vec![Encoding::RleDictionary]);
         assert_eq!(dictionary.len(), repeated.len());
 
         // Short columns and mostly-null columns are left to polars.
         let short = text((0..SAMPLE).map(|i| Some(format!("call-{i}"))));
-        assert!(!mostly_distinct(&short));
+        assert!(!text_distinct(&short));
         let sparse = text((0..1000).map(|i| (i % 10 == 0).then(|| format!("call-{i}"))));
-        assert!(!mostly_distinct(&sparse));
+        assert!(!text_distinct(&sparse));
     }
 
     #[test]
@@ -253,5 +332,84 @@ mod tests {
         // polars' own decision.
         assert_eq!(dictionary[..2], [false, true]);
         Ok(())
+    }
+
+    /// The compressed pages polars' own path writes for `array` (its encodings, its dictionary
+    /// decision with the HyperLogLog estimate), and the pages written after [`prepare`].
+    fn pages_both_ways(array: ArrayRef) -> PolarsResult<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+        let field = polars_arrow::datatypes::Field::new("x".into(), array.dtype().clone(), true);
+        let schema = polars_arrow::datatypes::ArrowSchema::from_iter([field]);
+        let parquet_schema = polars_parquet::write::to_parquet_schema(&schema)?;
+        let options = WriteOptions {
+            statistics: StatisticsOptions::default(),
+            compression: zstd_options(),
+            version: Version::V1,
+            data_page_size: None,
+        };
+        let pages = |array: ArrayRef, encodings: Vec<Encoding>| -> PolarsResult<Vec<Vec<u8>>> {
+            let mut out = Vec::new();
+            for column in array_to_columns(
+                array,
+                parquet_schema.fields()[0].clone(),
+                options,
+                &encodings,
+            )? {
+                for page in column {
+                    match page? {
+                        Page::Data(d) => out.push(d.buffer().to_vec()),
+                        Page::Dict(d) => out.push(d.buffer.to_vec()),
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let theirs = pages(array.clone(), get_dtype_encoding(array.dtype()))?;
+        let (prepared, encodings) = prepare(array);
+        Ok((theirs, pages(prepared, encodings)?))
+    }
+
+    #[test]
+    fn short_number_columns_are_the_bytes_polars_writes_without_its_estimate() -> PolarsResult<()> {
+        // Timestamps in microseconds (a span far beyond 65,535), one repeated, one null.
+        let micros: Vec<Option<i64>> = (0..100)
+            .map(|i| (i != 7).then_some(1_793_000_000_000_000 + (i % 90) * 1_000_003))
+            .collect();
+        let ts = PrimitiveArray::<i64>::from(micros).boxed();
+        let (encoded, encodings) = prepare(ts.clone());
+        assert_eq!(encodings, vec![Encoding::RleDictionary]);
+        assert!(encoded.as_any().is::<DictionaryArray<u32>>());
+        let (theirs, ours) = pages_both_ways(ts)?;
+        assert_eq!(theirs, ours);
+
+        let rates = PrimitiveArray::<f64>::from_vec(vec![0.0125, 0.5, 0.0125, 1e-4]).boxed();
+        let (theirs, ours) = pages_both_ways(rates)?;
+        assert_eq!(theirs, ours);
+
+        let dates = PrimitiveArray::<i32>::from_vec(vec![-800_000, 20_400, 20_400]).boxed();
+        let (theirs, ours) = pages_both_ways(dates)?;
+        assert_eq!(theirs, ours);
+        Ok(())
+    }
+
+    #[test]
+    fn long_number_columns_are_plain_when_distinct_and_a_dictionary_when_they_repeat() {
+        // 1,000 distinct timestamps: plain, as polars' estimate (1,000 of 1,000) would say.
+        let ts = PrimitiveArray::<i64>::from_vec((0..1000).map(|i| i * 1_000_003).collect());
+        assert_eq!(prepare(ts.boxed()).1, vec![Encoding::Plain]);
+        // 20 distinct money amounts far apart, repeated: a dictionary of exactly 20 values.
+        let units =
+            PrimitiveArray::<i64>::from_vec((0..1000).map(|i| (i % 20) * 1_000_000).collect());
+        let (encoded, encodings) = prepare(units.boxed());
+        assert_eq!(encodings, vec![Encoding::RleDictionary]);
+        let dictionary = encoded.as_any().downcast_ref::<DictionaryArray<u32>>();
+        assert_eq!(dictionary.map(|d| d.values().len()), Some(20));
+        // Distinct floats: plain.
+        let f = PrimitiveArray::<f64>::from_vec((0..1000).map(|i| f64::from(i) / 7.0).collect());
+        assert_eq!(prepare(f.boxed()).1, vec![Encoding::Plain]);
+        // Within 65,535 of each other, or all null: left to polars (no estimate there).
+        let narrow = PrimitiveArray::<i64>::from_vec((0..1000).map(|i| 60_000 + i).collect());
+        assert!(prepare_number(&narrow.boxed()).is_none());
+        let nulls = PrimitiveArray::<i64>::from(vec![None::<i64>; 300]);
+        assert!(prepare_number(&nulls.boxed()).is_none());
     }
 }
