@@ -249,13 +249,14 @@ impl Job {
 
         // Read and parse, legs routed into buckets by partition.
         let spill = staging.spill();
-        let buckets =
-            pipeline::bucket_count(pipeline::estimated_input_bytes(&self.files), cfg.memory);
+        let input_bytes = pipeline::estimated_input_bytes(&self.files);
+        let buckets = pipeline::bucket_count(input_bytes, cfg.memory);
         let chunk_bytes = cfg
             .chunk_size
             .unwrap_or_else(|| pipeline::chunk_bytes(buckets));
         let partitions = Arc::new(Partitions::new(buckets));
-        let mut parsed = pipeline::Parsed::new(&spill, partitions.clone(), cfg.memory, merging);
+        let held = pipeline::parsed_budget(input_bytes, cfg.memory);
+        let mut parsed = pipeline::Parsed::new(&spill, partitions.clone(), held, merging);
         let reject_log = Arc::new(RejectLog::create(staging.scratch("rejects.log"))?);
         let ingested = self.read(&parsed, partitions, chunk_bytes, reject_log.clone())?;
         clock.lap("2_read_parse");

@@ -52,6 +52,25 @@ pub fn bucket_count(input_bytes: u64, budget: usize) -> usize {
     input_bytes.div_ceil(quarter).clamp(1, MAX_BUCKETS) as usize
 }
 
+/// How many bytes of parsed legs the buckets hold before they spill, for a run of
+/// `input_bytes` (decoded) under `budget`: the whole budget when the input is no larger than
+/// it, else half (the other half is for the next stage's buckets, see [`group`]).
+///
+/// An input of up to the budget is held whole, in [`bucket_count`]'s compacted buckets: spilling
+/// it buys no memory. At the default 1 GiB, 200,000 legs (692 MB of NDJSON, 3 buckets) spilled
+/// at half the budget: the parse stage wrote and re-read every leg through zstd (1.5 s of its
+/// 2.6 s, and 0.6 s of deduplication reading them back), and the peak was 1.46-1.55 GB, above
+/// the 1.17 GB of the same run held in memory (`--memory 2G`: 2 buckets, no spill). An input
+/// over the budget keeps spilling at half of it, which bounds the peak whatever the input's
+/// size (1M and 5M legs: see BENCHMARKS.md).
+pub fn parsed_budget(input_bytes: u64, budget: usize) -> usize {
+    if input_bytes <= budget as u64 {
+        budget
+    } else {
+        budget / 2
+    }
+}
+
 /// The default size of a parse task for a run of `buckets` buckets: 512 KiB a bucket, between
 /// 8 and 32 MiB. A task's legs are split into a piece per bucket, and every piece is a frame of
 /// its own until its bucket is read back. At 5M legs (65 buckets), 8 MiB tasks made pieces of
@@ -97,16 +116,16 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    /// `partitions`' buckets, holding up to half the run's `budget` (the other half is for the
-    /// next stage's buckets, see [`group`]). `track`: note the partitions, call_ids and
-    /// interaction keys of the input's legs for a merge ([`Parsed::seen`]).
-    pub fn new(spill: &Path, partitions: Arc<Partitions>, budget: usize, track: bool) -> Self {
+    /// `partitions`' buckets, holding up to `held` bytes before they spill (see
+    /// [`parsed_budget`]). `track`: note the partitions, call_ids and interaction keys of the
+    /// input's legs for a merge ([`Parsed::seen`]).
+    pub fn new(spill: &Path, partitions: Arc<Partitions>, held: usize, track: bool) -> Self {
         Parsed {
             buckets: Buckets::new(
                 spill,
                 "parsed",
                 partitions.count(),
-                budget / 2,
+                held,
                 SpillFormat::Stream,
             ),
             partitions,
@@ -595,6 +614,18 @@ mod tests {
         assert_eq!(bucket_count(200 << 20, 1 << 30), 1);
         assert_eq!(bucket_count(3_460_000_000, 1 << 30), 13);
         assert_eq!(bucket_count(u64::MAX, 1), 4096);
+    }
+
+    #[test]
+    fn an_input_up_to_the_budget_is_held_whole_and_a_larger_one_spills_at_half() {
+        let gib = 1 << 30;
+        // 200,000 legs of NDJSON: three buckets, held in memory.
+        assert_eq!(bucket_count(692_600_000, gib), 3);
+        assert_eq!(parsed_budget(692_600_000, gib), gib);
+        assert_eq!(parsed_budget(gib as u64, gib), gib);
+        // A byte over the budget, and 1M legs: spilled past half of it.
+        assert_eq!(parsed_budget(gib as u64 + 1, gib), gib / 2);
+        assert_eq!(parsed_budget(3_460_000_000, gib), gib / 2);
     }
 
     #[test]
