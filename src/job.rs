@@ -458,6 +458,7 @@ impl Job {
                 "buckets": buckets,
                 "parse_task_bytes": chunk_bytes,
                 "spilled": spilled || grouped.spilled(),
+                "legs_spilled": spilled,
                 "cross_bucket_call_ids": grouped.cross_bucket_call_ids,
                 "buckets_split": grouped.buckets_split,
                 "largest_bucket_legs": grouped.largest_bucket_legs,

@@ -119,6 +119,8 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     assert_eq!(ms["memory"]["parse_task_bytes"], task);
     // The moved copies land in other buckets than the legs they replace, mostly.
     assert!(ms["memory"]["cross_bucket_call_ids"].as_u64().unwrap_or(0) >= 6);
+    assert_eq!(ms["memory"]["legs_spilled"], true);
+    assert_eq!(mh["memory"]["legs_spilled"], false);
     // Uneven buckets are processed in groups of partitions; the files below are still the same.
     let mg = json_file(&grouped.join("manifest.json"));
     assert!(mg["memory"]["buckets_split"].as_u64().unwrap_or(0) >= 1);
@@ -148,5 +150,65 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
     // 82 s became 87 s: 90 billed in 6 s increments (the first copy's 82 s would bill 84).
     assert_eq!(legs["call-6-b"].billed, Some(90));
     assert_eq!(legs["call-6-b"].account, format!("{:032x}", 0xa0 + 7 % 3));
+    Ok(())
+}
+
+/// An input over a quarter of `--memory` but not over it is split into buckets that stay in
+/// memory (`pipeline::parsed_budget`): nothing of the legs goes to disk, and the files are
+/// those of the run in one bucket.
+#[test]
+fn an_input_within_the_budget_is_bucketed_in_memory_and_writes_the_same_files() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, one, buckets) = (
+        dir.path().join("in"),
+        dir.path().join("one"),
+        dir.path().join("buckets"),
+    );
+    let s = |p: &Path| p.to_str().map(str::to_owned).ok_or("path");
+    let gen = rerate(&[
+        "gen",
+        "--legs",
+        "2000",
+        "--accounts",
+        "20",
+        "--days",
+        "2",
+        "--out",
+        &s(&input)?,
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let bytes: u64 = std::fs::read_dir(&input)?
+        .map(|e| Ok(e?.metadata()?.len()))
+        .sum::<std::io::Result<u64>>()?;
+    run_ok(&[&s(&input)?, "--out", &s(&one)?, "-q"]);
+    // Twice the input: a quarter of the budget is half the input, so two or three buckets (the
+    // input's size is estimated), held whole.
+    let budget = (2 * bytes).to_string();
+    run_ok(&[
+        &s(&input)?,
+        "--out",
+        &s(&buckets)?,
+        "-q",
+        "--memory",
+        &budget,
+    ]);
+
+    let (m1, mb) = (
+        json_file(&one.join("manifest.json")),
+        json_file(&buckets.join("manifest.json")),
+    );
+    assert_eq!(m1["memory"]["buckets"], 1);
+    assert!(mb["memory"]["buckets"].as_u64().unwrap_or(0) > 1);
+    assert_eq!(mb["memory"]["legs_spilled"], false);
+    assert_eq!(mb["memory"]["spilled"], false);
+    for key in ["counts", "totals", "dataset", "interactions"] {
+        assert_eq!(m1[key], mb[key], "manifest {key}");
+    }
+    assert_eq!(m1["counts"]["legs_written"], 2000);
+    assert!(assert_same_parquet(&one, &buckets) > 40);
     Ok(())
 }

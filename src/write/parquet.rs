@@ -261,7 +261,10 @@ fn as_dictionary(array: ArrayRef, small: bool) -> (ArrayRef, Vec<Encoding>) {
 /// when null), taken at an even stride over the `len` rows, are distinct: the threshold polars
 /// applies to its estimate. Columns of up to [`SAMPLE`] rows, and columns with fewer than half
 /// a sample of values, are never "mostly distinct".
-fn mostly_distinct<K: std::hash::Hash + Eq>(len: usize, value: impl Fn(usize) -> Option<K>) -> bool {
+fn mostly_distinct<K: std::hash::Hash + Eq>(
+    len: usize,
+    value: impl Fn(usize) -> Option<K>,
+) -> bool {
     if len <= SAMPLE {
         return false;
     }
