@@ -337,9 +337,12 @@ mod tests {
         Ok(())
     }
 
-    /// The compressed pages polars' own path writes for `array` (its encodings, its dictionary
-    /// decision with the HyperLogLog estimate), and the pages written after [`prepare`].
-    fn pages_both_ways(array: ArrayRef) -> PolarsResult<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    /// A column's pages, each as its (uncompressed) bytes.
+    type Pages = Vec<Vec<u8>>;
+
+    /// The pages polars' own path writes for `array` (its encodings, its dictionary decision
+    /// with the HyperLogLog estimate), and the pages written after [`prepare`].
+    fn pages_both_ways(array: ArrayRef) -> PolarsResult<(Pages, Pages)> {
         let field = polars_arrow::datatypes::Field::new("x".into(), array.dtype().clone(), true);
         let schema = polars_arrow::datatypes::ArrowSchema::from_iter([field]);
         let parquet_schema = polars_parquet::write::to_parquet_schema(&schema)?;
@@ -349,7 +352,7 @@ mod tests {
             version: Version::V1,
             data_page_size: None,
         };
-        let pages = |array: ArrayRef, encodings: Vec<Encoding>| -> PolarsResult<Vec<Vec<u8>>> {
+        let pages = |array: ArrayRef, encodings: Vec<Encoding>| -> PolarsResult<Pages> {
             let mut out = Vec::new();
             for column in array_to_columns(
                 array,
