@@ -15,7 +15,9 @@ usage: python3 benches/partition_cost.py [--legs 50000,200000] [--accounts 300,1
                                          [--repeat 3] [--threads 2] [--corpora DIR] [--work DIR]
   env RERATE: the binary (default target/release/rerate). The corpora are generated into
   --corpora (default target/compare) as g<legs>-<accounts>x1 unless there already, and kept;
-  each run's output is deleted after it. Needs only python3 and the binary.
+  each run's output is moved aside and deleted at the end (ext4 passes over the inodes of files
+  deleted in the last minutes when it creates new ones: deleting thousands of files right before
+  a run adds seconds of system time to it). Needs only python3 and the binary.
 """
 import argparse
 import json
@@ -42,7 +44,7 @@ def corpus(binary: str, root: str, legs: int, accounts: int) -> str:
     return path
 
 
-def run(binary: str, src: str, out: str, threads: int) -> tuple[float, int, dict]:
+def run(binary: str, src: str, out: str, threads: int, trash: str) -> tuple[float, int, dict]:
     """One run: wall seconds, the partitions of the legs table, the manifest's stages (ms)."""
     # Read the corpus once so that the run reads it from the page cache.
     for f in os.listdir(src):
@@ -55,7 +57,8 @@ def run(binary: str, src: str, out: str, threads: int) -> tuple[float, int, dict
     parts = sum(len(os.listdir(os.path.join(out, "legs", a))) for a in os.listdir(os.path.join(out, "legs")))
     with open(os.path.join(out, "manifest.json")) as fh:
         stages = json.load(fh).get("stages_ms", {})
-    shutil.rmtree(out)
+    os.makedirs(trash, exist_ok=True)
+    os.rename(out, os.path.join(trash, f"{len(os.listdir(trash))}"))
     return wall, parts, stages
 
 
@@ -88,18 +91,32 @@ def main() -> int:
     accounts = [int(x) for x in args.accounts.split(",")]
     os.makedirs(args.work, exist_ok=True)
     cells = {}
+    trash = os.path.join(args.work, f"partition-cost-trash-{os.getpid()}")
+    try:
+        measure(binary, args, legs, accounts, cells, trash)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+    report(args, legs, accounts, cells)
+    return 0
+
+
+def measure(binary, args, legs, accounts, cells, trash) -> None:
+    """Fills `cells`: (legs, accounts) -> (median wall s, partitions, every run's wall s)."""
     for n in legs:
         for a in accounts:
             src = corpus(binary, args.corpora, n, a)
             walls, parts = [], 0
             for i in range(args.repeat):
                 out = os.path.join(args.work, f"partition-cost-out-{os.getpid()}")
-                wall, parts, stages = run(binary, src, out, args.threads)
+                wall, parts, stages = run(binary, src, out, args.threads, trash)
                 walls.append(wall)
                 print(f"{n:>9,} legs {parts:>6,} partitions  run {i + 1}: {wall:6.2f} s  "
                       f"stages {json.dumps(stages)}", file=sys.stderr)
             cells[(n, a)] = (statistics.median(walls), parts, walls)
 
+
+def report(args, legs, accounts, cells) -> None:
+    """Prints the grid, the slopes and the plane."""
     print(f"median wall time of {args.repeat} runs, {args.threads} threads, one day:")
     print(f"{'legs':>9} {'partitions':>10} {'legs/part':>9} {'wall s':>7}  runs")
     for (n, a), (t, p, walls) in sorted(cells.items()):
@@ -125,7 +142,6 @@ def main() -> int:
           f"{per_mleg:.2f} us a leg; residuals: "
           + ", ".join(f"{label(n)}/{p:,}: {t - (c + per_kpart * p / 1000 + per_mleg * n / 1e6):+.2f} s"
                       for (n, a), (t, p, _) in sorted(cells.items())))
-    return 0
 
 
 if __name__ == "__main__":
