@@ -85,9 +85,9 @@ pub struct RunArgs {
 
     /// Memory for legs held between stages (K, M, G suffixes allowed). An input larger than a
     /// quarter of it is processed in buckets (by account and day; the columns interactions
-    /// need, by call) that are spilled to DIR/.rerate-staging/spill and read back one at a
-    /// time, so peak memory stays under twice this figure whatever the input's size. Results
-    /// never depend on it.
+    /// need, by call), held in memory while the input is no larger than this figure, else
+    /// spilled to DIR/.rerate-staging/spill and read back one at a time, so peak memory stays
+    /// under twice this figure whatever the input's size. Results never depend on it.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = super::parse_bytes)]
     pub memory: usize,
 
