@@ -350,17 +350,14 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     }
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
     // The totals are over the partitions written, which a merge fills with the dataset's legs.
-    let priced = c.legs_in_written_partitions.saturating_sub(t.unpriced_legs);
+    let legs = c.legs_in_written_partitions;
+    let priced = legs.saturating_sub(t.unpriced_legs);
     s += &format!("\n  minutes: {}", crate::write::summary::minutes_words(m));
     // Money over no priced leg is unpriced, not 0.
     let priced_money = |units: i64| {
-        if priced > 0 || t.unpriced_legs == 0 {
-            money(units)
-        } else {
-            "—".to_owned()
-        }
+        crate::write::summary::priced_money(units, legs as i64, t.unpriced_legs as i64)
     };
-    if priced > 0 || t.unpriced_legs == 0 {
+    if !crate::write::summary::none_priced(m) {
         s += &format!(
             "\n  customer cost {} over {}",
             money(t.cost_units),

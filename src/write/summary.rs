@@ -61,6 +61,14 @@ pub fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>
     Ok(names)
 }
 
+/// Whether the run has legs and none of them is priced: its money is then `—` (nothing was
+/// priced), not 0. The legs are those of the partitions written (this run's and those a merge
+/// kept), of which the unpriced legs are a part.
+pub fn none_priced(m: &Manifest) -> bool {
+    let legs = m.counts.legs_in_written_partitions;
+    legs > 0 && m.totals.unpriced_legs >= legs
+}
+
 /// What the minutes of use and the billed minutes each sum, in words: `45.9 of use (...), 35.8
 /// billed (...)`. Minutes of use are every leg's `billing_seconds` / 60; billed minutes are the
 /// priced legs' `billed_seconds` / 60 (after KAZOO's increments, minimums and no-charge time),
@@ -71,7 +79,7 @@ pub fn minutes_words(m: &Manifest) -> String {
     let legs = m.counts.legs_in_written_partitions;
     let priced = legs.saturating_sub(t.unpriced_legs);
     let after = "after increments, minimums and no-charge time";
-    if priced == 0 && legs > 0 {
+    if none_priced(m) {
         return format!(
             "{} of use (billing seconds of all {}), none billed: no leg is priced",
             minutes(t.billing_seconds),
@@ -308,7 +316,7 @@ impl DayRow {
 
 /// Money summed over `legs` of which `unpriced` have none: `—` when there are legs and none is
 /// priced (nothing was priced, which is not 0); a day or account without legs costs 0.
-fn priced_money(units: i64, legs: i64, unpriced: i64) -> String {
+pub fn priced_money(units: i64, legs: i64, unpriced: i64) -> String {
     if legs > 0 && unpriced >= legs {
         "—".to_owned()
     } else {
@@ -615,6 +623,7 @@ pub fn render(
     // The totals cover the partitions written: this run's legs and those a merge kept.
     let legs = c.legs_in_written_partitions;
     let priced = legs.saturating_sub(t.unpriced_legs);
+    let none_priced = none_priced(m);
     let interactions = count(m.interactions, "interaction", "interactions");
     let cards = vec![
         Card {
@@ -639,12 +648,12 @@ pub fn render(
         },
         Card {
             label: "Billed minutes",
-            value: if priced == 0 && legs > 0 {
+            value: if none_priced {
                 "—".to_owned()
             } else {
                 minutes(t.billed_seconds)
             },
-            note: if priced == 0 && legs > 0 {
+            note: if none_priced {
                 "none: no leg is priced".to_owned()
             } else if t.unpriced_legs > 0 {
                 format!(
@@ -668,7 +677,7 @@ pub fn render(
                     count(t.unpriced_legs, "unpriced leg", "unpriced legs")
                 )
             },
-            warn: priced == 0 && legs > 0,
+            warn: none_priced,
         },
         Card {
             label: "Unpriced legs",
@@ -771,7 +780,7 @@ pub fn render(
             "height": ch,
             "pad": pad,
             "base": base,
-            "max": if priced > 0 || legs == 0 { format!("max {} a {}", money(bucket_max as i64), if period.by_month { "month" } else { "day" }) } else { "no priced legs".to_owned() },
+            "max": if !none_priced { format!("max {} a {}", money(bucket_max as i64), if period.by_month { "month" } else { "day" }) } else { "no priced legs".to_owned() },
             "undated": (period.undated.legs > 0).then(|| DayRow::of(&period.undated)),
         }),
         recon => serde_json::json!({
