@@ -343,11 +343,11 @@ class Job:
     def touched(self, new):
         """The dataset's legs partitions a merge rewrites (src/merge.rs): those of the run's legs,
         then every partition sharing a call_id or an interaction key with them, until none is
-        added. Returns a frame of (account_id, date) and their legs."""
+        added. Returns their legs and the set of (account_id, date)."""
         from pyspark.sql.functions import coalesce, col
 
         if not self.has_partitions("legs"):
-            return None, 0
+            return None, set()
         old = self.read_table("legs").withColumn(
             "__key", coalesce(col("interaction_id"), col("bridge_id"), col("call_id"))).cache()
         parts = new.select("account_id", "date").distinct()
@@ -368,7 +368,7 @@ class Job:
             calls = calls.union(more.select("call_id")).distinct().cache()
             keys = keys.union(more.select("__key")).distinct().cache()
         back = self._partition_rows(old, joined).drop("__key")
-        return back, len(joined)
+        return back, joined
 
     def _partition_rows(self, df, parts):
         from pyspark.sql.functions import col
@@ -442,9 +442,10 @@ class Job:
 
         # Merge: the partitions the run rewrites, read back.
         merging = args.mode == "merge"
-        back, parts_back = (None, 0)
+        back, touched = (None, set())
         if merging:
-            back, parts_back = self.touched(legs_new)
+            back, touched = self.touched(legs_new)
+        parts_back = len(touched)
         copies = legs_new.withColumn("from_dataset", lit(False))
         legs_back = 0
         if back is not None:
@@ -498,6 +499,11 @@ class Job:
         for name, df in reports.items():
             cols = [c for c in df.columns if c not in ("account_id", "date", "__order")]
             self.write_table(df, name, cols, ["__order"], replace_all)
+        # A partition read back that holds no leg now (each of its legs lost to a newer copy on
+        # another day) goes in every table: the dynamic overwrite only replaces those written.
+        written = {(r.account_id, r.date) for r in kept.select("account_id", "date").distinct().collect()}
+        emptied = sorted(touched - written, key=lambda p: (p[0] or "", str(p[1])))
+        self.remove_partitions(emptied)
         for t in ["legs", "interactions", "reconciliation", *REPORTS]:
             self.empty_table_file(t, {"legs": kept, "interactions": calls, "reconciliation": recon, **reports}[t])
 
@@ -542,7 +548,8 @@ class Job:
             "reconciliation": self.recon_summary(filled, recon),
             "mode": args.mode,
             "partial_inputs": partial,
-            "merge": {"partitions_read_back": parts_back, "legs_read_back": legs_back, "legs_kept": legs_kept},
+            "merge": {"partitions_read_back": parts_back, "legs_read_back": legs_back, "legs_kept": legs_kept,
+                      "partitions_emptied": [[a or UNASSIGNED, str(d) if d else None] for a, d in emptied]},
             "partitions": [{"table": "legs", "account_id": r.account_id, "date": str(r.date) if r.date else None,
                             "rows": r.rows, **{m: getattr(r, m) for m in MONEY}, "unpriced_legs": r.unpriced_legs,
                             "unpriced_billing_seconds": r.unpriced_billing_seconds}
@@ -602,6 +609,21 @@ class Job:
             "reseller_not_recorded": int(s.reseller_not_recorded or 0),
             "worst_accounts": [list(w) for w in worst],
         }
+
+    def remove_partitions(self, parts):
+        """Removes the folders of the partitions `parts` ((account_id, date), None for the
+        unassigned account or no date) in every table, named as Spark names them."""
+        if not parts:
+            return
+        jvm = self.sc._jvm
+        escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+        conf = self.sc._jsc.hadoopConfiguration()
+        for table in ["legs", "interactions", "reconciliation", *REPORTS]:
+            for account, date in parts:
+                day = escape(str(date)) if date is not None else "__HIVE_DEFAULT_PARTITION__"
+                path = jvm.org.apache.hadoop.fs.Path(
+                    f"{self.table_path(table)}/account_id={escape(account or UNASSIGNED)}/date={day}")
+                path.getFileSystem(conf).delete(path, True)
 
     def empty_table_file(self, table, df):
         """A table with no partition gets one empty part-0.parquet holding its columns, as rerate

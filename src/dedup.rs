@@ -1,17 +1,21 @@
 //! Stage 2: one leg per call_id.
 //!
 //! Overlapping exports repeat legs. Copies identical in every column (where they were read from
-//! aside) are dropped and counted. Copies that differ are a conflict: the one with the latest
-//! `timestamp` is kept (ties go to the copy read first, by file path then position, so the
-//! choice never depends on thread count or argument order), the others are dropped and counted,
-//! and the call_id is listed in the manifest.
+//! aside) are dropped and counted. Copies that differ are a conflict, decided by one rule, the
+//! same within a run and across the runs of a dataset:
+//! 1. the copies' own data: the latest `timestamp` wins (KAZOO's time of the CDR's writing; a
+//!    missing one counts as oldest);
+//! 2. in a tie, the later input: a later run's copy over the dataset's ([`FROM_DATASET`]), and
+//!    within a run the later file (by `source_file`, the order a run reads its inputs), then the
+//!    later record in it (`source_line`, `source_offset`). So nights merged one after the other
+//!    keep what one run over all their files, named in night order, keeps; and the choice never
+//!    depends on thread count or argument order.
 //!
-//! Under `--mode merge` the legs of the partitions a run rewrites are read back from the
-//! dataset ([`FROM_DATASET`]) and deduplicated with the run's by the same rules, two added: in a
-//! tie on `timestamp` between copies that differ, the run's copy wins over the dataset's (the
-//! newer run wins); and when the dataset already holds a copy identical to the kept one, the
-//! dataset's copy stays (its `source_file` and `source_line` too), so that reading an export
-//! again changes nothing.
+//! The others are dropped and counted, and the call_id is listed in the manifest. Under `--mode
+//! merge` the legs of the partitions a run rewrites are read back from the dataset and
+//! deduplicated with the run's by this rule, one thing added: when the dataset already holds a
+//! copy identical to the kept one, the dataset's copy stays (its `source_file` and `source_line`
+//! too), so that reading an export again changes nothing.
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -85,15 +89,15 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
             continue;
         }
         let rows: Vec<usize> = group.iter().map(|&(_, i)| i as usize).collect();
-        // Latest timestamp first (a missing one counts as oldest), then this run's copy before
-        // the dataset's, then first read.
+        // Latest timestamp (a missing one counts as oldest), then the later input: this run's
+        // copy over the dataset's, then the last read.
         let mut winner = rows
             .iter()
             .copied()
-            .min_by(|&a, &b| {
-                ts.get(b)
-                    .cmp(&ts.get(a))
-                    .then_with(|| old[a].cmp(&old[b]))
+            .max_by(|&a, &b| {
+                ts.get(a)
+                    .cmp(&ts.get(b))
+                    .then_with(|| old[b].cmp(&old[a]))
                     .then_with(|| files.get(a).cmp(&files.get(b)))
                     .then_with(|| lines.get(a).cmp(&lines.get(b)))
                     .then_with(|| recs.get(a).cmp(&recs.get(b)))

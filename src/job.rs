@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::rate::e164::hex_digest;
 
+use crate::dataset::Catalog;
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
@@ -34,11 +35,11 @@ use crate::schema::{
     LEGS_TABLE, MANIFEST_FILE, RECONCILIATION_TABLE, REJECTS_FILE, START_TIME, SUMMARY_HTML,
 };
 use crate::spill::Partitions;
-use crate::time::ReportTz;
+use crate::time::{parse_date, ReportTz};
 use crate::write::commit::{self, Mode, Staging};
 use crate::write::manifest::{
-    definition_change, Counts, Dataset, Definition, Manifest, MergeCounts, PartialInput, RunRecord,
-    Totals, RUNS_KEPT,
+    definition_change, Counts, Dataset, DayChange, Definition, Manifest, MergeCounts, PartialInput,
+    RunRecord, Totals, RUNS_KEPT,
 };
 use crate::write::partition::dir_name;
 use crate::write::summary;
@@ -232,7 +233,7 @@ impl Job {
         let cfg = &self.cfg;
         let mut clock = Clock::new(self.discovered_ms);
         let staging = Staging::open(&cfg.out)?;
-        let previous = Previous::read(&cfg.out);
+        let previous = Catalog::read(&cfg.out)?.unwrap_or_default();
         let definition = self.check_definition(&previous)?;
         let out = staging.data();
         let tables = Tables::new();
@@ -263,8 +264,11 @@ impl Job {
 
         // Merge: the partitions the run rewrites, read back beside its legs.
         let mut merged = MergeCounts::default();
+        let mut read_back = ReadBack::default();
         if let Some(seen) = parsed.seen() {
-            merged = self.read_back(&parsed, seen, &previous.partitions)?;
+            read_back = self.read_back(&parsed, seen, &previous.partitions)?;
+            merged.partitions_read_back = read_back.partitions.len() as u64;
+            merged.legs_read_back = read_back.legs;
         }
         let spilled = parsed.spilled();
         clock.lap("2b_read_back");
@@ -401,7 +405,16 @@ impl Job {
             outputs.push(SUMMARY_HTML.to_owned());
         }
         outputs.extend([REJECTS_FILE.to_owned(), MANIFEST_FILE.to_owned()]);
-        let keys: BTreeSet<(String, String)> = parts.iter().map(partition_dirs).collect();
+        // Every partition read back is rewritten, in every table, even where none of its legs
+        // is left (a leg whose newer copy lies on another day): its old files go.
+        let keys: BTreeSet<(String, String)> = parts
+            .iter()
+            .chain(&read_back.partitions)
+            .map(partition_dirs)
+            .collect();
+        let changes = read_back.changes(&parts[..legs_parts]);
+        merged.partitions_emptied = changes.emptied;
+        merged.past_days_changed = changes.past_days;
         let history = History::of(previous, cfg.mode, &keys);
         let run_partitions: Vec<(String, Option<String>)> = parts[..legs_parts]
             .iter()
@@ -435,6 +448,7 @@ impl Job {
             runs.drain(..runs.len() - RUNS_KEPT);
         }
         let manifest = Manifest {
+            format_version: crate::dataset::FORMAT_VERSION,
             rerate_version: env!("CARGO_PKG_VERSION"),
             options: self.options(),
             inputs: input_stats,
@@ -528,24 +542,26 @@ impl Job {
         parsed: &pipeline::Parsed,
         seen: merge::Seen,
         dataset: &[PartitionStats],
-    ) -> anyhow::Result<MergeCounts> {
+    ) -> anyhow::Result<ReadBack> {
+        let first_day = seen.first_day();
         let touched = merge::touched(&self.cfg.out, dataset, seen)?;
         let schema = concat_frames(vec![])?.schema().as_ref().clone();
-        let mut m = MergeCounts {
-            partitions_read_back: touched.len() as u64,
-            ..Default::default()
-        };
+        let mut legs = 0;
         for p in &touched {
             let df = merge::read_back(&self.cfg.out, p, &schema)?;
-            m.legs_read_back += df.height() as u64;
+            legs += df.height() as u64;
             parsed.sink_dataset(df)?;
         }
-        Ok(m)
+        Ok(ReadBack {
+            partitions: touched,
+            legs,
+            first_day,
+        })
     }
 
     /// The dataset's definition after this run: this run's, which must agree with the one the
     /// dataset was built with unless the run replaces it all.
-    fn check_definition(&self, previous: &Previous) -> anyhow::Result<Definition> {
+    fn check_definition(&self, previous: &Catalog) -> anyhow::Result<Definition> {
         let mut kept = previous.definition.clone();
         if self.cfg.mode == Mode::ReplaceAll || previous.partitions.is_empty() {
             return Ok(self.definition.clone());
@@ -745,29 +761,47 @@ fn partition_dirs(p: &PartitionStats) -> (String, String) {
     )
 }
 
-/// What the output folder's manifest says of the dataset before this run.
-struct Previous {
-    /// Every partition of every table.
+/// The legs partitions a merge read back, as the dataset's catalog listed them.
+#[derive(Default)]
+struct ReadBack {
     partitions: Vec<PartitionStats>,
-    definition: Definition,
-    runs: Vec<RunRecord>,
-    /// The top-level names earlier runs wrote.
-    outputs: Vec<String>,
+    /// Their legs, as read.
+    legs: u64,
+    /// The earliest day of the run's own legs.
+    first_day: Option<i32>,
 }
 
-impl Previous {
-    fn read(out: &Path) -> Self {
-        let prev: serde_json::Value = std::fs::read(out.join(MANIFEST_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_slice(&t).ok())
-            .unwrap_or_default();
-        let field = |k: &str| prev[k].clone();
-        Previous {
-            partitions: serde_json::from_value(field("partitions")).unwrap_or_default(),
-            definition: serde_json::from_value(field("definition")).unwrap_or_default(),
-            runs: serde_json::from_value(field("runs")).unwrap_or_default(),
-            outputs: previous_outputs(&prev),
+/// What a merge changed in partitions it did not bring legs for.
+struct Changes {
+    emptied: Vec<(String, Option<String>)>,
+    past_days: Vec<DayChange>,
+}
+
+impl ReadBack {
+    /// `written`: the legs partitions the run wrote. Emptied: the partitions read back that are
+    /// no longer written (each of their legs lost to a copy elsewhere). Past days: the
+    /// partitions before the run's first day whose legs or money changed.
+    fn changes(&self, written: &[PartitionStats]) -> Changes {
+        let key = |p: &PartitionStats| (p.account_id.clone(), p.date.clone());
+        let now: std::collections::HashMap<_, &PartitionStats> =
+            written.iter().map(|p| (key(p), p)).collect();
+        let mut emptied = Vec::new();
+        let mut past_days = Vec::new();
+        for before in &self.partitions {
+            let after = now.get(&key(before)).copied();
+            if after.is_none() {
+                emptied.push(key(before));
+            }
+            let day = before.date.as_deref().and_then(parse_date);
+            let past = matches!((day, self.first_day), (Some(d), Some(f)) if d < f);
+            let change = DayChange::of(before, after);
+            if past && change.changed() {
+                past_days.push(change);
+            }
         }
+        emptied.sort();
+        past_days.sort_by(|a, b| (&a.account_id, &a.date).cmp(&(&b.account_id, &b.date)));
+        Changes { emptied, past_days }
     }
 }
 
@@ -783,7 +817,7 @@ struct History {
 
 impl History {
     /// `keys`: the partition folders this run writes, which replace earlier ones.
-    fn of(prev: Previous, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
+    fn of(prev: Catalog, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
         let kept = match mode.keeps_other_partitions() {
             false => vec![],
             true => prev
@@ -795,7 +829,7 @@ impl History {
         History {
             kept,
             runs: prev.runs,
-            outputs: prev.outputs,
+            outputs: previous_outputs(&prev.outputs),
         }
     }
 }

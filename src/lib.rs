@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod dataset;
 pub mod dedup;
 pub mod gen;
 pub mod ingest;

@@ -26,7 +26,8 @@ use polars::prelude::*;
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
-    ACCOUNT_ID, CALL_ID, DATE, RATING_FLAGS, RECORDED_COLS, SOURCE_FORMAT, UNASSIGNED_ACCOUNT,
+    is_column_shaped, ACCOUNT_ID, CALL_ID, DATE, RATING_FLAGS, RECORDED_COLS, SOURCE_FORMAT,
+    UNASSIGNED_ACCOUNT,
 };
 use crate::spill::{hash_str, partition_keys, PartitionMap};
 use crate::time::parse_date;
@@ -87,6 +88,11 @@ impl Seen {
             self.keys.insert(key);
         }
         Ok(())
+    }
+
+    /// The earliest day of the legs seen (`None`: none has a day).
+    pub fn first_day(&self) -> Option<i32> {
+        self.partitions.iter().filter_map(|(_, d, _)| d).min()
     }
 
     /// Whether any leg of `df` shares a call_id or an interaction key with what was seen.
@@ -196,8 +202,10 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
     let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", path.display());
     let df = open(out, p)?.finish().map_err(why)?;
     let n = df.height();
-    let json = df.column(SOURCE_FORMAT).map_err(why)?.str().map_err(why)?;
-    let json: BooleanChunked = json.iter().map(|f| Some(f != Some("csv"))).collect();
+    // Recorded money is the parser's on crossbar's column-shaped legs (CSV, listing), which
+    // carry KAZOO's `cost`; on the others reconciliation derives it, so it is derived again.
+    let formats = df.column(SOURCE_FORMAT).map_err(why)?.str().map_err(why)?;
+    let parsed_money: Vec<bool> = formats.iter().map(is_column_shaped).collect();
     let mut cols = Vec::with_capacity(schema.len() + 1);
     for (name, dtype) in schema.iter() {
         let c = match name.as_str() {
@@ -223,8 +231,8 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
                 let v = df.column(c).map_err(why)?.i64().map_err(why)?;
                 let kept = v
                     .iter()
-                    .zip(json.iter())
-                    .map(|(v, j)| if j == Some(true) { None } else { v });
+                    .zip(&parsed_money)
+                    .map(|(v, &parsed)| v.filter(|_| parsed));
                 Int64Chunked::from_iter_options(name.clone(), kept).into_column()
             }
             _ => match df.column(name) {
@@ -257,6 +265,11 @@ mod tests {
         assert_eq!(strip_rating_flags("unrated,no_deck_rate"), None);
         assert_eq!(
             strip_rating_flags("decimal:rate,unrated").as_deref(),
+            Some("decimal:rate")
+        );
+        assert_eq!(strip_rating_flags("deck_priced"), None);
+        assert_eq!(
+            strip_rating_flags("decimal:rate,deck_priced").as_deref(),
             Some("decimal:rate")
         );
         assert_eq!(

@@ -70,6 +70,30 @@ class Cases:
         # The same night again changes no leg.
         self.both("nights", [n2])
 
+    def moved(self):
+        """A newer copy of a leg on another day than the dataset's copy, which was alone in its
+        partition (the call re-exported with other times): the old copy and its partition go."""
+        acct = "3c5a0f1e9b7d4c2a8e6f1b3d5a7c9e0f"
+        leg = lambda start, ts: json.dumps({
+            "call_id": "mv1", "billing_seconds": 30, "duration_seconds": 35, "channel_created_time": start * 1_000_000,
+            "timestamp": ts, "call_direction": "outbound",
+            "custom_channel_vars": {"account_id": acct, "account_billing": "per_minute", "rate": "100",
+                                    "rate_increment": "60", "rate_minimum": "60"}})
+        other = json.dumps({"call_id": "st1", "billing_seconds": 30, "duration_seconds": 35,
+                            "channel_created_time": 1795129190000000, "timestamp": 63962348425,
+                            "custom_channel_vars": {"account_id": "9d8c7b6a5f4e3d2c1b0a99887766aabb",
+                                                    "account_billing": "per_minute", "rate": "100"}})
+        src = self.tmp / "moved-in"
+        src.mkdir()
+        (src / "night-1.ndjson").write_text(leg(1795132790, 63962352025) + "\n" + other + "\n")
+        (src / "night-2.ndjson").write_text(leg(1795132810, 63962352045) + "\n")
+        self.both("moved", [str(src / "night-1.ndjson")])
+        mine, theirs = self.both("moved", [str(src / "night-2.ndjson")])
+        days = sorted(p.name for p in (theirs / "legs" / f"account_id={acct}").glob("date=*"))
+        assert days == ["date=2026-11-20"], days
+        m = json.loads((theirs / "manifest.json").read_text())
+        assert m["merge"]["partitions_emptied"] == [[acct, "2026-11-19"]], m["merge"]
+
     def corpus(self):
         """Every shape, gzip, bad records and overlapping copies, generated."""
         src = self.tmp / "corpus-in"
@@ -107,7 +131,7 @@ class Cases:
 
 def main(argv):
     rerate = str(Path(argv[0]).resolve())
-    names = argv[1:] or ["fixtures", "reconcile", "nights", "corpus"]
+    names = argv[1:] or ["fixtures", "reconcile", "nights", "moved", "corpus"]
     args = rerate_spark.parse_args(["x", "--out", "x", "--master", "local[2]", "--rerate", rerate])
     spark = rerate_spark.session(args)
     spark.sparkContext.setLogLevel("ERROR")

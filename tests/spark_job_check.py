@@ -87,7 +87,7 @@ def main(mine: Path, theirs: Path) -> None:
     mb = json.loads((theirs / "manifest.json").read_text())
     for k in MANIFEST_KEYS:
         assert ma[k] == mb[k], f"manifest {k}: rerate {ma[k]} != Spark {mb[k]}"
-    for k in ["partitions_read_back", "legs_read_back", "legs_kept"]:
+    for k in ["partitions_read_back", "legs_read_back", "legs_kept", "partitions_emptied"]:
         assert ma["merge"][k] == mb["merge"][k], f"manifest merge.{k}: rerate {ma['merge'][k]} != Spark {mb['merge'][k]}"
     print(f"  manifest: {', '.join(MANIFEST_KEYS)} and merge agree (records_read {ma['counts']['records_read']}, legs_written {ma['counts']['legs_written']})")
 

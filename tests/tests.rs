@@ -1,5 +1,6 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
+mod dataset;
 mod decks;
 mod extract;
 mod first_hour;

@@ -1,5 +1,6 @@
 //! The command line: raw clap arguments, one file per subcommand.
 
+pub mod check;
 pub mod extract;
 pub mod gen;
 pub mod query;
@@ -27,6 +28,9 @@ pub enum Command {
     Query(query::QueryArgs),
     /// List the built-in reports with a one-line description each.
     Reports,
+    /// Verify a dataset against its catalog: every file present and readable, row counts and
+    /// totals, every call_id once, daily and interactions equal to their legs.
+    Check(check::CheckArgs),
     /// Write a deterministic corpus of realistic KAZOO CDRs (for benchmarks and scale tests).
     Gen(gen::GenArgs),
     /// Read input files, price every leg, and write the legs as Arrow IPC without
@@ -42,6 +46,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen::run(args),
         Command::Query(args) => query::run(args),
         Command::Reports => query::list(),
+        Command::Check(args) => check::run(args),
         Command::Extract(args) => extract::run(*args),
     }
 }

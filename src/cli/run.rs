@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, an option the dataset keeps\n     changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, a damaged catalog\n     (manifest.json) or one the Spark job wrote, an option the dataset keeps changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -226,6 +226,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         );
     }
+    print_past_changes(&outcome.manifest.merge);
     for p in &outcome.manifest.partial_inputs {
         eprintln!(
             "rerate: warning: {} was read only in part ({}): {}",
@@ -275,6 +276,35 @@ pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
         currency: args.currency,
         account_names: args.account_names,
     })
+}
+
+/// The days before the run's own that a merge changed (finance may have invoiced them), the
+/// first 20, and the partitions it emptied; always printed, `--quiet` or not.
+fn print_past_changes(merge: &crate::write::manifest::MergeCounts) {
+    let changes = &merge.past_days_changed;
+    for c in changes.iter().take(20) {
+        eprintln!(
+            "rerate: warning: a past day changed: account {} on {}: {} legs, cost {} -> {} legs, cost {}",
+            c.account_id,
+            c.date.as_deref().unwrap_or("(no date)"),
+            c.legs_before,
+            crate::rate::units_to_decimal(c.cost_units_before),
+            c.legs_after,
+            crate::rate::units_to_decimal(c.cost_units_after),
+        );
+    }
+    if changes.len() > 20 {
+        eprintln!(
+            "rerate: warning: {} more past days changed (manifest.json, merge.past_days_changed)",
+            changes.len() - 20
+        );
+    }
+    if !merge.partitions_emptied.is_empty() {
+        eprintln!(
+            "rerate: {} partition(s) left with no leg (each leg's newer copy lies on another day) were removed (manifest.json, merge.partitions_emptied)",
+            merge.partitions_emptied.len()
+        );
+    }
 }
 
 /// The rate deck's unusable rows, the first 20 of them.

@@ -34,9 +34,24 @@ pub fn units_to_decimal(units: i64) -> String {
     format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
 }
 
-/// The `rating_flags` [`rate_frame`] adds (a leg read back from a dataset loses them before it
-/// is rated again).
-pub const RATING_STAGE_FLAGS: &[&str] = &["unrated", "no_deck_rate"];
+/// Flag: a per-minute leg with no rate, which KAZOO bills at 0.
+pub const UNRATED: &str = "unrated";
+/// Flag: a crossbar CSV or listing leg with no deck rate, left unpriced.
+pub const NO_DECK_RATE: &str = "no_deck_rate";
+/// Flag: a crossbar CSV or listing leg priced from the rate deck.
+pub const DECK_PRICED: &str = "deck_priced";
+
+/// Every `rating_flags` value [`rate_frame`] adds, and only those: a leg read back from a
+/// dataset loses them before it is rated again ([`crate::merge::read_back`]).
+pub const RATING_STAGE_FLAGS: &[&str] = &[UNRATED, NO_DECK_RATE, DECK_PRICED];
+
+/// `flags` with `flag` appended.
+fn with_flag(flags: Option<&str>, flag: &str) -> String {
+    match flags {
+        Some(f) => format!("{f},{flag}"),
+        None => flag.to_owned(),
+    }
+}
 
 /// The billing tag under which KAZOO charges per minute.
 pub const PER_MINUTE: &str = "per_minute";
@@ -161,15 +176,11 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
                 rated.push(None);
                 cost.push(None);
                 reseller.push(None);
-                let flag = if (a_pm || r_pm) && inp.rate.is_none() {
-                    "unrated,no_deck_rate"
-                } else {
-                    "no_deck_rate"
+                let f = match (a_pm || r_pm) && inp.rate.is_none() {
+                    true => Some(with_flag(f, UNRATED)),
+                    false => f.map(str::to_owned),
                 };
-                match f {
-                    Some(f) => new_flags.append_value(format!("{f},{flag}")),
-                    None => new_flags.append_value(flag),
-                }
+                new_flags.append_value(with_flag(f.as_deref(), NO_DECK_RATE));
                 continue;
             };
             let priced = Inputs {
@@ -185,10 +196,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
             reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
-            match f {
-                Some(f) => new_flags.append_value(format!("{f},deck_priced")),
-                None => new_flags.append_value("deck_priced"),
-            }
+            new_flags.append_value(with_flag(f, DECK_PRICED));
             continue;
         }
         let c = rate(&inp, rounding);
@@ -197,10 +205,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         cost.push(Some(if a_pm { c.cost_units } else { 0 }));
         reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
         if (a_pm || r_pm) && inp.rate.is_none() {
-            match f {
-                Some(f) => new_flags.append_value(format!("{f},unrated")),
-                None => new_flags.append_value("unrated"),
-            }
+            new_flags.append_value(with_flag(f, UNRATED));
         } else {
             new_flags.append_option(f);
         }

@@ -15,6 +15,8 @@ use crate::schema::{LEGS_TABLE, MANIFEST_FILE};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
+    /// The catalog format ([`crate::dataset::FORMAT_VERSION`]).
+    pub format_version: u32,
     pub rerate_version: &'static str,
     pub options: serde_json::Value,
     pub inputs: Vec<FileStats>,
@@ -162,6 +164,48 @@ pub struct MergeCounts {
     /// Of those, the ones kept (the rest lost to a newer conflicting copy of this run:
     /// `counts.dataset_legs_replaced`).
     pub legs_kept: u64,
+    /// Legs partitions (account_id, date) read back that hold no leg any more: each of their
+    /// legs lost to a newer copy in another partition. Their files are deleted in every table.
+    pub partitions_emptied: Vec<(String, Option<String>)>,
+    /// Legs partitions dated before this run's first day whose legs or money the merge changed
+    /// (a period finance may already have invoiced).
+    pub past_days_changed: Vec<DayChange>,
+}
+
+/// A legs partition's totals before and after a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayChange {
+    pub account_id: String,
+    pub date: Option<String>,
+    pub legs_before: u64,
+    pub legs_after: u64,
+    /// `cost_units` (units of 1/10,000 of the currency) before and after.
+    pub cost_units_before: i64,
+    pub cost_units_after: i64,
+    pub billing_seconds_before: i64,
+    pub billing_seconds_after: i64,
+}
+
+impl DayChange {
+    /// `after`: the partition as the run wrote it, `None` when it was emptied.
+    pub fn of(before: &PartitionStats, after: Option<&PartitionStats>) -> Self {
+        DayChange {
+            account_id: before.account_id.clone(),
+            date: before.date.clone(),
+            legs_before: before.rows,
+            legs_after: after.map_or(0, |p| p.rows),
+            cost_units_before: before.cost_units,
+            cost_units_after: after.map_or(0, |p| p.cost_units),
+            billing_seconds_before: before.billing_seconds,
+            billing_seconds_after: after.map_or(0, |p| p.billing_seconds),
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.legs_before != self.legs_after
+            || self.cost_units_before != self.cost_units_after
+            || self.billing_seconds_before != self.billing_seconds_after
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

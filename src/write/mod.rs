@@ -119,12 +119,10 @@ pub const OUTPUTS: &[&str] = &[
 
 /// The top-level names a previous run's manifest says it wrote; only plain names are
 /// trusted, so a doctored manifest cannot point outside the folder.
-pub fn previous_outputs(manifest: &serde_json::Value) -> Vec<String> {
-    manifest["outputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str())
+pub fn previous_outputs(outputs: &[String]) -> Vec<String> {
+    outputs
+        .iter()
+        .map(String::as_str)
         .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains(['/', '\\', '\0']))
         .map(str::to_owned)
         .collect()

@@ -1,0 +1,301 @@
+//! `rerate check DIR`: a dataset verified against its catalog.
+//!
+//! What is checked, each finding named by file or call_id:
+//! - every partition the catalog lists has its folder and a readable data file, whose rows and
+//!   (for legs) `billing_seconds` and `cost_units` sums equal the catalog's;
+//! - no partition folder holds data the catalog does not list (the files of a partition a merge
+//!   should have removed);
+//! - every call_id is in the legs table once;
+//! - `daily` equals its legs: per account and day, `legs` and `cost_units` equal the count and
+//!   the sum of the legs partition (and each legs partition has its daily row);
+//! - `interactions` equal theirs: every leg is in exactly one interaction's `leg_call_ids`, and
+//!   each interaction's `legs` is the length of its list.
+//!
+//! Content is read from a partition's Parquet file, else its CSV file (`--format csv`); the
+//! interactions' call_id lists are checked on Parquet only (CSV flattens lists).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::{Catalog, CatalogError};
+use crate::schema::{
+    BILLING_SECONDS, CALL_ID, COST_UNITS, DAILY_REPORT, INTERACTIONS_TABLE, LEGS, LEGS_TABLE,
+    LEG_CALL_IDS,
+};
+use crate::write::PartitionStats;
+
+/// What a check found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Partitions the catalog lists, and data files read.
+    pub partitions: u64,
+    pub files: u64,
+    /// Legs in the legs table.
+    pub legs: u64,
+    /// Each problem, one line naming the file, partition or call_id.
+    pub problems: Vec<String>,
+}
+
+/// Why a folder cannot be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}: no manifest.json, so not a rerate dataset (or not one yet)")]
+    NoCatalog(PathBuf),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Per legs partition: (legs, cost_units sum).
+type Sums = HashMap<(String, Option<String>), (u64, i64)>;
+
+/// Checks the dataset in `dir`. Errors: no catalog, or one that cannot be read.
+pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
+    let catalog = Catalog::read(dir)?.ok_or_else(|| CheckError::NoCatalog(dir.to_owned()))?;
+    let mut r = CheckReport {
+        partitions: catalog.partitions.len() as u64,
+        ..Default::default()
+    };
+    let mut first_seen: HashMap<String, String> = HashMap::new();
+    let mut leg_sums: Sums = HashMap::new();
+    let mut daily: Sums = HashMap::new();
+    let mut in_interactions: HashMap<String, u32> = HashMap::new();
+    let mut interactions_listed = true;
+    for p in &catalog.partitions {
+        let Some((file, df)) = read_partition(dir, p, &mut r) else {
+            continue;
+        };
+        r.files += 1;
+        let name = file.display().to_string();
+        if df.height() as u64 != p.rows {
+            r.problems.push(format!(
+                "{name}: {} rows, the catalog says {}",
+                df.height(),
+                p.rows
+            ));
+        }
+        let key = (p.account_id.clone(), p.date.clone());
+        match p.table.as_str() {
+            LEGS_TABLE => {
+                r.legs += df.height() as u64;
+                let billing = sum(&df, BILLING_SECONDS);
+                let cost = sum(&df, COST_UNITS);
+                if billing != Some(p.billing_seconds) || cost != Some(p.cost_units) {
+                    r.problems.push(format!(
+                        "{name}: billing_seconds {billing:?} and cost_units {cost:?}, the catalog says {} and {}",
+                        p.billing_seconds, p.cost_units
+                    ));
+                }
+                leg_sums.insert(key, (df.height() as u64, cost.unwrap_or(0)));
+                for id in strings(&df, CALL_ID) {
+                    match first_seen.get(&id) {
+                        Some(other) => r
+                            .problems
+                            .push(format!("call_id {id} is in {other} and in {name}")),
+                        None => {
+                            first_seen.insert(id, name.clone());
+                        }
+                    }
+                }
+            }
+            DAILY_REPORT => {
+                let legs = sum(&df, LEGS).unwrap_or(0);
+                daily.insert(key, (legs as u64, sum(&df, COST_UNITS).unwrap_or(0)));
+            }
+            INTERACTIONS_TABLE => match df.column(LEG_CALL_IDS).and_then(|c| c.list()) {
+                Ok(lists) => {
+                    let counts = df.column(LEGS).and_then(|c| c.cast(&DataType::Int64));
+                    for i in 0..lists.len() {
+                        let ids: Vec<String> = lists
+                            .get_as_series(i)
+                            .and_then(|s| s.str().ok().cloned())
+                            .map(|s| s.iter().flatten().map(str::to_owned).collect())
+                            .unwrap_or_default();
+                        let n = counts.as_ref().ok().and_then(|c| c.i64().ok()?.get(i));
+                        if n != Some(ids.len() as i64) {
+                            r.problems.push(format!(
+                                "{name}: row {i} counts {n:?} legs and lists {}",
+                                ids.len()
+                            ));
+                        }
+                        for id in ids {
+                            *in_interactions.entry(id).or_default() += 1;
+                        }
+                    }
+                }
+                Err(_) => interactions_listed = false,
+            },
+            _ => {}
+        }
+    }
+    stray_partitions(dir, &catalog.partitions, &mut r);
+    if catalog.partitions.iter().any(|p| p.table == DAILY_REPORT) {
+        compare_daily(&leg_sums, &daily, &mut r);
+    }
+    let has_interactions = catalog
+        .partitions
+        .iter()
+        .any(|p| p.table == INTERACTIONS_TABLE);
+    if has_interactions && interactions_listed {
+        for (id, file) in &first_seen {
+            match in_interactions.get(id).copied().unwrap_or(0) {
+                1 => {}
+                n => r.problems.push(format!(
+                    "call_id {id} ({file}) is in {n} interactions, not 1"
+                )),
+            }
+        }
+        for id in in_interactions
+            .keys()
+            .filter(|id| !first_seen.contains_key(*id))
+        {
+            r.problems
+                .push(format!("call_id {id} is in an interaction but in no leg"));
+        }
+    }
+    Ok(r)
+}
+
+/// The partition's data file (Parquet, else CSV) and its rows; a problem when there is none or
+/// it cannot be read.
+fn read_partition(
+    dir: &Path,
+    p: &PartitionStats,
+    r: &mut CheckReport,
+) -> Option<(PathBuf, DataFrame)> {
+    let folder = dir.join(&p.path);
+    let files = data_files(&folder);
+    let file = files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .or_else(|| files.first());
+    let Some(file) = file else {
+        r.problems.push(format!(
+            "{}: the catalog lists this {} partition, but it holds no data file",
+            folder.display(),
+            p.table
+        ));
+        return None;
+    };
+    let read = || -> PolarsResult<DataFrame> {
+        if file.extension().is_some_and(|e| e == "parquet") {
+            ParquetReader::new(File::open(file)?).finish()
+        } else {
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .try_into_reader_with_file_path(Some(file.clone()))?
+                .finish()
+        }
+    };
+    match read() {
+        Ok(df) => Some((file.clone(), df)),
+        Err(e) => {
+            r.problems
+                .push(format!("{}: unreadable: {e}", file.display()));
+            None
+        }
+    }
+}
+
+/// The data files (`*.parquet`, `*.csv`) right in `folder`, sorted.
+fn data_files(folder: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet" || e == "csv"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Partition folders holding data that the catalog does not list.
+fn stray_partitions(dir: &Path, parts: &[PartitionStats], r: &mut CheckReport) {
+    let listed: BTreeSet<PathBuf> = parts.iter().map(|p| dir.join(&p.path)).collect();
+    let tables: BTreeSet<&str> = parts.iter().map(|p| p.table.as_str()).collect();
+    for table in tables {
+        for account in subfolders(&dir.join(table)) {
+            for day in subfolders(&account) {
+                if !listed.contains(&day) && !data_files(&day).is_empty() {
+                    r.problems.push(format!(
+                        "{}: holds data the catalog does not list",
+                        day.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn subfolders(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+fn compare_daily(legs: &Sums, daily: &Sums, r: &mut CheckReport) {
+    let keys: BTreeSet<&(String, Option<String>)> = legs.keys().chain(daily.keys()).collect();
+    for k in keys {
+        let (l, d) = (legs.get(k), daily.get(k));
+        if l != d {
+            r.problems.push(format!(
+                "daily of account {} on {}: (legs, cost_units) {:?}, its legs {:?}",
+                k.0,
+                k.1.as_deref().unwrap_or("(no date)"),
+                d,
+                l
+            ));
+        }
+    }
+}
+
+/// The sum of an integer column (0 when every value is null); `None` when the column is missing
+/// or not an integer.
+fn sum(df: &DataFrame, name: &str) -> Option<i64> {
+    let c = df.column(name).ok()?.cast(&DataType::Int64).ok()?;
+    Some(c.i64().ok()?.sum().unwrap_or(0))
+}
+
+fn strings(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name)
+        .and_then(|c| c.str().cloned())
+        .map(|c| c.iter().flatten().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The findings as text, at most `limit` problems listed.
+pub fn describe(dir: &Path, r: &CheckReport, limit: usize) -> String {
+    let mut lines: Vec<String> = r.problems.iter().take(limit).cloned().collect();
+    if r.problems.len() > limit {
+        lines.push(format!("... and {} more", r.problems.len() - limit));
+    }
+    let head = match r.problems.len() {
+        0 => format!(
+            "{}: ok: {} partitions, {} files read, {} legs; every call_id once, daily and interactions agree with the legs",
+            dir.display(),
+            r.partitions,
+            r.files,
+            r.legs
+        ),
+        n => format!(
+            "{}: {n} problem(s) in {} partitions ({} files read, {} legs):",
+            dir.display(),
+            r.partitions,
+            r.files,
+            r.legs
+        ),
+    };
+    std::iter::once(head)
+        .chain(lines)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

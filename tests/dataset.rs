@@ -1,0 +1,545 @@
+//! A dataset kept night after night: what defines a merge, as a property over random sequences of
+//! nights, and each way a merge went wrong once, by kind.
+//!
+//! The property: after every night, the folder merged night by night holds exactly what one run
+//! over all the nights so far (their files named in night order) writes into a new folder, in
+//! every table, partition for partition and value for value (lineage columns aside); and a
+//! rerun of the night changes no data file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use polars::prelude::*;
+use rerate::gen::crossbar::{
+    has_reseller_columns, write_csv_export, write_listing_pages, KazooRow,
+};
+use rerate::gen::GenLeg;
+
+use crate::util::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// `rerate run INPUTS --out OUT -q EXTRA`.
+fn run(inputs: &[PathBuf], out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run"];
+    args.extend(inputs.iter().map(|p| s(p)));
+    args.extend(["--out", s(out), "-q"]);
+    args.extend_from_slice(extra);
+    rerate(&args)
+}
+
+fn ok(o: Output, what: &str) -> Output {
+    assert!(
+        o.status.success(),
+        "{what}: exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Columns that say where a copy was read from, not what it says.
+const LINEAGE: [&str; 3] = ["source_file", "source_line", "source_offset"];
+
+/// Every Parquet file of the folder, by path relative to it, with its lineage columns dropped.
+fn tables(out: &Path) -> BTreeMap<String, DataFrame> {
+    parquet_files(out)
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(out).expect("under out").to_string_lossy();
+            let df = read_parquet(&f);
+            let keep: Vec<PlSmallStr> = df
+                .get_column_names()
+                .into_iter()
+                .filter(|c| !LINEAGE.contains(&c.as_str()))
+                .cloned()
+                .collect();
+            (rel.into_owned(), df.select(keep).expect("select"))
+        })
+        .collect()
+}
+
+/// Asserts that the merged folder holds what the one run wrote, file for file.
+fn assert_same_dataset(merged: &Path, one_run: &Path, context: &str) {
+    let (a, b) = (tables(merged), tables(one_run));
+    let (ka, kb): (Vec<&String>, Vec<&String>) = (a.keys().collect(), b.keys().collect());
+    assert_eq!(ka, kb, "{context}: the folders' files differ");
+    for (path, df) in &a {
+        assert!(
+            df.equals_missing(&b[path]),
+            "{context}: {path} differs\nmerged night by night:\n{df}\none run:\n{}",
+            b[path]
+        );
+    }
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// How a leg reaches rerate.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Shape {
+    Json,
+    Csv,
+    Listing,
+}
+
+/// Legs of a few KAZOO calls, as `rerate gen` makes them (whole stored CDR documents, several
+/// legs a call), each given a shape it is exported in.
+fn pool(seed: u64) -> Vec<(Shape, GenLeg)> {
+    let opts = rerate::gen::GenOptions {
+        legs: 36,
+        accounts: 3,
+        account_skew: rerate::gen::AccountSkew::Uniform,
+        days: 3,
+        seed,
+        files: 1,
+        shape: rerate::gen::Shape::Ndjson,
+        gzip: false,
+        start_unix: 1_793_577_600,
+        header_every: 0,
+    };
+    rerate::gen::file_legs(&opts, 0, opts.legs)
+        .enumerate()
+        .map(|(i, leg)| {
+            let shape = match i % 6 {
+                4 => Shape::Csv,
+                5 => Shape::Listing,
+                _ => Shape::Json,
+            };
+            (shape, leg)
+        })
+        .collect()
+}
+
+/// Another copy of `leg`, as exports produce them: the same, newer (later times, sometimes on
+/// another day), a conflicting one with the same times, or an older one.
+fn copy_of(leg: &GenLeg, r: &mut Mix) -> GenLeg {
+    let mut c = leg.clone();
+    match r.below(10) {
+        0..=3 => {}
+        4..=6 => {
+            // Newer: the call exported again with later times, up to a day later.
+            let span = if r.chance(50) { 86_400 } else { 600 };
+            let shift = 1 + r.below(span) as i64;
+            c.start_unix += shift;
+            c.channel_created_time += shift * 1_000_000;
+            c.interaction_start += shift;
+        }
+        7 | 8 => {
+            // Conflicting, same times: another rate (the later input wins the tie).
+            c.rate = 1 + (c.rate + 1 + r.below(50)) % 97;
+        }
+        _ => {
+            // Older and different: it loses wherever it comes.
+            let shift = 1 + r.below(7_200) as i64;
+            c.start_unix -= shift;
+            c.channel_created_time -= shift * 1_000_000;
+            c.talk += 1;
+        }
+    }
+    c
+}
+
+/// Writes night `k`'s copies: the JSON legs as NDJSON, the crossbar ones as CSV exports and
+/// listing pages under `account_id=<ID>/` (KAZOO's folders). Returns the night's inputs, named
+/// so that they sort in night order.
+fn write_night(dir: &Path, k: usize, copies: &[(Shape, GenLeg)]) -> std::io::Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    let json: String = copies
+        .iter()
+        .filter(|(shape, _)| *shape == Shape::Json)
+        .map(|(_, l)| l.to_json() + "\n")
+        .collect();
+    if !json.is_empty() {
+        let p = dir.join(format!("night-{k:02}.ndjson"));
+        std::fs::write(&p, json)?;
+        inputs.push(p);
+    }
+    for shape in [Shape::Csv, Shape::Listing] {
+        let mut by_account: BTreeMap<(&str, u64), Vec<KazooRow>> = BTreeMap::new();
+        for (_, l) in copies.iter().filter(|(sh, _)| *sh == shape) {
+            by_account
+                .entry((&l.account, l.acct_idx))
+                .or_default()
+                .push(KazooRow::new(l.clone()));
+        }
+        if by_account.is_empty() {
+            continue;
+        }
+        let name = if shape == Shape::Csv {
+            "csv"
+        } else {
+            "listing"
+        };
+        let root = dir.join(format!("night-{k:02}-{name}"));
+        for ((account, idx), rows) in &by_account {
+            let folder = root.join(format!("account_id={account}"));
+            std::fs::create_dir_all(&folder)?;
+            match shape {
+                Shape::Csv => {
+                    write_csv_export(rows, has_reseller_columns(*idx), &folder.join("cdrs.csv"))?
+                }
+                _ => write_listing_pages(
+                    rows,
+                    has_reseller_columns(*idx),
+                    &folder.join("cdrs.json"),
+                )?,
+            }
+        }
+        inputs.push(root);
+    }
+    inputs.sort();
+    Ok(inputs)
+}
+
+/// One random sequence of `nights` nights over one pool of legs: each night exports a random
+/// part of the legs, each copy the same as the last one exported, newer, conflicting or older,
+/// and sometimes two copies of a leg in one night.
+fn nights(seed: u64, nights: usize) -> Vec<Vec<(Shape, GenLeg)>> {
+    let mut r = Mix(seed);
+    let mut last: Vec<(Shape, GenLeg)> = pool(seed);
+    (0..nights)
+        .map(|_| {
+            let mut night = Vec::new();
+            for (shape, leg) in last.iter_mut() {
+                if !r.chance(40) {
+                    continue;
+                }
+                let c = copy_of(leg, &mut r);
+                if r.chance(15) {
+                    night.push((*shape, copy_of(&c, &mut r)));
+                }
+                night.push((*shape, c.clone()));
+                *leg = c;
+            }
+            night
+        })
+        .collect()
+}
+
+fn check_sequence(seed: u64, deck: bool) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let merged = dir.path().join("merged");
+    let deck_path = root().join("fixtures/reconcile/ratedeck.csv");
+    let extra: Vec<&str> = match deck {
+        true => vec!["--rates", s(&deck_path)],
+        false => vec![],
+    };
+    let mut all_inputs = Vec::new();
+    for (k, night) in nights(seed, 5).iter().enumerate() {
+        let k = k + 1;
+        let night_dir = dir.path().join("in");
+        std::fs::create_dir_all(&night_dir)?;
+        let inputs = write_night(&night_dir, k, night)?;
+        if inputs.is_empty() {
+            continue;
+        }
+        all_inputs.extend(inputs.iter().cloned());
+        let context = format!("seed {seed}, deck {deck}, night {k}");
+        ok(run(&inputs, &merged, &extra), &context);
+        ok(
+            rerate(&["check", s(&merged)]),
+            &format!("{context}, rerate check"),
+        );
+
+        let one = dir.path().join(format!("one-{k}"));
+        ok(run(&all_inputs, &one, &extra), &context);
+        assert_same_dataset(&merged, &one, &context);
+        let (m, o) = (
+            json_file(&merged.join("manifest.json")),
+            json_file(&one.join("manifest.json")),
+        );
+        assert_eq!(
+            m["dataset"], o["dataset"],
+            "{context}: the dataset's totals"
+        );
+
+        let before = snapshot(&merged);
+        ok(run(&inputs, &merged, &extra), &format!("{context}, rerun"));
+        let after = snapshot(&merged);
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|(p, b)| before.get(*p) != Some(b))
+            .map(|(p, _)| p)
+            .chain(before.keys().filter(|p| !after.contains_key(*p)))
+            .collect();
+        assert!(changed.is_empty(), "{context}: a rerun changed {changed:?}");
+        std::fs::remove_dir_all(&one)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn nights_merged_one_by_one_equal_one_run_over_them_and_a_rerun_changes_nothing() -> TestResult {
+    for seed in 1..=6 {
+        check_sequence(seed, seed % 2 == 0)?;
+    }
+    Ok(())
+}
+
+/// The field case `merge-moved-copy`: a newer copy of a leg on another day than the dataset's,
+/// whose partition it was alone in.
+#[test]
+fn a_newer_copy_on_another_day_removes_the_old_copy_and_its_emptied_partition() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let acct = "3c5a0f1e9b7d4c2a8e6f1b3d5a7c9e0f";
+    let leg = |start: i64, ts: i64| {
+        format!(
+            r#"{{"call_id": "mv1", "billing_seconds": 30, "duration_seconds": 35, "channel_created_time": {}, "timestamp": {ts}, "call_direction": "outbound", "custom_channel_vars": {{"account_id": "{acct}", "account_billing": "per_minute", "rate": "100", "rate_increment": "60", "rate_minimum": "60"}}}}"#,
+            start * 1_000_000
+        )
+    };
+    let other = r#"{"call_id": "st1", "billing_seconds": 30, "duration_seconds": 35, "channel_created_time": 1795129190000000, "timestamp": 63962348425, "custom_channel_vars": {"account_id": "9d8c7b6a5f4e3d2c1b0a99887766aabb", "account_billing": "per_minute", "rate": "100"}}"#;
+    // 2026-11-19 23:59:50 UTC, then the same call again starting 20 s later, on 2026-11-20.
+    let n1 = dir.path().join("night-1.ndjson");
+    std::fs::write(
+        &n1,
+        format!("{}\n{other}\n", leg(1_795_132_790, 63_962_352_025)),
+    )?;
+    let n2 = dir.path().join("night-2.ndjson");
+    std::fs::write(&n2, leg(1_795_132_810, 63_962_352_045) + "\n")?;
+    ok(run(&[n1], &out, &[]), "night 1");
+    let o = ok(run(&[n2], &out, &[]), "night 2");
+
+    let got = legs(&out);
+    let mv1 = &got["mv1"];
+    // 30 s at 100 units a minute with a 60 s minimum: one minute, 100 units, once.
+    assert_eq!((mv1.date.as_str(), mv1.cost), ("2026-11-20", Some(100)));
+    let day = format!("legs/account_id={acct}/date=2026-11-19");
+    assert!(!out.join(&day).exists(), "{day} is left");
+    for table in ["interactions", "daily"] {
+        let p = out.join(format!("{table}/account_id={acct}/date=2026-11-19"));
+        assert!(!p.exists(), "{} is left", p.display());
+    }
+    let daily = read_dataset(&out.join("daily"));
+    let cost: i64 = daily
+        .iter()
+        .filter(|(a, _, _)| a == acct)
+        .map(|(_, _, df)| {
+            df.column("cost_units")
+                .and_then(|c| c.cast(&DataType::Int64))
+                .map(|c| c.i64().map(|c| c.sum().unwrap_or(0)).unwrap_or(0))
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(cost, 100, "daily counts the call once");
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["dataset"]["legs"], 2);
+    assert_eq!(m["dataset"]["cost_units"], 200);
+    assert_eq!(
+        m["merge"]["partitions_emptied"],
+        serde_json::json!([[acct, "2026-11-19"]])
+    );
+    // The day before the run's own changed: said in the manifest and on the terminal.
+    let past = &m["merge"]["past_days_changed"];
+    assert_eq!(past[0]["date"], "2026-11-19");
+    assert_eq!(
+        (
+            past[0]["legs_before"].as_u64(),
+            past[0]["legs_after"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (
+            past[0]["cost_units_before"].as_i64(),
+            past[0]["cost_units_after"].as_i64()
+        ),
+        (Some(100), Some(0))
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("a past day changed") && err.contains("2026-11-19"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Listing legs and deck-priced CSV legs read back by a later merge keep every value: KAZOO's
+/// recorded money, their reconciliation rows, their flags; a rerun finds no conflict.
+#[test]
+fn legs_read_back_keep_their_recorded_money_and_flags() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let deck = root().join("fixtures/reconcile/ratedeck.csv");
+    let legs_of = |shape: Shape| -> std::io::Result<Vec<PathBuf>> {
+        let night: Vec<(Shape, GenLeg)> = pool(7)
+            .into_iter()
+            .map(|(_, l)| (shape, l))
+            .take(12)
+            .collect();
+        let d = dir.path().join(format!("{shape:?}"));
+        std::fs::create_dir_all(&d)?;
+        write_night(&d, 1, &night)
+    };
+    let listing = legs_of(Shape::Listing)?;
+    let csv = legs_of(Shape::Csv)?;
+    for (inputs, extra) in [(listing, vec![]), (csv, vec!["--rates", s(&deck)])] {
+        let out = dir.path().join(format!("out-{}", extra.len()));
+        ok(run(&inputs, &out, &extra), "first night");
+        let first = tables(&out);
+        let recorded = |t: &BTreeMap<String, DataFrame>| -> i64 {
+            t.iter()
+                .filter(|(p, _)| p.starts_with("legs/"))
+                .map(|(_, df)| {
+                    df.column("recorded_cost_units")
+                        .and_then(|c| c.i64().map(|c| c.sum().unwrap_or(0)))
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        assert!(recorded(&first) > 0, "the export's recorded money is read");
+        // A rerun reads every partition back: nothing changes, no conflict.
+        let o = ok(run(&inputs, &out, &extra), "rerun");
+        let m = json_file(&out.join("manifest.json"));
+        assert_eq!(
+            m["counts"]["conflicts"],
+            0,
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(m["merge"]["legs_read_back"].as_u64() > Some(0));
+        let again = tables(&out);
+        assert_eq!(
+            first.keys().collect::<Vec<_>>(),
+            again.keys().collect::<Vec<_>>()
+        );
+        for (p, df) in &first {
+            assert!(df.equals_missing(&again[p]), "{p} changed on a rerun");
+        }
+    }
+    Ok(())
+}
+
+/// A catalog cut short, not JSON, with a field of the wrong type, or written by the Spark job:
+/// the run exits 2 before any work, naming the file, and the folder is as it was.
+#[test]
+fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    ok(
+        run(&[root().join("fixtures/ndjson")], &out, &[]),
+        "the first night",
+    );
+    let manifest = out.join("manifest.json");
+    let good = std::fs::read_to_string(&manifest)?;
+    let spark = good.replacen('{', r#"{"engine": "spark 4.3.0", "#, 1);
+    let at = good.find(r#""partitions": ["#).ok_or("partitions")?;
+    let mistyped = format!(
+        "{}{}",
+        &good[..at],
+        good[at..].replacen(r#""rows": "#, r#""rows": "many", "was": "#, 1)
+    );
+    for (what, text) in [
+        ("cut in half", &good[..good.len() / 2]),
+        ("not JSON", "\u{0}\u{0}garbage"),
+        ("a mistyped field", mistyped.as_str()),
+        ("written by Spark", spark.as_str()),
+    ] {
+        std::fs::write(&manifest, text)?;
+        let before = snapshot(&out);
+        let o = run(&[root().join("fixtures/crossbar")], &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("manifest.json"), "{what}: {err}");
+        assert_eq!(snapshot(&out), before, "{what}: the folder changed");
+        assert_eq!(std::fs::read_to_string(&manifest)?, text, "{what}");
+        assert!(!out.join(".rerate-staging").exists(), "{what}");
+    }
+    let o = {
+        std::fs::write(&manifest, &mistyped)?;
+        run(&[root().join("fixtures/crossbar")], &out, &[])
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("partitions[0].rows"),
+        "the field is named: {err}"
+    );
+    Ok(())
+}
+
+/// A catalog written by this release keeps reading in every later one.
+#[test]
+fn the_catalog_of_format_1_reads() -> TestResult {
+    let path = root().join("tests/catalog/manifest-format-1.json");
+    let c = rerate::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
+    assert_eq!(c.format_version, 1);
+    let legs: Vec<_> = c.partitions.iter().filter(|p| p.table == "legs").collect();
+    assert_eq!(legs.len(), 9);
+    assert_eq!(legs.iter().map(|p| p.rows).sum::<u64>(), 40);
+    assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
+    assert_eq!(c.runs.len(), 1);
+    Ok(())
+}
+
+/// `rerate check` finds, by name, what a wrong merge leaves: a partition the catalog does not
+/// list, a call_id twice, a daily row that is not its legs', a file missing or unreadable.
+#[test]
+fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    ok(run(&[root().join("fixtures")], &out, &[]), "fixtures");
+    let o = ok(rerate(&["check", s(&out)]), "a good dataset");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("40 legs"));
+
+    // A leftover copy of a legs partition under another day: two copies of its call_ids, and
+    // data the catalog does not list.
+    let legs = parquet_files(&out.join("legs"));
+    let first = &legs[0];
+    let stray = first
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("account folder")?
+        .join("date=1999-01-01");
+    std::fs::create_dir_all(&stray)?;
+    std::fs::copy(first, stray.join("part-0.parquet"))?;
+    let o = rerate(&["check", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("date=1999-01-01: holds data the catalog does not list"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&stray)?;
+
+    // A daily file that says another thing than its legs, and a legs file gone.
+    let daily = parquet_files(&out.join("daily"));
+    std::fs::copy(&daily[1], &daily[0])?;
+    std::fs::remove_file(&legs[2])?;
+    let o = rerate(&["check", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("daily of account"), "{err}");
+    assert!(err.contains("holds no data file"), "{err}");
+    assert!(
+        err.contains("is in 0 interactions") || err.contains("in no leg"),
+        "{err}"
+    );
+
+    // No catalog: exit 2.
+    let o = rerate(&["check", s(dir.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    Ok(())
+}
