@@ -422,6 +422,10 @@ class Job:
         from pyspark.sql import functions as F
 
         args = self.args
+        other = self.other_engine()
+        if other:
+            print(f"rerate_spark: error: {other}", file=sys.stderr)
+            return 2
         files, skipped = self.listing()
         if not files:
             print("rerate_spark: error: the inputs hold no CDR file", file=sys.stderr)
@@ -609,6 +613,34 @@ class Job:
             "reseller_not_recorded": int(s.reseller_not_recorded or 0),
             "worst_accounts": [list(w) for w in worst],
         }
+
+    def other_engine(self):
+        """Why the output folder is refused: `rerate run` wrote it (its manifest names no
+        engine, and its catalog, `_catalog/`, holds the partition list and legs index this job
+        does not keep). None when the folder is new or the Spark job's own."""
+        text = None
+        if self.out_local is not None:
+            p = self.out_local / "manifest.json"
+            text = p.read_text() if p.is_file() else None
+        else:
+            jvm = self.sc._jvm
+            path = jvm.org.apache.hadoop.fs.Path(f"{self.out.rstrip('/')}/manifest.json")
+            fs = path.getFileSystem(self.sc._jsc.hadoopConfiguration())
+            if fs.exists(path):
+                stream = fs.open(path)
+                text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+                stream.close()
+        if text is None:
+            return None
+        try:
+            engine = json.loads(text).get("engine")
+        except ValueError as e:
+            return f"{self.out}/manifest.json cannot be read ({e}); nothing was changed"
+        if engine is None:
+            return (f"{self.out} was written by `rerate run`, whose catalog (manifest.json and _catalog/) this job "
+                    "does not keep; keep one engine per dataset: go on with rerate run, or write the Spark job's "
+                    "output to a new folder; nothing was changed")
+        return None
 
     def remove_partitions(self, parts):
         """Removes the folders of the partitions `parts` ((account_id, date), None for the

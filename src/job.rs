@@ -7,7 +7,7 @@
 //! legs, write the other tables, run the reports, write the whole-run files, build the
 //! manifest, commit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::rate::e164::hex_digest;
 
-use crate::dataset::Catalog;
+use crate::dataset::index::{KeyIndex, Partition, KEYS_FILE, KEYS_HASH};
+use crate::dataset::shards::{self, month_of};
+use crate::dataset::{partition_key, Catalog, MonthSummary, CATALOG_DIR};
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
@@ -35,7 +37,7 @@ use crate::schema::{
     LEGS_TABLE, MANIFEST_FILE, RECONCILIATION_TABLE, REJECTS_FILE, START_TIME, SUMMARY_HTML,
 };
 use crate::spill::Partitions;
-use crate::time::{parse_date, ReportTz};
+use crate::time::{format_date, parse_date, ReportTz};
 use crate::write::commit::{self, Mode, Staging};
 use crate::write::manifest::{
     definition_change, Counts, Dataset, DayChange, Definition, Manifest, MergeCounts, PartialInput,
@@ -246,7 +248,13 @@ impl Job {
             },
             _ => cfg.output,
         };
-        let merging = cfg.mode == Mode::Merge && !previous.partitions.is_empty();
+        let merging = cfg.mode == Mode::Merge && !previous.is_empty();
+        // The legs index, which a merge plans from and a run that keeps other partitions
+        // carries over.
+        let index = match cfg.mode.keeps_other_partitions() && !previous.is_empty() {
+            true => previous.key_index(&cfg.out)?,
+            false => KeyIndex::empty()?,
+        };
 
         // Read and parse, legs routed into buckets by partition.
         let spill = staging.spill();
@@ -266,7 +274,7 @@ impl Job {
         let mut merged = MergeCounts::default();
         let mut read_back = ReadBack::default();
         if let Some(seen) = parsed.seen() {
-            read_back = self.read_back(&parsed, seen, &previous.partitions)?;
+            read_back = self.read_back(&parsed, seen, &previous, &index)?;
             merged.partitions_read_back = read_back.partitions.len() as u64;
             merged.legs_read_back = read_back.legs;
         }
@@ -328,9 +336,14 @@ impl Job {
         clock.lap("6_reports");
 
         // Reports' files and the rejects.
-        let mut outputs: Vec<String> = [LEGS_TABLE, INTERACTIONS_TABLE, RECONCILIATION_TABLE]
-            .map(str::to_owned)
-            .to_vec();
+        let mut outputs: Vec<String> = [
+            CATALOG_DIR,
+            LEGS_TABLE,
+            INTERACTIONS_TABLE,
+            RECONCILIATION_TABLE,
+        ]
+        .map(str::to_owned)
+        .to_vec();
         let Written { calls, recon } = written;
         let interactions_count: u64 = calls.iter().map(|p| p.rows).sum();
         let mut parts = grouped.legs.clone();
@@ -415,21 +428,40 @@ impl Job {
         let changes = read_back.changes(&parts[..legs_parts]);
         merged.partitions_emptied = changes.emptied;
         merged.past_days_changed = changes.past_days;
-        let history = History::of(previous, cfg.mode, &keys);
         let run_partitions: Vec<(String, Option<String>)> = parts[..legs_parts]
             .iter()
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
-        parts.extend(history.kept);
+        // The catalog after this run: the month files and the legs index it touches.
+        let months = self.update_catalog(
+            out,
+            &previous,
+            &index,
+            &parts,
+            &read_back.partitions,
+            &keys,
+            &grouped.key_rows,
+        )?;
+        clock.lap("7c_catalog");
         // A table with no partition in the folder is one empty file with its schema.
-        write_empty_tables(out, &shapes, &parts, &cfg.output)?;
+        let present: BTreeSet<String> = months
+            .values()
+            .flat_map(|m| {
+                m.tables
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, _)| t.clone())
+            })
+            .collect();
+        write_empty_tables(out, &shapes, &present, &cfg.output)?;
         parts.sort_by(|a, b| {
             (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
         });
+        let earlier_outputs = previous_outputs(&previous.outputs);
         let mut entries: BTreeSet<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
-        entries.extend(history.outputs.iter().cloned());
+        entries.extend(earlier_outputs.iter().cloned());
         entries.extend(outputs.iter().cloned());
-        for name in history.outputs {
+        for name in earlier_outputs {
             if cfg.mode.keeps_other_partitions()
                 && !outputs.contains(&name)
                 && cfg.out.join(&name).is_dir()
@@ -437,7 +469,7 @@ impl Job {
                 outputs.push(name);
             }
         }
-        let mut runs = history.runs;
+        let mut runs = previous.runs;
         runs.push(RunRecord::new(
             runs.last().map_or(1, |r| r.run + 1),
             cfg.mode,
@@ -464,8 +496,10 @@ impl Job {
             merge: merged,
             finished_interrupted_commit: staging.recovered,
             outputs,
-            dataset: Dataset::of(&parts),
-            partitions: parts,
+            dataset: Dataset::of_months(&months),
+            keys_hash: KEYS_HASH,
+            months,
+            partitions_written: parts,
             runs,
             memory: serde_json::json!({
                 "budget_bytes": cfg.memory,
@@ -541,10 +575,31 @@ impl Job {
         &self,
         parsed: &pipeline::Parsed,
         seen: merge::Seen,
-        dataset: &[PartitionStats],
+        previous: &Catalog,
+        index: &KeyIndex,
     ) -> anyhow::Result<ReadBack> {
         let first_day = seen.first_day();
-        let touched = merge::touched(&self.cfg.out, dataset, seen)?;
+        let (start, calls, keys) = seen.into_parts();
+        let joined = index.closure(&start, calls, keys)?;
+        let months: BTreeSet<String> = joined
+            .iter()
+            .map(|(_, d)| month_of(d.map(format_date).as_deref()))
+            .collect();
+        let wanted: HashSet<&Partition> = joined.iter().collect();
+        let touched: Vec<PartitionStats> = previous
+            .partitions_in(&self.cfg.out, &months)?
+            .into_iter()
+            .filter(|p| p.table == LEGS_TABLE && wanted.contains(&partition_key(p)))
+            .collect();
+        if touched.len() != joined.len() {
+            bail!(
+                "{}: the legs index lists {} partitions this run must rewrite, the partition list {}; the catalog is inconsistent (rerate check {} says more); rebuild the dataset with --mode replace-all",
+                self.cfg.out.join(KEYS_FILE).display(),
+                joined.len(),
+                touched.len(),
+                self.cfg.out.display()
+            );
+        }
         let schema = concat_frames(vec![])?.schema().as_ref().clone();
         let mut legs = 0;
         for p in &touched {
@@ -559,11 +614,62 @@ impl Job {
         })
     }
 
+    /// Writes the catalog's files this run changes under `out` (the staged output): the month
+    /// files of the partition list that hold a partition it wrote or rewrote (`parts`, all
+    /// tables; `read_back`, the legs partitions a merge read back; `keys`, their folders), and
+    /// the legs index: the previous one without the rewritten partitions, with this run's legs
+    /// (`key_rows`). Returns the summary of every month now in the folder.
+    #[allow(clippy::too_many_arguments)]
+    fn update_catalog(
+        &self,
+        out: &Path,
+        previous: &Catalog,
+        index: &KeyIndex,
+        parts: &[PartitionStats],
+        read_back: &[PartitionStats],
+        keys: &BTreeSet<(String, String)>,
+        key_rows: &[DataFrame],
+    ) -> anyhow::Result<BTreeMap<String, MonthSummary>> {
+        let keeps = self.cfg.mode.keeps_other_partitions();
+        let month = |p: &PartitionStats| month_of(p.date.as_deref());
+        let touched: BTreeSet<String> = parts.iter().chain(read_back).map(month).collect();
+        let (mut summary, old) = match keeps {
+            true => (
+                previous.months(),
+                previous.partitions_in(&self.cfg.out, &touched)?,
+            ),
+            false => (BTreeMap::new(), vec![]),
+        };
+        let mut by_month: BTreeMap<String, Vec<PartitionStats>> =
+            touched.iter().map(|m| (m.clone(), vec![])).collect();
+        let kept = old
+            .into_iter()
+            .filter(|p| !keys.contains(&partition_dirs(p)));
+        for p in kept.chain(parts.iter().cloned()) {
+            by_month.entry(month(&p)).or_default().push(p);
+        }
+        for (m, ps) in &by_month {
+            shards::write(out, m, ps)?;
+            summary.insert(m.clone(), MonthSummary::of(ps));
+        }
+        let rewritten: HashSet<Partition> =
+            parts.iter().chain(read_back).map(partition_key).collect();
+        let mut ix = match keeps {
+            true => index.without(&rewritten)?,
+            false => KeyIndex::empty()?,
+        };
+        for rows in key_rows {
+            ix.push(rows)?;
+        }
+        ix.write(out)?;
+        Ok(summary)
+    }
+
     /// The dataset's definition after this run: this run's, which must agree with the one the
     /// dataset was built with unless the run replaces it all.
     fn check_definition(&self, previous: &Catalog) -> anyhow::Result<Definition> {
         let mut kept = previous.definition.clone();
-        if self.cfg.mode == Mode::ReplaceAll || previous.partitions.is_empty() {
+        if self.cfg.mode == Mode::ReplaceAll || previous.is_empty() {
             return Ok(self.definition.clone());
         }
         if let Some((flag, old, new)) = definition_change(&kept, &self.definition) {
@@ -802,35 +908,6 @@ impl ReadBack {
         emptied.sort();
         past_days.sort_by(|a, b| (&a.account_id, &a.date).cmp(&(&b.account_id, &b.date)));
         Changes { emptied, past_days }
-    }
-}
-
-/// The previous manifest, as this run keeps it.
-struct History {
-    /// Partitions of earlier runs this run does not replace.
-    kept: Vec<PartitionStats>,
-    /// The earlier runs.
-    runs: Vec<RunRecord>,
-    /// The top-level names earlier runs wrote.
-    outputs: Vec<String>,
-}
-
-impl History {
-    /// `keys`: the partition folders this run writes, which replace earlier ones.
-    fn of(prev: Catalog, mode: Mode, keys: &BTreeSet<(String, String)>) -> Self {
-        let kept = match mode.keeps_other_partitions() {
-            false => vec![],
-            true => prev
-                .partitions
-                .into_iter()
-                .filter(|p| !keys.contains(&partition_dirs(p)))
-                .collect(),
-        };
-        History {
-            kept,
-            runs: prev.runs,
-            outputs: previous_outputs(&prev.outputs),
-        }
     }
 }
 

@@ -8,14 +8,15 @@
 //! - a partition holding a leg of an interaction that has a leg in a rewritten partition (a call
 //!   whose legs arrived on different nights, or whose earliest leg lies in another day).
 //!
-//! Starting from the partitions of the run's own legs, every other legs partition of the
-//! dataset is read (its `call_id`, `interaction_id` and `bridge_id` columns only) and joins when
-//! one of its legs shares a call_id or an interaction key with the rewritten set, until no more
-//! join. The hashes used to compare can only make a partition join that did not need to (more
-//! work, the same output), never keep one out. The legs of the rewritten partitions are then read
-//! back in full and go through the run's stages beside the new ones, marked [`FROM_DATASET`] so
-//! that deduplication can prefer the dataset's copy of an identical leg and the new run's copy in
-//! a tie between conflicting ones (see [`crate::dedup`]).
+//! Starting from the partitions of the run's own legs, the dataset's legs index
+//! ([`crate::dataset::index`]: every leg's call_id and interaction key hashes and partition)
+//! gives every partition that shares a call_id or an interaction key with the rewritten set,
+//! until no more join ([`KeyIndex::closure`](crate::dataset::index::KeyIndex::closure)). The
+//! hashes can only make a partition join that did not need to (more work, the same output),
+//! never keep one out. The legs of the rewritten partitions are then read back in full and go
+//! through the run's stages beside the new ones, marked [`FROM_DATASET`] so that deduplication
+//! can prefer the dataset's copy of an identical leg and the new run's copy in a tie between
+//! conflicting ones (see [`crate::dedup`]).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -23,13 +24,14 @@ use std::sync::Mutex;
 
 use polars::prelude::*;
 
+use crate::dataset::index::{hash, Partition};
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
     is_column_shaped, ACCOUNT_ID, CALL_ID, DATE, RATING_FLAGS, RECORDED_COLS, SOURCE_FORMAT,
     UNASSIGNED_ACCOUNT,
 };
-use crate::spill::{hash_str, partition_keys, PartitionMap};
+use crate::spill::{partition_keys, PartitionMap};
 use crate::time::parse_date;
 use crate::write::PartitionStats;
 
@@ -95,11 +97,15 @@ impl Seen {
         self.partitions.iter().filter_map(|(_, d, _)| d).min()
     }
 
-    /// Whether any leg of `df` shares a call_id or an interaction key with what was seen.
-    fn meets(&self, df: &DataFrame) -> PolarsResult<bool> {
-        Ok(ids(df)?
-            .into_iter()
-            .any(|(call, key)| self.calls.contains(&call) || self.keys.contains(&key)))
+    /// The partitions seen (`_unassigned` for no account), and the call_id and interaction
+    /// key hashes.
+    pub fn into_parts(self) -> (HashSet<Partition>, HashSet<u64>, HashSet<u64>) {
+        let parts = self
+            .partitions
+            .iter()
+            .map(|(a, d, _)| (a.to_owned(), d))
+            .collect();
+        (parts, self.calls, self.keys)
     }
 }
 
@@ -112,54 +118,10 @@ fn ids(df: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
     let calls = df.column(CALL_ID)?.str()?;
     Ok((0..df.height())
         .map(|i| {
-            let call = calls.get(i).map_or(0, hash_str);
-            let key = cols.iter().find_map(|c| c.get(i)).map_or(0, hash_str);
+            let call = calls.get(i).map_or(0, hash);
+            let key = cols.iter().find_map(|c| c.get(i)).map_or(0, hash);
             (call, key)
         })
-        .collect())
-}
-
-/// The legs partitions of the dataset in `out` (`dataset`: the previous manifest's) that a
-/// run which saw `seen` must rewrite; see the module's doc.
-pub fn touched(
-    out: &Path,
-    dataset: &[PartitionStats],
-    mut seen: Seen,
-) -> anyhow::Result<Vec<PartitionStats>> {
-    let legs: Vec<&PartitionStats> = dataset
-        .iter()
-        .filter(|p| p.table == crate::schema::LEGS_TABLE)
-        .collect();
-    let mut joined = vec![false; legs.len()];
-    for (i, p) in legs.iter().enumerate() {
-        let date = p.date.as_deref().and_then(parse_date);
-        if seen.partitions.get(&p.account_id, date).is_some() {
-            joined[i] = true;
-            seen.add_ids(&read_ids(out, p)?)?;
-        }
-    }
-    loop {
-        let mut grew = false;
-        for (i, p) in legs.iter().enumerate() {
-            if joined[i] {
-                continue;
-            }
-            let df = read_ids(out, p)?;
-            if seen.meets(&df)? {
-                joined[i] = true;
-                grew = true;
-                seen.add_ids(&df)?;
-            }
-        }
-        if !grew {
-            break;
-        }
-    }
-    Ok(legs
-        .into_iter()
-        .zip(joined)
-        .filter(|(_, j)| *j)
-        .map(|(p, _)| p.clone())
         .collect())
 }
 
@@ -179,17 +141,31 @@ fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs:
     Ok(ParquetReader::new(f))
 }
 
-fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
+/// A legs partition's `call_id` and interaction key columns, with `account_id` (as its folder
+/// says it) and `date` from the partition: what [`crate::dataset::index::rows_of`] reads.
+pub fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
     let mut cols = vec![CALL_ID.to_owned()];
     cols.extend(
         KEY.iter()
             .filter(|k| **k != CALL_ID)
             .map(|k| (*k).to_owned()),
     );
-    open(out, p)?
+    let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", file(out, p).display());
+    let mut df = open(out, p)?
         .with_columns(Some(cols))
         .finish()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file(out, p).display()))
+        .map_err(why)?;
+    let n = df.height();
+    let date = match p.date.as_deref().and_then(parse_date) {
+        None => Column::full_null(DATE.into(), n, &DataType::Date),
+        Some(d) => Int32Chunked::full(DATE.into(), d, n)
+            .into_date()
+            .into_column(),
+    };
+    df.with_column(StringChunked::full(ACCOUNT_ID.into(), &p.account_id, n).into_column())
+        .map_err(why)?;
+    df.with_column(date).map_err(why)?;
+    Ok(df)
 }
 
 /// A legs partition's rows as the parser produces them (`schema`: an empty parsed frame's):

@@ -259,6 +259,8 @@ pub struct LegsOut<'a> {
 /// was counted on the way.
 pub struct Grouped {
     pub legs: Vec<PartitionStats>,
+    /// The written legs' rows of the legs index ([`crate::dataset::index::rows_of`]).
+    pub key_rows: Vec<DataFrame>,
     /// The legs again, for the reports, when no Parquet was written to scan instead.
     legs_copy: Option<Buckets>,
     /// The legs' [`LegsOut::report_columns`], for the built-in reports.
@@ -324,6 +326,7 @@ pub fn group(
         report_legs: Buckets::new(spill, "report_legs", 1, budget / 8, SpillFormat::File),
     };
     let mut legs_written = Vec::new();
+    let mut key_rows = Vec::new();
     let mut dedup_stats = DedupStats::default();
     let mut recon_summary = Summary::default();
     let t = Instant::now();
@@ -395,9 +398,10 @@ pub fn group(
                 Some(m) => legs.filter(&m)?,
                 None => std::mem::take(&mut legs),
             };
-            let (written, summary) = process(&mut part, b, &routed, set, out, stages)?;
+            let (written, summary, keys) = process(&mut part, b, &routed, set, out, stages)?;
             legs_written.extend(written);
             recon_summary.merge(summary);
+            key_rows.push(keys);
         }
     }
     progress.finish();
@@ -405,7 +409,7 @@ pub fn group(
     if !any {
         // No legs at all: the tables still get their columns.
         let mut legs = concat_frames(vec![])?;
-        let (_, summary) = process(&mut legs, 0, &routed, set, out, stages)?;
+        let (_, summary, _) = process(&mut legs, 0, &routed, set, out, stages)?;
         recon_summary.merge(summary);
         no_legs = Some(legs);
     }
@@ -429,6 +433,7 @@ pub fn group(
     }
     Ok(Grouped {
         legs: legs_written,
+        key_rows,
         legs_copy,
         report_legs,
         no_legs,
@@ -497,7 +502,7 @@ fn process(
     set: &Settings,
     out: &LegsOut,
     stages: &mut Stages,
-) -> anyhow::Result<(Vec<PartitionStats>, Summary)> {
+) -> anyhow::Result<(Vec<PartitionStats>, Summary, DataFrame)> {
     let t = Instant::now();
     apply_deck(legs, set.decks, set.rounding).map_err(why("looking up the rate deck"))?;
     rate_frame(legs, set.rounding).map_err(why("rating legs"))?;
@@ -519,13 +524,14 @@ fn process(
     let t = Instant::now();
     fill_unassigned(legs)?;
     let written = write_partitioned(legs, out.dir, out.table, out.output)?;
+    let keys = crate::dataset::index::rows_of(legs).map_err(why("indexing legs"))?;
     if let Some(copy) = &to.legs_copy {
         copy.push(0, legs.clone())?;
     }
     to.report_legs
         .push_own(0, legs.select(out.report_columns.iter().copied())?)?;
     add(stages, "7_write", t);
-    Ok((written, summary))
+    Ok((written, summary, keys))
 }
 
 impl Grouped {

@@ -446,11 +446,11 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     let manifest = out.join("manifest.json");
     let good = std::fs::read_to_string(&manifest)?;
     let spark = good.replacen('{', r#"{"engine": "spark 4.3.0", "#, 1);
-    let at = good.find(r#""partitions": ["#).ok_or("partitions")?;
+    let at = good.find(r#""months": {"#).ok_or("months")?;
     let mistyped = format!(
         "{}{}",
         &good[..at],
-        good[at..].replacen(r#""rows": "#, r#""rows": "many", "was": "#, 1)
+        good[at..].replacen(r#""legs": "#, r#""legs": "many", "was": "#, 1)
     );
     for (what, text) in [
         ("cut in half", &good[..good.len() / 2]),
@@ -474,7 +474,7 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     };
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("partitions[0].rows"),
+        err.contains("months.2026-11.tables.legs"),
         "the field is named: {err}"
     );
     Ok(())
@@ -486,7 +486,8 @@ fn the_catalog_of_format_1_reads() -> TestResult {
     let path = root().join("tests/catalog/manifest-format-1.json");
     let c = rerate::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
     assert_eq!(c.format_version, 1);
-    let legs: Vec<_> = c.partitions.iter().filter(|p| p.table == "legs").collect();
+    let all = c.all_partitions(Path::new("no-folder-needed"))?;
+    let legs: Vec<_> = all.iter().filter(|p| p.table == "legs").collect();
     assert_eq!(legs.len(), 9);
     assert_eq!(legs.iter().map(|p| p.rows).sum::<u64>(), 40);
     assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
@@ -541,5 +542,84 @@ fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
     // No catalog: exit 2.
     let o = rerate(&["check", s(dir.path())]);
     assert_eq!(o.status.code(), Some(2));
+    Ok(())
+}
+
+/// A dataset whose catalog is of format 1 (every partition in the manifest, no index), as the
+/// release before wrote it, takes a merge: the index is built from its legs files once, and the
+/// folder then holds what one run over both inputs writes, with a format 2 catalog.
+#[test]
+fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let (first, second) = (
+        root().join("fixtures/ndjson"),
+        root().join("fixtures/crossbar"),
+    );
+    ok(run(&[first.clone()], &out, &[]), "the first night");
+    let catalog = rerate::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
+    let parts = catalog.all_partitions(&out)?;
+    let mut m = json_file(&out.join("manifest.json"));
+    let o = m.as_object_mut().ok_or("an object")?;
+    for k in ["months", "keys_hash", "partitions_written"] {
+        o.remove(k);
+    }
+    o.insert("format_version".into(), 1.into());
+    o.insert("partitions".into(), serde_json::to_value(&parts)?);
+    if let Some(outputs) = o.get_mut("outputs").and_then(|v| v.as_array_mut()) {
+        outputs.retain(|v| v != "_catalog");
+    }
+    std::fs::write(out.join("manifest.json"), serde_json::to_string_pretty(&m)?)?;
+    std::fs::remove_dir_all(out.join("_catalog"))?;
+
+    ok(
+        run(&[second.clone()], &out, &[]),
+        "a merge into the format 1 dataset",
+    );
+    ok(rerate(&["check", s(&out)]), "rerate check");
+    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 2);
+    let one = dir.path().join("one");
+    ok(run(&[first, second], &one, &[]), "one run");
+    assert_same_dataset(&out, &one, "format 1, then merged");
+    Ok(())
+}
+
+/// The catalog's files beside the manifest, missing or damaged: exit 2, naming the file, and
+/// nothing changes.
+#[test]
+fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    ok(
+        run(&[root().join("fixtures/ndjson")], &out, &[]),
+        "the first night",
+    );
+    let index = out.join("_catalog/legs_keys.parquet");
+    let month = out.join("_catalog/partitions/month=2026-11.parquet");
+    for (what, file, text) in [
+        ("the index cut short", &index, Some(&b"PAR1"[..])),
+        ("the index gone", &index, None),
+        ("the month list cut short", &month, Some(&b"PAR1"[..])),
+    ] {
+        let good = std::fs::read(file)?;
+        match text {
+            Some(t) => std::fs::write(file, t)?,
+            None => std::fs::remove_file(file)?,
+        }
+        let before = snapshot(&out);
+        let o = run(&[root().join("fixtures/ndjson/mixed.ndjson")], &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(err.contains(name), "{what}: {err}");
+        assert_eq!(snapshot(&out), before, "{what}: the folder changed");
+        let check = rerate(&["check", s(&out)]);
+        assert_ne!(check.status.code(), Some(0), "{what}: rerate check passes");
+        std::fs::write(file, good)?;
+    }
+    ok(rerate(&["check", s(&out)]), "restored");
     Ok(())
 }

@@ -584,9 +584,9 @@ fn manifest_balances_and_counts_duplicates() -> TestResult {
     assert_eq!(c["rejected_by_reason"]["bad_billing_field"], 3);
 
     // Partition totals add up to the legs, and to the hand-worked sums.
-    let parts: Vec<&serde_json::Value> = m["partitions"]
+    let parts: Vec<&serde_json::Value> = m["partitions_written"]
         .as_array()
-        .ok_or("partitions")?
+        .ok_or("partitions_written")?
         .iter()
         .filter(|p| p["table"] == "legs")
         .collect();

@@ -93,6 +93,14 @@ class Cases:
         assert days == ["date=2026-11-20"], days
         m = json.loads((theirs / "manifest.json").read_text())
         assert m["merge"]["partitions_emptied"] == [[acct, "2026-11-19"]], m["merge"]
+        # One engine per dataset: the Spark job refuses the folder `rerate run` wrote, which
+        # stays as it was.
+        before = sorted((p.relative_to(mine), p.read_bytes()) for p in mine.rglob("*") if p.is_file())
+        code = rerate_spark.main([str(src / "night-2.ndjson"), "--out", str(mine), "--rerate", self.rerate, "--quiet"],
+                                 spark=self.spark)
+        assert code == 2, code
+        after = sorted((p.relative_to(mine), p.read_bytes()) for p in mine.rglob("*") if p.is_file())
+        assert before == after, "the Spark job changed a folder it refused"
 
     def corpus(self):
         """Every shape, gzip, bad records and overlapping copies, generated."""

@@ -19,13 +19,13 @@ dom=$(chromium "${flags[@]}" --dump-dom "file://$out/summary.html" 2>/dev/null)
 chromium "${flags[@]}" --window-size=1200,1600 --screenshot="$shot" "file://$out/summary.html" >/dev/null 2>&1
 rm -rf "$profile"
 
-accounts=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(len({p['account_id'] for p in m['partitions'] if p['table']=='legs'}))" "$out/manifest.json")
+accounts=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(len({p['account_id'] for p in m['partitions_written'] if p['table']=='legs'}))" "$out/manifest.json")
 rows=$(grep -o '<tr class="account">' <<<"$dom" | wc -l)
 # Every day of a period up to 92 days, else every month of it (src/write/summary.rs DAILY_MAX_DAYS).
 read -r unit want_bars <<<"$(python3 -c "
 import json,sys,datetime as dt
 m=json.load(open(sys.argv[1]))
-d=sorted({p['date'] for p in m['partitions'] if p['table']=='legs' and p['date'] and p['date'][0].isdigit()})
+d=sorted({p['date'] for p in m['partitions_written'] if p['table']=='legs' and p['date'] and p['date'][0].isdigit()})
 if not d: print('day 0'); sys.exit()
 a,b=dt.date.fromisoformat(d[0]),dt.date.fromisoformat(d[-1])
 days=(b-a).days+1

@@ -87,6 +87,10 @@ pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
         let Some(name) = p.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
+        // The catalog (`_catalog`) and rerate's own staging and lock are not tables.
+        if name.starts_with(['_', '.']) {
+            continue;
+        }
         let has_parquet = |d: &Path| {
             walkdir::WalkDir::new(d)
                 .into_iter()

@@ -14,13 +14,15 @@
 //! Content is read from a partition's Parquet file, else its CSV file (`--format csv`); the
 //! interactions' call_id lists are checked on Parquet only (CSV flattens lists).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::{Catalog, CatalogError};
+use super::index::KEYS_FILE;
+use super::shards::month_of;
+use super::{partition_key, Catalog, CatalogError, MonthSummary};
 use crate::schema::{
     BILLING_SECONDS, CALL_ID, COST_UNITS, DAILY_REPORT, INTERACTIONS_TABLE, LEGS, LEGS_TABLE,
     LEG_CALL_IDS,
@@ -46,6 +48,8 @@ pub enum CheckError {
     NoCatalog(PathBuf),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Other(anyhow::Error),
 }
 
 /// Per legs partition: (legs, cost_units sum).
@@ -54,16 +58,19 @@ type Sums = HashMap<(String, Option<String>), (u64, i64)>;
 /// Checks the dataset in `dir`. Errors: no catalog, or one that cannot be read.
 pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     let catalog = Catalog::read(dir)?.ok_or_else(|| CheckError::NoCatalog(dir.to_owned()))?;
+    let partitions = catalog.all_partitions(dir).map_err(CheckError::Other)?;
     let mut r = CheckReport {
-        partitions: catalog.partitions.len() as u64,
+        partitions: partitions.len() as u64,
         ..Default::default()
     };
+    check_months(&catalog, &partitions, &mut r);
+    check_index(dir, &catalog, &partitions, &mut r);
     let mut first_seen: HashMap<String, String> = HashMap::new();
     let mut leg_sums: Sums = HashMap::new();
     let mut daily: Sums = HashMap::new();
     let mut in_interactions: HashMap<String, u32> = HashMap::new();
     let mut interactions_listed = true;
-    for p in &catalog.partitions {
+    for p in &partitions {
         let Some((file, df)) = read_partition(dir, p, &mut r) else {
             continue;
         };
@@ -130,14 +137,11 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
             _ => {}
         }
     }
-    stray_partitions(dir, &catalog.partitions, &mut r);
-    if catalog.partitions.iter().any(|p| p.table == DAILY_REPORT) {
+    stray_partitions(dir, &partitions, &mut r);
+    if partitions.iter().any(|p| p.table == DAILY_REPORT) {
         compare_daily(&leg_sums, &daily, &mut r);
     }
-    let has_interactions = catalog
-        .partitions
-        .iter()
-        .any(|p| p.table == INTERACTIONS_TABLE);
+    let has_interactions = partitions.iter().any(|p| p.table == INTERACTIONS_TABLE);
     if has_interactions && interactions_listed {
         for (id, file) in &first_seen {
             match in_interactions.get(id).copied().unwrap_or(0) {
@@ -156,6 +160,65 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
         }
     }
     Ok(r)
+}
+
+/// The manifest's summary of each month equals the month's partition list.
+fn check_months(catalog: &Catalog, parts: &[PartitionStats], r: &mut CheckReport) {
+    let mut by_month: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
+    for p in parts {
+        by_month
+            .entry(month_of(p.date.as_deref()))
+            .or_default()
+            .push(p.clone());
+    }
+    for (m, summary) in catalog.months() {
+        let listed = MonthSummary::of(by_month.get(&m).map_or(&[][..], Vec::as_slice));
+        let empty = |s: &MonthSummary| s.tables.values().all(|n| *n == 0);
+        if listed != summary && !(empty(&listed) && empty(&summary)) {
+            r.problems.push(format!(
+                "manifest.json: the summary of month {m} says {summary:?}, its partition list {listed:?}"
+            ));
+        }
+    }
+}
+
+/// The legs index holds each legs partition's legs, and no other partition.
+fn check_index(dir: &Path, catalog: &Catalog, parts: &[PartitionStats], r: &mut CheckReport) {
+    let counts = match catalog.key_index(dir).and_then(|ix| Ok(ix.counts()?)) {
+        Ok(c) => c,
+        Err(e) => {
+            r.problems
+                .push(format!("{}: {e}", dir.join(KEYS_FILE).display()));
+            return;
+        }
+    };
+    let legs: HashMap<_, u64> = parts
+        .iter()
+        .filter(|p| p.table == LEGS_TABLE)
+        .map(|p| (partition_key(p), p.rows))
+        .collect();
+    for (k, n) in &counts {
+        if legs.get(k) != Some(n) {
+            r.problems.push(format!(
+                "{}: indexes {n} legs of account {} on {:?}, the partition list {:?}",
+                dir.join(KEYS_FILE).display(),
+                k.0,
+                k.1.map(crate::time::format_date),
+                legs.get(k)
+            ));
+        }
+    }
+    for (k, n) in legs
+        .iter()
+        .filter(|(k, n)| **n > 0 && !counts.contains_key(*k))
+    {
+        r.problems.push(format!(
+            "{}: misses the {n} legs of account {} on {:?}",
+            dir.join(KEYS_FILE).display(),
+            k.0,
+            k.1.map(crate::time::format_date)
+        ));
+    }
 }
 
 /// The partition's data file (Parquet, else CSV) and its rows; a problem when there is none or

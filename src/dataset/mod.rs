@@ -1,29 +1,42 @@
-//! The dataset's catalog as the next run reads it: the part of `manifest.json` that says what
-//! the folder holds (every partition of every table), how it was defined, and which runs wrote
-//! it.
+//! The dataset's catalog: what the folder holds, how it was defined, and which runs wrote it.
+//!
+//! The catalog is `manifest.json` (small: the definition, the history, this run's counts, a
+//! summary per month) and, beside it, what grows with the data, in `_catalog/`: the partition
+//! list by month ([`shards`]) and the legs index ([`index`]). A night reads and rewrites the
+//! month files it touches and the index, never the whole list nor every legs file.
 //!
 //! Three states of an output folder, kept apart:
 //! - no catalog (no `manifest.json`): a new dataset;
-//! - a catalog this rerate reads: a typed [`Catalog`];
+//! - a catalog this rerate reads: a typed [`Catalog`] (format 2, or 0 and 1, which listed every
+//!   partition in the manifest and had no index: they still read, and the next run writes 2);
 //! - a catalog it cannot read (cut short, not JSON, a field missing or of the wrong type, a
 //!   newer format, or written by the Spark job): [`CatalogError`], and the run stops before any
 //!   work, naming the file and the field. Taking such a folder for an empty one would rewrite
 //!   its partitions without what they held.
 
 pub mod check;
+pub mod index;
+pub mod shards;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::schema::MANIFEST_FILE;
+use crate::schema::{LEGS_TABLE, MANIFEST_FILE};
+use crate::time::parse_date;
 use crate::write::manifest::{Definition, RunRecord};
 use crate::write::PartitionStats;
+use index::{KeyIndex, KEYS_HASH};
+pub use shards::MonthSummary;
 
 /// The catalog format this rerate writes (`manifest.json`'s `format_version`). Version 1 added
-/// the field; a manifest without it is of the release before (format 0), which had the same
-/// fields and still reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// the field; a manifest without it is of the release before (format 0). Version 2 moved the
+/// partition list out of the manifest into `_catalog/partitions/` and added the legs index.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The folder of the catalog's files that grow with the data, in the output folder.
+pub const CATALOG_DIR: &str = "_catalog";
 
 /// What a run needs of the folder's previous catalog.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -33,8 +46,16 @@ pub struct Catalog {
     /// The engine that wrote it; only the Spark job writes the field.
     #[serde(default)]
     pub engine: Option<String>,
-    /// Every partition of every table.
-    pub partitions: Vec<PartitionStats>,
+    /// Formats 0 and 1: every partition of every table.
+    #[serde(default)]
+    partitions: Option<Vec<PartitionStats>>,
+    /// Format 2: per month of the partitions' dates, what its file in `_catalog/partitions`
+    /// holds.
+    #[serde(default)]
+    months: Option<BTreeMap<String, MonthSummary>>,
+    /// Format 2: the hash of the legs index ([`KEYS_HASH`]).
+    #[serde(default)]
+    keys_hash: Option<String>,
     /// The options that decide a leg's partition or cost.
     pub definition: Definition,
     /// The runs that wrote the folder, oldest first.
@@ -60,7 +81,7 @@ pub enum CatalogError {
     },
     #[error("{path}: the dataset's catalog is format {found}, newer than this rerate reads ({FORMAT_VERSION}); use a newer rerate")]
     Newer { path: PathBuf, found: u32 },
-    #[error("{path}: this folder was written by the Spark job ({engine}), whose catalog lacks what `rerate run` needs to merge into it (the definition, the history); keep one engine per dataset: go on with spark/rerate_spark.py, or rebuild it with rerate run --mode replace-all into a new folder")]
+    #[error("{path}: this folder was written by the Spark job ({engine}), whose catalog lacks what `rerate run` needs to merge into it (the definition, the history, the legs index); keep one engine per dataset: go on with spark/rerate_spark.py, or rebuild it with rerate run --mode replace-all into a new folder")]
     OtherEngine { path: PathBuf, engine: String },
 }
 
@@ -78,14 +99,14 @@ impl Catalog {
 
     /// Parses a catalog's bytes; `path` names it in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Catalog, CatalogError> {
-        let damaged = |field: String, reason: String| CatalogError::Damaged {
+        let damaged = |field: &str, reason: String| CatalogError::Damaged {
             path: path.to_owned(),
-            field,
+            field: field.to_owned(),
             reason,
         };
         // First as a document, to tell a foreign engine or a newer format from damage.
         let doc: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| damaged(".".to_owned(), e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| damaged(".", e.to_string()))?;
         if let Some(engine) = doc.get("engine").and_then(|e| e.as_str()) {
             return Err(CatalogError::OtherEngine {
                 path: path.to_owned(),
@@ -99,11 +120,104 @@ impl Catalog {
                 found: u32::try_from(found).unwrap_or(u32::MAX),
             });
         }
-        serde_path_to_error::deserialize(doc).map_err(|e| {
+        let c: Catalog = serde_path_to_error::deserialize(doc).map_err(|e| {
             let field = e.path().to_string();
-            damaged(field, e.into_inner().to_string())
-        })
+            damaged(&field, e.into_inner().to_string())
+        })?;
+        let missing = |field: &str| damaged(field, "missing field".to_owned());
+        if c.format_version >= 2 {
+            if c.months.is_none() {
+                return Err(missing("months"));
+            }
+            match c.keys_hash.as_deref() {
+                Some(KEYS_HASH) => {}
+                Some(other) => {
+                    return Err(damaged(
+                        "keys_hash",
+                        format!("{other}, which this rerate does not compute ({KEYS_HASH})"),
+                    ))
+                }
+                None => return Err(missing("keys_hash")),
+            }
+        } else if c.partitions.is_none() {
+            return Err(missing("partitions"));
+        }
+        Ok(c)
     }
+
+    /// Per month of the partitions' dates, what it holds.
+    pub fn months(&self) -> BTreeMap<String, MonthSummary> {
+        if let Some(m) = &self.months {
+            return m.clone();
+        }
+        let mut by_month: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
+        for p in self.partitions.iter().flatten() {
+            by_month
+                .entry(shards::month_of(p.date.as_deref()))
+                .or_default()
+                .push(p.clone());
+        }
+        by_month
+            .into_iter()
+            .map(|(m, parts)| (m, MonthSummary::of(&parts)))
+            .collect()
+    }
+
+    /// Whether the folder holds no partition of any table.
+    pub fn is_empty(&self) -> bool {
+        self.months()
+            .values()
+            .all(|m| m.tables.values().all(|n| *n == 0))
+    }
+
+    /// Every partition of every table whose date falls in one of `months`.
+    pub fn partitions_in(
+        &self,
+        out: &Path,
+        months: &BTreeSet<String>,
+    ) -> anyhow::Result<Vec<PartitionStats>> {
+        if let Some(all) = &self.partitions {
+            return Ok(all
+                .iter()
+                .filter(|p| months.contains(&shards::month_of(p.date.as_deref())))
+                .cloned()
+                .collect());
+        }
+        let known = self.months();
+        let mut parts = Vec::new();
+        for m in months.iter().filter(|m| known.contains_key(*m)) {
+            parts.extend(shards::read(out, m)?);
+        }
+        Ok(parts)
+    }
+
+    /// Every partition of every table.
+    pub fn all_partitions(&self, out: &Path) -> anyhow::Result<Vec<PartitionStats>> {
+        self.partitions_in(out, &self.months().into_keys().collect())
+    }
+
+    /// The legs index: read from `_catalog` (format 2), or built from every legs file of a
+    /// format 0 or 1 dataset, which had none (once: the run writes it).
+    pub fn key_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
+        if self.partitions.is_none() {
+            return KeyIndex::read(out);
+        }
+        let mut ix = KeyIndex::empty()?;
+        for p in self
+            .partitions
+            .iter()
+            .flatten()
+            .filter(|p| p.table == LEGS_TABLE)
+        {
+            ix.push(&index::rows_of(&crate::merge::read_ids(out, p)?)?)?;
+        }
+        Ok(ix)
+    }
+}
+
+/// A partition's key in the index: its account as its folder says it and its day.
+pub fn partition_key(p: &PartitionStats) -> index::Partition {
+    (p.account_id.clone(), p.date.as_deref().and_then(parse_date))
 }
 
 #[cfg(test)]
@@ -120,11 +234,13 @@ mod tests {
         "definition": {"--tz": "UTC"}, "runs": [], "outputs": ["legs"]}"#;
 
     #[test]
-    fn a_catalog_of_the_release_before_reads() -> Result<(), CatalogError> {
+    fn a_catalog_of_the_release_before_reads() -> anyhow::Result<()> {
         let c = parse(GOOD)?;
         assert_eq!(c.format_version, 0);
-        assert_eq!(c.partitions.len(), 1);
-        assert_eq!(c.partitions[0].rows, 2);
+        let parts = c.all_partitions(Path::new("out"))?;
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].rows, 2);
+        assert_eq!(c.months()["2026-11"].legs, 2);
         assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
         Ok(())
     }
@@ -150,6 +266,22 @@ mod tests {
         match parse(&bad_rows) {
             Err(CatalogError::Damaged { field, .. }) => assert_eq!(field, "partitions[0].rows"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_format_2_catalog_needs_its_months_and_index_hash() {
+        let two = r#"{"format_version": 2, "months": {}, "keys_hash": "xxh3-64", "definition": {}, "runs": [], "outputs": []}"#;
+        assert!(parse(two).is_ok_and(|c| c.is_empty()));
+        for (field, text) in [
+            ("months", two.replace(r#""months": {}, "#, "")),
+            ("keys_hash", two.replace(r#""keys_hash": "xxh3-64", "#, "")),
+            ("keys_hash", two.replace("xxh3-64", "sip")),
+        ] {
+            match parse(&text) {
+                Err(CatalogError::Damaged { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{text}: {other:?}"),
+            }
         }
     }
 

@@ -45,8 +45,14 @@ pub struct Manifest {
     /// The whole dataset now in the folder: this run's partitions and those kept from earlier
     /// runs (`counts` and `totals` are this run's alone).
     pub dataset: Dataset,
-    /// Every partition of every table in the folder, with its rows and money.
-    pub partitions: Vec<PartitionStats>,
+    /// The partitions of every table this run wrote, with their rows and money (every
+    /// partition of the folder is in `_catalog/partitions/`, by month: see
+    /// [`crate::dataset::shards`]).
+    pub partitions_written: Vec<PartitionStats>,
+    /// Per month of the partitions' dates: partitions per table and the legs' totals.
+    pub months: BTreeMap<String, crate::dataset::MonthSummary>,
+    /// The hash of the legs index, `_catalog/legs_keys.parquet`.
+    pub keys_hash: &'static str,
     /// The runs that wrote this folder, oldest first, each with the partitions it wrote.
     pub runs: Vec<RunRecord>,
     /// Milliseconds per stage, in run order.
@@ -67,6 +73,22 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The dataset of the months' summaries.
+    pub fn of_months(months: &BTreeMap<String, crate::dataset::MonthSummary>) -> Self {
+        months.values().fold(
+            Dataset {
+                legs: 0,
+                partitions: 0,
+                totals: Totals::default(),
+            },
+            |d, m| Dataset {
+                legs: d.legs + m.legs,
+                partitions: d.partitions + m.tables.get(LEGS_TABLE).copied().unwrap_or(0),
+                totals: d.totals.plus(&m.totals),
+            },
+        )
+    }
+
     pub fn of(parts: &[PartitionStats]) -> Self {
         let legs: Vec<PartitionStats> = parts
             .iter()
@@ -225,7 +247,7 @@ pub struct Counts {
     pub legs_in_written_partitions: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Totals {
     pub billing_seconds: i64,
     pub billed_seconds: i64,
@@ -240,15 +262,30 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// The sum of two totals.
+    pub fn plus(&self, o: &Totals) -> Totals {
+        Totals {
+            billing_seconds: self.billing_seconds + o.billing_seconds,
+            billed_seconds: self.billed_seconds + o.billed_seconds,
+            rated_cost_units: self.rated_cost_units + o.rated_cost_units,
+            cost_units: self.cost_units + o.cost_units,
+            reseller_cost_units: self.reseller_cost_units + o.reseller_cost_units,
+            unpriced_legs: self.unpriced_legs + o.unpriced_legs,
+            unpriced_billing_seconds: self.unpriced_billing_seconds + o.unpriced_billing_seconds,
+        }
+    }
+
     pub fn of(parts: &[PartitionStats]) -> Self {
-        parts.iter().fold(Totals::default(), |t, p| Totals {
-            billing_seconds: t.billing_seconds + p.billing_seconds,
-            billed_seconds: t.billed_seconds + p.billed_seconds,
-            rated_cost_units: t.rated_cost_units + p.rated_cost_units,
-            cost_units: t.cost_units + p.cost_units,
-            reseller_cost_units: t.reseller_cost_units + p.reseller_cost_units,
-            unpriced_legs: t.unpriced_legs + p.unpriced_legs,
-            unpriced_billing_seconds: t.unpriced_billing_seconds + p.unpriced_billing_seconds,
+        parts.iter().fold(Totals::default(), |t, p| {
+            t.plus(&Totals {
+                billing_seconds: p.billing_seconds,
+                billed_seconds: p.billed_seconds,
+                rated_cost_units: p.rated_cost_units,
+                cost_units: p.cost_units,
+                reseller_cost_units: p.reseller_cost_units,
+                unpriced_legs: p.unpriced_legs,
+                unpriced_billing_seconds: p.unpriced_billing_seconds,
+            })
         })
     }
 }

@@ -109,6 +109,7 @@ pub struct PartitionStats {
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
 pub const OUTPUTS: &[&str] = &[
+    crate::dataset::CATALOG_DIR,
     LEGS_TABLE,
     INTERACTIONS_TABLE,
     RECONCILIATION_TABLE,
@@ -143,8 +144,8 @@ pub struct Table<'a> {
 /// (and `.csv`), right in the table's folder.
 pub const EMPTY_PART: &str = "part-0";
 
-/// Writes each of `tables` that has no partition in `parts` (the whole folder's, earlier runs'
-/// included) as ONE empty file `out/<table>/part-0.parquet` (and `.csv`): zero rows, the
+/// Writes each of `tables` that has no partition in the folder (`present`: the tables that
+/// have one, earlier runs' partitions included) as ONE empty file `out/<table>/part-0.parquet` (and `.csv`): zero rows, the
 /// table's columns with `account_id` and `date` last, as a Hive-partitioned reader shows them.
 /// DuckDB's `read_parquet('<table>/**/*.parquet', hive_partitioning=true)`, polars, Spark and
 /// `rerate query` then read zero rows with the right schema instead of failing on a missing
@@ -153,12 +154,12 @@ pub const EMPTY_PART: &str = "part-0";
 pub fn write_empty_tables(
     out: &Path,
     tables: &[(String, DataFrame)],
-    parts: &[PartitionStats],
+    present: &std::collections::BTreeSet<String>,
     output: &Output,
 ) -> Result<Vec<String>, WriteError> {
     let mut written = Vec::new();
     for (name, shape) in tables {
-        if parts.iter().any(|p| &p.table == name) {
+        if present.contains(name) {
             continue;
         }
         let dir = out.join(name);

@@ -1,0 +1,207 @@
+//! The partition list, by month: every partition of every table, in one Parquet file per month
+//! of its `date` (`_catalog/partitions/month=2026-11.parquet`; partitions without a date in
+//! `month=none`). A run reads and rewrites only the months it touches, so a night's catalog
+//! work does not grow with the dataset's history; `manifest.json` keeps a summary per month
+//! ([`MonthSummary`]) for the dataset's totals. DuckDB reads the list as is:
+//! `read_parquet('DIR/_catalog/partitions/*.parquet')`.
+//!
+//! Columns: `table`, `account_id`, `date` (text, `YYYY-MM-DD`, null for none), `path` (the
+//! partition's folder relative to the dataset), `rows`, `billing_seconds`, `billed_seconds`,
+//! `rated_cost_units`, `cost_units`, `reseller_cost_units` (units of 1/10,000),
+//! `unpriced_legs`, `unpriced_billing_seconds` (seconds); one row per partition.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::LEGS_TABLE;
+use crate::write::manifest::Totals;
+use crate::write::PartitionStats;
+
+/// The folder of the month files, relative to the output folder.
+pub const PARTITIONS_DIR: &str = "_catalog/partitions";
+
+/// The month a partition's date falls in (`2026-11`), `none` without a date.
+pub fn month_of(date: Option<&str>) -> String {
+    date.and_then(|d| d.get(..7)).unwrap_or("none").to_owned()
+}
+
+/// A month's file, relative to the output folder.
+pub fn shard_file(month: &str) -> String {
+    format!("{PARTITIONS_DIR}/month={month}.parquet")
+}
+
+/// What `manifest.json` keeps of a month: its partitions per table, and its legs' totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonthSummary {
+    /// Partitions per table.
+    pub tables: BTreeMap<String, u64>,
+    pub legs: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+impl MonthSummary {
+    pub fn of(parts: &[PartitionStats]) -> Self {
+        let mut tables = BTreeMap::new();
+        for p in parts {
+            *tables.entry(p.table.clone()).or_insert(0) += 1;
+        }
+        let legs: Vec<PartitionStats> = parts
+            .iter()
+            .filter(|p| p.table == LEGS_TABLE)
+            .cloned()
+            .collect();
+        MonthSummary {
+            tables,
+            legs: legs.iter().map(|p| p.rows).sum(),
+            totals: Totals::of(&legs),
+        }
+    }
+}
+
+/// Reads a month's partitions from `out`. Errors name the file.
+pub fn read(out: &Path, month: &str) -> anyhow::Result<Vec<PartitionStats>> {
+    let path = out.join(shard_file(month));
+    let why = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "{}: the dataset's partition list for {month} cannot be read: {e}; rebuild the dataset with --mode replace-all",
+            path.display()
+        )
+    };
+    let f = File::open(&path).map_err(|e| why(&e))?;
+    let df = ParquetReader::new(f).finish().map_err(|e| why(&e))?;
+    from_frame(&df).map_err(|e| why(&e))
+}
+
+/// Writes a month's partitions under `dir`, sorted by table, account and date.
+pub fn write(dir: &Path, month: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
+    let path = dir.join(shard_file(month));
+    let why = |e: &dyn std::fmt::Display| anyhow::anyhow!("writing {}: {e}", path.display());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| why(&e))?;
+    }
+    let mut sorted: Vec<&PartitionStats> = parts.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
+    });
+    let mut df = to_frame(&sorted).map_err(|e| why(&e))?;
+    let f = File::create(&path).map_err(|e| why(&e))?;
+    ParquetWriter::new(f)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut df)
+        .map_err(|e| why(&e))?;
+    Ok(())
+}
+
+fn to_frame(parts: &[&PartitionStats]) -> PolarsResult<DataFrame> {
+    let s = |name: &str, f: &dyn Fn(&PartitionStats) -> Option<&str>| {
+        StringChunked::from_iter_options(name.into(), parts.iter().map(|p| f(p))).into_column()
+    };
+    let u = |name: &str, f: &dyn Fn(&PartitionStats) -> u64| {
+        UInt64Chunked::from_iter_values(name.into(), parts.iter().map(|p| f(p))).into_column()
+    };
+    let i = |name: &str, f: &dyn Fn(&PartitionStats) -> i64| {
+        Int64Chunked::from_iter_values(name.into(), parts.iter().map(|p| f(p))).into_column()
+    };
+    DataFrame::new(
+        parts.len(),
+        vec![
+            s("table", &|p| Some(&p.table)),
+            s("account_id", &|p| Some(&p.account_id)),
+            s("date", &|p| p.date.as_deref()),
+            s("path", &|p| Some(&p.path)),
+            u("rows", &|p| p.rows),
+            i("billing_seconds", &|p| p.billing_seconds),
+            i("billed_seconds", &|p| p.billed_seconds),
+            i("rated_cost_units", &|p| p.rated_cost_units),
+            i("cost_units", &|p| p.cost_units),
+            i("reseller_cost_units", &|p| p.reseller_cost_units),
+            u("unpriced_legs", &|p| p.unpriced_legs),
+            i("unpriced_billing_seconds", &|p| p.unpriced_billing_seconds),
+        ],
+    )
+}
+
+fn from_frame(df: &DataFrame) -> PolarsResult<Vec<PartitionStats>> {
+    let s = |name: &str| df.column(name)?.str().cloned();
+    let u = |name: &str| df.column(name)?.u64().cloned();
+    let i = |name: &str| df.column(name)?.i64().cloned();
+    let (table, account, date, path) = (s("table")?, s("account_id")?, s("date")?, s("path")?);
+    let (rows, unpriced) = (u("rows")?, u("unpriced_legs")?);
+    let (billing, billed, rated, cost, reseller, unpriced_s) = (
+        i("billing_seconds")?,
+        i("billed_seconds")?,
+        i("rated_cost_units")?,
+        i("cost_units")?,
+        i("reseller_cost_units")?,
+        i("unpriced_billing_seconds")?,
+    );
+    let text = |c: &StringChunked, k: usize| -> PolarsResult<String> {
+        c.get(k)
+            .map(str::to_owned)
+            .ok_or_else(|| polars_err!(ComputeError: "row {k}: {} is null", c.name()))
+    };
+    (0..df.height())
+        .map(|k| {
+            Ok(PartitionStats {
+                table: text(&table, k)?,
+                account_id: text(&account, k)?,
+                date: date.get(k).map(str::to_owned),
+                path: text(&path, k)?,
+                rows: rows.get(k).unwrap_or(0),
+                billing_seconds: billing.get(k).unwrap_or(0),
+                billed_seconds: billed.get(k).unwrap_or(0),
+                rated_cost_units: rated.get(k).unwrap_or(0),
+                cost_units: cost.get(k).unwrap_or(0),
+                reseller_cost_units: reseller.get(k).unwrap_or(0),
+                unpriced_legs: unpriced.get(k).unwrap_or(0),
+                unpriced_billing_seconds: unpriced_s.get(k).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_written_reads_back_the_same() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = |table: &str, date: Option<&str>, rows: u64| PartitionStats {
+            table: table.to_owned(),
+            account_id: "a".to_owned(),
+            date: date.map(str::to_owned),
+            path: format!(
+                "{table}/account_id=a/date={}",
+                date.unwrap_or("__HIVE_DEFAULT_PARTITION__")
+            ),
+            rows,
+            billing_seconds: 60,
+            billed_seconds: 120,
+            rated_cost_units: 200,
+            cost_units: -3,
+            reseller_cost_units: 0,
+            unpriced_legs: 1,
+            unpriced_billing_seconds: 7,
+        };
+        let parts = vec![
+            p("legs", Some("2026-11-02"), 2),
+            p("daily", Some("2026-11-02"), 1),
+        ];
+        write(dir.path(), "2026-11", &parts)?;
+        let back = read(dir.path(), "2026-11")?;
+        let json = |v: &[PartitionStats]| serde_json::to_value(v).unwrap_or_default();
+        // Written sorted by table: daily first.
+        assert_eq!(json(&back), json(&[parts[1].clone(), parts[0].clone()]));
+        let m = MonthSummary::of(&back);
+        assert_eq!((m.legs, m.tables["legs"], m.tables["daily"]), (2, 1, 1));
+        assert_eq!(month_of(Some("2026-11-02")), "2026-11");
+        assert_eq!(month_of(None), "none");
+        Ok(())
+    }
+}
