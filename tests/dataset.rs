@@ -480,18 +480,31 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     Ok(())
 }
 
-/// A catalog written by this release keeps reading in every later one.
+/// The catalogs written by this release (format 2: `tests/catalog/format-2`, the fixtures'
+/// run, without its data files) and the one before (format 1, every partition in the manifest)
+/// keep reading in every later one.
 #[test]
-fn the_catalog_of_format_1_reads() -> TestResult {
-    let path = root().join("tests/catalog/manifest-format-1.json");
+fn the_catalogs_of_formats_1_and_2_read() -> TestResult {
+    let path = root().join("tests/catalog/format-1.json");
     let c = rerate::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
     assert_eq!(c.format_version, 1);
-    let all = c.all_partitions(Path::new("no-folder-needed"))?;
-    let legs: Vec<_> = all.iter().filter(|p| p.table == "legs").collect();
-    assert_eq!(legs.len(), 9);
-    assert_eq!(legs.iter().map(|p| p.rows).sum::<u64>(), 40);
-    assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
-    assert_eq!(c.runs.len(), 1);
+    let dir = root().join("tests/catalog/format-2");
+    let c2 = rerate::dataset::Catalog::read(&dir)?.ok_or("a catalog")?;
+    assert_eq!(c2.format_version, 2);
+    for (c, dir) in [(&c, Path::new("no-folder-needed")), (&c2, dir.as_path())] {
+        let all = c.all_partitions(dir)?;
+        let legs: Vec<_> = all.iter().filter(|p| p.table == "legs").collect();
+        assert_eq!(legs.len(), 9);
+        assert_eq!(legs.iter().map(|p| p.rows).sum::<u64>(), 40);
+        assert_eq!(all.len(), 45);
+        assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
+        assert_eq!(c.runs.len(), 1);
+        let months: Vec<String> = c.months().into_keys().collect();
+        assert_eq!(months, ["2013-07", "2019-05", "2026-11"]);
+    }
+    // Format 2's index: the 40 legs, in their 9 partitions.
+    let counts = c2.key_index(&dir)?.counts()?;
+    assert_eq!((counts.len(), counts.values().sum::<u64>()), (9, 40));
     Ok(())
 }
 
@@ -556,7 +569,10 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
         root().join("fixtures/ndjson"),
         root().join("fixtures/crossbar"),
     );
-    ok(run(&[first.clone()], &out, &[]), "the first night");
+    ok(
+        run(std::slice::from_ref(&first), &out, &[]),
+        "the first night",
+    );
     let catalog = rerate::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
     let parts = catalog.all_partitions(&out)?;
     let mut m = json_file(&out.join("manifest.json"));
@@ -573,7 +589,7 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
     std::fs::remove_dir_all(out.join("_catalog"))?;
 
     ok(
-        run(&[second.clone()], &out, &[]),
+        run(std::slice::from_ref(&second), &out, &[]),
         "a merge into the format 1 dataset",
     );
     ok(rerate(&["check", s(&out)]), "rerate check");
