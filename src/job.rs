@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::rate::e164::hex_digest;
 
-use crate::dataset::index::{KeyIndex, Partition, KEYS_FILE, KEYS_HASH};
+use crate::dataset::index::{KeyIndex, Partition, KEYS_DIR, KEYS_HASH};
 use crate::dataset::shards::{self, month_of};
 use crate::dataset::{partition_key, Catalog, MonthSummary, CATALOG_DIR};
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
@@ -594,7 +594,7 @@ impl Job {
         if touched.len() != joined.len() {
             bail!(
                 "{}: the legs index lists {} partitions this run must rewrite, the partition list {}; the catalog is inconsistent (rerate check {} says more); rebuild the dataset with --mode replace-all",
-                self.cfg.out.join(KEYS_FILE).display(),
+                self.cfg.out.join(KEYS_DIR).display(),
                 joined.len(),
                 touched.len(),
                 self.cfg.out.display()
@@ -632,7 +632,11 @@ impl Job {
     ) -> anyhow::Result<BTreeMap<String, MonthSummary>> {
         let keeps = self.cfg.mode.keeps_other_partitions();
         let month = |p: &PartitionStats| month_of(p.date.as_deref());
-        let touched: BTreeSet<String> = parts.iter().chain(read_back).map(month).collect();
+        let mut touched: BTreeSet<String> = parts.iter().chain(read_back).map(month).collect();
+        if keeps && previous.is_legacy() {
+            // A catalog of format 0 or 1 had no month files: all are written.
+            touched.extend(previous.months().into_keys());
+        }
         let (mut summary, old) = match keeps {
             true => (
                 previous.months(),
@@ -661,7 +665,7 @@ impl Job {
         for rows in key_rows {
             ix.push(rows)?;
         }
-        ix.write(out)?;
+        ix.write(out, &touched)?;
         Ok(summary)
     }
 

@@ -433,16 +433,22 @@ fn legs_read_back_keep_their_recorded_money_and_flags() -> TestResult {
     Ok(())
 }
 
+/// A dataset of one night, `fixtures/ndjson`, in `dir/out`.
+fn first_night(dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    ok(
+        run(&[root().join("fixtures/ndjson")], &out, &[]),
+        "the first night",
+    );
+    out
+}
+
 /// A catalog cut short, not JSON, with a field of the wrong type, or written by the Spark job:
 /// the run exits 2 before any work, naming the file, and the folder is as it was.
 #[test]
 fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    ok(
-        run(&[root().join("fixtures/ndjson")], &out, &[]),
-        "the first night",
-    );
+    let out = first_night(dir.path());
     let manifest = out.join("manifest.json");
     let good = std::fs::read_to_string(&manifest)?;
     let spark = good.replacen('{', r#"{"engine": "spark 4.3.0", "#, 1);
@@ -565,9 +571,10 @@ fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
 fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
+    // Three months (2013-07, 2019-05, 2026-11); the second night touches only the last.
     let (first, second) = (
-        root().join("fixtures/ndjson"),
-        root().join("fixtures/crossbar"),
+        root().join("fixtures"),
+        root().join("fixtures/nightly-midnight/night-1.ndjson.nightly"),
     );
     ok(
         run(std::slice::from_ref(&first), &out, &[]),
@@ -594,6 +601,12 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
     );
     ok(rerate(&["check", s(&out)]), "rerate check");
     assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 2);
+    // Every month got its files, not only the one the night touched: the next night reads them.
+    ok(
+        run(std::slice::from_ref(&second), &out, &[]),
+        "a night after the move",
+    );
+    ok(rerate(&["check", s(&out)]), "rerate check after the move");
     let one = dir.path().join("one");
     ok(run(&[first, second], &one, &[]), "one run");
     assert_same_dataset(&out, &one, "format 1, then merged");
@@ -605,12 +618,8 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
 #[test]
 fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    ok(
-        run(&[root().join("fixtures/ndjson")], &out, &[]),
-        "the first night",
-    );
-    let index = out.join("_catalog/legs_keys.parquet");
+    let out = first_night(dir.path());
+    let index = out.join("_catalog/keys/month=2026-11.parquet");
     let month = out.join("_catalog/partitions/month=2026-11.parquet");
     for (what, file, text) in [
         ("the index cut short", &index, Some(&b"PAR1"[..])),
@@ -626,11 +635,8 @@ fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult 
         let o = run(&[root().join("fixtures/ndjson/mixed.ndjson")], &out, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        assert!(err.contains(name), "{what}: {err}");
+        let name = file.strip_prefix(&out)?.to_string_lossy();
+        assert!(err.contains(name.as_ref()), "{what}: {err}");
         assert_eq!(snapshot(&out), before, "{what}: the folder changed");
         let check = rerate(&["check", s(&out)]);
         assert_ne!(check.status.code(), Some(0), "{what}: rerate check passes");

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::index::KEYS_FILE;
+use super::index::KEYS_DIR;
 use super::shards::month_of;
 use super::{partition_key, Catalog, CatalogError, MonthSummary};
 use crate::schema::{
@@ -188,7 +188,7 @@ fn check_index(dir: &Path, catalog: &Catalog, parts: &[PartitionStats], r: &mut 
         Ok(c) => c,
         Err(e) => {
             r.problems
-                .push(format!("{}: {e}", dir.join(KEYS_FILE).display()));
+                .push(format!("{}: {e}", dir.join(KEYS_DIR).display()));
             return;
         }
     };
@@ -201,7 +201,7 @@ fn check_index(dir: &Path, catalog: &Catalog, parts: &[PartitionStats], r: &mut 
         if legs.get(k) != Some(n) {
             r.problems.push(format!(
                 "{}: indexes {n} legs of account {} on {:?}, the partition list {:?}",
-                dir.join(KEYS_FILE).display(),
+                dir.join(KEYS_DIR).display(),
                 k.0,
                 k.1.map(crate::time::format_date),
                 legs.get(k)
@@ -214,7 +214,7 @@ fn check_index(dir: &Path, catalog: &Catalog, parts: &[PartitionStats], r: &mut 
     {
         r.problems.push(format!(
             "{}: misses the {n} legs of account {} on {:?}",
-            dir.join(KEYS_FILE).display(),
+            dir.join(KEYS_DIR).display(),
             k.0,
             k.1.map(crate::time::format_date)
         ));
@@ -264,12 +264,19 @@ fn read_partition(
 
 /// The data files (`*.parquet`, `*.csv`) right in `folder`, sorted.
 fn data_files(folder: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(folder)
+    entries(folder, |p| {
+        p.is_file() && p.extension().is_some_and(|e| e == "parquet" || e == "csv")
+    })
+}
+
+/// The entries of `dir` that `keep` keeps, sorted; none when it cannot be read.
+fn entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet" || e == "csv"))
+        .filter(|p| keep(p))
         .collect();
     v.sort();
     v
@@ -294,15 +301,7 @@ fn stray_partitions(dir: &Path, parts: &[PartitionStats], r: &mut CheckReport) {
 }
 
 fn subfolders(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    v
+    entries(dir, Path::is_dir)
 }
 
 fn compare_daily(legs: &Sums, daily: &Sums, r: &mut CheckReport) {

@@ -2,13 +2,15 @@
 //! key, and its partition. A merge plans from it which partitions it rewrites (see
 //! [`crate::merge`]) instead of opening every legs file of the dataset.
 //!
-//! One Parquet file, `_catalog/legs_keys.parquet`, rewritten by every run that writes legs:
-//! columns `call_hash` and `key_hash` (UInt64: XXH3-64 of the call_id and of the first of
-//! `interaction_id`, `bridge_id`, `call_id` that is set, 0 for none) and `account_id` (String,
-//! `_unassigned` for no account) and `date` (Date, null for none). XXH3's output is fixed by its
-//! specification, so an index written by one rerate reads in every later one; the catalog
-//! records the algorithm ([`KEYS_HASH`]). At 16 bytes of hashes a leg, a year of 3,000 legs a
-//! night is about 18 MB read and written a night (see BENCHMARKS.md).
+//! One Parquet file per month of the partitions' dates, `_catalog/keys/month=2026-11.parquet`
+//! (as the partition list, [`super::shards`]): a run reads them all and rewrites only the months
+//! it touches. Columns: `call_hash` and `key_hash` (UInt64: XXH3-64 of the call_id and of the
+//! first of `interaction_id`, `bridge_id`, `call_id` that is set, 0 for none), `account_id`
+//! (String, `_unassigned` for no account) and `date` (Date, null for none), sorted by partition
+//! and hashes, so the same dataset has the same files byte for byte. XXH3's output is fixed by
+//! its specification, so an index written by one rerate reads in every later one; the catalog
+//! records the algorithm ([`KEYS_HASH`]). 16 bytes of hashes a leg: a year of 3,000 legs a
+//! night is about 18 MB read a night (see BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -19,8 +21,13 @@ use polars::prelude::*;
 use crate::interactions::KEY;
 use crate::schema::{ACCOUNT_ID, CALL_ID, DATE};
 
-/// The index file, relative to the output folder.
-pub const KEYS_FILE: &str = "_catalog/legs_keys.parquet";
+/// The index's folder, relative to the output folder.
+pub const KEYS_DIR: &str = "_catalog/keys";
+
+/// A month's index file, relative to the output folder.
+pub fn keys_file(month: &str) -> String {
+    format!("{KEYS_DIR}/month={month}.parquet")
+}
 /// The hash the index holds, as the catalog names it.
 pub const KEYS_HASH: &str = "xxh3-64";
 
@@ -65,6 +72,8 @@ pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
 /// The index, read or being built.
 pub struct KeyIndex {
     df: DataFrame,
+    /// Each row's partition number, and the partitions by number; computed once.
+    parts: std::cell::OnceCell<(Vec<u32>, Vec<Partition>)>,
 }
 
 impl KeyIndex {
@@ -79,34 +88,43 @@ impl KeyIndex {
                 Column::new_empty(DATE.into(), &DataType::Date),
             ],
         )?;
-        Ok(KeyIndex { df })
+        Ok(Self::of(df))
     }
 
-    /// Reads `out`'s index. Errors name the file.
-    pub fn read(out: &Path) -> anyhow::Result<Self> {
-        let path = out.join(KEYS_FILE);
-        let why = |e: &dyn std::fmt::Display| {
-            anyhow::anyhow!(
-                "{}: the dataset's legs index cannot be read: {e}; rebuild the dataset with --mode replace-all",
-                path.display()
-            )
-        };
-        let f = File::open(&path).map_err(|e| why(&e))?;
-        let df = ParquetReader::new(f).finish().map_err(|e| why(&e))?;
-        let want = Self::empty()?.df.schema().clone();
-        if df.schema() != &want {
-            return Err(why(&format!(
-                "columns {:?}, expected {:?}",
-                df.schema(),
-                want
-            )));
+    fn of(df: DataFrame) -> Self {
+        KeyIndex {
+            df,
+            parts: Default::default(),
         }
-        Ok(KeyIndex { df })
+    }
+
+    /// Reads `out`'s index, the files of `months`. Errors name the file.
+    pub fn read<'m>(
+        out: &Path,
+        months: impl IntoIterator<Item = &'m String>,
+    ) -> anyhow::Result<Self> {
+        let want = Self::empty()?.df.schema().clone();
+        let mut ix = Self::empty()?;
+        for m in months {
+            let rel = keys_file(m);
+            let df = super::read_parquet(out, &rel, "the dataset's legs index")?;
+            if df.schema() != &want {
+                anyhow::bail!(
+                    "{}: the dataset's legs index has columns {:?}, expected {:?}; rebuild the dataset with --mode replace-all",
+                    out.join(&rel).display(),
+                    df.schema(),
+                    want
+                );
+            }
+            ix.df.vstack_mut_owned_unchecked(df);
+        }
+        Ok(ix)
     }
 
     /// Adds the rows of `legs` ([`rows_of`]'s frame).
     pub fn push(&mut self, rows: &DataFrame) -> PolarsResult<()> {
         self.df.vstack_mut(rows)?;
+        self.parts = Default::default();
         Ok(())
     }
 
@@ -118,32 +136,41 @@ impl KeyIndex {
         self.df.height() == 0
     }
 
-    /// Each row's partition, and the partitions by number.
-    fn partitions(&self) -> PolarsResult<(Vec<u32>, Vec<Partition>)> {
+    /// Each row's partition, and the partitions by number. Rows of one partition are next to
+    /// each other in a file read, so a row is first compared with the one before it.
+    fn partitions(&self) -> PolarsResult<&(Vec<u32>, Vec<Partition>)> {
+        if let Some(p) = self.parts.get() {
+            return Ok(p);
+        }
         let accounts = self.df.column(ACCOUNT_ID)?.str()?;
         let dates = self.df.column(DATE)?.date()?.physical().clone();
         let mut ids: HashMap<(&str, Option<i32>), u32> = HashMap::new();
         let mut list = Vec::new();
         let mut of_row = Vec::with_capacity(self.df.height());
+        let mut last: Option<((&str, Option<i32>), u32)> = None;
         for (a, d) in accounts.iter().zip(dates.iter()) {
             let key = (a.unwrap_or_default(), d);
-            let id = *ids.entry(key).or_insert_with(|| {
-                list.push((key.0.to_owned(), d));
-                (list.len() - 1) as u32
-            });
+            let id = match last {
+                Some((k, id)) if k == key => id,
+                _ => *ids.entry(key).or_insert_with(|| {
+                    list.push((key.0.to_owned(), d));
+                    (list.len() - 1) as u32
+                }),
+            };
+            last = Some((key, id));
             of_row.push(id);
         }
-        Ok((of_row, list))
+        Ok(self.parts.get_or_init(|| (of_row, list)))
     }
 
     /// Rows per partition.
     pub fn counts(&self) -> PolarsResult<HashMap<Partition, u64>> {
         let (of_row, list) = self.partitions()?;
         let mut n = vec![0u64; list.len()];
-        for id in of_row {
+        for &id in of_row {
             n[id as usize] += 1;
         }
-        Ok(list.into_iter().zip(n).collect())
+        Ok(list.iter().cloned().zip(n).collect())
     }
 
     /// The partitions a run must rewrite: `start` (the run's own partitions that the dataset
@@ -162,6 +189,7 @@ impl KeyIndex {
         let call: Vec<u64> = call.into_no_null_iter().collect();
         let key: Vec<u64> = key.into_no_null_iter().collect();
         let mut joined: Vec<bool> = list.iter().map(|p| start.contains(p)).collect();
+        let of_row = of_row.as_slice();
         loop {
             // Every leg of a joined partition brings its ids; a leg that meets them brings its
             // partition.
@@ -184,48 +212,71 @@ impl KeyIndex {
             }
         }
         Ok(list
-            .into_iter()
+            .iter()
             .zip(joined)
-            .filter_map(|(p, j)| j.then_some(p))
+            .filter_map(|(p, j)| j.then(|| p.clone()))
             .collect())
     }
 
     /// The index without the rows of `dropped` partitions.
     pub fn without(&self, dropped: &HashSet<Partition>) -> PolarsResult<Self> {
         if dropped.is_empty() {
-            return Ok(KeyIndex {
-                df: self.df.clone(),
-            });
+            return Ok(Self::of(self.df.clone()));
         }
         let (of_row, list) = self.partitions()?;
         let gone: Vec<bool> = list.iter().map(|p| dropped.contains(p)).collect();
         let mask: BooleanChunked = of_row.iter().map(|&p| !gone[p as usize]).collect();
-        Ok(KeyIndex {
-            df: self.df.filter(&mask)?,
-        })
+        Ok(Self::of(self.df.filter(&mask)?))
     }
 
-    /// Writes the index to `dir`'s [`KEYS_FILE`], zstd-compressed, sorted by partition and
-    /// hashes.
-    pub fn write(&mut self, dir: &Path) -> anyhow::Result<()> {
-        let path = dir.join(KEYS_FILE);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+    /// Writes the files of `months` under `dir`, each with the rows of its month, zstd-compressed
+    /// and sorted by partition and hashes.
+    pub fn write(
+        &self,
+        dir: &Path,
+        months: &std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        let dates = self.df.column(DATE)?.date()?.physical().clone();
+        for m in months {
+            let path = dir.join(keys_file(m));
+            let why =
+                |e: &dyn std::fmt::Display| anyhow::anyhow!("writing {}: {e}", path.display());
+            let mask: BooleanChunked = match month_range(m) {
+                None => dates.iter().map(|d| d.is_none()).collect(),
+                Some((from, to)) => dates
+                    .iter()
+                    .map(|d| d.is_some_and(|d| d >= from && d < to))
+                    .collect(),
+            };
+            let mut df = self.df.filter(&mask)?.sort(
+                [ACCOUNT_ID, DATE, CALL_HASH, KEY_HASH],
+                SortMultipleOptions::default().with_multithreaded(false),
+            )?;
+            df.rechunk_mut();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| why(&e))?;
+            }
+            let f = File::create(&path).map_err(|e| why(&e))?;
+            ParquetWriter::new(f)
+                .with_compression(ParquetCompression::Zstd(None))
+                .finish(&mut df)
+                .map_err(|e| why(&e))?;
         }
-        let f =
-            File::create(&path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-        // In one order whatever the history: the same dataset has the same index, byte for byte.
-        self.df = self.df.sort(
-            [ACCOUNT_ID, DATE, CALL_HASH, KEY_HASH],
-            SortMultipleOptions::default().with_multithreaded(false),
-        )?;
-        self.df.rechunk_mut();
-        ParquetWriter::new(f)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(&mut self.df)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         Ok(())
     }
+}
+
+/// The days (since 1970-01-01) a month (`2026-11`) spans: [first, first of the next); `None`
+/// for `none`, the partitions without a date.
+fn month_range(month: &str) -> Option<(i32, i32)> {
+    let first = crate::time::parse_date(&format!("{month}-01"))?;
+    let (y, m) = month.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    let next = match m {
+        12 => format!("{:04}-01-01", y + 1),
+        _ => format!("{y:04}-{:02}-01", m + 1),
+    };
+    Some((first, crate::time::parse_date(&next)?))
 }
 
 #[cfg(test)]
@@ -283,5 +334,13 @@ mod tests {
         assert_eq!(kept.len(), 3);
         assert_eq!(kept.counts()?[&("A".to_owned(), Some(2))], 1);
         Ok(())
+    }
+
+    #[test]
+    fn months_span_their_days() {
+        let d = |s: &str| crate::time::parse_date(s);
+        assert_eq!(month_range("2026-12"), d("2026-12-01").zip(d("2027-01-01")));
+        assert_eq!(month_range("2024-02"), d("2024-02-01").zip(d("2024-03-01")));
+        assert_eq!(month_range("none"), None);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The catalog is `manifest.json` (small: the definition, the history, this run's counts, a
 //! summary per month) and, beside it, what grows with the data, in `_catalog/`: the partition
-//! list by month ([`shards`]) and the legs index ([`index`]). A night reads and rewrites the
+//! list and the legs index, by month ([`shards`], [`index`]). A night reads and rewrites the
 //! month files it touches and the index, never the whole list nor every legs file.
 //!
 //! Three states of an output folder, kept apart:
@@ -191,6 +191,12 @@ impl Catalog {
         Ok(parts)
     }
 
+    /// Whether the catalog is of format 0 or 1 (the partition list in the manifest, no index):
+    /// the next run writes every month's files of format 2, not only those it touches.
+    pub fn is_legacy(&self) -> bool {
+        self.partitions.is_some()
+    }
+
     /// Every partition of every table.
     pub fn all_partitions(&self, out: &Path) -> anyhow::Result<Vec<PartitionStats>> {
         self.partitions_in(out, &self.months().into_keys().collect())
@@ -200,7 +206,7 @@ impl Catalog {
     /// format 0 or 1 dataset, which had none (once: the run writes it).
     pub fn key_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
         if self.partitions.is_none() {
-            return KeyIndex::read(out);
+            return KeyIndex::read(out, self.months().keys());
         }
         let mut ix = KeyIndex::empty()?;
         for p in self
@@ -213,6 +219,23 @@ impl Catalog {
         }
         Ok(ix)
     }
+}
+
+/// A catalog Parquet file of `out` (`rel`, relative to it), read whole. Errors name the file
+/// and say it is `what` that cannot be read.
+fn read_parquet(out: &Path, rel: &str, what: &str) -> anyhow::Result<polars::prelude::DataFrame> {
+    use polars::prelude::SerReader;
+    let path = out.join(rel);
+    let read = || -> anyhow::Result<polars::prelude::DataFrame> {
+        let f = std::fs::File::open(&path)?;
+        Ok(polars::prelude::ParquetReader::new(f).finish()?)
+    };
+    read().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {what} cannot be read: {e}; rebuild the dataset with --mode replace-all",
+            path.display()
+        )
+    })
 }
 
 /// A partition's key in the index: its account as its folder says it and its day.

@@ -65,16 +65,15 @@ impl MonthSummary {
 
 /// Reads a month's partitions from `out`. Errors name the file.
 pub fn read(out: &Path, month: &str) -> anyhow::Result<Vec<PartitionStats>> {
-    let path = out.join(shard_file(month));
-    let why = |e: &dyn std::fmt::Display| {
+    let rel = shard_file(month);
+    let what = format!("the dataset's partition list for {month}");
+    let df = super::read_parquet(out, &rel, &what)?;
+    from_frame(&df).map_err(|e| {
         anyhow::anyhow!(
-            "{}: the dataset's partition list for {month} cannot be read: {e}; rebuild the dataset with --mode replace-all",
-            path.display()
+            "{}: {what} cannot be read: {e}; rebuild the dataset with --mode replace-all",
+            out.join(&rel).display()
         )
-    };
-    let f = File::open(&path).map_err(|e| why(&e))?;
-    let df = ParquetReader::new(f).finish().map_err(|e| why(&e))?;
-    from_frame(&df).map_err(|e| why(&e))
+    })
 }
 
 /// Writes a month's partitions under `dir`, sorted by table, account and date.

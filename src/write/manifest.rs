@@ -51,7 +51,7 @@ pub struct Manifest {
     pub partitions_written: Vec<PartitionStats>,
     /// Per month of the partitions' dates: partitions per table and the legs' totals.
     pub months: BTreeMap<String, crate::dataset::MonthSummary>,
-    /// The hash of the legs index, `_catalog/legs_keys.parquet`.
+    /// The hash of the legs index, `_catalog/keys/`.
     pub keys_hash: &'static str,
     /// The runs that wrote this folder, oldest first, each with the partitions it wrote.
     pub runs: Vec<RunRecord>,
@@ -87,19 +87,6 @@ impl Dataset {
                 totals: d.totals.plus(&m.totals),
             },
         )
-    }
-
-    pub fn of(parts: &[PartitionStats]) -> Self {
-        let legs: Vec<PartitionStats> = parts
-            .iter()
-            .filter(|p| p.table == LEGS_TABLE)
-            .cloned()
-            .collect();
-        Dataset {
-            legs: legs.iter().map(|p| p.rows).sum(),
-            partitions: legs.len() as u64,
-            totals: Totals::of(&legs),
-        }
     }
 }
 
