@@ -214,7 +214,8 @@ impl KeyIndex {
         Ok(list
             .iter()
             .zip(joined)
-            .filter_map(|(p, j)| j.then(|| p.clone()))
+            .filter(|(_, j)| *j)
+            .map(|(p, _)| p.clone())
             .collect())
     }
 
