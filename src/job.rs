@@ -253,7 +253,7 @@ impl Job {
         // carries over.
         let index = match cfg.mode.keeps_other_partitions() && !previous.is_empty() {
             true => previous.key_index(&cfg.out)?,
-            false => KeyIndex::empty()?,
+            false => KeyIndex::empty(),
         };
 
         // Read and parse, legs routed into buckets by partition.
@@ -580,7 +580,7 @@ impl Job {
     ) -> anyhow::Result<ReadBack> {
         let first_day = seen.first_day();
         let (start, calls, keys) = seen.into_parts();
-        let joined = index.closure(&start, calls, keys)?;
+        let joined = index.closure(&start, calls, keys);
         let months: BTreeSet<String> = joined
             .iter()
             .map(|(_, d)| month_of(d.map(format_date).as_deref()))
@@ -658,14 +658,7 @@ impl Job {
         }
         let rewritten: HashSet<Partition> =
             parts.iter().chain(read_back).map(partition_key).collect();
-        let mut ix = match keeps {
-            true => index.without(&rewritten)?,
-            false => KeyIndex::empty()?,
-        };
-        for rows in key_rows {
-            ix.push(rows)?;
-        }
-        ix.write(out, &touched)?;
+        index.write(&self.cfg.out, out, &touched, keeps, &rewritten, key_rows)?;
         Ok(summary)
     }
 

@@ -69,46 +69,53 @@ pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
     )
 }
 
-/// The index, read or being built.
+/// The index in memory, compact: per leg its hashes and a partition number (20 bytes a leg);
+/// the partitions' names once each.
 pub struct KeyIndex {
-    df: DataFrame,
-    /// Each row's partition number, and the partitions by number; computed once.
-    parts: std::cell::OnceCell<(Vec<u32>, Vec<Partition>)>,
+    /// Every partition, by number.
+    parts: Vec<Partition>,
+    call: Vec<u64>,
+    key: Vec<u64>,
+    part: Vec<u32>,
+    /// The rows themselves, for an index built from a format 1 dataset's legs files (which has
+    /// no month files to rewrite the months from).
+    built: Option<DataFrame>,
 }
 
 impl KeyIndex {
     /// An empty index.
-    pub fn empty() -> PolarsResult<Self> {
-        let df = DataFrame::new(
-            0,
-            vec![
-                Column::new_empty(CALL_HASH.into(), &DataType::UInt64),
-                Column::new_empty(KEY_HASH.into(), &DataType::UInt64),
-                Column::new_empty(ACCOUNT_ID.into(), &DataType::String),
-                Column::new_empty(DATE.into(), &DataType::Date),
-            ],
-        )?;
-        Ok(Self::of(df))
-    }
-
-    fn of(df: DataFrame) -> Self {
+    pub fn empty() -> Self {
         KeyIndex {
-            df,
-            parts: Default::default(),
+            parts: Vec::new(),
+            call: Vec::new(),
+            key: Vec::new(),
+            part: Vec::new(),
+            built: None,
         }
     }
 
-    /// Reads `out`'s index, the files of `months`. Errors name the file.
+    /// The columns of an index file, with no row.
+    fn schema() -> PolarsResult<Schema> {
+        Ok(Schema::from_iter([
+            Field::new(CALL_HASH.into(), DataType::UInt64),
+            Field::new(KEY_HASH.into(), DataType::UInt64),
+            Field::new(ACCOUNT_ID.into(), DataType::String),
+            Field::new(DATE.into(), DataType::Date),
+        ]))
+    }
+
+    /// Reads `out`'s index, the files of `months`, one at a time. Errors name the file.
     pub fn read<'m>(
         out: &Path,
         months: impl IntoIterator<Item = &'m String>,
     ) -> anyhow::Result<Self> {
-        let want = Self::empty()?.df.schema().clone();
-        let mut ix = Self::empty()?;
+        let want = Self::schema()?;
+        let mut ix = Self::empty();
+        let mut ids = HashMap::new();
         for m in months {
             let rel = keys_file(m);
             let df = super::read_parquet(out, &rel, "the dataset's legs index")?;
-            if df.schema() != &want {
+            if df.schema().as_ref() != &want {
                 anyhow::bail!(
                     "{}: the dataset's legs index has columns {:?}, expected {:?}; rebuild the dataset with --mode replace-all",
                     out.join(&rel).display(),
@@ -116,61 +123,70 @@ impl KeyIndex {
                     want
                 );
             }
-            ix.df.vstack_mut_owned_unchecked(df);
+            ix.add(&df, &mut ids)?;
         }
         Ok(ix)
     }
 
-    /// Adds the rows of `legs` ([`rows_of`]'s frame).
-    pub fn push(&mut self, rows: &DataFrame) -> PolarsResult<()> {
-        self.df.vstack_mut(rows)?;
-        self.parts = Default::default();
+    /// An index of `rows` ([`rows_of`]'s frames), kept whole to write every month from.
+    pub fn build(rows: Vec<DataFrame>) -> PolarsResult<Self> {
+        let mut ix = Self::empty();
+        let mut ids = HashMap::new();
+        for df in &rows {
+            ix.add(df, &mut ids)?;
+        }
+        let mut all = DataFrame::empty_with_schema(&Self::schema()?);
+        for df in rows {
+            all.vstack_mut_owned(df)?;
+        }
+        ix.built = Some(all);
+        Ok(ix)
+    }
+
+    /// Appends an index frame's rows. The rows of one partition are next to each other in a
+    /// file, so a row is first compared with the one before it.
+    fn add(&mut self, df: &DataFrame, ids: &mut HashMap<Partition, u32>) -> PolarsResult<()> {
+        let accounts = df.column(ACCOUNT_ID)?.str()?;
+        let dates = df.column(DATE)?.date()?.physical().clone();
+        self.call
+            .extend(df.column(CALL_HASH)?.u64()?.into_no_null_iter());
+        self.key
+            .extend(df.column(KEY_HASH)?.u64()?.into_no_null_iter());
+        let mut last: Option<(&str, Option<i32>, u32)> = None;
+        for (a, d) in accounts.iter().zip(dates.iter()) {
+            let a = a.unwrap_or_default();
+            let id = match last {
+                Some((la, ld, id)) if la == a && ld == d => id,
+                _ => {
+                    let parts = &mut self.parts;
+                    *ids.entry((a.to_owned(), d)).or_insert_with(|| {
+                        parts.push((a.to_owned(), d));
+                        (parts.len() - 1) as u32
+                    })
+                }
+            };
+            last = Some((a, d, id));
+            self.part.push(id);
+        }
         Ok(())
     }
 
+    /// How many legs it indexes.
     pub fn len(&self) -> usize {
-        self.df.height()
+        self.part.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.df.height() == 0
-    }
-
-    /// Each row's partition, and the partitions by number. Rows of one partition are next to
-    /// each other in a file read, so a row is first compared with the one before it.
-    fn partitions(&self) -> PolarsResult<&(Vec<u32>, Vec<Partition>)> {
-        if let Some(p) = self.parts.get() {
-            return Ok(p);
-        }
-        let accounts = self.df.column(ACCOUNT_ID)?.str()?;
-        let dates = self.df.column(DATE)?.date()?.physical().clone();
-        let mut ids: HashMap<(&str, Option<i32>), u32> = HashMap::new();
-        let mut list = Vec::new();
-        let mut of_row = Vec::with_capacity(self.df.height());
-        let mut last: Option<((&str, Option<i32>), u32)> = None;
-        for (a, d) in accounts.iter().zip(dates.iter()) {
-            let key = (a.unwrap_or_default(), d);
-            let id = match last {
-                Some((k, id)) if k == key => id,
-                _ => *ids.entry(key).or_insert_with(|| {
-                    list.push((key.0.to_owned(), d));
-                    (list.len() - 1) as u32
-                }),
-            };
-            last = Some((key, id));
-            of_row.push(id);
-        }
-        Ok(self.parts.get_or_init(|| (of_row, list)))
+        self.part.is_empty()
     }
 
     /// Rows per partition.
-    pub fn counts(&self) -> PolarsResult<HashMap<Partition, u64>> {
-        let (of_row, list) = self.partitions()?;
-        let mut n = vec![0u64; list.len()];
-        for &id in of_row {
+    pub fn counts(&self) -> HashMap<Partition, u64> {
+        let mut n = vec![0u64; self.parts.len()];
+        for &id in &self.part {
             n[id as usize] += 1;
         }
-        Ok(list.iter().cloned().zip(n).collect())
+        self.parts.iter().cloned().zip(n).collect()
     }
 
     /// The partitions a run must rewrite: `start` (the run's own partitions that the dataset
@@ -182,27 +198,21 @@ impl KeyIndex {
         start: &HashSet<Partition>,
         mut calls: HashSet<u64>,
         mut keys: HashSet<u64>,
-    ) -> PolarsResult<Vec<Partition>> {
-        let (of_row, list) = self.partitions()?;
-        let call = self.df.column(CALL_HASH)?.u64()?;
-        let key = self.df.column(KEY_HASH)?.u64()?;
-        let call: Vec<u64> = call.into_no_null_iter().collect();
-        let key: Vec<u64> = key.into_no_null_iter().collect();
-        let mut joined: Vec<bool> = list.iter().map(|p| start.contains(p)).collect();
-        let of_row = of_row.as_slice();
+    ) -> Vec<Partition> {
+        let mut joined: Vec<bool> = self.parts.iter().map(|p| start.contains(p)).collect();
         loop {
             // Every leg of a joined partition brings its ids; a leg that meets them brings its
             // partition.
-            for (i, &p) in of_row.iter().enumerate() {
+            for (i, &p) in self.part.iter().enumerate() {
                 if joined[p as usize] {
-                    calls.insert(call[i]);
-                    keys.insert(key[i]);
+                    calls.insert(self.call[i]);
+                    keys.insert(self.key[i]);
                 }
             }
             let mut added = false;
-            for (i, &p) in of_row.iter().enumerate() {
+            for (i, &p) in self.part.iter().enumerate() {
                 let p = p as usize;
-                if !joined[p] && (calls.contains(&call[i]) || keys.contains(&key[i])) {
+                if !joined[p] && (calls.contains(&self.call[i]) || keys.contains(&self.key[i])) {
                     joined[p] = true;
                     added = true;
                 }
@@ -211,45 +221,45 @@ impl KeyIndex {
                 break;
             }
         }
-        Ok(list
+        self.parts
             .iter()
             .zip(joined)
             .filter(|(_, j)| *j)
             .map(|(p, _)| p.clone())
-            .collect())
+            .collect()
     }
 
-    /// The index without the rows of `dropped` partitions.
-    pub fn without(&self, dropped: &HashSet<Partition>) -> PolarsResult<Self> {
-        if dropped.is_empty() {
-            return Ok(Self::of(self.df.clone()));
-        }
-        let (of_row, list) = self.partitions()?;
-        let gone: Vec<bool> = list.iter().map(|p| dropped.contains(p)).collect();
-        let mask: BooleanChunked = of_row.iter().map(|&p| !gone[p as usize]).collect();
-        Ok(Self::of(self.df.filter(&mask)?))
-    }
-
-    /// Writes the files of `months` under `dir`, each with the rows of its month, zstd-compressed
-    /// and sorted by partition and hashes.
+    /// Writes the index files of `months` under `dir`: for each, the rows the index had in it
+    /// (read again from `prev`, the dataset's folder, or from the rows it was built from) but
+    /// those of `dropped` partitions, and the rows of `added` in it; sorted by partition and
+    /// hashes, zstd-compressed. `keep`: whether the old rows stay at all (not under
+    /// `--mode replace-all`).
     pub fn write(
         &self,
+        prev: &Path,
         dir: &Path,
         months: &std::collections::BTreeSet<String>,
+        keep: bool,
+        dropped: &HashSet<Partition>,
+        added: &[DataFrame],
     ) -> anyhow::Result<()> {
-        let dates = self.df.column(DATE)?.date()?.physical().clone();
         for m in months {
+            let mut old = match (&self.built, keep) {
+                (_, false) => DataFrame::empty_with_schema(&Self::schema()?),
+                (Some(all), true) => in_month(all, m)?,
+                (None, true) if prev.join(keys_file(m)).is_file() => {
+                    super::read_parquet(prev, &keys_file(m), "the dataset's legs index")?
+                }
+                (None, true) => DataFrame::empty_with_schema(&Self::schema()?),
+            };
+            old = without(&old, dropped)?;
+            for rows in added {
+                old.vstack_mut_owned(in_month(rows, m)?)?;
+            }
             let path = dir.join(keys_file(m));
             let why =
                 |e: &dyn std::fmt::Display| anyhow::anyhow!("writing {}: {e}", path.display());
-            let mask: BooleanChunked = match month_range(m) {
-                None => dates.iter().map(|d| d.is_none()).collect(),
-                Some((from, to)) => dates
-                    .iter()
-                    .map(|d| d.is_some_and(|d| d >= from && d < to))
-                    .collect(),
-            };
-            let mut df = self.df.filter(&mask)?.sort(
+            let mut df = old.sort(
                 [ACCOUNT_ID, DATE, CALL_HASH, KEY_HASH],
                 SortMultipleOptions::default().with_multithreaded(false),
             )?;
@@ -265,6 +275,40 @@ impl KeyIndex {
         }
         Ok(())
     }
+}
+
+/// The rows of an index frame whose date falls in `month` (`none`: no date).
+fn in_month(df: &DataFrame, month: &str) -> PolarsResult<DataFrame> {
+    let dates = df.column(DATE)?.date()?.physical().clone();
+    let mask: BooleanChunked = match month_range(month) {
+        None => dates.iter().map(|d| d.is_none()).collect(),
+        Some((from, to)) => dates
+            .iter()
+            .map(|d| d.is_some_and(|d| d >= from && d < to))
+            .collect(),
+    };
+    df.filter(&mask)
+}
+
+/// An index frame without the rows of `dropped` partitions.
+fn without(df: &DataFrame, dropped: &HashSet<Partition>) -> PolarsResult<DataFrame> {
+    if dropped.is_empty() || df.height() == 0 {
+        return Ok(df.clone());
+    }
+    let accounts = df.column(ACCOUNT_ID)?.str()?;
+    let dates = df.column(DATE)?.date()?.physical().clone();
+    let mut last: Option<(&str, Option<i32>, bool)> = None;
+    let mut keep = Vec::with_capacity(df.height());
+    for (a, d) in accounts.iter().zip(dates.iter()) {
+        let a = a.unwrap_or_default();
+        let k = match last {
+            Some((la, ld, k)) if la == a && ld == d => k,
+            _ => !dropped.contains(&(a.to_owned(), d)),
+        };
+        last = Some((a, d, k));
+        keep.push(k);
+    }
+    df.filter(&BooleanChunked::from_slice("keep".into(), &keep))
 }
 
 /// The days (since 1970-01-01) a month (`2026-11`) spans: [first, first of the next); `None`
@@ -312,28 +356,48 @@ mod tests {
     }
 
     #[test]
-    fn the_closure_follows_call_ids_and_interaction_keys_across_partitions() -> PolarsResult<()> {
-        let mut ix = KeyIndex::empty()?;
-        ix.push(&rows_of(&legs(&[
+    fn the_closure_follows_call_ids_and_interaction_keys_across_partitions() -> anyhow::Result<()> {
+        let rows = rows_of(&legs(&[
             ("a1", Some("i1"), "A", 1),
             ("a2", Some("i1"), "A", 2),
             ("b1", Some("i2"), "B", 1),
             ("c1", None, "C", 3),
-        ]))?)?;
+        ]))?;
+        let ix = KeyIndex::build(vec![rows.clone()])?;
         // A new copy of a2 (its partition A/2 joins by call_id), whose interaction i1 has a leg
         // in A/1 (joins by key); B/1 and C/3 stay out.
-        let got = ix.closure(&HashSet::new(), [hash("a2")].into(), HashSet::new())?;
+        let got = ix.closure(&HashSet::new(), [hash("a2")].into(), HashSet::new());
         assert_eq!(got, [("A".to_owned(), Some(1)), ("A".to_owned(), Some(2))]);
         // The run's own partition C/3 brings nothing else.
         let got = ix.closure(
             &[("C".to_owned(), Some(3))].into(),
             HashSet::new(),
             HashSet::new(),
-        )?;
+        );
         assert_eq!(got, [("C".to_owned(), Some(3))]);
-        let kept = ix.without(&[("A".to_owned(), Some(1))].into())?;
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept.counts()?[&("A".to_owned(), Some(2))], 1);
+        // Written without A/1, read back: three legs, in their partitions.
+        let dir = tempfile::tempdir()?;
+        let months = ["1970-01".to_owned()].into();
+        let dropped = [("A".to_owned(), Some(1))].into();
+        ix.write(dir.path(), dir.path(), &months, true, &dropped, &[])?;
+        let back = KeyIndex::read(dir.path(), &months)?;
+        assert_eq!(back.len(), 3);
+        assert_eq!(back.counts()[&("A".to_owned(), Some(2))], 1);
+        assert!(!back.counts().contains_key(&("A".to_owned(), Some(1))));
+        // Rewritten from its own file with a row added: four.
+        let added = rows_of(&legs(&[("d1", None, "D", 4)]))?;
+        ix.write(dir.path(), dir.path(), &months, true, &HashSet::new(), &[])?;
+        let again = KeyIndex::read(dir.path(), &months)?;
+        back.write(
+            dir.path(),
+            dir.path(),
+            &months,
+            true,
+            &HashSet::new(),
+            &[added],
+        )?;
+        assert_eq!(again.len(), 4);
+        assert_eq!(KeyIndex::read(dir.path(), &months)?.len(), 5);
         Ok(())
     }
 

@@ -208,16 +208,13 @@ impl Catalog {
         if self.partitions.is_none() {
             return KeyIndex::read(out, self.months().keys());
         }
-        let mut ix = KeyIndex::empty()?;
-        for p in self
-            .partitions
-            .iter()
-            .flatten()
-            .filter(|p| p.table == LEGS_TABLE)
-        {
-            ix.push(&index::rows_of(&crate::merge::read_ids(out, p)?)?)?;
+        let mut rows = Vec::new();
+        for p in self.partitions.iter().flatten() {
+            if p.table == LEGS_TABLE {
+                rows.push(index::rows_of(&crate::merge::read_ids(out, p)?)?);
+            }
         }
-        Ok(ix)
+        Ok(KeyIndex::build(rows)?)
     }
 }
 
