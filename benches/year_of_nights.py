@@ -112,8 +112,11 @@ def main():
         files = size = None
         if k % a.size_every == 0 or k == a.nights or k == 1:
             files, size = tree_size(ds)
+        with open(os.path.join(ds, "manifest.json")) as f:
+            stages = json.load(f)["stages_ms"]
         rows.append({"night": k, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mb": round(rss / 1e6, 1),
-                     "dataset_files": files, "dataset_bytes": size, "input_bytes": input_bytes})
+                     "dataset_files": files, "dataset_bytes": size, "input_bytes": input_bytes,
+                     **{f"ms_{name}": ms for name, ms in stages.items()}})
         if a.check_every and k % a.check_every == 0:
             c = subprocess.run([binary, "check", ds], capture_output=True, text=True)
             if c.returncode != 0:
@@ -123,7 +126,7 @@ def main():
               f"(input so far {input_bytes / 1e6:.1f} MB)", flush=True)
     if a.csv:
         with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}, key=list(rows[-1]).index))
             w.writeheader()
             w.writerows(rows)
     early, late = rows[1:6], rows[-5:]
@@ -132,6 +135,11 @@ def main():
         e = statistics.median(r[key] for r in early)
         l = statistics.median(r[key] for r in late)
         print(f"{key:12} nights 2-6 median {e:8.2f}, last 5 median {l:8.2f}, ratio {l / e:.2f}")
+    print("milliseconds per stage (rerate's manifest), nights 2-6 median / last 5 median:")
+    for name in [k for k in rows[-1] if k.startswith("ms_")]:
+        e = statistics.median(r.get(name, 0) for r in early)
+        l = statistics.median(r.get(name, 0) for r in late)
+        print(f"  {name[3:]:18} {e:6.0f} / {l:6.0f}")
     last = rows[-1]
     print(f"dataset: {last['dataset_files']} files, {last['dataset_bytes'] / 1e6:.1f} MB for "
           f"{last['input_bytes'] / 1e6:.1f} MB of NDJSON input ({last['dataset_bytes'] / last['input_bytes']:.2f}x)")
