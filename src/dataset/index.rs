@@ -13,7 +13,6 @@
 //! night is about 18 MB read a night (see BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -256,22 +255,12 @@ impl KeyIndex {
             for rows in added {
                 old.vstack_mut_owned(in_month(rows, m)?)?;
             }
-            let path = dir.join(keys_file(m));
-            let why =
-                |e: &dyn std::fmt::Display| anyhow::anyhow!("writing {}: {e}", path.display());
             let mut df = old.sort(
                 [ACCOUNT_ID, DATE, CALL_HASH, KEY_HASH],
                 SortMultipleOptions::default().with_multithreaded(false),
             )?;
             df.rechunk_mut();
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| why(&e))?;
-            }
-            let f = File::create(&path).map_err(|e| why(&e))?;
-            ParquetWriter::new(f)
-                .with_compression(ParquetCompression::Zstd(None))
-                .finish(&mut df)
-                .map_err(|e| why(&e))?;
+            super::write_parquet(dir, &keys_file(m), &mut df)?;
         }
         Ok(())
     }

@@ -235,6 +235,22 @@ fn read_parquet(out: &Path, rel: &str, what: &str) -> anyhow::Result<polars::pre
     })
 }
 
+/// Writes a catalog Parquet file under `dir` (`rel`, relative to it), zstd-compressed, making
+/// its folder. Errors name the file.
+fn write_parquet(dir: &Path, rel: &str, df: &mut polars::prelude::DataFrame) -> anyhow::Result<()> {
+    let path = dir.join(rel);
+    let mut write = || -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        polars::prelude::ParquetWriter::new(std::fs::File::create(&path)?)
+            .with_compression(polars::prelude::ParquetCompression::Zstd(None))
+            .finish(df)?;
+        Ok(())
+    };
+    write().map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
 /// A partition's key in the index: its account as its folder says it and its day.
 pub fn partition_key(p: &PartitionStats) -> index::Partition {
     (p.account_id.clone(), p.date.as_deref().and_then(parse_date))

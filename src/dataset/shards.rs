@@ -11,7 +11,6 @@
 //! `unpriced_legs`, `unpriced_billing_seconds` (seconds); one row per partition.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -78,22 +77,11 @@ pub fn read(out: &Path, month: &str) -> anyhow::Result<Vec<PartitionStats>> {
 
 /// Writes a month's partitions under `dir`, sorted by table, account and date.
 pub fn write(dir: &Path, month: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
-    let path = dir.join(shard_file(month));
-    let why = |e: &dyn std::fmt::Display| anyhow::anyhow!("writing {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| why(&e))?;
-    }
     let mut sorted: Vec<&PartitionStats> = parts.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
     });
-    let mut df = to_frame(&sorted).map_err(|e| why(&e))?;
-    let f = File::create(&path).map_err(|e| why(&e))?;
-    ParquetWriter::new(f)
-        .with_compression(ParquetCompression::Zstd(None))
-        .finish(&mut df)
-        .map_err(|e| why(&e))?;
-    Ok(())
+    super::write_parquet(dir, &shard_file(month), &mut to_frame(&sorted)?)
 }
 
 fn to_frame(parts: &[&PartitionStats]) -> PolarsResult<DataFrame> {
