@@ -604,6 +604,15 @@ impl Job {
         let mut legs = 0;
         for p in &touched {
             let df = merge::read_back(&self.cfg.out, p, &schema)?;
+            if df.height() as u64 != p.rows {
+                bail!(
+                    "{}: holds {} legs, the catalog says {}: the file or the catalog was changed outside rerate (rerate check {} says more); nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
+                    merge::file(&self.cfg.out, p).display(),
+                    df.height(),
+                    p.rows,
+                    self.cfg.out.display()
+                );
+            }
             legs += df.height() as u64;
             parsed.sink_dataset(df)?;
         }

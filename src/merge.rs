@@ -126,7 +126,7 @@ fn ids(df: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
 }
 
 /// The Parquet file of a legs partition.
-fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
+pub fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
     out.join(&p.path).join("part-0.parquet")
 }
 

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 pub const UNIX_EPOCH_IN_GREGORIAN: i64 = 62_167_219_200;
 
 /// Days from 0001-01-01 (chrono's CE day 1) to 1970-01-01.
-const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// Gregorian seconds to Unix microseconds; `None` when it does not fit.
 pub fn gregorian_to_unix_micros(greg: i64) -> Option<i64> {

@@ -645,3 +645,60 @@ fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult 
     ok(rerate(&["check", s(&out)]), "restored");
     Ok(())
 }
+
+/// A legs file or an index month that lost rows behind rerate's back (a stale backup restored,
+/// a file edited), and an index file of a month the manifest does not list: a merge would keep
+/// two copies of a leg or lose some, so the run exits 2, naming the file, and nothing changes.
+#[test]
+fn a_catalog_that_disagrees_with_its_files_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = first_night(dir.path());
+    let legs = parquet_files(&out.join("legs"));
+    let index = out.join("_catalog/keys/month=2026-11.parquet");
+    let one_row_less = |path: &Path| -> TestResult {
+        let mut df = read_parquet(path);
+        df = df.slice(0, df.height() - 1);
+        ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;
+        Ok(())
+    };
+    let extra = out.join("_catalog/keys/month=1999-01.parquet");
+    type Damage<'a> = (&'a str, &'a Path, Box<dyn Fn() -> TestResult + 'a>);
+    let cases: Vec<Damage> = vec![
+        (
+            "a legs file one row short",
+            &legs[0],
+            Box::new(|| one_row_less(&legs[0])),
+        ),
+        (
+            "the index one row short",
+            &index,
+            Box::new(|| one_row_less(&index)),
+        ),
+        (
+            "an index month the manifest does not list",
+            &extra,
+            Box::new(|| Ok(std::fs::copy(&index, &extra).map(|_| ())?)),
+        ),
+    ];
+    for (what, file, damage) in cases {
+        let good = std::fs::read(file).ok();
+        damage()?;
+        let before = snapshot(&out);
+        let o = run(&[root().join("fixtures/ndjson")], &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        let name = file.strip_prefix(&out)?.to_string_lossy();
+        assert!(err.contains(name.as_ref()), "{what}: {err}");
+        assert_eq!(snapshot(&out), before, "{what}: the folder changed");
+        match good {
+            Some(g) => std::fs::write(file, g)?,
+            None => std::fs::remove_file(file)?,
+        }
+    }
+    ok(
+        run(&[root().join("fixtures/ndjson")], &out, &[]),
+        "restored",
+    );
+    ok(rerate(&["check", s(&out)]), "restored, checked");
+    Ok(())
+}

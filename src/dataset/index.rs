@@ -108,23 +108,35 @@ impl KeyIndex {
         out: &Path,
         months: impl IntoIterator<Item = &'m String>,
     ) -> anyhow::Result<Self> {
-        let want = Self::schema()?;
         let mut ix = Self::empty();
         let mut ids = HashMap::new();
         for m in months {
-            let rel = keys_file(m);
-            let df = super::read_parquet(out, &rel, "the dataset's legs index")?;
-            if df.schema().as_ref() != &want {
-                anyhow::bail!(
-                    "{}: the dataset's legs index has columns {:?}, expected {:?}; rebuild the dataset with --mode replace-all",
-                    out.join(&rel).display(),
-                    df.schema(),
-                    want
-                );
-            }
-            ix.add(&df, &mut ids)?;
+            ix.read_month(out, m, &mut ids)?;
         }
         Ok(ix)
+    }
+
+    /// Adds the rows of `out`'s file of `month`; returns how many. `ids`: the partitions'
+    /// numbers so far.
+    pub fn read_month(
+        &mut self,
+        out: &Path,
+        month: &str,
+        ids: &mut HashMap<Partition, u32>,
+    ) -> anyhow::Result<u64> {
+        let rel = keys_file(month);
+        let df = super::read_parquet(out, &rel, "the dataset's legs index")?;
+        let want = Self::schema()?;
+        if df.schema().as_ref() != &want {
+            anyhow::bail!(
+                "{}: the dataset's legs index has columns {:?}, expected {:?}; rebuild the dataset with --mode replace-all",
+                out.join(&rel).display(),
+                df.schema(),
+                want
+            );
+        }
+        self.add(&df, ids)?;
+        Ok(df.height() as u64)
     }
 
     /// An index of `rows` ([`rows_of`]'s frames), kept whole to write every month from.
@@ -303,14 +315,19 @@ fn without(df: &DataFrame, dropped: &HashSet<Partition>) -> PolarsResult<DataFra
 /// The days (since 1970-01-01) a month (`2026-11`) spans: [first, first of the next); `None`
 /// for `none`, the partitions without a date.
 fn month_range(month: &str) -> Option<(i32, i32)> {
-    let first = crate::time::parse_date(&format!("{month}-01"))?;
-    let (y, m) = month.split_once('-')?;
+    let (y, m) = month.rsplit_once('-')?;
     let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
-    let next = match m {
-        12 => format!("{:04}-01-01", y + 1),
-        _ => format!("{y:04}-{:02}-01", m + 1),
+    let day = |y: i32, m: u32| {
+        chrono::NaiveDate::from_ymd_opt(y, m, 1)
+            .map(|d| chrono::Datelike::num_days_from_ce(&d) - crate::time::UNIX_EPOCH_DAYS_FROM_CE)
     };
-    Some((first, crate::time::parse_date(&next)?))
+    let first = day(y, m)?;
+    let next = match m {
+        12 => day(y + 1, 1),
+        _ => day(y, m + 1),
+    };
+    // The last month chrono can write has no next one: up to the end of time.
+    Some((first, next.unwrap_or(i32::MAX)))
 }
 
 #[cfg(test)]
@@ -396,5 +413,9 @@ mod tests {
         assert_eq!(month_range("2026-12"), d("2026-12-01").zip(d("2027-01-01")));
         assert_eq!(month_range("2024-02"), d("2024-02-01").zip(d("2024-03-01")));
         assert_eq!(month_range("none"), None);
+        // The last month of 9999 (its next month is a year of five digits) and a year past it.
+        let (from, to) = month_range("9999-12").unwrap_or_default();
+        assert_eq!((Some(from), to - from), (d("9999-12-01"), 31));
+        assert!(month_range("+10000-02").is_some());
     }
 }

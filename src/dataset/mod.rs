@@ -191,6 +191,39 @@ impl Catalog {
         Ok(parts)
     }
 
+    /// The index files of format 2, each checked against the manifest's summary of its month
+    /// (its legs), and no file of a month the manifest does not list: an index that lost rows
+    /// would let a merge keep two copies of a leg.
+    fn checked_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
+        let months = self.months();
+        let mut ix = KeyIndex::empty();
+        let mut ids = Default::default();
+        for (m, summary) in &months {
+            let n = ix.read_month(out, m, &mut ids)?;
+            if n != summary.legs {
+                anyhow::bail!(
+                    "{}: indexes {n} legs, the manifest's month {m} holds {}: the catalog was changed outside rerate; nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
+                    out.join(index::keys_file(m)).display(),
+                    summary.legs
+                );
+            }
+        }
+        let dir = out.join(index::KEYS_DIR);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let month = name
+                .strip_prefix("month=")
+                .and_then(|n| n.strip_suffix(".parquet"));
+            if !month.is_some_and(|m| months.contains_key(m)) {
+                anyhow::bail!(
+                    "{}: a file of the legs index that manifest.json does not list: the catalog was changed outside rerate; nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
+                    e.path().display()
+                );
+            }
+        }
+        Ok(ix)
+    }
+
     /// Whether the catalog is of format 0 or 1 (the partition list in the manifest, no index):
     /// the next run writes every month's files of format 2, not only those it touches.
     pub fn is_legacy(&self) -> bool {
@@ -206,7 +239,7 @@ impl Catalog {
     /// format 0 or 1 dataset, which had none (once: the run writes it).
     pub fn key_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
         if self.partitions.is_none() {
-            return KeyIndex::read(out, self.months().keys());
+            return self.checked_index(out);
         }
         let mut rows = Vec::new();
         for p in self.partitions.iter().flatten() {

@@ -25,7 +25,10 @@ pub const PARTITIONS_DIR: &str = "_catalog/partitions";
 
 /// The month a partition's date falls in (`2026-11`), `none` without a date.
 pub fn month_of(date: Option<&str>) -> String {
-    date.and_then(|d| d.get(..7)).unwrap_or("none").to_owned()
+    // `YYYY-MM-DD` less its day (years past 9999 are written `+10000-02-09`).
+    date.and_then(|d| d.rsplit_once('-'))
+        .map_or("none", |(month, _)| month)
+        .to_owned()
 }
 
 /// A month's file, relative to the output folder.
