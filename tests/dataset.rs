@@ -443,6 +443,19 @@ fn first_night(dir: &Path) -> PathBuf {
     out
 }
 
+/// Another night into `out` after `what` was done to `file`: exit 2, the file named, and the
+/// folder byte for byte as it was.
+fn assert_refused(out: &Path, what: &str, file: &Path) -> TestResult {
+    let before = snapshot(out);
+    let o = run(&[root().join("fixtures/ndjson")], out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+    let name = file.strip_prefix(out)?.to_string_lossy();
+    assert!(err.contains(name.as_ref()), "{what}: {err}");
+    assert_eq!(snapshot(out), before, "{what}: the folder changed");
+    Ok(())
+}
+
 /// A catalog cut short, not JSON, with a field of the wrong type, or written by the Spark job:
 /// the run exits 2 before any work, naming the file, and the folder is as it was.
 #[test]
@@ -631,13 +644,7 @@ fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult 
             Some(t) => std::fs::write(file, t)?,
             None => std::fs::remove_file(file)?,
         }
-        let before = snapshot(&out);
-        let o = run(&[root().join("fixtures/ndjson/mixed.ndjson")], &out, &[]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        let name = file.strip_prefix(&out)?.to_string_lossy();
-        assert!(err.contains(name.as_ref()), "{what}: {err}");
-        assert_eq!(snapshot(&out), before, "{what}: the folder changed");
+        assert_refused(&out, what, file)?;
         let check = rerate(&["check", s(&out)]);
         assert_ne!(check.status.code(), Some(0), "{what}: rerate check passes");
         std::fs::write(file, good)?;
@@ -683,13 +690,7 @@ fn a_catalog_that_disagrees_with_its_files_is_refused() -> TestResult {
     for (what, file, damage) in cases {
         let good = std::fs::read(file).ok();
         damage()?;
-        let before = snapshot(&out);
-        let o = run(&[root().join("fixtures/ndjson")], &out, &[]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        let name = file.strip_prefix(&out)?.to_string_lossy();
-        assert!(err.contains(name.as_ref()), "{what}: {err}");
-        assert_eq!(snapshot(&out), before, "{what}: the folder changed");
+        assert_refused(&out, what, file)?;
         match good {
             Some(g) => std::fs::write(file, g)?,
             None => std::fs::remove_file(file)?,
