@@ -62,6 +62,10 @@ pub struct Catalog {
     pub runs: Vec<RunRecord>,
     /// The top-level names earlier runs wrote.
     pub outputs: Vec<String>,
+    /// The month files of the partition list read so far (a merge reads the months it reads
+    /// back from, then rewrites them with the others it touches).
+    #[serde(skip)]
+    months_read: std::cell::RefCell<BTreeMap<String, Vec<PartitionStats>>>,
 }
 
 /// Why a folder's catalog cannot be used.
@@ -183,10 +187,17 @@ impl Catalog {
                 .cloned()
                 .collect());
         }
-        let known = self.months();
+        let known = self.months.as_ref();
+        let mut read = self.months_read.borrow_mut();
         let mut parts = Vec::new();
-        for m in months.iter().filter(|m| known.contains_key(*m)) {
-            parts.extend(shards::read(out, m)?);
+        for m in months
+            .iter()
+            .filter(|m| known.is_some_and(|k| k.contains_key(*m)))
+        {
+            if !read.contains_key(m) {
+                read.insert(m.clone(), shards::read(out, m)?);
+            }
+            parts.extend(read[m].iter().cloned());
         }
         Ok(parts)
     }
