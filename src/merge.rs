@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use polars::prelude::*;
 
-use crate::dataset::index::{hash, Partition};
+use crate::dataset::index::{hashes, Partition};
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
@@ -85,7 +85,7 @@ impl Seen {
 
     /// Adds the call_id and interaction key hashes of `df`'s legs.
     fn add_ids(&mut self, df: &DataFrame) -> PolarsResult<()> {
-        for (call, key) in ids(df)? {
+        for (call, key) in hashes(df)? {
             self.calls.insert(call);
             self.keys.insert(key);
         }
@@ -107,22 +107,6 @@ impl Seen {
             .collect();
         (parts, self.calls, self.keys)
     }
-}
-
-/// Per leg, hashes of its call_id and of its interaction key (the first of [`KEY`] set).
-fn ids(df: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
-    let cols: Vec<&StringChunked> = KEY
-        .iter()
-        .map(|k| df.column(k)?.str())
-        .collect::<PolarsResult<_>>()?;
-    let calls = df.column(CALL_ID)?.str()?;
-    Ok((0..df.height())
-        .map(|i| {
-            let call = calls.get(i).map_or(0, hash);
-            let key = cols.iter().find_map(|c| c.get(i)).map_or(0, hash);
-            (call, key)
-        })
-        .collect())
 }
 
 /// The Parquet file of a legs partition.

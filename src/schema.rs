@@ -227,8 +227,9 @@ pub const DECK_SURCHARGE: &str = "deck_surcharge";
 pub const DECK_NOCHARGE_TIME: &str = "deck_nocharge_time";
 pub const DECK_COST_UNITS: &str = "deck_cost_units";
 
-/// Money as KAZOO recorded it: the crossbar CSV's `cost` and `reseller_cost` (null for JSON
-/// legs until reconciliation fills in KAZOO's own arithmetic).
+/// Money as KAZOO recorded it: the `cost` and `reseller_cost` of crossbar's column-shaped legs
+/// (CSV export and listing, [`is_column_shaped`]); null for JSON legs until reconciliation fills
+/// in KAZOO's own arithmetic.
 pub const RECORDED_COLS: &[&str] = &[RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS];
 
 /// The rate deck's choice for a leg, and what it costs with the deck's parameters.

@@ -45,20 +45,9 @@ pub fn hash(s: &str) -> u64 {
 /// The index rows of a legs frame: `call_id`, the interaction key columns, `account_id`
 /// (filled: `_unassigned` for none) and `date`.
 pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
-    let keys: Vec<&StringChunked> = KEY
-        .iter()
-        .map(|k| legs.column(k)?.str())
-        .collect::<PolarsResult<_>>()?;
-    let calls = legs.column(CALL_ID)?.str()?;
-    let n = legs.height();
-    let mut call_hash = Vec::with_capacity(n);
-    let mut key_hash = Vec::with_capacity(n);
-    for i in 0..n {
-        call_hash.push(calls.get(i).map_or(0, hash));
-        key_hash.push(keys.iter().find_map(|c| c.get(i)).map_or(0, hash));
-    }
+    let (call_hash, key_hash): (Vec<u64>, Vec<u64>) = hashes(legs)?.into_iter().unzip();
     DataFrame::new(
-        n,
+        legs.height(),
         vec![
             UInt64Chunked::from_vec(CALL_HASH.into(), call_hash).into_column(),
             UInt64Chunked::from_vec(KEY_HASH.into(), key_hash).into_column(),
@@ -66,6 +55,23 @@ pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
             legs.column(DATE)?.cast(&DataType::Date)?,
         ],
     )
+}
+
+/// Per leg of a frame with `call_id` and the interaction key columns, the hashes of its
+/// call_id and of its interaction key (the first of [`KEY`] set); 0 for none.
+pub fn hashes(legs: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
+    let keys: Vec<&StringChunked> = KEY
+        .iter()
+        .map(|k| legs.column(k)?.str())
+        .collect::<PolarsResult<_>>()?;
+    let calls = legs.column(CALL_ID)?.str()?;
+    Ok((0..legs.height())
+        .map(|i| {
+            let call = calls.get(i).map_or(0, hash);
+            let key = keys.iter().find_map(|c| c.get(i)).map_or(0, hash);
+            (call, key)
+        })
+        .collect())
 }
 
 /// The index in memory, compact: per leg its hashes and a partition number (20 bytes a leg);
