@@ -400,7 +400,11 @@ class Job:
         and in_dataset."""
         content = [c for c in columns if c not in LINEAGE and c not in (CUSTOMER_CLASS, RESELLER_CLASS)]
         same = " AND ".join(f"c.`{c}` <=> w.`{c}`" for c in content)
-        sql = (ENGINE / "dedup.sql").read_text().replace("${same}", same)
+        filled = " + ".join(f"CASE WHEN c.`{c}` IS NULL THEN 0 ELSE 1 END" for c in content)
+        # One sort key: a struct compares field by field, null least (DESC: null last).
+        by_data = "struct(" + ", ".join(f"c.`{c}`" for c in sorted(content)) + ") DESC"
+        sql = (ENGINE / "dedup.sql").read_text().replace("${same}", same) \
+            .replace("${filled}", filled).replace("${by_data}", by_data)
         copies.createOrReplaceTempView("copies")
         return self.spark.sql(sql)
 

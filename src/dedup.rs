@@ -1,21 +1,26 @@
 //! Stage 2: one leg per call_id.
 //!
 //! Overlapping exports repeat legs. Copies identical in every column (where they were read from
-//! aside) are dropped and counted. Copies that differ are a conflict, decided by one rule, the
-//! same within a run and across the runs of a dataset:
-//! 1. the copies' own data: the latest `timestamp` wins (KAZOO's time of the CDR's writing; a
-//!    missing one counts as oldest);
-//! 2. in a tie, the later input: a later run's copy over the dataset's ([`FROM_DATASET`]), and
-//!    within a run the later file (by `source_file`, the order a run reads its inputs), then the
-//!    later record in it (`source_line`, `source_offset`). So nights merged one after the other
-//!    keep what one run over all their files, named in night order, keeps; and the choice never
-//!    depends on thread count or argument order.
+//! aside) are dropped and counted. Copies that differ are a conflict, decided by one rule on the
+//! copies' own data, the same within a run and across the runs of a dataset ([`by_data`]):
+//! 1. the latest `timestamp` wins (KAZOO's time of the CDR's writing; a missing one counts as
+//!    oldest);
+//! 2. then the fuller copy: the one with more columns set (a stored CDR over a crossbar CSV row
+//!    or a `/cdrs` listing row of the same leg);
+//! 3. then, column by column in the order of the columns' names, the copy with the greater value
+//!    in the first column where they differ (a missing value counts as least; strings compare by
+//!    their UTF-8 bytes). By name, not by place, so that every engine orders alike.
 //!
-//! The others are dropped and counted, and the call_id is listed in the manifest. Under `--mode
-//! merge` the legs of the partitions a run rewrites are read back from the dataset and
-//! deduplicated with the run's by this rule, one thing added: when the dataset already holds a
-//! copy identical to the kept one, the dataset's copy stays (its `source_file` and `source_line`
-//! too), so that reading an export again changes nothing.
+//! So which copy is kept depends on the set of copies alone, never on the order inputs come in:
+//! nights merged in any order, or a night merged again after later ones, keep what one run over
+//! all of them keeps. Only identical copies tie on all three; of them the dataset's copy stays
+//! under `--mode merge` ([`FROM_DATASET`]: its `source_file` and `source_line` too, so that reading
+//! an export again changes nothing), and within a run the later input (by `source_file`, the
+//! order a run reads its inputs, then `source_line`, `source_offset`).
+//!
+//! The others are dropped and counted, and the call_id of a conflict is listed in the manifest.
+//! Under `--mode merge` the legs of the partitions a run rewrites are read back from the dataset
+//! and deduplicated with the run's by this rule.
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -68,16 +73,16 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
         .collect();
     order.par_sort_unstable();
 
-    let content: Vec<&Column> = df
+    let mut content: Vec<&Column> = df
         .columns()
         .iter()
         .filter(|c| !LINEAGE.contains(&c.name().as_str()) && c.name() != FROM_DATASET)
         .collect();
+    content.sort_by(|a, b| a.name().cmp(b.name()));
     let old: Vec<bool> = match df.column(FROM_DATASET) {
         Ok(c) => c.bool()?.iter().map(|v| v == Some(true)).collect(),
         Err(_) => vec![false; df.height()],
     };
-    let ts = df.column(TIMESTAMP)?.datetime()?.physical().clone();
     let files = df.column(SOURCE_FILE)?.str()?.clone();
     let lines = df.column(SOURCE_LINE)?.i64()?.clone();
     let recs = df.column(RECORD_INDEX)?.i64()?.clone();
@@ -89,27 +94,16 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
             continue;
         }
         let rows: Vec<usize> = group.iter().map(|&(_, i)| i as usize).collect();
-        // Latest timestamp (a missing one counts as oldest), then the later input: this run's
-        // copy over the dataset's, then the last read.
-        let mut winner = rows
-            .iter()
-            .copied()
-            .max_by(|&a, &b| {
-                ts.get(a)
-                    .cmp(&ts.get(b))
-                    .then_with(|| old[b].cmp(&old[a]))
-                    .then_with(|| files.get(a).cmp(&files.get(b)))
-                    .then_with(|| lines.get(a).cmp(&lines.get(b)))
-                    .then_with(|| recs.get(a).cmp(&recs.get(b)))
-            })
-            .unwrap_or(rows[0]);
-        // The dataset's copy of the kept leg stays, where it was read from included.
-        if !old[winner] {
-            for &r in rows.iter().filter(|&&r| old[r]) {
-                if same_content(&content, r, winner)? {
-                    winner = r;
-                    break;
-                }
+        // The copies' own data, then (identical copies) the dataset's copy, then the last read.
+        let mut winner = rows[0];
+        for &r in &rows[1..] {
+            let order = by_data(&content, r, winner)?
+                .then_with(|| old[r].cmp(&old[winner]))
+                .then_with(|| files.get(r).cmp(&files.get(winner)))
+                .then_with(|| lines.get(r).cmp(&lines.get(winner)))
+                .then_with(|| recs.get(r).cmp(&recs.get(winner)));
+            if order.is_gt() {
+                winner = r;
             }
         }
         let in_dataset = rows.iter().any(|&r| old[r]);
@@ -139,6 +133,41 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
     }
     let mask = BooleanChunked::from_slice("keep".into(), &keep);
     Ok((df.filter(&mask)?, stats))
+}
+
+/// The order of two copies (rows `a`, `b`) by their own data: `timestamp`, then how many of
+/// `cols` are set, then `cols` one by one (sorted by name), null least. `Greater`: `a` wins.
+fn by_data(cols: &[&Column], a: usize, b: usize) -> PolarsResult<std::cmp::Ordering> {
+    use std::cmp::Ordering::Equal;
+    let ts = cols
+        .iter()
+        .find(|c| c.name() == TIMESTAMP)
+        .map_or(Ok(Equal), |c| {
+            Ok::<_, PolarsError>(cmp_values(&c.get(a)?, &c.get(b)?))
+        })?;
+    if ts != Equal {
+        return Ok(ts);
+    }
+    let (mut set_a, mut set_b) = (0usize, 0usize);
+    for c in cols {
+        set_a += usize::from(!c.get(a)?.is_null());
+        set_b += usize::from(!c.get(b)?.is_null());
+    }
+    if set_a != set_b {
+        return Ok(set_a.cmp(&set_b));
+    }
+    for c in cols {
+        let o = cmp_values(&c.get(a)?, &c.get(b)?);
+        if o != Equal {
+            return Ok(o);
+        }
+    }
+    Ok(Equal)
+}
+
+/// Two values of one column: null least, floats by their total order.
+fn cmp_values(a: &AnyValue, b: &AnyValue) -> std::cmp::Ordering {
+    a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
 }
 
 fn same_content(cols: &[&Column], a: usize, b: usize) -> PolarsResult<bool> {

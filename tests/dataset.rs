@@ -18,10 +18,6 @@ use rerate::gen::GenLeg;
 
 use crate::util::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
-
 /// `rerate run INPUTS --out OUT -q EXTRA`.
 fn run(inputs: &[PathBuf], out: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["run"];
@@ -148,7 +144,7 @@ fn copy_of(leg: &GenLeg, r: &mut Mix) -> GenLeg {
             c.interaction_start += shift;
         }
         7 | 8 => {
-            // Conflicting, same times: another rate (the later input wins the tie).
+            // Conflicting, same times: another rate (the copies' data decide, whichever comes first).
             c.rate = 1 + (c.rate + 1 + r.below(50)) % 97;
         }
         _ => {
@@ -248,6 +244,7 @@ fn check_sequence(seed: u64, deck: bool) -> TestResult {
         false => vec![],
     };
     let mut all_inputs = Vec::new();
+    let mut night_inputs: Vec<Vec<PathBuf>> = Vec::new();
     for (k, night) in nights(seed, 5).iter().enumerate() {
         let k = k + 1;
         let night_dir = dir.path().join("in");
@@ -276,23 +273,55 @@ fn check_sequence(seed: u64, deck: bool) -> TestResult {
             "{context}: the dataset's totals"
         );
 
-        let before = snapshot(&merged);
-        ok(run(&inputs, &merged, &extra), &format!("{context}, rerun"));
-        let after = snapshot(&merged);
-        let changed: Vec<&String> = after
-            .iter()
-            .filter(|(p, b)| before.get(*p) != Some(b))
-            .map(|(p, _)| p)
-            .chain(before.keys().filter(|p| !after.contains_key(*p)))
-            .collect();
-        assert!(changed.is_empty(), "{context}: a rerun changed {changed:?}");
+        // A rerun of this night, then of an earlier one (its copies lose or tie as they did).
+        night_inputs.push(inputs);
+        let earlier = (seed as usize * 7 + k) % night_inputs.len();
+        for (again, which) in [
+            (night_inputs.len() - 1, "this night"),
+            (earlier, "an earlier night"),
+        ] {
+            let before = snapshot(&merged);
+            ok(
+                run(&night_inputs[again], &merged, &extra),
+                &format!("{context}, rerun of {which} ({})", again + 1),
+            );
+            let after = snapshot(&merged);
+            let changed: Vec<&String> = after
+                .iter()
+                .filter(|(p, b)| before.get(*p) != Some(b))
+                .map(|(p, _)| p)
+                .chain(before.keys().filter(|p| !after.contains_key(*p)))
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "{context}: a rerun of {which} ({}) changed {changed:?}",
+                again + 1
+            );
+        }
         std::fs::remove_dir_all(&one)?;
     }
+    // The same nights merged last first: the copies decide by their data, not by their order.
+    let reversed = dir.path().join("reversed");
+    for (k, inputs) in night_inputs.iter().enumerate().rev() {
+        ok(
+            run(inputs, &reversed, &extra),
+            &format!(
+                "seed {seed}, deck {deck}, night {} merged in reverse",
+                k + 1
+            ),
+        );
+    }
+    assert_same_dataset(
+        &reversed,
+        &merged,
+        &format!("seed {seed}, deck {deck}: the nights merged in reverse order"),
+    );
     Ok(())
 }
 
 #[test]
-fn nights_merged_one_by_one_equal_one_run_over_them_and_a_rerun_changes_nothing() -> TestResult {
+fn nights_merged_one_by_one_in_any_order_equal_one_run_over_them_and_a_rerun_changes_nothing(
+) -> TestResult {
     for seed in 1..=6 {
         check_sequence(seed, seed % 2 == 0)?;
     }

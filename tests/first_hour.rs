@@ -12,10 +12,6 @@ fn cdr(call_id: &str, account: &str, secs: i64) -> String {
     )
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// `night.ndjson` in `d`: two legs of account acc1, 60 s and 30 s (call_ids a1, a2).
 fn write_night(d: &Path) -> std::io::Result<()> {
     std::fs::write(

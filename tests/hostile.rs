@@ -181,3 +181,113 @@ fn oversized_deep_empty_and_bomb_inputs_are_read_or_rejected_and_the_run_goes_on
     assert_eq!(m["counts"]["records_read"], 12);
     Ok(())
 }
+
+/// A symbolic link inside the output folder is never followed by a commit: `--mode replace-all`
+/// removes the link, not what it points to; a table folder that is a link stops the run before
+/// the commit; a planted journal naming paths outside the folder is refused by recovery.
+#[cfg(unix)]
+#[test]
+fn a_commit_never_writes_or_deletes_through_a_symbolic_link() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("legs.ndjson");
+    std::fs::write(&input, leg("s1", "acct-a") + "\n")?;
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep"))?;
+    let precious = outside.join("deep/precious.txt");
+    std::fs::write(&precious, "keep me")?;
+
+    // A link planted among the dataset's folders, then a replace-all.
+    let out = dir.path().join("out");
+    run_ok(&[s(&input), "--out", s(&out)]);
+    std::os::unix::fs::symlink(&outside, out.join("link"))?;
+    let o = rerate(&["run", s(&input), "--out", s(&out), "--mode", "replace-all"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&precious)?, "keep me");
+
+    // The legs table's folder moved elsewhere and linked back: refused before the commit.
+    let moved = dir.path().join("moved-legs");
+    let out2 = dir.path().join("out2");
+    run_ok(&[s(&input), "--out", s(&out2)]);
+    std::fs::rename(out2.join("legs"), &moved)?;
+    std::os::unix::fs::symlink(&moved, out2.join("legs"))?;
+    let before = snapshot(&moved);
+    let o = rerate(&["run", s(&input), "--out", s(&out2), "--mode", "replace-all"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("symbolic link") && err.contains("legs"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&moved), before, "the linked folder changed");
+
+    // A journal planted in the staging folder, naming a file outside through `..`.
+    let out3 = dir.path().join("out3");
+    run_ok(&[s(&input), "--out", s(&out3)]);
+    let staging = out3.join(".rerate-staging");
+    std::fs::create_dir_all(staging.join("data"))?;
+    let journal = serde_json::json!({
+        "moves": [],
+        "deletes": ["../outside/deep/precious.txt"]
+    });
+    std::fs::write(staging.join("COMMIT"), journal.to_string())?;
+    let o = rerate(&["run", s(&input), "--out", s(&out3)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a plain relative path"), "{err}");
+    assert_eq!(std::fs::read_to_string(&precious)?, "keep me");
+    Ok(())
+}
+
+/// One record never stops a night: a message-bus event nested 300,000 levels deep and an
+/// account_id too long to be a folder name are rejected (file, line, reason); the other legs of
+/// the file are written.
+#[test]
+fn a_record_nested_too_deep_or_with_an_overlong_account_is_rejected_alone() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("night.ndjson");
+    let n = 300_000;
+    let deep = format!(
+        r#"{{"Call-ID": "deep1", "Billing-Seconds": "60", "Custom-Channel-Vars": {{"Account-ID": "acct-a", "X": {}1{}}}}}"#,
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let long = "a".repeat(250);
+    let lines = [
+        leg("ok1", "acct-a"),
+        deep,
+        leg("long1", &long),
+        leg("ok2", "acct-b"),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let out = dir.path().join("out");
+    let o = rerate(&["run", s(&input), "--out", s(&out)]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got: Vec<String> = legs(&out).into_keys().collect();
+    assert_eq!(got, ["ok1", "ok2"]);
+    let rejects = ndjson_file(&out.join("rejects.ndjson"));
+    let seen: Vec<(u64, &str)> = rejects
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap_or(0),
+                r["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(2, "nested_too_deep"), (3, "account_id_too_long")],
+        "{rejects:?}"
+    );
+    Ok(())
+}

@@ -10,6 +10,11 @@ use polars::prelude::*;
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The repository root (where `fixtures/` is).
+/// A test's path as a command-line argument (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 
-use super::record::{check_call_id, Flags, Leg, RejectReason, N_CCV, N_INT, N_JSON, N_TOP};
+use super::record::{
+    check_account_id, check_call_id, Flags, Leg, RejectReason, N_CCV, N_INT, N_JSON, N_TOP,
+};
 use crate::rate::deck::dollars_to_units;
 use crate::schema::{
     CCV_STR, INT_FIELDS, I_BILLING_SECONDS, I_CHANNEL_CREATED_TIME, I_DURATION_SECONDS,
@@ -381,7 +383,8 @@ fn parse_hms(s: &str) -> Option<(i64, i64, i64)> {
 /// `datetime`: `YYYY-MM-DD HH:MM:SS` (4.x), `YYYY-MM-DD_HH:MM:SS` (`kz_time:pretty_print_datetime`,
 /// 4.2.45+ and 5.0), optionally `_<zone>` (with a time zone). Gregorian seconds of the wall clock.
 fn parse_datetime(s: &str) -> Option<i64> {
-    if s.len() < 19 {
+    // Fixed positions are byte positions: only ASCII text has its characters there.
+    if s.len() < 19 || !s.is_ascii() {
         return None;
     }
     let (date, rest) = s.split_at(10);
@@ -424,6 +427,9 @@ pub fn parse_rfc1036(s: &str) -> Option<i64> {
 /// `kz_time:iso8601/2`: `2026-11-04T15:00:00Z` or `2026-11-04T10:00:00-05:00`: the wall clock
 /// (Gregorian seconds) and the offset from UTC in seconds.
 fn parse_iso_combined(s: &str) -> Option<(i64, i64)> {
+    if !s.is_ascii() {
+        return None;
+    }
     let (date, rest) = s.split_once('T')?;
     let day = parse_date(date)?;
     let (h, m, x) = parse_hms(rest.get(..8)?)?;
@@ -725,6 +731,7 @@ pub fn map_row<'a, 'n>(
         Some(a) => ccv[0] = Some(Cow::Owned(a.to_owned())),
         None => flags.add("no_account_in_path"),
     }
+    check_account_id(ccv[0].as_deref(), w)?;
     let mut json: [Option<Cow<'a, str>>; N_JSON] = std::array::from_fn(|_| None);
     if !extra.is_empty() {
         json[J_EXTRA] = Some(serde_json::Value::Object(extra).to_string().into());
@@ -832,6 +839,12 @@ mod tests {
             parse_iso_combined("2026-11-04T10:00:00-05:00"),
             Some((t - 5 * 3600, -5 * 3600))
         );
+        // A non-ASCII character where a fixed position falls: not a time, no panic.
+        assert_eq!(parse_datetime("2026-11-0é 15:00:00"), None);
+        assert_eq!(parse_datetime("2026-11-04 15:00:0é"), None);
+        assert_eq!(parse_iso_combined("2026-11-04T10:00:00-0é:00"), None);
+        assert_eq!(parse_iso_combined("2026-11-04T10:00:00+é0:0"), None);
+        assert_eq!(parse_rfc1036("Wed, 0é Nov 2026 15:00:00 GMT"), None);
         assert_eq!(parse_rfc1036("Wed, 04 Nov 2026 15:00:00"), None);
         assert_eq!(parse_rfc1036("Wed 04 Nov 2026 15:00:00 GMT"), None);
         assert!(Col::Rfc1036.accepts("\"Wed, 04 Nov 2026 15:00:00 GMT\""));

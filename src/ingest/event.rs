@@ -64,6 +64,40 @@ pub fn is_bus_event<'k>(mut keys: impl Iterator<Item = &'k str>) -> bool {
     keys.any(|k| k == EVENT_CALL_ID)
 }
 
+/// How deep an event may nest objects and arrays to be read: KAZOO's events nest 3 or 4 levels
+/// (`Custom-Channel-Vars`, `Custom-Application-Vars`, a list in them). Normalizing recurses once
+/// a level, so an event nested deeper is rejected ([`nests_deeper_than`]) rather than read.
+pub const MAX_EVENT_DEPTH: usize = 64;
+
+/// Whether the JSON `text` nests objects and arrays deeper than `max` levels. One pass over its
+/// bytes, no recursion: brackets inside strings (escapes included) do not count.
+pub fn nests_deeper_than(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The first member named `key` (`kz_json:get_value/2` on the decoded proplist).
 fn get<'a>(m: &Members<'a>, key: &str) -> Option<&'a RawValue> {
     m.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
@@ -253,6 +287,19 @@ mod tests {
 
     /// kz_json:normalize/1 folds with set_value/3: a later key of the same normalized name
     /// replaces the earlier one's value, in the earlier one's place.
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(!nests_deeper_than(&deep(64), 64));
+        assert!(nests_deeper_than(&deep(65), 64));
+        // Brackets in strings, escaped quotes included, are text.
+        let text = format!(r#"{{"a": "[[[\"[[[", "b": {}}}"#, deep(3));
+        assert!(!nests_deeper_than(&text, 4));
+        assert!(nests_deeper_than(&text, 3));
+        // 300,000 levels: measured without recursion.
+        assert!(nests_deeper_than(&deep(300_000), MAX_EVENT_DEPTH));
+    }
+
     #[test]
     fn keys_that_normalize_alike_keep_the_later_value() -> Result<(), serde_json::Error> {
         let event =

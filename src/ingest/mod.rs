@@ -331,6 +331,16 @@ impl Batch {
             Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
         };
         if cdr.is_bus_event() {
+            if event::nests_deeper_than(text, event::MAX_EVENT_DEPTH) {
+                let why = RejectReason::new(
+                    "nested_too_deep",
+                    format!(
+                        "a message-bus event nested deeper than {} levels (KAZOO's nest 3 or 4); not read",
+                        event::MAX_EVENT_DEPTH
+                    ),
+                );
+                return self.reject(ctx, line, record, why, text);
+            }
             // Read as the CDR KAZOO's cdr app saves from it.
             event_cdr = match event::to_cdr(text) {
                 Ok(t) => t,

@@ -532,6 +532,7 @@ impl<'a> RawCdr<'a> {
         if ccv[0].as_deref().is_some_and(|a| a.trim().is_empty()) {
             ccv[0] = None;
         }
+        check_account_id(ccv[0].as_deref(), "field")?;
         if self.ccv_not_object {
             flags.add_field("invalid", "custom_channel_vars");
         }
@@ -580,6 +581,29 @@ pub fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReas
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// The longest name a folder may have on the file systems rerate writes to (Linux's `NAME_MAX`,
+/// in bytes).
+pub const MAX_FOLDER_NAME_BYTES: usize = 255;
+
+/// An account_id must fit its partition folder's name, `account_id=<Hive-escaped id>`, in
+/// [`MAX_FOLDER_NAME_BYTES`] (about 240 bytes of plain text; KAZOO's are 32): a longer one is no
+/// KAZOO account, and its leg could be written nowhere.
+pub fn check_account_id(account_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
+    let Some(a) = account_id else { return Ok(()) };
+    let name = crate::write::partition::dir_name(crate::schema::ACCOUNT_ID, Some(a));
+    if name.len() > MAX_FOLDER_NAME_BYTES {
+        return Err(RejectReason::new(
+            "account_id_too_long",
+            format!(
+                "{what} 'account_id' is {} bytes: its partition folder's name would be {} bytes, more than the {MAX_FOLDER_NAME_BYTES} a file system allows",
+                a.len(),
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// start_time and end_time, in Unix microseconds.

@@ -197,8 +197,45 @@ fn crash_after() -> Option<usize> {
     std::env::var("RERATE_CRASH_AFTER_MOVES").ok()?.parse().ok()
 }
 
-/// Carries out a journal; every step may already have been done.
+/// Checks that `rel` (a journal's relative path, `/`-separated) names a path plainly inside
+/// `out`: not empty, no `..`, `.`, root or prefix component, and no folder on the way an
+/// existing symbolic link (the last component may be one: removing a link removes the link).
+/// A journal is rerate's own, but one on disk may have been planted or damaged.
+pub(crate) fn check_inside(out: &Path, rel: &str) -> Result<(), WriteError> {
+    use std::path::Component;
+    let unsafe_path = |why: &str| WriteError::UnsafePath {
+        path: out.join(rel).display().to_string(),
+        why: why.to_owned(),
+    };
+    let path = Path::new(rel);
+    if rel.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(unsafe_path("not a plain relative path"));
+    }
+    let mut at = out.to_path_buf();
+    let mut parts = path.components().peekable();
+    while let Some(c) = parts.next() {
+        if parts.peek().is_none() {
+            break;
+        }
+        at.push(c);
+        match at.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(unsafe_path(&format!("{} is a symbolic link", at.display())))
+            }
+            Ok(_) => {}
+            // Not there yet: nothing below it is either.
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// Carries out a journal; every step may already have been done. Every path is checked first
+/// ([`check_inside`]): a journal naming one outside `out` is refused with nothing done.
 fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
+    for rel in journal.moves.iter().chain(&journal.deletes) {
+        check_inside(out, rel)?;
+    }
     let data = root.join("data");
     let crash = crash_after();
     for (i, rel) in journal.moves.iter().enumerate() {
@@ -271,8 +308,12 @@ pub fn plan(
     }
     old.sort();
     old.dedup();
-    let deletes = old.into_iter().filter(|f| !new.contains(f)).collect();
+    let deletes: Vec<String> = old.into_iter().filter(|f| !new.contains(f)).collect();
     let moves = fewest_moves(out, &moves);
+    // Before the commit point: a symbolic link where the commit writes or deletes stops the run.
+    for rel in moves.iter().chain(&deletes) {
+        check_inside(out, rel)?;
+    }
     Ok(Journal { moves, deletes })
 }
 
@@ -349,15 +390,17 @@ fn sync_dir(path: &Path) {
     let _ = File::open(path).and_then(|f| f.sync_all());
 }
 
-/// Appends the files under `dir`, as paths relative to `base` with `/` separators.
+/// Appends the files under `dir`, as paths relative to `base` with `/` separators. A symbolic
+/// link is listed as itself, never followed (so deleting what is listed deletes the link, not
+/// what it points to).
 pub fn list_files(dir: &Path, base: &Path, files: &mut Vec<String>) -> Result<(), WriteError> {
-    if dir.is_file() {
+    let Ok(meta) = dir.symlink_metadata() else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
         if let Ok(rel) = dir.strip_prefix(base) {
             files.push(rel_str(rel));
         }
-        return Ok(());
-    }
-    if !dir.is_dir() {
         return Ok(());
     }
     for e in fs::read_dir(dir).map_err(io_err(dir))? {

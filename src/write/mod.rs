@@ -67,6 +67,11 @@ pub enum WriteError {
     NotAnOutputFolder(String),
     #[error("{0} is being written by another rerate run (it holds {0}/.rerate.lock); wait for it to finish")]
     Busy(String),
+    /// A path a commit would write or delete that is not plainly inside the output folder: one
+    /// with `..`, absolute, or through a symbolic link (rerate never writes or deletes through
+    /// one, and a journal naming such a path was not written by rerate).
+    #[error("{path}: {why}; rerate writes and deletes only plain paths inside the output folder, never through a symbolic link: nothing was changed")]
+    UnsafePath { path: String, why: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
