@@ -600,6 +600,7 @@ class Job:
                                          col(der) - col(rec))), F.lit(0))
         s = legs.agg(
             F.sum(when(~derived, 1).otherwise(0)).alias("not_derived"),
+            F.sum(when(col("deck_rate").isNull(), 1).otherwise(0)).alias("no_deck_rate"),
             F.sum(when(derived & col("recorded_cost_units").isNull(), 1).otherwise(0)).alias("not_recorded"),
             F.sum(when(derived & col("recorded_reseller_cost_units").isNull(), 1).otherwise(0)).alias("reseller_not_recorded"),
             delta("account_billing", "recorded_cost_units", "derived_cost_units").alias("total_delta_units"),
@@ -613,7 +614,8 @@ class Job:
             "rows": sum(by_class.values()), "by_class": dict(sorted(by_class.items())),
             "total_delta_units": int(s.total_delta_units or 0),
             "total_reseller_delta_units": int(s.total_reseller_delta_units or 0),
-            "not_derived": int(s.not_derived or 0), "not_recorded": int(s.not_recorded or 0),
+            "not_derived": int(s.not_derived or 0), "no_deck_rate": int(s.no_deck_rate or 0),
+            "not_recorded": int(s.not_recorded or 0),
             "reseller_not_recorded": int(s.reseller_not_recorded or 0),
             "worst_accounts": [list(w) for w in worst],
         }

@@ -88,6 +88,9 @@ pub struct Summary {
     pub total_reseller_delta_units: i64,
     /// Legs whose money could not be derived (no rating inputs and no deck rate).
     pub not_derived: u64,
+    /// Legs the rate deck has no rate for (all of them when no deck was given): not compared
+    /// with a deck.
+    pub no_deck_rate: u64,
     /// Legs whose customer money KAZOO's export did not record (no `cost` cell).
     pub not_recorded: u64,
     /// Legs whose reseller money KAZOO's export did not record (no reseller columns).
@@ -109,6 +112,7 @@ impl Summary {
         self.total_delta_units += o.total_delta_units;
         self.total_reseller_delta_units += o.total_reseller_delta_units;
         self.not_derived += o.not_derived;
+        self.no_deck_rate += o.no_deck_rate;
         self.not_recorded += o.not_recorded;
         self.reseller_not_recorded += o.reseller_not_recorded;
         for (a, (n, d)) in o.per_account {
@@ -197,6 +201,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let mut summary = Summary::default();
     for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
+        summary.no_deck_rate += u64::from(deck_rate.get(k).is_none());
         let own = |mode| rate(&inputs, mode).cost_units;
         let no_inputs = is_column_shaped(fmt.get(k));
         let (rc, rr) = if no_inputs {

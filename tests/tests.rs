@@ -1,5 +1,6 @@
 //! Integration tests: the real `rerate` binary on `fixtures/` and on inputs made per test.
 
+mod couch;
 mod dataset;
 mod decks;
 mod extract;

@@ -190,6 +190,19 @@ pub fn json_file(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read json")).expect("parse json")
 }
 
+/// The (line, code) of each reject of the run that wrote `out`, in file order.
+pub fn reject_codes(out: &Path) -> Vec<(u64, String)> {
+    ndjson_file(&out.join("rejects.ndjson"))
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap_or(0),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .expect("read ndjson")

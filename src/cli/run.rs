@@ -211,6 +211,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     f.input.display, s.line, s.what
                 );
             }
+            if !f.skipped_documents.is_empty() {
+                let n: u64 = f.skipped_documents.values().sum();
+                let kinds: Vec<String> = f
+                    .skipped_documents
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect();
+                eprintln!(
+                    "rerate: {}: skipped {n} CouchDB documents that are not CDRs, as KAZOO's cdrs view does ({})",
+                    f.input.display,
+                    kinds.join(", ")
+                );
+            }
         }
         if outcome.manifest.finished_interrupted_commit {
             eprintln!(
@@ -442,8 +455,16 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
                 .collect();
             s += &format!("; worst accounts: {}", worst.join(", "));
         }
-    } else if deck {
+    } else if deck && r.no_deck_rate == 0 {
         s += "\n  reconciliation: every leg agrees with the rate deck";
+    } else if deck {
+        let compared = m.counts.legs_written.saturating_sub(r.no_deck_rate);
+        s += &format!(
+            "\n  reconciliation: {} with a rate in the deck {} with it; {} no rate in the deck (not compared with it)",
+            count(compared, "leg", "legs"),
+            if compared == 1 { "agrees" } else { "agree" },
+            count(r.no_deck_rate, "leg has", "legs have"),
+        );
     }
     s
 }

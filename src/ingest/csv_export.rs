@@ -865,6 +865,7 @@ pub fn parse(
         logged_rejects: 0,
         records: read.records,
         skipped: Vec::new(),
+        skipped_documents: Default::default(),
         layout: super::scan::Layout::Lines,
         lines: read.lines,
     })

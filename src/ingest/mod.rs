@@ -5,6 +5,7 @@
 //! checked legs into per-worker column builders (builder) -> concatenate the batches.
 
 pub mod builder;
+pub mod couch;
 pub mod crossbar;
 pub mod csv_export;
 pub mod decompress;
@@ -18,6 +19,7 @@ pub mod rejects;
 pub mod scan;
 pub mod value;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -112,6 +114,10 @@ pub struct FileStats {
     /// Values recognized as holding no CDRs (a `/cdrs/summary` response), skipped.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_content: Vec<SkippedContent>,
+    /// Documents of a CouchDB dump that are not CDRs, skipped, counted by kind (their
+    /// `pvt_type`, or `tombstone`, `_design`, `pvt_deleted`; see [`couch::not_a_cdr`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_documents: BTreeMap<String, u64>,
 }
 
 /// What stage 1 produced besides the legs, which went to the sink as they were parsed.
@@ -146,6 +152,8 @@ struct Batch {
     records: u64,
     /// Content that holds no CDRs and is not an error (a `/cdrs/summary` response).
     skipped: Vec<SkippedContent>,
+    /// CouchDB documents that are not CDRs, counted by kind.
+    skipped_documents: BTreeMap<String, u64>,
 }
 
 /// A value that holds no CDRs by design, recognized by its keys and skipped (never a reject):
@@ -196,6 +204,7 @@ impl Batch {
             rejects: Vec::new(),
             records: 0,
             skipped: Vec::new(),
+            skipped_documents: BTreeMap::new(),
         }
     }
 
@@ -330,6 +339,33 @@ impl Batch {
             Ok(c) => c,
             Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
         };
+        if level != Level::Doc && !cdr.has_call_id() {
+            let whole = matches!(level, Level::Top | Level::InArray);
+            match couch::wrapper(cdr.extra(), whole) {
+                couch::Wrapper::None => {}
+                couch::Wrapper::Doc(doc) => {
+                    let d = doc.get();
+                    let d_at = offset_in(text, d);
+                    let d_line = line + count_lines(&text.as_bytes()[..d_at]);
+                    return self.value(ctx, d, d_line, record, Level::Doc, off + d_at as u64);
+                }
+                couch::Wrapper::Body(rows) => {
+                    let d = rows.get();
+                    let d_at = offset_in(text, d);
+                    let d_line = line + count_lines(&text.as_bytes()[..d_at]);
+                    return self.array(ctx, d, d_line, Level::InData, off + d_at as u64);
+                }
+                couch::Wrapper::Deleted => return self.skip_document("tombstone".into()),
+                couch::Wrapper::NoDoc => {
+                    let why = RejectReason::new("row_without_doc", couch::no_doc_message());
+                    return self.reject(ctx, line, record, why, text);
+                }
+                couch::Wrapper::FeedEnd => return,
+            }
+        }
+        if let Some(kind) = couch::not_a_cdr(cdr.extra()) {
+            return self.skip_document(kind);
+        }
         if cdr.is_bus_event() {
             if event::nests_deeper_than(text, event::MAX_EVENT_DEPTH) {
                 let why = RejectReason::new(
@@ -351,7 +387,10 @@ impl Batch {
                 Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
             };
         }
-        if let Some(data) = cdr.envelope_data().filter(|_| level != Level::InData) {
+        if let Some(data) = cdr
+            .envelope_data()
+            .filter(|_| !matches!(level, Level::InData | Level::Doc))
+        {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
             let d_at = offset_in(text, d);
@@ -455,6 +494,11 @@ impl Batch {
     fn skip(&mut self, line: u64, record: Option<u64>, what: &'static str) {
         self.skipped.push(SkippedContent { line, record, what });
     }
+
+    /// Counts a CouchDB document that is not a CDR, under `kind` ([`couch::not_a_cdr`]).
+    fn skip_document(&mut self, kind: String) {
+        *self.skipped_documents.entry(kind).or_default() += 1;
+    }
 }
 
 /// Where a value stands: what it may be besides a CDR.
@@ -464,8 +508,11 @@ enum Level {
     Top,
     /// An element of a top-level array: may be an envelope (pages saved as an array).
     InArray,
-    /// A record of an envelope's `data`: a CDR, nothing else.
+    /// A record of an envelope's `data`, or of a CouchDB body's `rows`, `docs` or `results`: a
+    /// CDR, or a CouchDB row or change holding a document.
     InData,
+    /// A document out of a CouchDB row or change: a CDR or another document, no wrapper.
+    Doc,
 }
 
 /// Where a slice borrowed from `text` starts in it.
@@ -619,6 +666,7 @@ fn read_file(
         legs,
         rejected: parsed.logged_rejects + parsed.rejects.len() as u64,
         skipped_content: parsed.skipped,
+        skipped_documents: parsed.skipped_documents,
     };
     let mut rejects = parsed.rejects;
     if let Some(log) = &opts.rejects {
@@ -932,11 +980,13 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     let mut frames: Vec<Vec<DataFrame>> = vec![Vec::new(); n];
     let mut rejects = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_documents: BTreeMap<String, u64> = BTreeMap::new();
     let mut records = 0;
     for b in batches {
         records += b.records;
         rejects.extend(b.rejects);
         skipped.extend(b.skipped);
+        add_counts(&mut skipped_documents, b.skipped_documents);
         for (k, builder) in b.builders.into_iter().enumerate() {
             if !builder.is_empty() {
                 frames[k].push(builder.finish(source, "json")?);
@@ -961,8 +1011,16 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     }
     parsed.rejects = rejects;
     parsed.skipped = skipped;
+    parsed.skipped_documents = skipped_documents;
     parsed.records = records;
     Ok(parsed)
+}
+
+/// Adds counts by name to `to`.
+fn add_counts(to: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+    for (k, n) in from {
+        *to.entry(k).or_default() += n;
+    }
 }
 
 /// Hands `parsed`'s legs to the sink (leaving none) and returns how many.
@@ -991,6 +1049,8 @@ pub struct Parsed {
     pub records: u64,
     /// Values recognized as holding no CDRs, skipped.
     pub skipped: Vec<SkippedContent>,
+    /// CouchDB documents that are not CDRs, counted by kind.
+    pub skipped_documents: BTreeMap<String, u64>,
     pub layout: Layout,
     /// The line the input ended on.
     pub lines: u64,
@@ -1005,6 +1065,7 @@ impl Parsed {
             logged_rejects: 0,
             records: 0,
             skipped: Vec::new(),
+            skipped_documents: BTreeMap::new(),
             layout: Layout::Stream,
             lines: 1,
         }
@@ -1024,6 +1085,10 @@ impl Parsed {
         self.records += window.records;
         self.rejects.append(&mut window.rejects);
         self.skipped.append(&mut window.skipped);
+        add_counts(
+            &mut self.skipped_documents,
+            std::mem::take(&mut window.skipped_documents),
+        );
     }
 }
 

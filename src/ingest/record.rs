@@ -289,6 +289,17 @@ impl<'a> RawCdr<'a> {
         )
     }
 
+    /// The members of the object rerate has no column for, raw: where CouchDB's and KAZOO's
+    /// document keys (`_id`, `pvt_type`, `doc`, `rows`, ...) are.
+    pub fn extra(&self) -> &[(Cow<'a, str>, &'a RawValue)] {
+        &self.extra
+    }
+
+    /// Whether the object has a `call_id`.
+    pub fn has_call_id(&self) -> bool {
+        self.top[0].is_some()
+    }
+
     /// Whether the object is the `data` of a crossbar `/cdrs/summary` response: only the keys
     /// `inbound` and `outbound`, each an object (domain -> classifier -> billable seconds). The
     /// shape comes from the `format_summary` list of `cdrs/summarize_cdrs` (kazoo_modb's

@@ -403,7 +403,9 @@ fn peek_envelope(buf: &[u8], pos: usize) -> Peek {
         if key == b"call_id" || key == b"account_id" {
             return Peek::NotEnvelope;
         }
-        if key == b"data" {
+        // A crossbar envelope's `data`, or a CouchDB body's rows (`_all_docs`), documents
+        // (`_bulk_docs`) or changes (`_changes`): see [`super::couch`].
+        if matches!(key, b"data" | b"rows" | b"docs" | b"results") {
             return if c == b'[' {
                 Peek::Data(i)
             } else {

@@ -241,6 +241,23 @@ pub fn generate_weight(prefix: &str, rate_cost_dollars: f64, private_cost_units:
     constrain_weight(prefix.len() as i64 * 10 - (dollars * 100.0).trunc() as i64)
 }
 
+/// A `direction` cell: `inbound`, `outbound`, or the stored list run together as KAZOO's rate
+/// export writes it (`kt_rates:to_csv_row/1` casts the list with `kz_term:to_binary/1`, an
+/// `iolist_to_binary`: `["inbound","outbound"]` becomes `inboundoutbound`). The directions in
+/// the order given; `None` for anything else.
+fn exported_directions(cell: &str) -> Option<Vec<String>> {
+    let mut rest = cell;
+    let mut list: Vec<String> = Vec::new();
+    while !rest.is_empty() {
+        let d = ["inbound", "outbound"]
+            .into_iter()
+            .find(|d| rest.starts_with(d) && !list.iter().any(|x| x == d))?;
+        list.push(d.to_owned());
+        rest = &rest[d.len()..];
+    }
+    (!list.is_empty()).then_some(list)
+}
+
 /// `kt_rates:generate_name/3` with the directions KAZOO has set by then.
 pub fn generate_name(prefix: &str, iso: Option<&str>, directions: &[String]) -> String {
     let dirs = directions.join("_");
@@ -683,12 +700,14 @@ fn parse_row(
     };
     let directions: Vec<String> = match get(c.direction) {
         None => vec!["inbound".into(), "outbound".into()],
-        Some(d @ ("inbound" | "outbound")) => vec![d.to_owned()],
-        Some(d) => {
-            return Err(format!(
-                "direction {d:?} is not inbound, outbound or empty (KAZOO's import refuses the row)"
-            ))
-        }
+        Some(d) => match exported_directions(d) {
+            Some(list) => list,
+            None => {
+                return Err(format!(
+                    "direction {d:?} is not inbound, outbound, both run together as KAZOO's export writes them, or empty (KAZOO's import refuses the row)"
+                ))
+            }
+        },
     };
     let iso = get(c.iso);
     let name = text(c.name).unwrap_or_else(|| generate_name(&prefix, iso, &directions));
@@ -775,6 +794,30 @@ mod tests {
             ..Lookup::default()
         })
         .and_then(|r| r.name.clone())
+    }
+
+    #[test]
+    fn a_deck_exported_by_kazoo_reads_its_run_together_directions() -> Result<(), DeckError> {
+        // As the tasks app's rate export writes it: every cell quoted, a both-direction rate's
+        // direction list run together (`kt_rates:to_csv_row/1`).
+        let d = deck(
+            concat!(
+                "\"description\",\"direction\",\"iso_country_code\",\"prefix\",\"rate_cost\",\"rate_increment\",\"rate_minimum\",\"rate_name\",\"weight\"\n",
+                "\"UK mobile\",\"outbound\",\"GB\",\"447\",\"0.07\",\"6\",\"30\",\"UK-MOBILE\",\"30\"\n",
+                "\"Germany\",\"inboundoutbound\",\"DE\",\"49\",\"0.05\",\"60\",\"60\",\"DE\",\"20\"\n",
+                "\"France\",\"outboundinbound\",\"FR\",\"33\",\"0.05\",\"60\",\"60\",\"FR\",\"20\"\n",
+            ),
+            Hotornot::default(),
+        )?;
+        for dir in ["inbound", "outbound"] {
+            assert_eq!(pick(&d, "4930123456", Some(dir)).as_deref(), Some("DE"));
+            assert_eq!(pick(&d, "33123456789", Some(dir)).as_deref(), Some("FR"));
+        }
+        assert_eq!(pick(&d, "447700900123", Some("inbound")), None);
+        assert_eq!(exported_directions("inboundinbound"), None);
+        assert_eq!(exported_directions("inbound_outbound"), None);
+        assert_eq!(exported_directions(""), None);
+        Ok(())
     }
 
     #[test]

@@ -579,9 +579,15 @@ pub fn render(
         })
         .collect();
     let intro = match (deck, r.rows) {
-        (true, 0) => format!(
+        (true, 0) if r.no_deck_rate == 0 => format!(
             "Every leg agrees with the rate deck {}.",
             opt("rates")
+        ),
+        (true, 0) => format!(
+            "The {} legs with a rate in the deck {} agree with it; {} legs have no rate in it and were not compared with it.",
+            thousands(m.counts.legs_written.saturating_sub(r.no_deck_rate) as i64),
+            opt("rates"),
+            thousands(r.no_deck_rate as i64)
         ),
         (true, _) => format!(
             "Legs whose money KAZOO recorded differs from what the rate deck {} derives, by class (the reconciliation/ table lists each).",

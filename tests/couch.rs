@@ -1,0 +1,201 @@
+//! An account's month database as CouchDB and KAZOO write it (`tests/couchdb/`, see its
+//! README): every wrapper unwrapped, only CDR documents read as legs, the others counted by kind,
+//! each leg located at its document's physical line and byte offset.
+
+use std::collections::BTreeMap;
+
+use crate::util::*;
+
+const FAX_LEG: &str = "2c8d1e5f7a9b0c3d4e6f8a1b2c3d4e5f@203.0.113.17";
+const UK_LEG: &str = "0e4b5d6c-a1f2-4c3b-9d8e-7f6a5b4c3d2e";
+const RECORDED_LEG: &str = "7b3f4c2a9e1d4f6b8a0c2e4d6f8a1b3c@192.168.10.21";
+const VOICEMAIL_LEG: &str = "9a1b2c3d4e5f60718293a4b5c6d7e8f9@198.51.100.23";
+
+/// A CDR's call_id, and the physical line and byte offset of its document.
+type At = (&'static str, i64, i64);
+
+/// Each file and where its four CDRs are, from its `.expected.md`.
+fn files() -> Vec<(&'static str, [At; 4])> {
+    vec![
+        (
+            "all_docs.json",
+            [
+                (UK_LEG, 2, 201),
+                (FAX_LEG, 3, 2774),
+                (RECORDED_LEG, 6, 8331),
+                (VOICEMAIL_LEG, 8, 12842),
+            ],
+        ),
+        (
+            "all_docs_pretty.json",
+            [
+                (UK_LEG, 11, 265),
+                (FAX_LEG, 90, 3641),
+                (RECORDED_LEG, 280, 11165),
+                (VOICEMAIL_LEG, 416, 17058),
+            ],
+        ),
+        (
+            "bulk_docs_dump.json",
+            [
+                (UK_LEG, 2, 28),
+                (FAX_LEG, 3, 2418),
+                (RECORDED_LEG, 6, 7476),
+                (VOICEMAIL_LEG, 8, 11645),
+            ],
+        ),
+        (
+            "changes_continuous.ndjson",
+            [
+                (UK_LEG, 2, 1005),
+                (RECORDED_LEG, 3, 3777),
+                (FAX_LEG, 8, 11837),
+                (VOICEMAIL_LEG, 11, 17638),
+            ],
+        ),
+        (
+            "changes_normal.json",
+            [
+                (UK_LEG, 3, 1020),
+                (RECORDED_LEG, 4, 3794),
+                (FAX_LEG, 8, 11861),
+                (VOICEMAIL_LEG, 11, 17668),
+            ],
+        ),
+        (
+            "modb_archive.json",
+            [
+                (UK_LEG, 1, 164),
+                (FAX_LEG, 2, 2736),
+                (RECORDED_LEG, 5, 8290),
+                (VOICEMAIL_LEG, 7, 12799),
+            ],
+        ),
+        (
+            "modb_docs.ndjson",
+            [
+                (UK_LEG, 1, 0),
+                (FAX_LEG, 2, 2389),
+                (RECORDED_LEG, 5, 7444),
+                (VOICEMAIL_LEG, 7, 11611),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn a_month_database_in_every_wrapper_gives_its_cdrs_and_counts_the_other_documents() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (name, want) in files() {
+        let input = root().join("tests/couchdb").join(name);
+        let out = dir.path().join(name);
+        run_ok(&[s(&input), "--out", s(&out), "-q"]);
+
+        // Four legs: the fax and the recording did not replace their calls' CDRs, the
+        // soft-deleted CDR is none. By hand: 125 s at 700 a minute in steps of 6 s (minimum 30)
+        // is 126 s, 1470 units; the fax leg's 48 s at 100 a minute (60, 60) is 60 s, 100 units.
+        let got = legs(&out);
+        let ids: Vec<&str> = got.keys().map(String::as_str).collect();
+        let mut want_ids: Vec<&str> = want.iter().map(|w| w.0).collect();
+        want_ids.sort_unstable();
+        assert_eq!(ids, want_ids, "{name}");
+        assert_eq!(got[UK_LEG].cost, Some(1470), "{name}");
+        assert_eq!(got[UK_LEG].billed, Some(126), "{name}");
+        assert_eq!(got[FAX_LEG].cost, Some(100), "{name}");
+        assert_eq!(
+            got[FAX_LEG].account, "4a6b8c0d2e4f60718293a4b5c6d7e8f9",
+            "{name}"
+        );
+
+        // Each leg where its document is.
+        let mut at = BTreeMap::new();
+        for f in parquet_files(&out.join("legs")) {
+            let df = read_parquet(&f);
+            let (ids, lines, offs) = (
+                df.column("call_id")?.str()?.clone(),
+                df.column("source_line")?.i64()?.clone(),
+                df.column("source_offset")?.i64()?.clone(),
+            );
+            for i in 0..df.height() {
+                at.insert(
+                    ids.get(i).unwrap_or_default().to_owned(),
+                    (lines.get(i).unwrap_or(0), offs.get(i).unwrap_or(0)),
+                );
+            }
+        }
+        for (id, line, off) in want {
+            assert_eq!(at[id], (line, off), "{name}: {id}");
+        }
+
+        // The other documents, counted by kind; nothing rejected.
+        let m = json_file(&out.join("manifest.json"));
+        let file = &m["inputs"][0];
+        let mut kinds = serde_json::json!({
+            "_design": 1, "call_recording": 1, "fax": 1, "ledger": 2, "mailbox_message": 1,
+            "pvt_deleted": 1
+        });
+        if name.starts_with("changes") {
+            kinds["tombstone"] = 1.into();
+        }
+        assert_eq!(file["skipped_documents"], kinds, "{name}");
+        assert_eq!(
+            (file["legs"].as_u64(), file["rejected"].as_u64()),
+            (Some(4), Some(0)),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+/// `_all_docs` fetched without `include_docs=true` lists ids, not documents: each row is
+/// rejected with the reason, never read as nothing.
+#[test]
+fn rows_without_their_documents_are_rejected_with_the_reason() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("all_docs.json");
+    std::fs::write(
+        &input,
+        "{\"total_rows\":2,\"offset\":0,\"rows\":[\r\n{\"id\":\"202611-a\",\"key\":\"202611-a\",\"value\":{\"rev\":\"1-x\"}},\r\n{\"id\":\"202611-b\",\"key\":\"202611-b\",\"value\":{\"rev\":\"1-y\"}}\r\n]}",
+    )?;
+    let out = dir.path().join("out");
+    let o = rerate(&["run", s(&input), "--out", s(&out), "-q"]);
+    let rejects = ndjson_file(&out.join("rejects.ndjson"));
+    let want = [(2, "row_without_doc"), (3, "row_without_doc")].map(|(l, c)| (l, c.to_owned()));
+    assert_eq!(reject_codes(&out), want, "{o:?}");
+    assert!(rejects[0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("include_docs=true")));
+    Ok(())
+}
+
+/// A rate deck as KAZOO's tasks app exports it (every cell quoted, a both-direction rate's
+/// direction run together as `inboundoutbound`) is read whole; the legs it has no rate for are
+/// said to be uncompared, never "every leg agrees".
+#[test]
+fn a_deck_exported_by_kazoo_reads_and_legs_without_its_rate_are_not_said_to_agree() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let deck = dir.path().join("out.csv");
+    std::fs::write(
+        &deck,
+        concat!(
+            "\"description\",\"direction\",\"iso_country_code\",\"prefix\",\"rate_cost\",\"rate_increment\",\"rate_minimum\",\"rate_name\",\"rate_surcharge\",\"routes\",\"weight\"\n",
+            "\"UK mobile\",\"outbound\",\"GB\",\"447\",\"0.07\",\"6\",\"30\",\"UK-MOBILE\",\"0.0\",\"^\\+?447.+$\",\"30\"\n",
+            "\"Germany\",\"inboundoutbound\",\"DE\",\"49\",\"0.05\",\"60\",\"60\",\"inbound_outbound_DE_49\",\"0.0\",\"^\\+?49.+$\",\"20\"\n",
+        ),
+    )?;
+    let input = root().join("tests/couchdb/all_docs.json");
+    let out = dir.path().join("out");
+    let o = rerate(&["run", s(&input), "--rates", s(&deck), "--out", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("refus"), "{err}");
+    assert!(
+        err.contains(
+            "1 leg with a rate in the deck agrees with it; 3 legs have no rate in the deck"
+        ),
+        "{err}"
+    );
+    // The UK leg priced by the deck: 126 s at 0.07 a minute, 1470 units, as its own rate says.
+    assert_eq!(legs(&out)[UK_LEG].cost, Some(1470));
+    Ok(())
+}
