@@ -33,6 +33,7 @@ static CORPUS: LazyLock<Vec<u8>> = LazyLock::new(|| {
         shape: Shape::Ndjson,
         gzip: false,
         start_unix: 1_793_577_600,
+        call_ids_start_unix: 1_793_577_600,
         header_every: 0,
     };
     let report = generate(&opts, dir.path()).expect("generate");

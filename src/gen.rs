@@ -180,6 +180,11 @@ pub struct GenOptions {
     pub gzip: bool,
     /// First day, as Unix seconds at midnight UTC.
     pub start_unix: i64,
+    /// The first day the call_ids are made from (its date leads each call_id), as Unix seconds:
+    /// `start_unix` gives each night its own call_ids, so corpora made with the same seed for
+    /// other days never share one; another night's start repeats that night's call_ids (an
+    /// export made again).
+    pub call_ids_start_unix: i64,
     /// `kazoo-csv`: write the header again every this many rows, as KAZOO 4.2's chunked
     /// exports did (0: once, at the top).
     pub header_every: u64,
@@ -503,10 +508,12 @@ fn interaction(
     let caller = format!("+1{}", 2_000_000_000 + rng.below(7_999_999_999));
     let callee = format!("+{}", 10_000_000_000u64 + rng.below(89_999_999_999));
     let bridge = format!("{}-{}", file, hex(rng, 24));
+    let id_day = chrono::DateTime::from_timestamp(o.call_ids_start_unix, 0)
+        .map_or_else(String::new, |d| d.format("%Y%m%d").to_string());
     let mut legs = Vec::with_capacity(n as usize);
     for k in 0..n {
         *serial += 1;
-        let call_id = format!("{}-{:08}-{}", file, serial, hex(rng, 16));
+        let call_id = format!("{}-{}-{:08}-{}", id_day, file, serial, hex(rng, 16));
         let direction = if k == 0 { "inbound" } else { "outbound" };
         let account_billing = *rng.pick(&[
             "per_minute",
@@ -632,6 +639,7 @@ mod tests {
             shape: Shape::Ndjson,
             gzip: false,
             start_unix: 1_793_577_600,
+            call_ids_start_unix: 1_793_577_600,
             header_every: 0,
         };
         let a = generate(&opts, &dir.path().join("a"))?;

@@ -83,6 +83,8 @@ pub struct RunConfig {
     pub queries: Option<PathBuf>,
     /// Commit nothing when any input could not be read to its end.
     pub strict: bool,
+    /// Commit nothing (exit 5) when more records than this are rejected.
+    pub max_rejects: Option<MaxRejects>,
     /// No progress bars.
     pub quiet: bool,
     /// summary.html's currency label.
@@ -124,6 +126,88 @@ impl RunOutcome {
 
 /// The exit status of a run that committed, but read some input only in part.
 pub const EXIT_PARTIAL: u8 = 3;
+
+/// The exit status of a run that committed nothing because every record it read was rejected,
+/// or more than `--max-rejects` were.
+pub const EXIT_REJECTS: u8 = 5;
+
+/// A run refused for its rejects ([`EXIT_REJECTS`]): what was read, why, and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TooManyRejects(pub String);
+
+/// `--max-rejects`: the most rejects a run may have and still commit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum MaxRejects {
+    /// At most this many records rejected.
+    Count(u64),
+    /// At most this share of the records read, in percent.
+    Percent(f64),
+}
+
+impl std::str::FromStr for MaxRejects {
+    type Err = String;
+
+    /// `100` (records) or `0.5%` (of the records read).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxRejects::Percent(v)),
+                _ => Err(format!("{s:?} is not a percentage from 0% to 100%")),
+            },
+            None => s.parse::<u64>().map(MaxRejects::Count).map_err(|_| {
+                format!("{s:?} is not a count of records (100) or a percentage (0.5%)")
+            }),
+        }
+    }
+}
+
+/// Why a run must not commit for its rejects: every record read rejected (at least one read,
+/// and no CouchDB document skipped as not a CDR), or more than `max`. `None`: it may commit.
+pub fn too_many_rejects(
+    counts: &Counts,
+    skipped_documents: u64,
+    max: Option<MaxRejects>,
+) -> Option<String> {
+    let (rejected, read) = (counts.rejected, counts.records_read);
+    if read > 0 && rejected == read && skipped_documents == 0 {
+        return Some(format!(
+            "every one of the {read} records read was rejected: no leg (is this a KAZOO CDR export?)"
+        ));
+    }
+    let over = match max? {
+        MaxRejects::Count(n) => rejected > n,
+        MaxRejects::Percent(p) => read > 0 && rejected as f64 * 100.0 > p * read as f64,
+    };
+    over.then(|| {
+        format!(
+            "{rejected} of the {read} records read were rejected, more than --max-rejects {}",
+            match max {
+                Some(MaxRejects::Percent(p)) => format!("{p}%"),
+                Some(MaxRejects::Count(n)) => n.to_string(),
+                None => String::new(),
+            }
+        )
+    })
+}
+
+/// The first `n` rejects of a rejects file, as `file line N: reason`.
+fn first_rejects(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .take(n)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r["source"].as_str().unwrap_or("?"),
+                r["location"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
 
 impl Job {
     /// Finds the inputs, loads the rate deck and the reports, and sizes the worker pools.
@@ -411,6 +495,36 @@ impl Job {
                 cfg.out.display(),
                 files.join("; ")
             );
+        }
+        let skipped_documents: u64 = input_stats
+            .iter()
+            .flat_map(|f| f.skipped_documents.values())
+            .sum();
+        if let Some(why) = too_many_rejects(&counts, skipped_documents, cfg.max_rejects) {
+            let samples = first_rejects(&out.join(REJECTS_FILE), 3);
+            let mut reasons: Vec<(&&str, &u64)> = counts.rejected_by_reason.iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let reasons: Vec<String> = reasons
+                .iter()
+                .take(3)
+                .map(|(code, n)| format!("{code} {n}"))
+                .collect();
+            let mut files: Vec<&crate::ingest::FileStats> =
+                input_stats.iter().filter(|f| f.rejected > 0).collect();
+            files.sort_by_key(|f| std::cmp::Reverse(f.rejected));
+            let files: Vec<String> = files
+                .iter()
+                .take(3)
+                .map(|f| format!("{} ({} of {})", f.input.display, f.rejected, f.records))
+                .collect();
+            return Err(TooManyRejects(format!(
+                "{why}; nothing was committed and {} is as it was. Top reasons: {}. Files: {}. First rejects:\n  {}",
+                cfg.out.display(),
+                reasons.join(", "),
+                files.join(", "),
+                samples.join("\n  ")
+            ))
+            .into());
         }
         let totals = Totals::of(&parts[..legs_parts]);
         let has_summary = results.iter().any(|(r, _)| r.name == DAILY_REPORT);
@@ -764,6 +878,7 @@ impl Job {
             })),
             "rate_deck_identity": self.decks.as_ref().map(|d| d.identity()),
             "strict": c.strict,
+            "max_rejects": c.max_rejects,
         })
     }
 }

@@ -147,24 +147,43 @@ fn a_month_database_in_every_wrapper_gives_its_cdrs_and_counts_the_other_documen
     Ok(())
 }
 
-/// `_all_docs` fetched without `include_docs=true` lists ids, not documents: each row is
-/// rejected with the reason, never read as nothing.
+/// `_all_docs` fetched without `include_docs=true` lists ids, not documents: each such row is
+/// rejected with the reason, never read as nothing; a body of nothing else commits nothing
+/// (exit 5).
 #[test]
 fn rows_without_their_documents_are_rejected_with_the_reason() -> TestResult {
     let dir = tempfile::tempdir()?;
+    let row =
+        |id: &str| format!(r#"{{"id":"202611-{id}","key":"202611-{id}","value":{{"rev":"1-x"}}}}"#);
+    let good = r#"{"id":"202611-g","key":"202611-g","value":{"rev":"1-z"},"doc":{"_id":"202611-g","pvt_type":"cdr","call_id":"g","billing_seconds":60,"timestamp":63940000000,"custom_channel_vars":{"account_id":"acct-a"}}}"#;
+    let body = |rows: &[String]| {
+        format!(
+            "{{\"total_rows\":3,\"offset\":0,\"rows\":[\r\n{}\r\n]}}",
+            rows.join(",\r\n")
+        )
+    };
     let input = dir.path().join("all_docs.json");
-    std::fs::write(
-        &input,
-        "{\"total_rows\":2,\"offset\":0,\"rows\":[\r\n{\"id\":\"202611-a\",\"key\":\"202611-a\",\"value\":{\"rev\":\"1-x\"}},\r\n{\"id\":\"202611-b\",\"key\":\"202611-b\",\"value\":{\"rev\":\"1-y\"}}\r\n]}",
-    )?;
+    std::fs::write(&input, body(&[good.to_owned(), row("a"), row("b")]))?;
     let out = dir.path().join("out");
     let o = rerate(&["run", s(&input), "--out", s(&out), "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let want = [(3, "row_without_doc"), (4, "row_without_doc")].map(|(l, c)| (l, c.to_owned()));
+    assert_eq!(reject_codes(&out), want);
     let rejects = ndjson_file(&out.join("rejects.ndjson"));
-    let want = [(2, "row_without_doc"), (3, "row_without_doc")].map(|(l, c)| (l, c.to_owned()));
-    assert_eq!(reject_codes(&out), want, "{o:?}");
     assert!(rejects[0]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("include_docs=true")));
+    assert_eq!(legs(&out).len(), 1);
+
+    std::fs::write(&input, body(&[row("a"), row("b")]))?;
+    let out = dir.path().join("none");
+    let o = rerate(&["run", s(&input), "--out", s(&out), "-q"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("row_without_doc 2") && err.contains("include_docs=true"),
+        "{err}"
+    );
     Ok(())
 }
 

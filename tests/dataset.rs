@@ -114,6 +114,7 @@ fn pool(seed: u64) -> Vec<(Shape, GenLeg)> {
         shape: rerate::gen::Shape::Ndjson,
         gzip: false,
         start_unix: 1_793_577_600,
+        call_ids_start_unix: 1_793_577_600,
         header_every: 0,
     };
     rerate::gen::file_legs(&opts, 0, opts.legs)

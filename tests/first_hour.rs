@@ -712,3 +712,54 @@ fn issue_20_a_csv_rerate_wrote_is_skipped_as_its_own_output_never_rejected() -> 
     assert!(String::from_utf8_lossy(&o.stderr).contains("rerate's own output"));
     Ok(())
 }
+
+/// A nightly job pointed at the wrong file, or at an export whose format changed, must not look
+/// green: a run whose every record is rejected commits nothing, exits 5 and leaves no folder it
+/// created; `--max-rejects` sets a stricter threshold; a rerun of the same night (duplicates,
+/// not rejects) is not refused.
+#[test]
+fn a_run_that_reads_no_leg_or_too_many_rejects_exits_5_and_commits_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("reports");
+    let o = rerate(&["run", "README.md", "--out", s(&out), "-q"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("every one of the") && err.contains("README.md"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused run left {}", out.display());
+
+    // The fixtures: 50 records, 7 rejected (14%).
+    let fixtures = |out: &Path, max: &str| {
+        rerate(&[
+            "run",
+            "fixtures",
+            "--out",
+            s(out),
+            "-q",
+            "--max-rejects",
+            max,
+        ])
+    };
+    for (max, code) in [("5", 5), ("7", 0), ("13%", 5), ("14%", 0)] {
+        let out = dir.path().join(format!("max-{max}"));
+        let o = fixtures(&out, max);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "--max-rejects {max}: {err}");
+        if code == 0 {
+            let m = json_file(&out.join("manifest.json"));
+            assert_eq!(m["counts"]["rejected"], 7);
+            assert!(m["options"]["max_rejects"].is_object(), "{}", m["options"]);
+            // The same night again: its legs are duplicates now, its rejects the same 7.
+            let o = fixtures(&out, max);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(0), "rerun: {err}");
+        } else {
+            assert!(err.contains("more than --max-rejects"), "{err}");
+            assert!(!out.exists());
+        }
+    }
+    assert_eq!(fixtures(&out, "ten").status.code(), Some(2));
+    Ok(())
+}

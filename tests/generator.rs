@@ -1,6 +1,6 @@
 //! `rerate gen --account-skew`: how the calls are shared among the accounts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::util::{ndjson_file, rerate, snapshot, TestResult};
@@ -123,5 +123,45 @@ fn bad_skews_are_refused() -> TestResult {
         assert!(err.contains(bad) && err.contains("zipf:S"), "{bad}: {err}");
         assert!(!out.exists(), "{bad}");
     }
+    Ok(())
+}
+
+/// Two nights made with the same seed for other days share no call_id (merged, every leg is
+/// kept); `--call-ids-from` the first night's day makes the first night's calls again.
+#[test]
+fn corpora_for_other_days_never_share_a_call_id_unless_asked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let ids =
+        |name: &str, extra: &[&str]| -> Result<BTreeSet<String>, Box<dyn std::error::Error>> {
+            let out = dir.path().join(name);
+            let mut args = vec![
+                "gen", "--legs", "40", "--days", "1", "--files", "1", "--out",
+            ];
+            args.push(out.to_str().unwrap_or_default());
+            args.extend_from_slice(extra);
+            let o = rerate(&args);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let mut set = BTreeSet::new();
+            for e in std::fs::read_dir(&out)? {
+                for line in std::fs::read_to_string(e?.path())?.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line)?;
+                    set.insert(v["call_id"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            Ok(set)
+        };
+    let first = ids("n1", &["--start", "2026-11-01"])?;
+    let second = ids("n2", &["--start", "2026-11-02"])?;
+    let again = ids(
+        "n3",
+        &["--start", "2026-11-02", "--call-ids-from", "2026-11-01"],
+    )?;
+    assert_eq!(first.len(), 40);
+    assert!(
+        first.iter().all(|c| c.starts_with("20261101-")),
+        "{first:?}"
+    );
+    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
+    assert_eq!(first, again);
     Ok(())
 }

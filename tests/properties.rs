@@ -227,6 +227,7 @@ proptest! {
             shape: rerate::gen::Shape::KazooCsv,
             gzip: false,
             start_unix: 1_793_577_600,
+            call_ids_start_unix: 1_793_577_600,
             header_every: 0,
         };
         let rows: Vec<KazooRow> = rerate::gen::file_legs(&opts, 0, names.len() as u64)

@@ -510,6 +510,7 @@ mod generated {
             shape: Shape::KazooCsv,
             gzip: false,
             start_unix: 1_793_577_600,
+            call_ids_start_unix: 1_793_577_600,
             header_every: 0,
         };
         let legs: Vec<GenLeg> = file_legs(&opts, 0, opts.legs).collect();

@@ -34,6 +34,13 @@ pub struct GenArgs {
     /// Random seed: the same seed writes the same bytes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Make the call_ids from this day instead of --start (YYYY-MM-DD). Each call_id starts
+    /// with its day, so corpora made for other --start days never share a call_id (merging them
+    /// adds every leg); give another corpus's --start here to make the same calls again, as an
+    /// export made twice.
+    #[arg(long, value_name = "DATE")]
+    pub call_ids_from: Option<String>,
     /// Number of files to spread the legs over.
     #[arg(long, default_value_t = 4)]
     pub files: u64,
@@ -56,6 +63,12 @@ pub struct GenArgs {
     pub out: PathBuf,
 }
 
+/// A day's midnight UTC, in Unix seconds.
+fn midnight(day: chrono::NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .map_or(0, |d| d.and_utc().timestamp())
+}
+
 pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let day = chrono::NaiveDate::parse_from_str(&args.start, "%Y-%m-%d")
@@ -70,9 +83,15 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         shape: args.shape,
         gzip: args.gzip,
         header_every: args.header_every,
-        start_unix: day
-            .and_hms_opt(0, 0, 0)
-            .map_or(0, |d| d.and_utc().timestamp()),
+        start_unix: midnight(day),
+        call_ids_start_unix: match &args.call_ids_from {
+            None => midnight(day),
+            Some(d) => midnight(
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").with_context(|| {
+                    format!("--call-ids-from {d:?} is not a date such as 2026-11-01")
+                })?,
+            ),
+        },
     };
     let report = generate(&opts, &args.out)
         .with_context(|| format!("writing the corpus to {}", args.out.display()))?;

@@ -52,8 +52,15 @@ pub fn main() -> anyhow::Result<ExitCode> {
 }
 
 /// The exit status of a failed command: 4 when no CDR input was found at all (so a nightly job
-/// can tell an empty export folder from a broken run), else 2 (nothing was committed).
+/// can tell an empty export folder from a broken run), 5 when every record read was rejected or
+/// more than `--max-rejects`, else 2 (nothing was committed).
 pub fn exit_status(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<crate::job::TooManyRejects>().is_some())
+    {
+        return crate::job::EXIT_REJECTS;
+    }
     let no_input = err.chain().any(|e| {
         matches!(
             e.downcast_ref::<crate::ingest::IngestError>(),

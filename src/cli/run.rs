@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, a damaged catalog\n     (manifest.json) or one the Spark job wrote, an option the dataset keeps changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, a damaged catalog\n     (manifest.json) or one the Spark job wrote, an option the dataset keeps changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written\n  5  nothing committed: every record read was rejected, or more than --max-rejects"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -164,6 +164,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Commit nothing (exit status 5) when more records than this are rejected: a count
+    /// (`100`) or a share of the records read (`0.5%`). Without it a run commits whatever it
+    /// could read, unless every record read was rejected (also exit 5: a wrong file, or an
+    /// export whose format changed). Recorded in manifest.json's options.
+    #[arg(long, value_name = "N|P%")]
+    pub max_rejects: Option<crate::job::MaxRejects>,
+
     /// The currency summary.html names its money in (e.g. USD, EUR). KAZOO's rate documents
     /// carry no currency, so there is no default: without it the page says "currency units".
     #[arg(long, value_name = "NAME")]
@@ -182,6 +189,38 @@ pub struct RunArgs {
 /// Runs the job the flags describe and prints what it did; exit status 0 when it committed.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
+    // A run that commits nothing leaves no folder it created behind.
+    let out = args.out.clone();
+    let new_folder = !out.exists();
+    let result = run_job(args, quiet);
+    if result.is_err() && new_folder {
+        remove_if_only_the_lock(&out);
+    }
+    result
+}
+
+/// Removes `out` when all it holds is the lock of a run that committed nothing, and no other
+/// run holds that lock.
+fn remove_if_only_the_lock(out: &std::path::Path) {
+    use crate::write::commit::LOCK;
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+    if !names.iter().all(|n| n == LOCK) {
+        return;
+    }
+    let lock = out.join(LOCK);
+    if let Ok(f) = std::fs::File::open(&lock) {
+        if f.try_lock().is_err() {
+            return;
+        }
+        let _ = std::fs::remove_file(&lock);
+    }
+    let _ = std::fs::remove_dir(out);
+}
+
+fn run_job(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let job = Job::prepare(config(args)?)?;
     print_deck_issues(&job);
     if !quiet {
@@ -285,6 +324,7 @@ pub fn config(args: RunArgs) -> anyhow::Result<RunConfig> {
         e164_converters: args.e164_converters,
         queries: args.queries,
         strict: args.strict,
+        max_rejects: args.max_rejects,
         quiet: args.quiet,
         currency: args.currency,
         account_names: args.account_names,
