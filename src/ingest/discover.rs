@@ -16,8 +16,30 @@ pub struct InputFile {
     #[serde(skip)]
     pub path: PathBuf,
     pub bytes: u64,
+    /// When the file was last modified, as discovery saw it: a file whose size or modification
+    /// time differs once it has been read changed while it was read ([`InputFile::changed`]).
+    #[serde(skip)]
+    pub modified: Option<std::time::SystemTime>,
     pub compression: Compression,
     pub format: InputFormat,
+}
+
+impl InputFile {
+    /// How the file changed since discovery (its size or modification time), if it did: a
+    /// writer still at work, or a file replaced or truncated while the run read it.
+    pub fn changed(&self) -> Option<String> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        if meta.len() != self.bytes {
+            return Some(format!(
+                "its size went from {} to {} bytes while it was read",
+                self.bytes,
+                meta.len()
+            ));
+        }
+        let now = meta.modified().ok();
+        (self.modified.is_some() && now != self.modified)
+            .then(|| "it was modified while it was read (same size)".to_owned())
+    }
 }
 
 /// What a file holds, sniffed from its first bytes.
@@ -122,6 +144,17 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 }
 
 const NOT_DATA: &str = "not a .json/.ndjson/.jsonl/.csv file (optionally .gz/.zst)";
+const NOT_REGULAR: &str =
+    "not a regular file (a FIFO, socket or device): never opened, so a run cannot hang on it";
+const LINK_LOOP: &str = "a symbolic link to a folder that holds it (a loop): not followed";
+const DANGLING: &str = "a symbolic link to nothing";
+
+/// Whether a walk error is a symbolic link whose target does not exist.
+fn is_dangling(e: &walkdir::Error) -> bool {
+    e.io_error()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        && e.path().is_some_and(|p| p.symlink_metadata().is_ok())
+}
 const HIDDEN: &str = "hidden (its name starts with a dot); name it directly to read it";
 
 /// Expands the inputs. Files named directly are always read, whatever their name, unless they
@@ -189,6 +222,15 @@ pub fn discover(
                     }
                 } else if p.is_dir() {
                     walk(&p, out, &mut found, &mut skipped)?;
+                } else if !p.is_file() {
+                    skipped.push(Skipped {
+                        path: p.display().to_string(),
+                        reason: if p.symlink_metadata().is_ok() && p.metadata().is_err() {
+                            DANGLING.into()
+                        } else {
+                            NOT_REGULAR.into()
+                        },
+                    });
                 } else if has_data_extension(&p) {
                     add(&mut found, &p, false);
                 } else {
@@ -268,14 +310,37 @@ fn walk(
         });
         return Ok(());
     }
-    let mut it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter();
+    // Symbolic links are followed (an export folder of links to the real files is common);
+    // walkdir finds loops, and a loop or a link to nothing is listed as skipped.
+    let mut it = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
     while let Some(entry) = it.next() {
-        let entry = entry.map_err(|e| IngestError::Unreadable {
-            path: e
-                .path()
-                .map_or_else(|| dir.display().to_string(), |p| p.display().to_string()),
-            message: e.to_string(),
-        })?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.loop_ancestor().is_some() || is_dangling(&e) => {
+                skipped.push(Skipped {
+                    path: e
+                        .path()
+                        .map_or_else(String::new, |p| p.display().to_string()),
+                    reason: if e.loop_ancestor().is_some() {
+                        LINK_LOOP.into()
+                    } else {
+                        DANGLING.into()
+                    },
+                });
+                continue;
+            }
+            Err(e) => {
+                return Err(IngestError::Unreadable {
+                    path: e
+                        .path()
+                        .map_or_else(|| dir.display().to_string(), |p| p.display().to_string()),
+                    message: e.to_string(),
+                })
+            }
+        };
         let p = entry.path();
         if entry.depth() == 0 {
             continue;
@@ -299,6 +364,10 @@ fn walk(
             continue;
         }
         if !entry.file_type().is_file() {
+            skipped.push(Skipped {
+                path: p.display().to_string(),
+                reason: NOT_REGULAR.into(),
+            });
             continue;
         }
         if has_data_extension(p) {
@@ -349,6 +418,7 @@ fn check(path: PathBuf, display: String) -> Result<Checked, IngestError> {
         display,
         path,
         bytes: meta.len(),
+        modified: meta.modified().ok(),
         compression,
         format,
     }))
@@ -408,6 +478,68 @@ mod tests {
         for no in ["README.md", "a.json.bak", "gz", "expected.tsv"] {
             assert!(!has_data_extension(Path::new(no)), "{no}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_loops_fifos_and_dangling_links_skipped_and_changes_seen(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir()?;
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real)?;
+        std::fs::write(real.join("night.ndjson"), "{\"call_id\":\"a\"}\n")?;
+        let exports = dir.path().join("exports");
+        std::fs::create_dir(&exports)?;
+        symlink(real.join("night.ndjson"), exports.join("linked.ndjson"))?;
+        symlink(&exports, exports.join("loop"))?;
+        symlink(
+            dir.path().join("gone.ndjson"),
+            exports.join("dangling.ndjson"),
+        )?;
+        let fifo = exports.join("pipe.ndjson");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        assert!(made.success());
+        let (files, skipped) = discover(&[exports.display().to_string()], &Exclude { out: None })?;
+        let read: Vec<&str> = files.iter().map(|f| f.display.as_str()).collect();
+        assert_eq!(read, [exports.join("linked.ndjson").display().to_string()]);
+        let why = |name: &str| {
+            skipped
+                .iter()
+                .find(|s| s.path.ends_with(name))
+                .map(|s| s.reason.clone())
+        };
+        assert_eq!(why("loop").as_deref(), Some(LINK_LOOP));
+        assert_eq!(why("dangling.ndjson").as_deref(), Some(DANGLING));
+        assert_eq!(why("pipe.ndjson").as_deref(), Some(NOT_REGULAR));
+        // A glob meeting the FIFO skips it too (opening it would wait for a writer).
+        match discover(
+            &[format!("{}/p*.ndjson", exports.display())],
+            &Exclude { out: None },
+        ) {
+            Err(IngestError::NoCdrInput { skipped, .. }) => {
+                assert!(
+                    skipped.iter().any(|s| s.reason == NOT_REGULAR),
+                    "{skipped:?}"
+                )
+            }
+            other => panic!("the FIFO alone is no input: {other:?}"),
+        }
+
+        // A file that grows after discovery has changed.
+        let (files, _) = discover(
+            &[real.join("night.ndjson").display().to_string()],
+            &Exclude { out: None },
+        )?;
+        assert_eq!(files[0].changed(), None);
+        std::fs::write(
+            real.join("night.ndjson"),
+            "{\"call_id\":\"a\"}\n{\"call_id\":\"b\"}\n",
+        )?;
+        assert!(files[0]
+            .changed()
+            .is_some_and(|c| c.contains("size went from 16 to 32")));
+        Ok(())
     }
 
     #[test]

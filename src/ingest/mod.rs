@@ -136,7 +136,7 @@ pub(crate) const RAW_LIMIT: usize = 4096;
 
 /// Reject codes that mean a file could not be read to its end: the run then read it only in
 /// part (a broken gzip/zstd stream or an I/O error; the size limit of a file read whole).
-pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large"];
+pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large", "input_changed"];
 
 /// One worker's output.
 struct Batch {
@@ -654,6 +654,21 @@ fn read_file(
         });
         parsed.records += 1;
     }
+    if let Some(how) = file.changed() {
+        // What was read is kept; the file is named as read only in part (exit status 3).
+        parsed.rejects.push(Reject {
+            source: Arc::from(file.display.as_str()),
+            location: "the whole file".to_owned(),
+            line: parsed.lines,
+            record: None,
+            code: "input_changed",
+            reason: format!(
+                "the file changed while it was read: {how}; run again once its writer is done"
+            ),
+            raw: String::new(),
+        });
+        parsed.records += 1;
+    }
     let stats = FileStats {
         input: file.clone(),
         decoded_bytes: decoded,
@@ -1136,6 +1151,7 @@ pub fn parse_stream_in_windows(
         display: source.to_owned(),
         path: std::path::PathBuf::from(source),
         bytes: buf.len() as u64,
+        modified: None,
         compression: decompress::Compression::None,
         format: discover::InputFormat::Json,
     };
