@@ -202,7 +202,8 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     for (k, inputs) in columns.rows().enumerate() {
         let (a_pm, r_pm) = (per_minute(acct_b.get(k)), per_minute(resl_b.get(k)));
         summary.no_deck_rate += u64::from(deck_rate.get(k).is_none());
-        let own = |mode| rate(&inputs, mode).cost_units;
+        // A price beyond the bounds is none (see crate::rate::MAX_LEG_UNITS).
+        let own = |mode| crate::rate::bounded(rate(&inputs, mode).cost_units);
         let no_inputs = is_column_shaped(fmt.get(k));
         let (rc, rr) = if no_inputs {
             (rec_c.get(k), rec_r.get(k))
@@ -210,13 +211,13 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
             // KAZOO's charge: its own double arithmetic on the leg's rate.
             let kz = own(Rounding::Kazoo);
             (
-                Some(if a_pm { kz } else { 0 }),
-                Some(if r_pm { kz } else { 0 }),
+                kz.map(|kz| if a_pm { kz } else { 0 }),
+                kz.map(|kz| if r_pm { kz } else { 0 }),
             )
         };
         let price = match (deck_cost.get(k), no_inputs) {
             (Some(d), _) => Some(d),
-            (None, false) => Some(own(rounding)),
+            (None, false) => own(rounding),
             (None, true) => None,
         };
         let dv = price.map(|c| if a_pm { c } else { 0 });

@@ -278,3 +278,49 @@ fn a_record_nested_too_deep_or_with_an_overlong_account_is_rejected_alone() -> T
     assert_eq!(reject_codes(&out), want);
     Ok(())
 }
+
+/// Money is bounded per leg (10^12 units): a leg priced beyond it is kept, flagged
+/// `beyond_bounds` and left unpriced, so no total wraps: twelve legs of 9.9x10^17 units beside
+/// one ordinary leg leave the ordinary leg's money as the run's total.
+#[test]
+fn a_leg_priced_beyond_the_bounds_is_kept_unpriced_and_no_sum_wraps() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("night.ndjson");
+    let leg = |id: &str, rate: &str| {
+        serde_json::json!({
+            "call_id": id, "billing_seconds": 60, "timestamp": 63_940_000_000u64,
+            "custom_channel_vars": {"account_id": "acct-a", "account_billing": "per_minute",
+                "rate": rate, "rate_increment": "60", "rate_minimum": "60"}
+        })
+        .to_string()
+    };
+    let mut lines: Vec<String> = (0..12)
+        .map(|i| leg(&format!("huge{i}"), "990000000000000000"))
+        .collect();
+    lines.push(leg("ok", "600"));
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let out = dir.path().join("out");
+    let o = rerate(&["run", s(&input), "--out", s(&out), "-q"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = legs(&out);
+    assert_eq!(got.len(), 13);
+    // 60 s at 600 units a minute.
+    assert_eq!(got["ok"].cost, Some(600));
+    for i in 0..12 {
+        let l = &got[&format!("huge{i}")];
+        assert_eq!((l.cost, l.rated, l.billed), (None, None, None));
+        assert!(l
+            .flags
+            .as_deref()
+            .is_some_and(|f| f.contains("beyond_bounds")));
+    }
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["totals"]["cost_units"], 600, "{}", m["totals"]);
+    assert_eq!(m["totals"]["unpriced_legs"], 12);
+    Ok(())
+}

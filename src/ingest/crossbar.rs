@@ -618,8 +618,10 @@ pub fn map_row<'a, 'n>(
             Col::ResellerCallType => keep(&mut ccv[ccv_index("reseller_billing")]),
             Col::DurationSeconds => ints[I_DURATION_SECONDS] = non_neg(text)?,
             Col::BillingSeconds => ints[I_BILLING_SECONDS] = non_neg(text)?,
-            Col::Cost => recorded[0] = non_neg(text)?,
-            Col::ResellerCost => recorded[1] = non_neg(text)?,
+            Col::Cost => recorded[0] = recorded_money(non_neg(text)?, &mut flags, "cost"),
+            Col::ResellerCost => {
+                recorded[1] = recorded_money(non_neg(text)?, &mut flags, "reseller_cost")
+            }
             Col::Timestamp => {
                 if !text.is_empty() {
                     // KAZOO writes `0 - duration_seconds` when the CDR had no timestamp.
@@ -816,6 +818,17 @@ pub fn kz_float_text(f: f64) -> String {
     }
 }
 
+/// Money KAZOO's export recorded, within [`crate::rate::MAX_LEG_UNITS`]; beyond it the leg
+/// keeps no recorded money and is flagged `beyond_bounds:<column>` (no sum may wrap).
+fn recorded_money(units: Option<i64>, flags: &mut Flags, column: &'static str) -> Option<i64> {
+    let u = units?;
+    let kept = crate::rate::bounded(u);
+    if kept.is_none() {
+        flags.add_field(crate::rate::BEYOND_BOUNDS, column);
+    }
+    kept
+}
+
 fn exp_form(digits: &str, place: i64) -> String {
     let (first, rest) = digits.split_at(1);
     let rest = if rest.is_empty() { "0" } else { rest };
@@ -839,6 +852,18 @@ mod tests {
             parse_iso_combined("2026-11-04T10:00:00-05:00"),
             Some((t - 5 * 3600, -5 * 3600))
         );
+        // Money beyond the bounds is not kept, and the leg says so.
+        let mut flags = Flags::default();
+        assert_eq!(
+            recorded_money(Some(1_000_000_000_000), &mut flags, "cost"),
+            Some(1_000_000_000_000)
+        );
+        assert_eq!(
+            recorded_money(Some(1_000_000_000_001), &mut flags, "cost"),
+            None
+        );
+        assert_eq!(recorded_money(None, &mut flags, "reseller_cost"), None);
+        assert_eq!(flags.as_option(), Some("beyond_bounds:cost"));
         // A non-ASCII character where a fixed position falls: not a time, no panic.
         assert_eq!(parse_datetime("2026-11-0é 15:00:00"), None);
         assert_eq!(parse_datetime("2026-11-04 15:00:0é"), None);

@@ -41,9 +41,24 @@ pub const NO_DECK_RATE: &str = "no_deck_rate";
 /// Flag: a crossbar CSV or listing leg priced from the rate deck.
 pub const DECK_PRICED: &str = "deck_priced";
 
+/// Flag: a leg whose price would exceed [`MAX_LEG_UNITS`], left unpriced.
+pub const BEYOND_BOUNDS: &str = "beyond_bounds";
+
+/// The largest money one leg may carry, in units (1/10,000 of the currency): 10^12 units,
+/// 100,000,000 of the currency. No call costs that much; a leg priced above it (a rate or
+/// seconds of absurd size, a damaged export) is kept, flagged [`BEYOND_BOUNDS`] and left
+/// unpriced, never allowed to stop a run or wrap a sum: with every leg's money within it, a sum
+/// over fewer than 9.2 million legs (a partition, a day, a report row) always fits an `i64`.
+pub const MAX_LEG_UNITS: i64 = 1_000_000_000_000;
+
+/// `units` when within [`MAX_LEG_UNITS`] either way, else `None`.
+pub fn bounded(units: i64) -> Option<i64> {
+    (units.unsigned_abs() <= MAX_LEG_UNITS.unsigned_abs()).then_some(units)
+}
+
 /// Every `rating_flags` value [`rate_frame`] adds, and only those: a leg read back from a
 /// dataset loses them before it is rated again ([`crate::merge::read_back`]).
-pub const RATING_STAGE_FLAGS: &[&str] = &[UNRATED, NO_DECK_RATE, DECK_PRICED];
+pub const RATING_STAGE_FLAGS: &[&str] = &[UNRATED, NO_DECK_RATE, DECK_PRICED, BEYOND_BOUNDS];
 
 /// `flags` with `flag` appended.
 fn with_flag(flags: Option<&str>, flag: &str) -> String {
@@ -172,10 +187,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         if crate::schema::is_column_shaped(format) {
             // The export carries no increment or minimum: the deck's rate prices the leg.
             let Some(deck_rate) = deck.rate else {
-                billed.push(None);
-                rated.push(None);
-                cost.push(None);
-                reseller.push(None);
+                unpriced(&mut [&mut billed, &mut rated, &mut cost, &mut reseller]);
                 let f = match (a_pm || r_pm) && inp.rate.is_none() {
                     true => Some(with_flag(f, UNRATED)),
                     false => f.map(str::to_owned),
@@ -192,6 +204,11 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
                 ..inp
             };
             let c = rate(&priced, rounding);
+            if bounded(c.cost_units).is_none() {
+                unpriced(&mut [&mut billed, &mut rated, &mut cost, &mut reseller]);
+                new_flags.append_value(with_flag(Some(&with_flag(f, DECK_PRICED)), BEYOND_BOUNDS));
+                continue;
+            }
             billed.push(Some(c.billed_seconds));
             rated.push(Some(c.cost_units));
             cost.push(Some(if a_pm { c.cost_units } else { 0 }));
@@ -200,6 +217,11 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
             continue;
         }
         let c = rate(&inp, rounding);
+        if bounded(c.cost_units).is_none() {
+            unpriced(&mut [&mut billed, &mut rated, &mut cost, &mut reseller]);
+            new_flags.append_value(with_flag(f, BEYOND_BOUNDS));
+            continue;
+        }
         billed.push(Some(c.billed_seconds));
         rated.push(Some(c.cost_units));
         cost.push(Some(if a_pm { c.cost_units } else { 0 }));
@@ -222,6 +244,13 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         df.with_column(c)?;
     }
     Ok(())
+}
+
+/// A leg left unpriced: null in each of its money and billed-seconds columns.
+fn unpriced(cols: &mut [&mut Vec<Option<i64>>]) {
+    for c in cols {
+        c.push(None);
+    }
 }
 
 /// One integer of a [`DeckPick`].
@@ -329,7 +358,12 @@ pub fn apply_deck(
     ];
     for (column, get) in field {
         let v = picks.iter().map(|p| p.as_ref().map(get));
-        df.with_column(Int64Chunked::from_iter_options(column.into(), v).into_column())?;
+        let mut c = Int64Chunked::from_iter_options(column.into(), v);
+        if column == DECK_COST_UNITS {
+            // A price beyond the bounds is none (the leg is flagged when rated).
+            c = c.apply(|u| u.and_then(bounded));
+        }
+        df.with_column(c.into_column())?;
     }
     Ok(())
 }
