@@ -1,7 +1,8 @@
 //! Stage 2: one leg per call_id.
 //!
 //! Overlapping exports repeat legs. Copies identical in every column (where they were read from
-//! aside) are dropped and counted. Copies that differ are a conflict, decided by one rule on the
+//! aside, and the keys a transport adds to a document: CouchDB's `_` keys, KAZOO's `pvt_*`,
+//! crossbar's `id`, see [`is_transport_key`]) are dropped and counted. Copies that differ are a conflict, decided by one rule on the
 //! copies' own data, the same within a run and across the runs of a dataset ([`by_data`]):
 //! 1. the latest `timestamp` wins (KAZOO's time of the CDR's writing; a missing one counts as
 //!    oldest);
@@ -27,7 +28,7 @@ use rayon::prelude::*;
 
 use crate::ingest::builder::RECORD_INDEX;
 use crate::merge::FROM_DATASET;
-use crate::schema::{CALL_ID, SOURCE_FILE, SOURCE_LINE, TIMESTAMP};
+use crate::schema::{CALL_ID, EXTRA, SOURCE_FILE, SOURCE_LINE, TIMESTAMP};
 
 /// What deduplication dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -172,9 +173,35 @@ fn cmp_values(a: &AnyValue, b: &AnyValue) -> std::cmp::Ordering {
 
 fn same_content(cols: &[&Column], a: usize, b: usize) -> PolarsResult<bool> {
     for c in cols {
-        if c.get(a)? != c.get(b)? {
-            return Ok(false);
+        let (x, y) = (c.get(a)?, c.get(b)?);
+        if x == y {
+            continue;
         }
+        if c.name() == EXTRA {
+            if let (AnyValue::String(x), AnyValue::String(y)) = (&x, &y) {
+                if without_transport_keys(x) == without_transport_keys(y) {
+                    continue;
+                }
+            }
+        }
+        return Ok(false);
     }
     Ok(true)
+}
+
+/// Whether a key of `extra` is one a transport adds to a document rather than part of the
+/// CDR: CouchDB's (`_id`, `_rev`, `_revisions`, `_attachments`, any `_` key), KAZOO's private
+/// bookkeeping (`pvt_*`: `pvt_created`, `pvt_modified`, `pvt_account_db`, ...) and the `id`
+/// crossbar's `kz_doc:public_fields/1` puts in their place. The same CDR from a database dump
+/// and from an API page differs only in these: the copies are the same leg, not a conflict.
+fn is_transport_key(k: &str) -> bool {
+    k.starts_with('_') || k.starts_with("pvt_") || k == "id"
+}
+
+/// An `extra` object without its transport keys ([`is_transport_key`]); `None` when it is no
+/// JSON object.
+fn without_transport_keys(extra: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(extra).ok()?;
+    m.retain(|k, _| !is_transport_key(k));
+    Some(m)
 }

@@ -218,3 +218,31 @@ fn a_deck_exported_by_kazoo_reads_and_legs_without_its_rate_are_not_said_to_agre
     assert_eq!(legs(&out)[UK_LEG].cost, Some(1470));
     Ok(())
 }
+
+/// The same CDR from a database dump (`_id`, `_rev`, `pvt_*`) and from `GET /cdrs/{id}`
+/// (crossbar's public fields: no `_`/`pvt_` key, an `id` added) is one leg, and no conflict.
+#[test]
+fn a_cdr_from_a_dump_and_from_the_api_is_one_leg_not_a_conflict() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let body = r#""call_id":"same1","billing_seconds":61,"timestamp":63940000000,"custom_channel_vars":{"account_id":"acct-a","account_billing":"per_minute","rate":"600"}"#;
+    let dump = format!(
+        r#"{{"_id":"202611-same1","_rev":"3-abc","pvt_type":"cdr","pvt_created":63940000000,"pvt_modified":63940000001,"pvt_account_db":"account%2Fac%2Fct%2F-a-202611",{body}}}"#
+    );
+    let api = format!(
+        r#"{{"data":{{"id":"202611-same1",{body}}},"status":"success","revision":"3-abc"}}"#
+    );
+    let input = dir.path().join("both.json");
+    std::fs::write(&input, format!("{dump}\n{api}\n"))?;
+    let out = dir.path().join("out");
+    run_ok(&[s(&input), "--out", s(&out), "-q"]);
+    assert_eq!(legs(&out).len(), 1);
+    let m = json_file(&out.join("manifest.json"));
+    let c = &m["counts"];
+    assert_eq!(
+        (&c["identical_dropped"], &c["conflicting_dropped"]),
+        (&1.into(), &0.into()),
+        "{c}"
+    );
+    assert_eq!(c["conflict_call_ids"], serde_json::json!([]));
+    Ok(())
+}
