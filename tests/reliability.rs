@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
-
 /// A generated corpus of `legs` legs over 3 accounts and 2 days in November 2026.
 fn corpus(dir: &Path, legs: u32, seed: u32) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let out = dir.join(format!("corpus-{seed}"));
@@ -336,6 +332,15 @@ fn a_merge_killed_at_any_moment_leaves_a_complete_dataset() -> TestResult {
 
 #[test]
 fn a_commit_cut_short_is_finished_by_the_next_run() -> TestResult {
+    // Killed after 5 moves (the hook aborts), or failing at the 6th (exit status 6: committed,
+    // finishing failed).
+    for hook in ["RERATE_CRASH_AFTER_MOVES", "RERATE_FAIL_AFTER_MOVES"] {
+        cut_short_then_finished(hook)?;
+    }
+    Ok(())
+}
+
+fn cut_short_then_finished(hook: &str) -> TestResult {
     let dir = tempfile::tempdir()?;
     let big = corpus(dir.path(), 600, 5)?;
     let half = big.join("cdrs-0000.ndjson");
@@ -349,17 +354,30 @@ fn a_commit_cut_short_is_finished_by_the_next_run() -> TestResult {
     let o = Command::new(env!("CARGO_BIN_EXE_rerate"))
         .args(["run", s(&big), "--out", s(&out), "-q"])
         .current_dir(root())
-        .env("RERATE_CRASH_AFTER_MOVES", "5")
+        .env(hook, "5")
         .output()?;
-    assert_eq!(o.status.signal(), Some(6), "the hook aborts the commit");
+    if hook == "RERATE_CRASH_AFTER_MOVES" {
+        assert_eq!(o.status.signal(), Some(6), "the hook aborts the commit");
+    } else {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(6), "{err}");
+        assert!(
+            err.contains("committed; finishing the commit failed"),
+            "{err}"
+        );
+    }
     assert!(out.join(".rerate-staging/COMMIT").exists());
     assert!(snapshot(&out) != snapshot(&merged));
     // The next run (here: an empty export, which writes no partition) finishes the commit first.
     let empty = dir.path().join("empty.json");
     std::fs::File::create(&empty)?.write_all(b"\n")?;
     let o = rerate(&["run", s(&empty), "--out", s(&out)]);
-    assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("killed while doing it"));
+    assert!(
+        o.status.success(),
+        "{hook}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stopped while doing it"));
     let m = json_file(&out.join("manifest.json"));
     assert_eq!(m["finished_interrupted_commit"], true);
     let (now, want) = (snapshot(&out), snapshot(&merged));
@@ -371,7 +389,40 @@ fn a_commit_cut_short_is_finished_by_the_next_run() -> TestResult {
     };
     assert!(
         data(&now) == data(&want),
-        "the partitions are the merged dataset's"
+        "{hook}: the partitions are the merged dataset's"
     );
+    Ok(())
+}
+
+/// A partition folder the run may not write in (here made immutable, which stops root too) is
+/// found before the commit point: exit 2, the folder named, nothing changed. Skipped, with a
+/// message, where `chattr` cannot set the flag (not root, or a file system without it).
+#[test]
+fn a_folder_the_commit_cannot_write_stops_the_run_before_the_commit_point() -> TestResult {
+    let (_d, out) = run_fixtures(&[])?;
+    // A day's folder of the legs table: `legs/account_id=../date=..`.
+    let dir = parquet_files(&out.join("legs"))
+        .first()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .ok_or("no partition folder")?;
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .args([flag, s(&dir)])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available here");
+        return Ok(());
+    }
+    let before = snapshot(&out);
+    // The same input again: the merge rewrites every partition it touches, this one among them.
+    let o = rerate(&["run", "fixtures", "--out", s(&out), "-q"]);
+    let after = snapshot(&out);
+    chattr("-i");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("may not") && err.contains(s(&dir)), "{err}");
+    assert_eq!(before, after, "the refused run changed the folder");
     Ok(())
 }

@@ -51,15 +51,28 @@ pub fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The exit status of a run that passed its commit point but could not finish moving the
+/// output into place: committed; the next run completes it.
+pub const EXIT_AFTER_COMMIT: u8 = 6;
+
 /// The exit status of a failed command: 4 when no CDR input was found at all (so a nightly job
 /// can tell an empty export folder from a broken run), 5 when every record read was rejected or
-/// more than `--max-rejects`, else 2 (nothing was committed).
+/// more than `--max-rejects`, 6 when the run committed but finishing the commit failed
+/// ([`EXIT_AFTER_COMMIT`]), else 2 (nothing was committed).
 pub fn exit_status(err: &anyhow::Error) -> u8 {
     if err
         .chain()
         .any(|e| e.downcast_ref::<crate::job::TooManyRejects>().is_some())
     {
         return crate::job::EXIT_REJECTS;
+    }
+    if err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<crate::write::WriteError>(),
+            Some(crate::write::WriteError::AfterCommit(_))
+        )
+    }) {
+        return EXIT_AFTER_COMMIT;
     }
     let no_input = err.chain().any(|e| {
         matches!(

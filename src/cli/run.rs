@@ -14,7 +14,7 @@ use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, a damaged catalog\n     (manifest.json) or one the Spark job wrote, an option the dataset keeps changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit, a file that changed while read); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written\n  5  nothing committed: every record read was rejected, or more than --max-rejects"
+    after_help = "Examples:\n  rerate run fixtures --out reports\n  rerate run 'exports/2026-11-*.json.gz' --out reports --tz America/New_York --format both\n\nExit status:\n  0  committed; every input read to its end\n  2  nothing committed: a bad argument, an unreadable input, a damaged catalog\n     (manifest.json) or one the Spark job wrote, an option the dataset keeps changed (--tz, --rounding, --rates, ...; see --mode), counts that do not\n     balance, a failed write, or --strict with a partial input\n  3  committed, but some input was read only in part (a truncated gzip or zstd stream, an\n     I/O error mid-file, a file over the size limit, a file that changed while read); each is named on stderr and in\n     manifest.json under partial_inputs\n  4  the inputs hold no CDR file at all; nothing is written\n  5  nothing committed: every record read was rejected, or more than --max-rejects\n  6  committed, but finishing the commit failed (a folder turned unwritable mid-commit);\n     the next run on the folder completes it before anything else"
 )]
 pub struct RunArgs {
     /// CDR exports to read: files, directories (walked recursively; *.json, *.ndjson, *.jsonl,
@@ -266,7 +266,7 @@ fn run_job(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
         if outcome.manifest.finished_interrupted_commit {
             eprintln!(
-                "rerate: finished moving into place the output of an earlier run of {} that was killed while doing it",
+                "rerate: finished moving into place the output of an earlier run of {} that stopped while doing it (killed, or exit status 6)",
                 outcome.manifest.options["out"].as_str().unwrap_or_default()
             );
         }

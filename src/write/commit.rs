@@ -156,7 +156,7 @@ impl Staging {
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.root);
         self.committed = true;
-        apply(&self.out, &self.root, &journal)
+        apply(&self.out, &self.root, &journal).map_err(|e| WriteError::AfterCommit(Box::new(e)))
     }
 }
 
@@ -195,6 +195,40 @@ fn recover(out: &Path, root: &Path) -> Result<bool, WriteError> {
 /// test that the next run finishes it.
 fn crash_after() -> Option<usize> {
     std::env::var("RERATE_CRASH_AFTER_MOVES").ok()?.parse().ok()
+}
+
+/// Test hook: `RERATE_FAIL_AFTER_MOVES=N` makes the move after N moves of a commit fail (as a
+/// folder turned read-only mid-commit would), to test exit status 6 and the next run's repair.
+fn fail_after() -> Option<usize> {
+    std::env::var("RERATE_FAIL_AFTER_MOVES").ok()?.parse().ok()
+}
+
+/// Checks, before the commit point, that this run may write in every folder the commit writes
+/// or deletes in: the existing parent of each path (or, where it does not exist yet, the
+/// nearest existing folder above it, where it will be created). Linux's `access(2)` answers
+/// for an immutable folder and a read-only mount too, even for root.
+fn check_writable(out: &Path, rels: &[&String]) -> Result<(), WriteError> {
+    let mut checked = BTreeSet::new();
+    for rel in rels {
+        let mut dir = out.join(rel);
+        while let Some(parent) = dir.parent() {
+            dir = parent.to_path_buf();
+            if dir.symlink_metadata().is_ok() {
+                break;
+            }
+        }
+        if !checked.insert(dir.clone()) {
+            continue;
+        }
+        let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+        if let Err(e) = rustix::fs::access(&dir, access) {
+            return Err(WriteError::NotWritable(
+                dir.display().to_string(),
+                std::io::Error::from(e).to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `rel` (a journal's relative path, `/`-separated) names a path plainly inside
@@ -237,10 +271,15 @@ fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
         check_inside(out, rel)?;
     }
     let data = root.join("data");
-    let crash = crash_after();
+    let (crash, fail) = (crash_after(), fail_after());
     for (i, rel) in journal.moves.iter().enumerate() {
         if crash == Some(i) {
             std::process::abort();
+        }
+        if fail == Some(i) {
+            return Err(io_err(&out.join(rel))(std::io::Error::other(
+                "RERATE_FAIL_AFTER_MOVES: a move made to fail",
+            )));
         }
         move_into_place(&data, out, rel)?;
     }
@@ -310,10 +349,13 @@ pub fn plan(
     old.dedup();
     let deletes: Vec<String> = old.into_iter().filter(|f| !new.contains(f)).collect();
     let moves = fewest_moves(out, &moves);
-    // Before the commit point: a symbolic link where the commit writes or deletes stops the run.
+    // Before the commit point: a symbolic link where the commit writes or deletes, or a
+    // folder it may not write in, stops the run with nothing changed.
     for rel in moves.iter().chain(&deletes) {
         check_inside(out, rel)?;
     }
+    let all: Vec<&String> = moves.iter().chain(&deletes).collect();
+    check_writable(out, &all)?;
     Ok(Journal { moves, deletes })
 }
 

@@ -72,6 +72,15 @@ pub enum WriteError {
     /// one, and a journal naming such a path was not written by rerate).
     #[error("{path}: {why}; rerate writes and deletes only plain paths inside the output folder, never through a symbolic link: nothing was changed")]
     UnsafePath { path: String, why: String },
+    /// A folder the commit must write in that this run may not write: found before the commit
+    /// point, so nothing was changed.
+    #[error("{0}: the commit would write in this folder, and this run may not ({1}); nothing was committed and the output folder is as it was")]
+    NotWritable(String, String),
+    /// The commit point was passed (the journal is written) but carrying it out failed: the
+    /// output is committed, and the next run (of any mode) finishes moving it into place
+    /// before anything else. Exit status 6.
+    #[error("committed; finishing the commit failed: {0}; the next run on this folder completes it before anything else")]
+    AfterCommit(Box<WriteError>),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
