@@ -262,6 +262,7 @@ fn a_record_nested_too_deep_or_with_an_overlong_account_is_rejected_alone() -> T
         deep,
         leg("long1", &long),
         leg("ok2", "acct-b"),
+        leg("reserved1", "_unassigned"),
     ];
     std::fs::write(&input, lines.join("\n") + "\n")?;
     let out = dir.path().join("out");
@@ -274,7 +275,12 @@ fn a_record_nested_too_deep_or_with_an_overlong_account_is_rejected_alone() -> T
     );
     let got: Vec<String> = legs(&out).into_keys().collect();
     assert_eq!(got, ["ok1", "ok2"]);
-    let want = [(2, "nested_too_deep"), (3, "account_id_too_long")].map(|(l, c)| (l, c.to_owned()));
+    let want = [
+        (2, "nested_too_deep"),
+        (3, "account_id_too_long"),
+        (5, "account_id_reserved"),
+    ]
+    .map(|(l, c)| (l, c.to_owned()));
     assert_eq!(reject_codes(&out), want);
     Ok(())
 }

@@ -381,3 +381,40 @@ fn reports_are_listed_and_summary_html_is_self_contained() -> TestResult {
     }
     Ok(())
 }
+
+/// `rerate query` never reads a dataset between two states: while a run carries out its commit
+/// (its journal `.rerate-staging/COMMIT` is there) the query waits, then reads the committed
+/// dataset; a run's staging files are never read.
+#[test]
+fn rerate_query_waits_out_a_commit_being_carried_out() -> TestResult {
+    let (_dir, out) = run_fixtures(&[])?;
+    let staging = out.join(".rerate-staging");
+    std::fs::create_dir_all(staging.join("data/legs"))?;
+    // A staged copy of a legs file (a run at work) and the journal of a commit under way.
+    let first = parquet_files(&out.join("legs"))
+        .first()
+        .cloned()
+        .ok_or("no legs file")?;
+    std::fs::copy(&first, staging.join("data/legs/extra.parquet"))?;
+    std::fs::write(staging.join("COMMIT"), r#"{"moves":[],"deletes":[]}"#)?;
+    let t = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rerate"))
+        .args(["query", "SELECT COUNT(*) AS n FROM legs", "--data"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::remove_dir_all(&staging)?;
+    let o = child.wait_with_output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(1400));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim())?;
+    let n = v
+        .get(0)
+        .and_then(|r| r["n"].as_u64())
+        .or_else(|| v["n"].as_u64());
+    assert_eq!(n, Some(legs(&out).len() as u64), "{v}");
+    Ok(())
+}

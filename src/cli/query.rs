@@ -144,17 +144,7 @@ fn warn(message: &str, kind: polars::error::PolarsWarning) {
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     polars::error::set_warning_function(warn);
-    let tables = dataset_tables(&args.data)?;
-    let refs: Vec<(&str, LazyFrame)> = tables
-        .iter()
-        .map(|(n, l)| (n.as_str(), l.clone()))
-        .collect();
-    let mut ctx = reports::context(&refs);
-    let names: Vec<&str> = refs.iter().map(|(n, _)| *n).collect();
-    let mut df = ctx
-        .execute(&args.sql)
-        .and_then(|lf| lf.collect())
-        .map_err(|e| anyhow::anyhow!("running the query (tables: {}): {e}", names.join(", ")))?;
+    let mut df = consistent_result(&args.data, &args.sql)?;
     let format = match (args.format, &args.output) {
         (Some(f), _) => f,
         (None, None) => QueryFormat::Table,
@@ -200,6 +190,54 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a query waits for a run's commit being carried out to end.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `sql` over the dataset in `data` as one committed state: a run that is staging does
+/// not disturb it (its files are under `.rerate-staging`); while a run carries out its commit
+/// (its journal, `.rerate-staging/COMMIT`, is there) the query waits for it, up to
+/// [`COMMIT_WAIT`]; and a result read while the dataset changed (its manifest differs after)
+/// is read again, up to three times.
+fn consistent_result(data: &Path, sql: &str) -> anyhow::Result<DataFrame> {
+    let journal = data.join(crate::write::commit::STAGING).join("COMMIT");
+    let manifest = data.join("manifest.json");
+    for _ in 0..3 {
+        let waited = std::time::Instant::now();
+        while journal.exists() {
+            if waited.elapsed() > COMMIT_WAIT {
+                bail!(
+                    "{}: a run's commit is being carried out (or one was interrupted: the next `rerate run` on the folder finishes it); the dataset is between two states, so nothing was read",
+                    data.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let before = std::fs::read(&manifest).ok();
+        let result = query_once(data, sql);
+        if std::fs::read(&manifest).ok() == before && !journal.exists() {
+            return result;
+        }
+    }
+    bail!(
+        "{}: the dataset changed three times while it was read (runs committing); run the query again",
+        data.display()
+    )
+}
+
+/// Runs `sql` over the dataset's tables once.
+fn query_once(data: &Path, sql: &str) -> anyhow::Result<DataFrame> {
+    let tables = dataset_tables(data)?;
+    let refs: Vec<(&str, LazyFrame)> = tables
+        .iter()
+        .map(|(n, l)| (n.as_str(), l.clone()))
+        .collect();
+    let mut ctx = reports::context(&refs);
+    let names: Vec<&str> = refs.iter().map(|(n, _)| *n).collect();
+    ctx.execute(sql)
+        .and_then(|lf| lf.collect())
+        .map_err(|e| anyhow::anyhow!("running the query (tables: {}): {e}", names.join(", ")))
 }
 
 /// Writes the result in `format` to `w`.

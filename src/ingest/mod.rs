@@ -570,7 +570,7 @@ pub fn ingest(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 files
                     .get(i)
-                    .map(|f| (i, read_file(f, opts, progress, sink)))
+                    .map(|f| (i, read_file_guarded(f, opts, progress, sink)))
             })
         })
         .collect();
@@ -604,6 +604,31 @@ pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 pub const WINDOW: usize = 64 << 20;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// [`read_file`], with a panic while reading (a bug, never an input's fault by design) turned
+/// into that file's error, naming it, so the run stops with exit status 2 and nothing
+/// committed rather than a crash that names no file.
+fn read_file_guarded(
+    file: &InputFile,
+    opts: &IngestOptions,
+    progress: &Progress,
+    sink: &Sink,
+) -> Result<FileOutput, IngestError> {
+    let read = std::panic::AssertUnwindSafe(|| read_file(file, opts, progress, sink));
+    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(IngestError::Unreadable {
+            path: file.display.clone(),
+            message: format!(
+                "rerate failed while reading it (an internal error, please report it with the file): {what}"
+            ),
+        })
+    })
+}
 
 fn read_file(
     file: &InputFile,
@@ -1251,4 +1276,42 @@ fn group_units(units: Vec<Unit>, target: usize) -> Vec<Vec<Unit>> {
         groups.push(cur);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_reading_a_file_is_that_files_error() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("night.ndjson");
+        std::fs::write(&path, "{\"call_id\":\"a\",\"billing_seconds\":1}\n")?;
+        let (files, _) = discover::discover(
+            &[path.display().to_string()],
+            &discover::Exclude { out: None },
+        )?;
+        let opts = IngestOptions {
+            tz: crate::time::ReportTz::parse("UTC")?,
+            chunk_bytes: 1 << 20,
+            max_record: 1 << 20,
+            partitions: Arc::new(crate::spill::Partitions::new(1)),
+            rejects: None,
+        };
+        let progress = Progress::new(0, true);
+        // A sink that panics stands for a bug met while reading this file.
+        let sink = |_: Option<u32>, _: DataFrame| -> Result<(), IngestError> { panic!("boom") };
+        match read_file_guarded(&files[0], &opts, &progress, &sink) {
+            Err(IngestError::Unreadable { path: p, message }) => {
+                assert_eq!(p, files[0].display);
+                assert!(
+                    message.contains("internal error") && message.contains("boom"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected the file's error, got {:?}", other.map(|_| ())),
+        }
+        Ok(())
+    }
 }

@@ -598,11 +598,20 @@ pub fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReas
 /// in bytes).
 pub const MAX_FOLDER_NAME_BYTES: usize = 255;
 
-/// An account_id must fit its partition folder's name, `account_id=<Hive-escaped id>`, in
+/// An account_id must not be `_unassigned` (the partition of legs with no account), and must
+/// fit its partition folder's name, `account_id=<Hive-escaped id>`, in
 /// [`MAX_FOLDER_NAME_BYTES`] (about 240 bytes of plain text; KAZOO's are 32): a longer one is no
 /// KAZOO account, and its leg could be written nowhere.
 pub fn check_account_id(account_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
     let Some(a) = account_id else { return Ok(()) };
+    if a == crate::schema::UNASSIGNED_ACCOUNT {
+        return Err(RejectReason::new(
+            "account_id_reserved",
+            format!(
+                "{what} 'account_id' is {a:?}, the name of the partition of legs with no account: no KAZOO account has it (their ids are 32 hex digits), and its legs would be mixed with the unassigned ones"
+            ),
+        ));
+    }
     let name = crate::write::partition::dir_name(crate::schema::ACCOUNT_ID, Some(a));
     if name.len() > MAX_FOLDER_NAME_BYTES {
         return Err(RejectReason::new(
