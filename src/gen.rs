@@ -59,6 +59,12 @@ pub enum Shape {
     /// `GET /v2/accounts/{id}/cdrs` listing pages of the same legs: 50 rows a page, the CSV's
     /// columns as JSON keys, one page per line, one file per account under `account_id=<ID>/`.
     Listing,
+    /// A month database as CouchDB's `_all_docs?include_docs=true` gives it (a row a line,
+    /// `,` CRLF between rows): the same CDR documents, and beside them what a month database
+    /// also holds (see [`modb_extras`]): a per-minute ledger of every charged leg, a fax or a
+    /// call recording's metadata for some calls (sharing their call_id), voicemail messages
+    /// and the `_design/cdrs` document. Only the CDRs are legs.
+    Modb,
 }
 
 /// How the interactions are shared among the accounts (`rerate gen --account-skew`).
@@ -209,7 +215,7 @@ pub fn generate(opts: &GenOptions, out: &Path) -> std::io::Result<GenReport> {
             let legs = per_file.min(opts.legs.saturating_sub(i * per_file));
             let ext = match opts.shape {
                 Shape::Ndjson => "ndjson",
-                Shape::Pages => "json",
+                Shape::Pages | Shape::Modb => "json",
                 Shape::KazooCsv | Shape::Listing => {
                     let (paths, bytes) = crossbar::write_file(opts, i, legs, out)?;
                     return Ok((paths, legs, bytes));
@@ -276,11 +282,29 @@ fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io:
     let mut w = create(path, opts.gzip)?;
     let mut bytes = 0u64;
     let mut page: Vec<String> = Vec::with_capacity(50);
+    let mut rows_written = false;
+    if opts.shape == Shape::Modb {
+        let head = format!("{{\"total_rows\":{},\"offset\":0,\"rows\":[\r\n", legs);
+        bytes += head.len() as u64;
+        w.write_all(head.as_bytes())?;
+    }
     {
-        for leg in file_legs(opts, index, legs) {
-            let leg = leg.to_json();
+        for (k, gen_leg) in file_legs(opts, index, legs).enumerate() {
+            let leg = gen_leg.to_json();
             match opts.shape {
                 Shape::KazooCsv | Shape::Listing => {}
+                Shape::Modb => {
+                    let mut docs = vec![leg];
+                    docs.extend(modb_extras(&gen_leg, k as u64));
+                    for doc in docs {
+                        let sep: &[u8] = if rows_written { b",\r\n" } else { b"" };
+                        rows_written = true;
+                        let row = modb_row(&doc);
+                        bytes += (sep.len() + row.len()) as u64;
+                        w.write_all(sep)?;
+                        w.write_all(row.as_bytes())?;
+                    }
+                }
                 Shape::Ndjson => {
                     bytes += leg.len() as u64 + 1;
                     w.write_all(leg.as_bytes())?;
@@ -298,8 +322,84 @@ fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io:
     if !page.is_empty() {
         bytes += write_page(&mut w, &mut page, false)?;
     }
+    if opts.shape == Shape::Modb {
+        let design = r#"{"_id":"_design/cdrs","language":"javascript","views":{"crossbar_listing":{"map":"function(doc) { if (doc.pvt_deleted || doc.pvt_type != 'cdr') return; emit([doc.pvt_created, doc._id], null); }"}}}"#;
+        let sep = if rows_written { ",\r\n" } else { "" };
+        let tail = format!("{sep}{}\r\n]}}", modb_row(design));
+        bytes += tail.len() as u64;
+        w.write_all(tail.as_bytes())?;
+    }
     w.flush()?;
     Ok(bytes)
+}
+
+/// A row of `_all_docs?include_docs=true` holding `doc` (whose `_id` it lists).
+fn modb_row(doc: &str) -> String {
+    let id = doc
+        .strip_prefix("{\"_id\":\"")
+        .and_then(|d| d.split('"').next())
+        .unwrap_or_default();
+    format!(
+        r#"{{"id":"{id}","key":"{id}","value":{{"rev":"1-{:032x}"}},"doc":{doc}}}"#,
+        crate::dataset::index::hash(doc)
+    )
+}
+
+/// The documents a month database holds beside the `k`th CDR of a file, as KAZOO writes them:
+/// its per-minute ledger when the leg was charged (`j5_per_minute:create_ledger_usage/4`:
+/// `source.id` the call_id, `usage.quantity` the charged seconds, `amount` in units, the rate in
+/// `metadata`); for one leg in ten a fax document (`fax_request`, the leg's `call_id` at the
+/// top), for another one in ten a call recording's metadata (`media_recording`, `call_id` and
+/// the event's `custom_channel_vars` in AMQP spelling); for one in twenty a voicemail message
+/// (`metadata.call_id`). None of them is a leg.
+pub fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
+    let mut docs = Vec::new();
+    let month = chrono::DateTime::from_timestamp(leg.start_unix, 0)
+        .map_or_else(String::new, |d| d.format("%Y%m").to_string());
+    let (call, account) = (&leg.call_id, &leg.account);
+    let end = leg.end_gregorian();
+    let cost = leg.call_cost();
+    if leg.account_billing == "per_minute" && leg.answered && cost > 0 {
+        let inp = crate::rate::Inputs {
+            billing_seconds: Some(leg.talk),
+            rate: Some(leg.rate as i64),
+            rate_increment: Some(leg.rate_increment as i64),
+            rate_minimum: Some(leg.rate_minimum as i64),
+            rate_nocharge_time: Some(leg.rate_nocharge_time as i64),
+            surcharge: Some(leg.surcharge as i64),
+            ..Default::default()
+        };
+        let billed = crate::rate::rate(&inp, crate::rate::Rounding::Kazoo).billed_seconds;
+        docs.push(format!(
+            r#"{{"_id":"{month}-{:032x}","account":{{"id":"{account}"}},"amount":{cost},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{billed},"type":"voice","unit":"sec"}},"pvt_account_id":"{account}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
+            crate::dataset::index::hash(call),
+            leg.talk,
+            leg.direction,
+            leg.rate_increment,
+            leg.rate_minimum,
+            leg.rate,
+        ));
+    }
+    match k % 20 {
+        3 => docs.push(format!(
+            r#"{{"_id":"{month}-{:016x}","call_id":"{call}","cdr_doc_id":"{month}-{call}","media_type":"tiff","rx_result":{{"success":true,"pages":2}},"timestamp":{end},"pvt_account_id":"{account}","pvt_created":{end},"pvt_modified":{end},"pvt_type":"fax","pvt_vsn":"1"}}"#,
+            crate::dataset::index::hash(&format!("fax{call}"))
+        )),
+        7 => docs.push(format!(
+            r#"{{"_id":"{month}-{:016x}","call_id":"{call}","cdr_id":"{month}-{call}","custom_channel_vars":{{"Account-ID":"{account}","Call-Interaction-ID":"{}"}},"duration":{},"start":{},"pvt_account_id":"{account}","pvt_created":{end},"pvt_modified":{end},"pvt_type":"call_recording","pvt_vsn":"1"}}"#,
+            crate::dataset::index::hash(&format!("rec{call}")),
+            leg.interaction_id,
+            leg.talk,
+            leg.start_unix + crate::time::UNIX_EPOCH_IN_GREGORIAN,
+        )),
+        13 | 17 => docs.push(format!(
+            r#"{{"_id":"{month}-{:016x}","metadata":{{"call_id":"{call}","folder":"new","length":{},"timestamp":{end}}},"name":"message","source_type":"voicemail","pvt_account_id":"{account}","pvt_created":{end},"pvt_modified":{end},"pvt_type":"mailbox_message","pvt_vsn":"1"}}"#,
+            crate::dataset::index::hash(&format!("vm{call}")),
+            leg.talk * 1000,
+        )),
+        _ => {}
+    }
+    docs
 }
 
 fn write_page(w: &mut dyn Write, page: &mut Vec<String>, more: bool) -> std::io::Result<u64> {

@@ -246,3 +246,61 @@ fn a_cdr_from_a_dump_and_from_the_api_is_one_leg_not_a_conflict() -> TestResult 
     assert_eq!(c["conflict_call_ids"], serde_json::json!([]));
     Ok(())
 }
+
+/// `rerate gen --shape modb` writes a month database (`_all_docs` rows): its CDRs read as the
+/// same legs, with the same money, as the NDJSON corpus of the same seed; beside them one ledger
+/// for every charged leg, faxes, recordings, voicemail messages and a design document a file,
+/// none of them a leg.
+#[test]
+fn a_generated_month_database_reads_as_the_same_legs_as_its_cdrs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut money = Vec::new();
+    for shape in ["modb", "ndjson"] {
+        let corpus = dir.path().join(shape);
+        let out = dir.path().join(format!("out-{shape}"));
+        let o = rerate(&[
+            "gen",
+            "--legs",
+            "600",
+            "--accounts",
+            "5",
+            "--days",
+            "2",
+            "--files",
+            "2",
+            "--shape",
+            shape,
+            "--out",
+            s(&corpus),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        run_ok(&[s(&corpus), "--out", s(&out), "-q"]);
+        let got = legs(&out);
+        assert_eq!(got.len(), 600, "{shape}");
+        if shape == "modb" {
+            let m = json_file(&out.join("manifest.json"));
+            let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+            for f in m["inputs"].as_array().ok_or("inputs")? {
+                for (k, n) in f["skipped_documents"].as_object().ok_or("skipped")? {
+                    *kinds.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
+                }
+            }
+            // A ledger for every leg KAZOO charged (per_minute, cost above 0).
+            let charged = got
+                .values()
+                .filter(|l| l.cost.is_some_and(|c| c > 0))
+                .count() as u64;
+            assert_eq!(kinds.get("ledger"), Some(&charged), "{kinds:?}");
+            assert_eq!(kinds.get("_design"), Some(&2));
+            assert_eq!(kinds.get("fax"), Some(&30));
+            assert_eq!(m["counts"]["rejected"], 0);
+        }
+        money.push(
+            got.into_iter()
+                .map(|(id, l)| (id, l.cost, l.billed))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(money[0], money[1]);
+    Ok(())
+}

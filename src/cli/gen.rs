@@ -48,7 +48,10 @@ pub struct GenArgs {
     /// `kazoo-csv`: the crossbar CSV export exactly as KAZOO 5.0 writes it (unquoted cells,
     /// CRLF, names with commas and quotes): each of the `--files` files split by account, as
     /// `account_id=<ID>/cdrs-<i>.csv` (up to files x accounts files);
-    /// `listing`: `GET /cdrs` listing pages of the same legs, split by account the same way.
+    /// `listing`: `GET /cdrs` listing pages of the same legs, split by account the same way;
+    /// `modb`: a month database as CouchDB's `_all_docs?include_docs=true` gives it, the same CDR
+    /// documents beside the ledgers of the charged legs, faxes, call recordings' metadata,
+    /// voicemail messages and the design document (only the CDRs are legs).
     #[arg(long, value_enum, default_value_t = Shape::Ndjson)]
     pub shape: Shape,
     /// With `--shape kazoo-csv`: repeat the header line every N rows, as KAZOO 4.2's chunked
@@ -97,7 +100,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing the corpus to {}", args.out.display()))?;
     let text = match args.shape {
         Shape::KazooCsv => "CSV",
-        Shape::Ndjson | Shape::Pages | Shape::Listing => "JSON",
+        Shape::Ndjson | Shape::Pages | Shape::Listing | Shape::Modb => "JSON",
     };
     eprintln!(
         "rerate gen: {} legs in {} files, {:.1} MB of {text}, in {:.1} s",

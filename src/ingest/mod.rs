@@ -1283,6 +1283,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn couchdb_bodies_stream_across_windows_as_read_whole() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let opts = IngestOptions {
+            tz: crate::time::ReportTz::parse("UTC")?,
+            chunk_bytes: 1 << 20,
+            max_record: 4096,
+            partitions: Arc::new(crate::spill::Partitions::new(1)),
+            rejects: None,
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/couchdb");
+        for name in [
+            "all_docs.json",
+            "all_docs_pretty.json",
+            "modb_archive.json",
+            "bulk_docs_dump.json",
+            "changes_normal.json",
+        ] {
+            let buf = std::fs::read(dir.join(name))?;
+            // Windows of 4 KiB: each 18-28 KB body spans several, rows cut anywhere.
+            let small = parse_stream_in_windows(&buf, name, &opts, 4096)?;
+            let whole = parse_stream_in_windows(&buf, name, &opts, buf.len() + 1)?;
+            assert!(buf.len() > 4 * 4096, "{name}");
+            for p in [&small, &whole] {
+                assert_eq!((p.legs.height(), p.rejects.len()), (4, 0), "{name}");
+                assert_eq!(
+                    p.skipped_documents.values().sum::<u64>(),
+                    7 + u64::from(name.starts_with("changes")),
+                    "{name}"
+                );
+            }
+            assert_eq!(small.skipped_documents, whole.skipped_documents, "{name}");
+            assert!(small.legs.equals_missing(&whole.legs), "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn a_panic_while_reading_a_file_is_that_files_error() -> Result<(), Box<dyn std::error::Error>>
     {
         let dir = tempfile::tempdir()?;
