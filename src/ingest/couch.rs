@@ -12,8 +12,8 @@
 //!   "last_seq":..}`, or (`feed=continuous`) one change a line, then a `{"last_seq":..}` line.
 //!
 //! The scanner streams the `rows`, `docs` and `results` arrays element by element as it does a
-//! crossbar envelope's `data` ([`super::scan`]); [`wrapper`] unwraps a row or a change to its
-//! document, and [`not_a_cdr`] says which documents are not CDRs. A month database holds faxes,
+//! crossbar envelope's `data` ([`super::scan`]); [`Keys::wrapper`] unwraps a row or a change to
+//! its document, and [`Keys::not_a_cdr`] says which documents are not CDRs. A month database holds faxes,
 //! call-recording metadata, ledgers, voicemail messages and design documents beside CDRs, and
 //! several of them carry the call's `call_id` (a fax and a recording at the top level): read as
 //! CDRs they would replace the call's leg or become legs of their own. KAZOO's own `cdrs` view
@@ -46,8 +46,117 @@ pub enum Wrapper<'a> {
     FeedEnd,
 }
 
-fn member<'a>(m: &[Member<'a>], key: &str) -> Option<&'a RawValue> {
-    m.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+/// The members of an object that CouchDB's wrappers and KAZOO's document types are told by,
+/// found in one pass over its members (every record goes through it: a stored CDR has some
+/// thirty members rerate keeps in `extra`, and most of them are none of these).
+#[derive(Default)]
+pub struct Keys<'a> {
+    id: bool,
+    key: bool,
+    value: Option<&'a RawValue>,
+    doc: Option<&'a RawValue>,
+    error: bool,
+    seq: bool,
+    changes: bool,
+    deleted: Option<&'a RawValue>,
+    /// Members other than `last_seq` and `pending` (a feed's end has none).
+    not_feed_end: bool,
+    /// A `last_seq` or `pending` member.
+    feed_end_seen: bool,
+    body: Option<&'a RawValue>,
+    doc_deleted: Option<&'a RawValue>,
+    doc_id: Option<&'a RawValue>,
+    pvt_deleted: Option<&'a RawValue>,
+    pvt_type: Option<&'a RawValue>,
+}
+
+impl<'a> Keys<'a> {
+    /// The members `m` that matter here (the first of each name, as KAZOO reads a key given
+    /// twice).
+    pub fn of(m: &[Member<'a>]) -> Self {
+        let mut k = Keys::default();
+        for (name, v) in m {
+            let v = Some(*v);
+            match name.as_ref() {
+                "id" => k.id = true,
+                "key" => k.key = true,
+                "value" => k.value = k.value.or(v),
+                "doc" => k.doc = k.doc.or(v),
+                "error" => k.error = true,
+                "seq" => k.seq = true,
+                "changes" => k.changes = true,
+                "deleted" => k.deleted = k.deleted.or(v),
+                "last_seq" | "pending" => {
+                    k.feed_end_seen = true;
+                    continue;
+                }
+                "rows" | "docs" | "results" => {
+                    k.body = k.body.or(v.filter(|v| v.get().starts_with('[')))
+                }
+                "_deleted" => k.doc_deleted = k.doc_deleted.or(v),
+                "_id" => k.doc_id = k.doc_id.or(v),
+                "pvt_deleted" => k.pvt_deleted = k.pvt_deleted.or(v),
+                "pvt_type" => k.pvt_type = k.pvt_type.or(v),
+                _ => {}
+            }
+            k.not_feed_end = true;
+        }
+        k
+    }
+
+    /// What the object (with no `call_id`) is as a CouchDB wrapper. `whole`: the object is a
+    /// whole unit, not an element of an array (only a whole body holds `rows`, `docs` or
+    /// `results`).
+    pub fn wrapper(&self, whole: bool) -> Wrapper<'a> {
+        if let Some(b) = self.body.filter(|_| whole) {
+            return Wrapper::Body(b);
+        }
+        let row = self.id && (self.key || self.value.is_some() || self.doc.is_some() || self.error);
+        let change = self.seq && (self.changes || self.doc.is_some() || self.deleted.is_some());
+        if !row && !change {
+            return if self.feed_end_seen && !self.not_feed_end {
+                Wrapper::FeedEnd
+            } else {
+                Wrapper::None
+            };
+        }
+        if is_true(self.deleted) || value_deleted(self.value) {
+            return Wrapper::Deleted;
+        }
+        match self.doc.filter(|d| d.get().starts_with('{')) {
+            Some(d) => Wrapper::Doc(d),
+            None => Wrapper::NoDoc,
+        }
+    }
+
+    /// Why the document is not a CDR, as the name it is counted under: `tombstone`
+    /// (`_deleted`), `_design` (a design document), `pvt_deleted` (a document KAZOO deleted
+    /// softly), or its `pvt_type` when that is not `cdr` (`fax`, `call_recording`, `ledger`,
+    /// `mailbox_message`, ...). `None`: a CDR, or a document that does not say (no
+    /// `pvt_type`), read as one.
+    pub fn not_a_cdr(&self) -> Option<String> {
+        if is_true(self.doc_deleted) {
+            return Some("tombstone".into());
+        }
+        if self
+            .doc_id
+            .is_some_and(|v| v.get().starts_with("\"_design/"))
+        {
+            return Some("_design".into());
+        }
+        if is_true(self.pvt_deleted) {
+            return Some("pvt_deleted".into());
+        }
+        let ty = self.pvt_type?;
+        if ty.get() == "\"cdr\"" {
+            return None;
+        }
+        match serde_json::from_str::<String>(ty.get()) {
+            Ok(t) if t == "cdr" => None,
+            Ok(t) if t.len() <= MAX_TYPE_LEN && !t.is_empty() => Some(t),
+            _ => Some("other".into()),
+        }
+    }
 }
 
 fn is_true(v: Option<&RawValue>) -> bool {
@@ -65,65 +174,8 @@ fn value_deleted(v: Option<&RawValue>) -> bool {
         .is_some_and(|v| v.deleted)
 }
 
-/// What the object with no `call_id` whose other members are `m` is as a CouchDB wrapper.
-/// `whole`: the object is a whole unit, not an element of an array (only a whole body holds
-/// `rows`, `docs` or `results`).
-pub fn wrapper<'a>(m: &[Member<'a>], whole: bool) -> Wrapper<'a> {
-    let has = |k: &str| member(m, k).is_some();
-    if whole {
-        for key in ["rows", "docs", "results"] {
-            if let Some(v) = member(m, key).filter(|v| v.get().starts_with('[')) {
-                return Wrapper::Body(v);
-            }
-        }
-    }
-    let row = has("id") && (has("key") || has("value") || has("doc") || has("error"));
-    let change = has("seq") && (has("changes") || has("doc") || has("deleted"));
-    if !row && !change {
-        let feed_end = !m.is_empty() && m.iter().all(|(k, _)| k == "last_seq" || k == "pending");
-        return if feed_end {
-            Wrapper::FeedEnd
-        } else {
-            Wrapper::None
-        };
-    }
-    let doc = member(m, "doc").filter(|d| d.get().starts_with('{'));
-    if is_true(member(m, "deleted")) || value_deleted(member(m, "value")) {
-        return Wrapper::Deleted;
-    }
-    match doc {
-        Some(d) => Wrapper::Doc(d),
-        None => Wrapper::NoDoc,
-    }
-}
-
 /// The longest `pvt_type` kept as its own count; a longer one counts as `other`.
 const MAX_TYPE_LEN: usize = 64;
-
-/// Why a document (its members other than `call_id`, `m`) is not a CDR, as the name it is
-/// counted under: `tombstone` (`_deleted`), `_design` (a design document), `pvt_deleted` (a
-/// document KAZOO deleted softly), or its `pvt_type` when that is not `cdr` (`fax`,
-/// `call_recording`, `ledger`, `mailbox_message`, ...). `None`: a CDR, or a document that does
-/// not say (no `pvt_type`), read as one.
-pub fn not_a_cdr(m: &[Member<'_>]) -> Option<String> {
-    if is_true(member(m, "_deleted")) {
-        return Some("tombstone".into());
-    }
-    let id: Option<String> = member(m, "_id").and_then(|v| serde_json::from_str(v.get()).ok());
-    if id.is_some_and(|id| id.starts_with("_design/")) {
-        return Some("_design".into());
-    }
-    if is_true(member(m, "pvt_deleted")) {
-        return Some("pvt_deleted".into());
-    }
-    let ty: Option<String> = member(m, "pvt_type").and_then(|v| serde_json::from_str(v.get()).ok());
-    match ty {
-        Some(t) if t == "cdr" => None,
-        Some(t) if t.len() <= MAX_TYPE_LEN && !t.is_empty() => Some(t),
-        Some(_) => Some("other".into()),
-        None => None,
-    }
-}
 
 /// Why a row or change without its document is rejected.
 pub fn no_doc_message() -> String {
@@ -146,33 +198,47 @@ mod tests {
     fn rows_and_changes_unwrap_to_their_documents() {
         let row = r#"{"id":"202611-c1","key":"202611-c1","value":{"rev":"1-a"},"doc":{"_id":"202611-c1","call_id":"c1"}}"#;
         let m = members(row);
-        assert!(matches!(wrapper(&m, false), Wrapper::Doc(d) if d.get().contains("\"c1\"")));
+        assert!(
+            matches!(Keys::of(&m).wrapper(false), Wrapper::Doc(d) if d.get().contains("\"c1\""))
+        );
         let change = r#"{"seq":"3-g1","id":"x","changes":[{"rev":"2-b"}],"deleted":true,"doc":{"_id":"x","_rev":"2-b","_deleted":true}}"#;
-        assert!(matches!(wrapper(&members(change), false), Wrapper::Deleted));
+        assert!(matches!(
+            Keys::of(&members(change)).wrapper(false),
+            Wrapper::Deleted
+        ));
         let no_doc = r#"{"id":"202611-c1","key":"202611-c1","value":{"rev":"1-a"}}"#;
-        assert!(matches!(wrapper(&members(no_doc), false), Wrapper::NoDoc));
+        assert!(matches!(
+            Keys::of(&members(no_doc)).wrapper(false),
+            Wrapper::NoDoc
+        ));
         let deleted_row = r#"{"id":"a","key":"a","value":{"rev":"2-c","deleted":true},"doc":null}"#;
         assert!(matches!(
-            wrapper(&members(deleted_row), false),
+            Keys::of(&members(deleted_row)).wrapper(false),
             Wrapper::Deleted
         ));
         assert!(matches!(
-            wrapper(&members(r#"{"last_seq":"9-g1","pending":0}"#), false),
+            Keys::of(&members(r#"{"last_seq":"9-g1","pending":0}"#)).wrapper(false),
             Wrapper::FeedEnd
         ));
         let body = r#"{"total_rows":2,"offset":0,"rows":[]}"#;
-        assert!(matches!(wrapper(&members(body), true), Wrapper::Body(_)));
-        // An element is never a body; a CDR-like object is no wrapper.
-        assert!(matches!(wrapper(&members(body), false), Wrapper::None));
         assert!(matches!(
-            wrapper(&members(r#"{"billing_seconds":3}"#), false),
+            Keys::of(&members(body)).wrapper(true),
+            Wrapper::Body(_)
+        ));
+        // An element is never a body; a CDR-like object is no wrapper.
+        assert!(matches!(
+            Keys::of(&members(body)).wrapper(false),
+            Wrapper::None
+        ));
+        assert!(matches!(
+            Keys::of(&members(r#"{"billing_seconds":3}"#)).wrapper(false),
             Wrapper::None
         ));
     }
 
     #[test]
     fn only_cdr_documents_and_untyped_ones_are_read() {
-        let t = |text: &str| not_a_cdr(&members(text));
+        let t = |text: &str| Keys::of(&members(text)).not_a_cdr();
         assert_eq!(t(r#"{"pvt_type":"cdr"}"#), None);
         assert_eq!(t(r#"{"billing_seconds":3}"#), None);
         assert_eq!(t(r#"{"pvt_type":"fax"}"#).as_deref(), Some("fax"));

@@ -115,7 +115,7 @@ pub struct FileStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_content: Vec<SkippedContent>,
     /// Documents of a CouchDB dump that are not CDRs, skipped, counted by kind (their
-    /// `pvt_type`, or `tombstone`, `_design`, `pvt_deleted`; see [`couch::not_a_cdr`]).
+    /// `pvt_type`, or `tombstone`, `_design`, `pvt_deleted`; see [`couch::Keys::not_a_cdr`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped_documents: BTreeMap<String, u64>,
 }
@@ -339,9 +339,10 @@ impl Batch {
             Ok(c) => c,
             Err(e) => return self.reject(ctx, line, record, invalid_json(&e, line), text),
         };
+        let keys = couch::Keys::of(cdr.extra());
         if level != Level::Doc && !cdr.has_call_id() {
             let whole = matches!(level, Level::Top | Level::InArray);
-            match couch::wrapper(cdr.extra(), whole) {
+            match keys.wrapper(whole) {
                 couch::Wrapper::None => {}
                 couch::Wrapper::Doc(doc) => {
                     let d = doc.get();
@@ -363,7 +364,7 @@ impl Batch {
                 couch::Wrapper::FeedEnd => return,
             }
         }
-        if let Some(kind) = couch::not_a_cdr(cdr.extra()) {
+        if let Some(kind) = keys.not_a_cdr() {
             return self.skip_document(kind);
         }
         if cdr.is_bus_event() {
@@ -495,7 +496,7 @@ impl Batch {
         self.skipped.push(SkippedContent { line, record, what });
     }
 
-    /// Counts a CouchDB document that is not a CDR, under `kind` ([`couch::not_a_cdr`]).
+    /// Counts a CouchDB document that is not a CDR, under `kind` ([`couch::Keys::not_a_cdr`]).
     fn skip_document(&mut self, kind: String) {
         *self.skipped_documents.entry(kind).or_default() += 1;
     }
