@@ -558,7 +558,9 @@ fn issue_20_accounts_table_compares_recorded_and_derived_money_without_a_deck() 
         "{err}"
     );
     assert!(
-        err.contains("customer cost 0.1310 over 3 priced legs; 1 leg unpriced"),
+        err.contains(
+            "customer cost in the partitions rewritten 0.1310 over 3 priced legs; 1 leg unpriced"
+        ),
         "{err}"
     );
     let html = std::fs::read_to_string(d.join("out2/summary.html"))?;
@@ -761,5 +763,62 @@ fn a_run_that_reads_no_leg_or_too_many_rejects_exits_5_and_commits_nothing() -> 
         }
     }
     assert_eq!(fixtures(&out, "ten").status.code(), Some(2));
+    Ok(())
+}
+
+/// After a merge the terminal says what the dataset now holds and how (mode, run number), and a
+/// rerun that brings nothing new says so rather than reading as money added.
+#[test]
+fn the_terminal_says_what_the_dataset_holds_and_when_nothing_changed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("reports");
+    let night = |day: &str| -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+        let p = dir.path().join(day);
+        let o = rerate(&[
+            "gen",
+            "--legs",
+            "30",
+            "--days",
+            "1",
+            "--files",
+            "1",
+            "--accounts",
+            "3",
+            "--start",
+            day,
+            "--out",
+            s(&p),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Ok(p)
+    };
+    let (n1, n2) = (night("2026-11-01")?, night("2026-11-02")?);
+    let mut said = Vec::new();
+    for n in [&n1, &n2, &n2] {
+        let o = rerate(&["run", s(n), "--out", s(&out)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        said.push(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    assert!(
+        said[0].contains("the dataset now: 30 legs") && said[0].contains("run 1 of this folder"),
+        "{}",
+        said[0]
+    );
+    assert!(
+        said[1].contains("the dataset now: 60 legs") && said[1].contains("--mode merge, run 2"),
+        "{}",
+        said[1]
+    );
+    assert!(!said[1].contains("nothing changed"), "{}", said[1]);
+    assert!(
+        said[2].contains("nothing changed") && said[2].contains("the dataset now: 60 legs"),
+        "{}",
+        said[2]
+    );
+    assert!(
+        said[2].contains("customer cost in the partitions rewritten"),
+        "{}",
+        said[2]
+    );
     Ok(())
 }

@@ -431,6 +431,15 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
             );
         }
     }
+    // A run that brought nothing new says so, so that the money below (over the partitions it
+    // rewrote, which hold the dataset's legs) is not read as money added.
+    let nothing_new = c.legs_written == 0
+        && c.dedup.dataset_legs_replaced == 0
+        && m.merge.partitions_emptied.is_empty()
+        && m.merge.legs_read_back > 0;
+    if nothing_new {
+        s += "\n  nothing changed: every leg of this input was already in the dataset";
+    }
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
     // The totals are over the partitions written, which a merge fills with the dataset's legs.
     let legs = c.legs_in_written_partitions;
@@ -440,14 +449,20 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     let priced_money = |units: i64| {
         crate::write::summary::priced_money(units, legs as i64, t.unpriced_legs as i64)
     };
+    // Under a merge the partitions written hold the dataset's legs too: say whose money it is.
+    let scope = if m.merge.legs_read_back > 0 {
+        " in the partitions rewritten"
+    } else {
+        ""
+    };
     if !crate::write::summary::none_priced(m) {
         s += &format!(
-            "\n  customer cost {} over {}",
+            "\n  customer cost{scope} {} over {}",
             money(t.cost_units),
             count(priced, "priced leg", "priced legs"),
         );
     } else {
-        s += "\n  customer cost — (no priced legs)";
+        s += &format!("\n  customer cost{scope} — (no priced legs)");
     }
     if t.unpriced_legs > 0 {
         s += &format!(
@@ -506,5 +521,36 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
             count(r.no_deck_rate, "leg has", "legs have"),
         );
     }
+    s += &dataset_line(m);
     s
+}
+
+/// What the folder holds after the run, and how it got there: the dataset's legs, partitions,
+/// months and customer cost, the mode, and the run's number in the folder's history.
+fn dataset_line(m: &Manifest) -> String {
+    use crate::words::{count, money};
+    let d = &m.dataset;
+    let months: Vec<&String> = m.months.keys().filter(|k| k.as_str() != "none").collect();
+    let period = match (months.first(), months.last()) {
+        (Some(a), Some(b)) if a == b => format!(", month {a}"),
+        (Some(a), Some(b)) => format!(", months {a} to {b}"),
+        _ => String::new(),
+    };
+    let priced = d.legs.saturating_sub(d.totals.unpriced_legs);
+    let cost = if priced == 0 {
+        "—".to_owned()
+    } else {
+        money(d.totals.cost_units)
+    };
+    format!(
+        "\n  the dataset now: {} in {}{period}, customer cost {cost} over {}; --mode {}, run {} of this folder",
+        count(d.legs, "leg", "legs"),
+        count(d.partitions, "partition", "partitions"),
+        count(priced, "priced leg", "priced legs"),
+        serde_json::to_value(m.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        m.runs.len(),
+    )
 }
