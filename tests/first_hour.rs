@@ -822,3 +822,16 @@ fn the_terminal_says_what_the_dataset_holds_and_when_nothing_changed() -> TestRe
     );
     Ok(())
 }
+
+/// A mistyped subcommand gets a tip when one is near (swapped letters included), exit 2.
+#[test]
+fn a_mistyped_subcommand_gets_a_tip() {
+    let o = rerate(&["rnu", "fixtures"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean 'run'?"), "{err}");
+    let o = rerate(&["xyzzy"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+}

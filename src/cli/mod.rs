@@ -40,7 +40,15 @@ pub enum Command {
 
 /// Parses the arguments and runs the subcommand.
 pub fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if let Some(tip) = subcommand_tip(&e) {
+            // clap's own message, then the tip, then clap's exit status (2).
+            let _ = e.print();
+            eprintln!("\n  tip: did you mean '{tip}'?");
+            std::process::exit(e.exit_code());
+        }
+        e.exit()
+    });
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Gen(args) => gen::run(args),
@@ -49,6 +57,28 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Extract(args) => extract::run(*args),
     }
+}
+
+/// The subcommand a mistyped one most likely meant (`rnu` -> `run`): the nearest by
+/// Damerau-Levenshtein distance, at most 2 edits away, when clap found none.
+fn subcommand_tip(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    if e.get(ContextKind::SuggestedSubcommand).is_some() {
+        return None;
+    }
+    let Some(ContextValue::String(typed)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .map(|name| (strsim::damerau_levenshtein(typed, &name), name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, name)| name)
 }
 
 /// The exit status of a run that passed its commit point but could not finish moving the
