@@ -80,6 +80,7 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
         .filter(|c| !LINEAGE.contains(&c.name().as_str()) && c.name() != FROM_DATASET)
         .collect();
     content.sort_by(|a, b| a.name().cmp(b.name()));
+    let ts = content.iter().position(|c| c.name() == TIMESTAMP);
     let old: Vec<bool> = match df.column(FROM_DATASET) {
         Ok(c) => c.bool()?.iter().map(|v| v == Some(true)).collect(),
         Err(_) => vec![false; df.height()],
@@ -98,7 +99,7 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
         // The copies' own data, then (identical copies) the dataset's copy, then the last read.
         let mut winner = rows[0];
         for &r in &rows[1..] {
-            let order = by_data(&content, r, winner)?
+            let order = by_data(&content, ts, r, winner)?
                 .then_with(|| old[r].cmp(&old[winner]))
                 .then_with(|| files.get(r).cmp(&files.get(winner)))
                 .then_with(|| lines.get(r).cmp(&lines.get(winner)))
@@ -136,18 +137,21 @@ pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {
     Ok((df.filter(&mask)?, stats))
 }
 
-/// The order of two copies (rows `a`, `b`) by their own data: `timestamp`, then how many of
-/// `cols` are set, then `cols` one by one (sorted by name), null least. `Greater`: `a` wins.
-fn by_data(cols: &[&Column], a: usize, b: usize) -> PolarsResult<std::cmp::Ordering> {
+/// The order of two copies (rows `a`, `b`) by their own data: `timestamp` (`cols[ts]`), then
+/// how many of `cols` are set, then `cols` one by one (sorted by name), null least. `Greater`:
+/// `a` wins.
+fn by_data(
+    cols: &[&Column],
+    ts: Option<usize>,
+    a: usize,
+    b: usize,
+) -> PolarsResult<std::cmp::Ordering> {
     use std::cmp::Ordering::Equal;
-    let ts = cols
-        .iter()
-        .find(|c| c.name() == TIMESTAMP)
-        .map_or(Ok(Equal), |c| {
-            Ok::<_, PolarsError>(cmp_values(&c.get(a)?, &c.get(b)?))
-        })?;
-    if ts != Equal {
-        return Ok(ts);
+    if let Some(c) = ts.map(|i| cols[i]) {
+        let o = cmp_values(&c.get(a)?, &c.get(b)?);
+        if o != Equal {
+            return Ok(o);
+        }
     }
     let (mut set_a, mut set_b) = (0usize, 0usize);
     for c in cols {

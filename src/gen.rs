@@ -358,18 +358,11 @@ pub fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
         .map_or_else(String::new, |d| d.format("%Y%m").to_string());
     let (call, account) = (&leg.call_id, &leg.account);
     let end = leg.end_gregorian();
-    let cost = leg.call_cost();
+    let crate::rate::Charge {
+        billed_seconds: billed,
+        cost_units: cost,
+    } = leg.charge();
     if leg.account_billing == "per_minute" && leg.answered && cost > 0 {
-        let inp = crate::rate::Inputs {
-            billing_seconds: Some(leg.talk),
-            rate: Some(leg.rate as i64),
-            rate_increment: Some(leg.rate_increment as i64),
-            rate_minimum: Some(leg.rate_minimum as i64),
-            rate_nocharge_time: Some(leg.rate_nocharge_time as i64),
-            surcharge: Some(leg.surcharge as i64),
-            ..Default::default()
-        };
-        let billed = crate::rate::rate(&inp, crate::rate::Rounding::Kazoo).billed_seconds;
         docs.push(format!(
             r#"{{"_id":"{month}-{:032x}","account":{{"id":"{account}"}},"amount":{cost},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{billed},"type":"voice","unit":"sec"}},"pvt_account_id":"{account}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
             crate::dataset::index::hash(call),
@@ -498,8 +491,14 @@ impl GenLeg {
     /// What KAZOO charges for the leg, whoever pays (`kapps_call_util:call_cost/1`, KAZOO's
     /// double arithmetic): 0 without a rate.
     pub fn call_cost(&self) -> i64 {
+        self.charge().cost_units
+    }
+
+    /// KAZOO's charge for the leg (`kapps_call_util:calculate_call/1`): charged seconds and
+    /// cost in units; none without a rate.
+    pub fn charge(&self) -> crate::rate::Charge {
         if !self.rated {
-            return 0;
+            return crate::rate::Charge::default();
         }
         let inp = crate::rate::Inputs {
             billing_seconds: Some(self.talk),
@@ -511,7 +510,7 @@ impl GenLeg {
             surcharge: Some(self.surcharge as i64),
             discount_percentage: None,
         };
-        crate::rate::rate(&inp, crate::rate::Rounding::Kazoo).cost_units
+        crate::rate::rate(&inp, crate::rate::Rounding::Kazoo)
     }
 
     /// The stored CDR document, compact JSON.

@@ -345,16 +345,12 @@ impl Batch {
             match keys.wrapper(whole) {
                 couch::Wrapper::None => {}
                 couch::Wrapper::Doc(doc) => {
-                    let d = doc.get();
-                    let d_at = offset_in(text, d);
-                    let d_line = line + count_lines(&text.as_bytes()[..d_at]);
-                    return self.value(ctx, d, d_line, record, Level::Doc, off + d_at as u64);
+                    let (d_line, d_off) = located(text, doc.get(), line, off);
+                    return self.value(ctx, doc.get(), d_line, record, Level::Doc, d_off);
                 }
                 couch::Wrapper::Body(rows) => {
-                    let d = rows.get();
-                    let d_at = offset_in(text, d);
-                    let d_line = line + count_lines(&text.as_bytes()[..d_at]);
-                    return self.array(ctx, d, d_line, Level::InData, off + d_at as u64);
+                    let (d_line, d_off) = located(text, rows.get(), line, off);
+                    return self.array(ctx, rows.get(), d_line, Level::InData, d_off);
                 }
                 couch::Wrapper::Deleted => return self.skip_document("tombstone".into()),
                 couch::Wrapper::NoDoc => {
@@ -394,9 +390,7 @@ impl Batch {
         {
             // A crossbar envelope: its records are in `data`, an array or one object.
             let d = data.get();
-            let d_at = offset_in(text, d);
-            let d_line = line + count_lines(&text.as_bytes()[..d_at]);
-            let d_off = off + d_at as u64;
+            let (d_line, d_off) = located(text, d, line, off);
             let outer = self.envelope_account.take();
             self.envelope_account = envelope_account(text).or(outer.clone());
             match d.as_bytes().first() {
@@ -517,6 +511,13 @@ enum Level {
 }
 
 /// Where a slice borrowed from `text` starts in it.
+/// The line and decoded file offset of `part`, a slice of `text`, which starts on `line` at
+/// offset `off`.
+fn located(text: &str, part: &str, line: u64, off: u64) -> (u64, u64) {
+    let at = offset_in(text, part);
+    (line + count_lines(&text.as_bytes()[..at]), off + at as u64)
+}
+
 fn offset_in(text: &str, part: &str) -> usize {
     (part.as_ptr() as usize)
         .saturating_sub(text.as_ptr() as usize)
@@ -1283,16 +1284,21 @@ fn group_units(units: Vec<Unit>, target: usize) -> Vec<Vec<Unit>> {
 mod tests {
     use super::*;
 
+    /// Options for a test read: UTC, one bucket, records up to `max_record` bytes.
+    fn opts(max_record: usize) -> Result<IngestOptions, Box<dyn std::error::Error>> {
+        Ok(IngestOptions {
+            tz: crate::time::ReportTz::parse("UTC")?,
+            chunk_bytes: 1 << 20,
+            max_record,
+            partitions: Arc::new(crate::spill::Partitions::new(1)),
+            rejects: None,
+        })
+    }
+
     #[test]
     fn couchdb_bodies_stream_across_windows_as_read_whole() -> Result<(), Box<dyn std::error::Error>>
     {
-        let opts = IngestOptions {
-            tz: crate::time::ReportTz::parse("UTC")?,
-            chunk_bytes: 1 << 20,
-            max_record: 4096,
-            partitions: Arc::new(crate::spill::Partitions::new(1)),
-            rejects: None,
-        };
+        let opts = opts(4096)?;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/couchdb");
         for name in [
             "all_docs.json",
@@ -1330,13 +1336,7 @@ mod tests {
             &[path.display().to_string()],
             &discover::Exclude { out: None },
         )?;
-        let opts = IngestOptions {
-            tz: crate::time::ReportTz::parse("UTC")?,
-            chunk_bytes: 1 << 20,
-            max_record: 1 << 20,
-            partitions: Arc::new(crate::spill::Partitions::new(1)),
-            rejects: None,
-        };
+        let opts = opts(1 << 20)?;
         let progress = Progress::new(0, true);
         // A sink that panics stands for a bug met while reading this file.
         let sink = |_: Option<u32>, _: DataFrame| -> Result<(), IngestError> { panic!("boom") };

@@ -203,73 +203,82 @@ fn fail_after() -> Option<usize> {
     std::env::var("RERATE_FAIL_AFTER_MOVES").ok()?.parse().ok()
 }
 
-/// Checks, before the commit point, that this run may write in every folder the commit writes
-/// or deletes in: the existing parent of each path (or, where it does not exist yet, the
-/// nearest existing folder above it, where it will be created). Linux's `access(2)` answers
-/// for an immutable folder and a read-only mount too, even for root.
-fn check_writable(out: &Path, rels: &[&String]) -> Result<(), WriteError> {
-    let mut checked = BTreeSet::new();
+/// Checks every path a commit writes or deletes (`rels`, relative to `out`, `/`-separated):
+/// each names a path plainly inside `out` (not empty, no `..`, `.`, root or prefix component,
+/// and no folder on the way an existing symbolic link; the last component may be one, as
+/// removing a link removes the link). A journal is rerate's own, but one on disk may have been
+/// planted or damaged. With `writable` (before the commit point), also that this run may write
+/// in the folder each path lands in: its existing parent, or where that does not exist yet the
+/// nearest existing folder above it, where it will be created. Linux's `access(2)` answers for
+/// an immutable folder and a read-only mount too, even for root. Each folder is looked at once,
+/// however many paths share it.
+fn check_paths<'r>(
+    out: &Path,
+    rels: impl IntoIterator<Item = &'r String>,
+    writable: bool,
+) -> Result<(), WriteError> {
+    use std::collections::{HashMap, HashSet};
+    use std::path::Component;
+    // Folders looked at: whether each exists (a symbolic link stops the check).
+    let mut exists: HashMap<PathBuf, bool> = HashMap::new();
+    let mut may_write: HashSet<PathBuf> = HashSet::new();
     for rel in rels {
-        let mut dir = out.join(rel);
-        while let Some(parent) = dir.parent() {
-            dir = parent.to_path_buf();
-            if dir.symlink_metadata().is_ok() {
+        let unsafe_path = |why: &str| WriteError::UnsafePath {
+            path: out.join(rel).display().to_string(),
+            why: why.to_owned(),
+        };
+        let path = Path::new(rel);
+        if rel.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(unsafe_path("not a plain relative path"));
+        }
+        // The folders on the way, from `out` down: `nearest` is the deepest that exists.
+        let (mut at, mut nearest) = (out.to_path_buf(), out.to_path_buf());
+        let mut parts = path.components().peekable();
+        while let Some(c) = parts.next() {
+            if parts.peek().is_none() {
                 break;
             }
-        }
-        if !checked.insert(dir.clone()) {
-            continue;
-        }
-        let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
-        if let Err(e) = rustix::fs::access(&dir, access) {
-            return Err(WriteError::NotWritable(
-                dir.display().to_string(),
-                std::io::Error::from(e).to_string(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that `rel` (a journal's relative path, `/`-separated) names a path plainly inside
-/// `out`: not empty, no `..`, `.`, root or prefix component, and no folder on the way an
-/// existing symbolic link (the last component may be one: removing a link removes the link).
-/// A journal is rerate's own, but one on disk may have been planted or damaged.
-pub(crate) fn check_inside(out: &Path, rel: &str) -> Result<(), WriteError> {
-    use std::path::Component;
-    let unsafe_path = |why: &str| WriteError::UnsafePath {
-        path: out.join(rel).display().to_string(),
-        why: why.to_owned(),
-    };
-    let path = Path::new(rel);
-    if rel.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(unsafe_path("not a plain relative path"));
-    }
-    let mut at = out.to_path_buf();
-    let mut parts = path.components().peekable();
-    while let Some(c) = parts.next() {
-        if parts.peek().is_none() {
-            break;
-        }
-        at.push(c);
-        match at.symlink_metadata() {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(unsafe_path(&format!("{} is a symbolic link", at.display())))
-            }
-            Ok(_) => {}
+            at.push(c);
+            let there = match exists.get(&at) {
+                Some(&e) => e,
+                None => {
+                    let e = match at.symlink_metadata() {
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(unsafe_path(&format!(
+                                "{} is a symbolic link",
+                                at.display()
+                            )))
+                        }
+                        Ok(_) => true,
+                        Err(_) => false,
+                    };
+                    exists.insert(at.clone(), e);
+                    e
+                }
+            };
             // Not there yet: nothing below it is either.
-            Err(_) => break,
+            if !there {
+                break;
+            }
+            nearest.clone_from(&at);
+        }
+        if writable && may_write.insert(nearest.clone()) {
+            let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+            if let Err(e) = rustix::fs::access(&nearest, access) {
+                return Err(WriteError::NotWritable(
+                    nearest.display().to_string(),
+                    std::io::Error::from(e).to_string(),
+                ));
+            }
         }
     }
     Ok(())
 }
 
 /// Carries out a journal; every step may already have been done. Every path is checked first
-/// ([`check_inside`]): a journal naming one outside `out` is refused with nothing done.
+/// ([`check_paths`]): a journal naming one outside `out` is refused with nothing done.
 fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
-    for rel in journal.moves.iter().chain(&journal.deletes) {
-        check_inside(out, rel)?;
-    }
+    check_paths(out, journal.moves.iter().chain(&journal.deletes), false)?;
     let data = root.join("data");
     let (crash, fail) = (crash_after(), fail_after());
     for (i, rel) in journal.moves.iter().enumerate() {
@@ -351,11 +360,7 @@ pub fn plan(
     let moves = fewest_moves(out, &moves);
     // Before the commit point: a symbolic link where the commit writes or deletes, or a
     // folder it may not write in, stops the run with nothing changed.
-    for rel in moves.iter().chain(&deletes) {
-        check_inside(out, rel)?;
-    }
-    let all: Vec<&String> = moves.iter().chain(&deletes).collect();
-    check_writable(out, &all)?;
+    check_paths(out, moves.iter().chain(&deletes), true)?;
     Ok(Journal { moves, deletes })
 }
 
