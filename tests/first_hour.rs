@@ -422,24 +422,28 @@ fn issue_20_summary_lists_every_day_up_to_92_days_then_every_month() -> TestResu
     assert!(html.contains(
         "By month: the period spans 138 days, more than the 92 whose every day this page lists, so the chart and the table show each of its 6 months"
     ));
+    // A lone month without legs is a row of its own; two or more in a row are one row.
     let want = [
         // month, legs, answered, minutes of use, customer cost, unpriced
         ["2026-01", "2", "2", "1.5", "0.1200", "0"],
         ["2026-02", "0", "0", "0.0", "0.0000", "0"],
         ["2026-03", "1", "1", "2.0", "0.1200", "0"],
-        ["2026-04", "0", "0", "0.0", "0.0000", "0"],
-        ["2026-05", "0", "0", "0.0", "0.0000", "0"],
         ["2026-06", "1", "1", "1.5", "0.1200", "0"],
     ];
     assert_eq!(
         html_rows(&html, "month"),
         want.map(|r| r.map(str::to_owned))
     );
+    assert_eq!(
+        html_rows(&html, "gap"),
+        [["2026-04 to 2026-05", "no legs in these 2 months"]]
+    );
     assert!(html_rows(&html, "day").is_empty());
-    assert_eq!(html.matches("<rect class=\"month\"").count(), 6);
+    assert_eq!(html.matches("<rect class=\"month\"").count(), 4);
+    assert_eq!(html.matches("<line class=\"gap\"").count(), 1);
     assert!(html.contains("<tr class=\"month muted\"><td class=\"l\">2026-02</td>"));
 
-    // 2026-01-01 to 2026-04-02 is 92 days: every day, the empty ones too.
+    // 2026-01-01 to 2026-04-02 is 92 days: by day, the 90 without legs between as one row.
     let html = run(
         "days92",
         &[
@@ -448,11 +452,14 @@ fn issue_20_summary_lists_every_day_up_to_92_days_then_every_month() -> TestResu
         ],
     )?;
     let rows = html_rows(&html, "day");
-    assert_eq!(rows.len(), 92);
+    assert_eq!(rows.len(), 2);
     assert_eq!(rows[0][..2], ["2026-01-01", "1"]);
-    assert_eq!(rows[1][..2], ["2026-01-02", "0"]);
-    assert_eq!(rows[91][..2], ["2026-04-02", "1"]);
-    assert_eq!(html.matches("<rect class=\"day\"").count(), 92);
+    assert_eq!(rows[1][..2], ["2026-04-02", "1"]);
+    assert_eq!(
+        html_rows(&html, "gap"),
+        [["2026-01-02 to 2026-04-01", "no legs in these 90 days"]]
+    );
+    assert_eq!(html.matches("<rect class=\"day\"").count(), 2);
     assert!(html.contains("<h2>Daily totals</h2>") && !html.contains("id=\"by-month\""));
     // One day more, 93: by month, January to April.
     let html = run(
@@ -466,7 +473,11 @@ fn issue_20_summary_lists_every_day_up_to_92_days_then_every_month() -> TestResu
         .into_iter()
         .map(|r| r[0].clone() + " " + &r[1])
         .collect();
-    assert_eq!(months, ["2026-01 1", "2026-02 0", "2026-03 0", "2026-04 1"]);
+    assert_eq!(months, ["2026-01 1", "2026-04 1"]);
+    assert_eq!(
+        html_rows(&html, "gap"),
+        [["2026-02 to 2026-03", "no legs in these 2 months"]]
+    );
     Ok(())
 }
 

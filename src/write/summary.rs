@@ -211,6 +211,39 @@ impl Period {
     }
 }
 
+/// One row of the period's table and one slot of its chart: a day or month, or a stretch of two
+/// or more consecutive ones without legs, collapsed into one row (13 years of months with legs in
+/// three of them print as five rows, not 161).
+enum Shown<'a> {
+    Bucket(&'a Bucket),
+    /// The first and last bucket of the stretch, and how many it spans.
+    Empty(&'a Bucket, &'a Bucket, usize),
+}
+
+impl Period {
+    /// The buckets as the page shows them: every bucket with legs, a lone empty one as itself,
+    /// and each stretch of empty ones as one [`Shown::Empty`].
+    fn shown(&self) -> Vec<Shown<'_>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.buckets.len() {
+            let run = self.buckets[i..].iter().take_while(|b| b.legs == 0).count();
+            if run >= 2 {
+                out.push(Shown::Empty(
+                    &self.buckets[i],
+                    &self.buckets[i + run - 1],
+                    run,
+                ));
+                i += run;
+            } else {
+                out.push(Shown::Bucket(&self.buckets[i]));
+                i += 1;
+            }
+        }
+        out
+    }
+}
+
 fn i64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
     match df.column(name) {
         Ok(c) => Ok(c.cast(&DataType::Int64)?.i64()?.to_vec()),
@@ -281,6 +314,8 @@ struct TopBar {
 
 #[derive(Serialize)]
 struct DayBar {
+    /// `day` or `month`; `gap` for a collapsed stretch, drawn as a marker, not a bar.
+    class: &'static str,
     date: String,
     legs: String,
     cost: String,
@@ -293,6 +328,8 @@ struct DayBar {
 
 #[derive(Serialize)]
 struct DayRow {
+    /// The row's class: `day`, `month`, or `gap` for a collapsed stretch without legs.
+    class: &'static str,
     date: String,
     legs: String,
     answered: String,
@@ -302,8 +339,9 @@ struct DayRow {
 }
 
 impl DayRow {
-    fn of(b: &Bucket) -> DayRow {
+    fn of(b: &Bucket, class: &'static str) -> DayRow {
         DayRow {
+            class,
             date: b.label.clone(),
             legs: thousands(b.legs),
             answered: thousands(b.answered),
@@ -476,6 +514,26 @@ pub fn render(
         }
     };
 
+    // The headline's recorded money: all of it, then the part compared with rerate's price.
+    let recorded_compared = sum(&|a| a.recorded);
+    let recorded_note = match (recon_daily, recorded_compared) {
+        (Some(_), Some(rec)) if compared_legs > 0 => {
+            let mut t = format!(
+                "on the {} compared: recorded {}, derived {}, delta {}",
+                count(compared_legs as u64, "leg", "legs"),
+                money(rec),
+                opt_money(sum(&|a| a.derived)),
+                opt_money(sum(&|a| a.delta)),
+            );
+            if recorded_all != rec {
+                t += &format!("; {} on legs not compared", money(recorded_all - rec));
+            }
+            t
+        }
+        (None, _) => "the reconciliation_daily report did not run".to_owned(),
+        _ => "no leg has both recorded and derived money to compare".to_owned(),
+    };
+
     // The top accounts' chart.
     let (label_w, bar_w) = (190.0f64, 420.0f64);
     let top: Vec<&(String, Account)> = ranked
@@ -507,10 +565,12 @@ pub fn render(
         })
         .collect();
 
-    // Every day of the period, days without legs included; by month on a long period.
+    // Every day of the period (by month on a long period), each stretch without legs one slot.
     let period = Period::of(&days);
+    let unit = if period.by_month { "month" } else { "day" };
+    let shown = period.shown();
     let (cw, ch, pad) = (700.0f64, 170.0f64, 24.0f64);
-    let n = period.buckets.len().max(1) as f64;
+    let n = shown.len().max(1) as f64;
     let slot = (cw - 2.0 * pad) / n;
     let bw = (slot * 0.8).clamp(0.5, 40.0);
     let bucket_max = period
@@ -520,31 +580,70 @@ pub fn render(
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let tick_every = (period.buckets.len() / 12).max(1);
+    let tick_every = (shown.len() / 12).max(1);
     let base = ch - pad;
-    let day_bars: Vec<DayBar> = period
-        .buckets
+    let units = |n: usize| count(n as u64, unit, &format!("{unit}s"));
+    let day_bars: Vec<DayBar> = shown
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            let h = b.cost_units.max(0) as f64 / bucket_max * (ch - 2.2 * pad);
-            DayBar {
-                tick: if i % tick_every == 0 {
-                    b.tick.clone()
+        .map(|(i, row)| {
+            let x = pad + slot * i as f64 + (slot - bw) / 2.0;
+            let tick = |t: &str| {
+                if i % tick_every == 0 {
+                    t.to_owned()
                 } else {
                     String::new()
+                }
+            };
+            match row {
+                Shown::Bucket(b) => {
+                    let h = b.cost_units.max(0) as f64 / bucket_max * (ch - 2.2 * pad);
+                    DayBar {
+                        class: unit,
+                        tick: tick(&b.tick),
+                        date: b.label.clone(),
+                        legs: thousands(b.legs),
+                        cost: priced_money(b.cost_units, b.legs, b.unpriced),
+                        x,
+                        y: base - h,
+                        w: bw,
+                        h,
+                    }
+                }
+                Shown::Empty(first, last, n) => DayBar {
+                    class: "gap",
+                    tick: tick("…"),
+                    date: format!(
+                        "{} to {}, {} without legs",
+                        first.label,
+                        last.label,
+                        units(*n)
+                    ),
+                    legs: "0".to_owned(),
+                    cost: money(0),
+                    x: x + bw / 2.0,
+                    y: base - 12.0,
+                    w: 0.0,
+                    h: 12.0,
                 },
-                date: b.label.clone(),
-                legs: thousands(b.legs),
-                cost: priced_money(b.cost_units, b.legs, b.unpriced),
-                x: pad + slot * i as f64 + (slot - bw) / 2.0,
-                y: base - h,
-                w: bw,
-                h,
             }
         })
         .collect();
-    let day_rows: Vec<DayRow> = period.buckets.iter().map(DayRow::of).collect();
+    let day_rows: Vec<DayRow> = shown
+        .iter()
+        .map(|row| match row {
+            Shown::Bucket(b) => DayRow::of(b, unit),
+            Shown::Empty(first, last, n) => DayRow {
+                class: "gap",
+                date: format!("{} to {}", first.label, last.label),
+                legs: format!("no legs in these {}", units(*n)),
+                answered: String::new(),
+                minutes: String::new(),
+                cost: String::new(),
+                unpriced: String::new(),
+            },
+        })
+        .collect();
 
     // Reconciliation by class.
     let r = &m.reconciliation;
@@ -696,6 +795,12 @@ pub fn render(
             warn: t.unpriced_legs > 0,
         },
         Card {
+            label: "Recorded by KAZOO",
+            value: money(recorded_all),
+            note: recorded_note,
+            warn: false,
+        },
+        Card {
             label: "Reseller cost",
             value: priced_money(t.reseller_cost_units, legs as i64, t.unpriced_legs as i64),
             note: format!(
@@ -739,6 +844,8 @@ pub fn render(
         "days_text": thousands(period.days),
         "by_month": period.by_month,
         "months": period.buckets.len(),
+        "rows": shown.len(),
+        "gaps": shown.iter().filter(|r| matches!(r, Shown::Empty(..))).count(),
         "max_days": DAILY_MAX_DAYS,
         "tz": opt("tz"),
     });
@@ -787,7 +894,7 @@ pub fn render(
             "pad": pad,
             "base": base,
             "max": if !none_priced { format!("max {} a {}", money(bucket_max as i64), if period.by_month { "month" } else { "day" }) } else { "no priced legs".to_owned() },
-            "undated": (period.undated.legs > 0).then(|| DayRow::of(&period.undated)),
+            "undated": (period.undated.legs > 0).then(|| DayRow::of(&period.undated, "undated")),
         }),
         recon => serde_json::json!({
             "rows": recon_rows,
