@@ -565,7 +565,8 @@ class Job:
             "elapsed_ms": int((time.time() - self.started) * 1000),
         }
         self.write_text("manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-        judged.unpersist()
+        # Every table this run cached goes: a session may serve further runs (tests/spark_job.py).
+        self.spark.catalog.clearCache()
         say(args, f"read {records_read} records; {legs_written} legs written, {rejected} rejected, "
                   f"{dedup['duplicates_dropped']} duplicates dropped; manifest at {self.out}/manifest.json")
         return 3 if partial else 0
@@ -752,6 +753,11 @@ def session(args):
     if (args.master or "local").startswith("local"):
         # A few shuffle partitions: a local run's tables are small, and 200 tasks cost seconds.
         b = b.config("spark.sql.shuffle.partitions", "4")
+        # The driver is the executor: Spark's default heap of 1 GB ran out once in CI while
+        # deduplicating the corpus case's second night (tests/spark_job.py). Set before the JVM
+        # starts; PYSPARK_SUBMIT_ARGS's --driver-memory, when given, wins.
+        if "--driver-memory" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+            b = b.config("spark.driver.memory", "2g")
     return b.getOrCreate()
 
 
