@@ -48,3 +48,13 @@ fn json_stream_corpus_keeps_every_record_and_ignores_task_size() -> TestResult {
 fn csv_export_corpus_keeps_every_row() -> TestResult {
     replay("csv_export", fuzzing::csv_export)
 }
+
+#[test]
+fn bus_event_corpus_normalizes_to_an_object_in_linear_size() -> TestResult {
+    replay("bus_event", fuzzing::bus_event)
+}
+
+#[test]
+fn csv_align_corpus_gives_a_cell_per_column_that_are_the_row() -> TestResult {
+    replay("csv_align", fuzzing::csv_align)
+}

@@ -557,6 +557,25 @@ fn read_row<'t>(text: &'t str, header: &Header) -> Result<Row<'t>, AlignError> {
     }
 }
 
+/// [`read_row`] of `line` against KAZOO 5.0's header, without and with the reseller's columns,
+/// with the invariants [`super::fuzzing::csv_align`] checks.
+pub(super) fn fuzz_align(line: &str) {
+    for reseller in [false, true] {
+        let names: Vec<String> = super::crossbar::HEADER_50
+            .iter()
+            .chain(super::crossbar::HEADER_RESELLER.iter().filter(|_| reseller))
+            .map(|n| (*n).to_owned())
+            .collect();
+        let header = Header::new(names);
+        if let Ok(row) = read_row(line, &header) {
+            assert_eq!(row.cells.len(), header.cols.len(), "a cell per column");
+            if !line.contains('"') {
+                assert_eq!(row.cells.join(","), line, "the cells are the row");
+            }
+        }
+    }
+}
+
 /// Physical lines of a reader: ended by LF, CRLF or a lone CR.
 struct Lines<'r> {
     r: &'r mut dyn BufRead,
