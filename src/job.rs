@@ -526,7 +526,7 @@ impl Job {
             ))
             .into());
         }
-        let totals = Totals::of(&parts[..legs_parts]);
+        let totals = Totals::of(&parts[..legs_parts])?;
         let has_summary = results.iter().any(|(r, _)| r.name == DAILY_REPORT);
         if has_summary {
             outputs.push(SUMMARY_HTML.to_owned());
@@ -610,7 +610,7 @@ impl Job {
             merge: merged,
             finished_interrupted_commit: staging.recovered,
             outputs,
-            dataset: Dataset::of_months(&months),
+            dataset: Dataset::of_months(&months)?,
             keys_hash: KEYS_HASH,
             months,
             partitions_written: parts,
@@ -777,7 +777,7 @@ impl Job {
         }
         for (m, ps) in &by_month {
             shards::write(out, m, ps)?;
-            summary.insert(m.clone(), MonthSummary::of(ps));
+            summary.insert(m.clone(), MonthSummary::of(ps)?);
         }
         let rewritten: HashSet<Partition> =
             parts.iter().chain(read_back).map(partition_key).collect();

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use polars::prelude::*;
 
-use crate::dataset::index::{hashes, Partition};
+use crate::dataset::index::{hashes, Ids, Partition};
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
@@ -43,8 +43,8 @@ pub const FROM_DATASET: &str = "__from_dataset";
 #[derive(Default)]
 pub struct Seen {
     partitions: PartitionMap,
-    calls: HashSet<u64>,
-    keys: HashSet<u64>,
+    calls: Ids,
+    keys: Ids,
 }
 
 /// [`Seen`], filled by the parse workers.
@@ -99,7 +99,7 @@ impl Seen {
 
     /// The partitions seen (`_unassigned` for no account), and the call_id and interaction
     /// key hashes.
-    pub fn into_parts(self) -> (HashSet<Partition>, HashSet<u64>, HashSet<u64>) {
+    pub fn into_parts(self) -> (HashSet<Partition>, Ids, Ids) {
         let parts = self
             .partitions
             .iter()

@@ -172,7 +172,13 @@ fn check_months(catalog: &Catalog, parts: &[PartitionStats], r: &mut CheckReport
             .push(p.clone());
     }
     for (m, summary) in catalog.months() {
-        let listed = MonthSummary::of(by_month.get(&m).map_or(&[][..], Vec::as_slice));
+        let listed = match MonthSummary::of(by_month.get(&m).map_or(&[][..], Vec::as_slice)) {
+            Ok(l) => l,
+            Err(e) => {
+                r.problems.push(format!("month {m}: {e}"));
+                continue;
+            }
+        };
         let empty = |s: &MonthSummary| s.tables.values().all(|n| *n == 0);
         if listed != summary && !(empty(&listed) && empty(&summary)) {
             r.problems.push(format!(

@@ -33,6 +33,9 @@ pub const KEYS_HASH: &str = "xxh3-64";
 const CALL_HASH: &str = "call_hash";
 const KEY_HASH: &str = "key_hash";
 
+/// A set of hashes (they are XXH3 already: foldhash's fast hash on top costs a multiply).
+pub type Ids = HashSet<u64, foldhash::fast::RandomState>;
+
 /// A partition: (account_id as its folder says it, `_unassigned` for none; days since
 /// 1970-01-01).
 pub type Partition = (String, Option<i32>);
@@ -210,31 +213,66 @@ impl KeyIndex {
     /// holds), then every partition holding a leg whose call_id or interaction key is among
     /// `calls`, `keys` or those of a partition already taken, until none is added. Hash
     /// collisions can only add a partition, never leave one out.
+    ///
+    /// Each round looks up only the ids the previous round brought (the legs of the partitions
+    /// it added, found through a per-partition list of legs), so a night costs a pass over the
+    /// index per round, usually two, with lookups in sets of the night's size.
     pub fn closure(
         &self,
         start: &HashSet<Partition>,
-        mut calls: HashSet<u64>,
-        mut keys: HashSet<u64>,
+        calls: impl IntoIterator<Item = u64>,
+        keys: impl IntoIterator<Item = u64>,
     ) -> Vec<Partition> {
+        // The legs of each partition: `legs[offsets[p]..offsets[p + 1]]`.
+        let mut offsets = vec![0usize; self.parts.len() + 1];
+        for &p in &self.part {
+            offsets[p as usize + 1] += 1;
+        }
+        for p in 0..self.parts.len() {
+            offsets[p + 1] += offsets[p];
+        }
+        let mut next = offsets.clone();
+        let mut legs = vec![0u32; self.part.len()];
+        for (i, &p) in self.part.iter().enumerate() {
+            legs[next[p as usize]] = i as u32;
+            next[p as usize] += 1;
+        }
+
         let mut joined: Vec<bool> = self.parts.iter().map(|p| start.contains(p)).collect();
+        let mut added: Vec<usize> = (0..self.parts.len()).filter(|&p| joined[p]).collect();
+        let (mut seen_calls, mut seen_keys) = (Ids::default(), Ids::default());
+        let (mut new_calls, mut new_keys): (Ids, Ids) =
+            (calls.into_iter().collect(), keys.into_iter().collect());
         loop {
-            // Every leg of a joined partition brings its ids; a leg that meets them brings its
-            // partition.
-            for (i, &p) in self.part.iter().enumerate() {
-                if joined[p as usize] {
-                    calls.insert(self.call[i]);
-                    keys.insert(self.key[i]);
+            // Every leg of a partition just added brings its ids.
+            for &p in &added {
+                for &i in &legs[offsets[p]..offsets[p + 1]] {
+                    let (c, k) = (self.call[i as usize], self.key[i as usize]);
+                    if !seen_calls.contains(&c) {
+                        new_calls.insert(c);
+                    }
+                    if !seen_keys.contains(&k) {
+                        new_keys.insert(k);
+                    }
                 }
             }
-            let mut added = false;
+            if new_calls.is_empty() && new_keys.is_empty() {
+                break;
+            }
+            // A leg that meets one of the new ids brings its partition.
+            added.clear();
             for (i, &p) in self.part.iter().enumerate() {
                 let p = p as usize;
-                if !joined[p] && (calls.contains(&self.call[i]) || keys.contains(&self.key[i])) {
+                if !joined[p]
+                    && (new_calls.contains(&self.call[i]) || new_keys.contains(&self.key[i]))
+                {
                     joined[p] = true;
-                    added = true;
+                    added.push(p);
                 }
             }
-            if !added {
+            seen_calls.extend(new_calls.drain());
+            seen_keys.extend(new_keys.drain());
+            if added.is_empty() {
                 break;
             }
         }
@@ -378,14 +416,10 @@ mod tests {
         let ix = KeyIndex::build(vec![rows.clone()])?;
         // A new copy of a2 (its partition A/2 joins by call_id), whose interaction i1 has a leg
         // in A/1 (joins by key); B/1 and C/3 stay out.
-        let got = ix.closure(&HashSet::new(), [hash("a2")].into(), HashSet::new());
+        let got = ix.closure(&HashSet::new(), [hash("a2")], []);
         assert_eq!(got, [("A".to_owned(), Some(1)), ("A".to_owned(), Some(2))]);
         // The run's own partition C/3 brings nothing else.
-        let got = ix.closure(
-            &[("C".to_owned(), Some(3))].into(),
-            HashSet::new(),
-            HashSet::new(),
-        );
+        let got = ix.closure(&[("C".to_owned(), Some(3))].into(), [], []);
         assert_eq!(got, [("C".to_owned(), Some(3))]);
         // Written without A/1, read back: three legs, in their partitions.
         let dir = tempfile::tempdir()?;

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::schema::{LEGS_TABLE, MANIFEST_FILE};
 use crate::time::parse_date;
-use crate::write::manifest::{Definition, RunRecord};
+use crate::write::manifest::{Definition, RunRecord, SumOverflow};
 use crate::write::PartitionStats;
 use index::{KeyIndex, KEYS_HASH};
 pub use shards::MonthSummary;
@@ -124,7 +124,7 @@ impl Catalog {
                 found: u32::try_from(found).unwrap_or(u32::MAX),
             });
         }
-        let c: Catalog = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let mut c: Catalog = serde_path_to_error::deserialize(doc).map_err(|e| {
             let field = e.path().to_string();
             damaged(&field, e.into_inner().to_string())
         })?;
@@ -145,15 +145,24 @@ impl Catalog {
             }
         } else if c.partitions.is_none() {
             return Err(missing("partitions"));
+        } else {
+            let months = c
+                .months_of_partitions()
+                .map_err(|e| damaged("partitions", e.to_string()))?;
+            c.months = Some(months);
         }
         Ok(c)
     }
 
-    /// Per month of the partitions' dates, what it holds.
+    /// Per month of the partitions' dates, what it holds (formats 0 and 1: summed from their
+    /// partition list when the catalog is read).
     pub fn months(&self) -> BTreeMap<String, MonthSummary> {
-        if let Some(m) = &self.months {
-            return m.clone();
-        }
+        self.months.clone().unwrap_or_default()
+    }
+
+    /// Formats 0 and 1: the months' summaries of the partition list. Errors name the partition
+    /// whose sum overflowed.
+    fn months_of_partitions(&self) -> Result<BTreeMap<String, MonthSummary>, SumOverflow> {
         let mut by_month: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
         for p in self.partitions.iter().flatten() {
             by_month
@@ -163,7 +172,7 @@ impl Catalog {
         }
         by_month
             .into_iter()
-            .map(|(m, parts)| (m, MonthSummary::of(&parts)))
+            .map(|(m, parts)| Ok((m, MonthSummary::of(&parts)?)))
             .collect()
     }
 

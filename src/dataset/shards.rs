@@ -17,7 +17,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::LEGS_TABLE;
-use crate::write::manifest::Totals;
+use crate::write::manifest::{SumOverflow, Totals};
 use crate::write::PartitionStats;
 
 /// The folder of the month files, relative to the output folder.
@@ -47,7 +47,8 @@ pub struct MonthSummary {
 }
 
 impl MonthSummary {
-    pub fn of(parts: &[PartitionStats]) -> Self {
+    /// Errors name the partition at which a sum overflowed.
+    pub fn of(parts: &[PartitionStats]) -> Result<Self, SumOverflow> {
         let mut tables = BTreeMap::new();
         for p in parts {
             *tables.entry(p.table.clone()).or_insert(0) += 1;
@@ -57,11 +58,11 @@ impl MonthSummary {
             .filter(|p| p.table == LEGS_TABLE)
             .cloned()
             .collect();
-        MonthSummary {
+        Ok(MonthSummary {
             tables,
             legs: legs.iter().map(|p| p.rows).sum(),
-            totals: Totals::of(&legs),
-        }
+            totals: Totals::of(&legs)?,
+        })
     }
 }
 
@@ -188,7 +189,7 @@ mod tests {
         let json = |v: &[PartitionStats]| serde_json::to_value(v).unwrap_or_default();
         // Written sorted by table: daily first.
         assert_eq!(json(&back), json(&[parts[1].clone(), parts[0].clone()]));
-        let m = MonthSummary::of(&back);
+        let m = MonthSummary::of(&back)?;
         assert_eq!((m.legs, m.tables["legs"], m.tables["daily"]), (2, 1, 1));
         assert_eq!(month_of(Some("2026-11-02")), "2026-11");
         assert_eq!(month_of(None), "none");
