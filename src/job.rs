@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::rate::e164::hex_digest;
 
 use crate::dataset::index::{KeyIndex, Partition, KEYS_DIR, KEYS_HASH};
-use crate::dataset::shards::{self, month_of};
-use crate::dataset::{partition_key, Catalog, MonthSummary, CATALOG_DIR};
+use crate::dataset::shards::{self, Cut};
+use crate::dataset::{partition_key, Catalog, ShardSummary, CATALOG_DIR};
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
@@ -547,7 +547,7 @@ impl Job {
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
         // The catalog after this run: the month files and the legs index it touches.
-        let months = self.update_catalog(
+        let (days, emptied_days) = self.update_catalog(
             out,
             &previous,
             &index,
@@ -558,7 +558,7 @@ impl Job {
         )?;
         clock.lap("7c_catalog");
         // A table with no partition in the folder is one empty file with its schema.
-        let present: BTreeSet<String> = months
+        let present: BTreeSet<String> = days
             .values()
             .flat_map(|m| {
                 m.tables
@@ -571,6 +571,12 @@ impl Job {
         parts.sort_by(|a, b| {
             (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
         });
+        // Format 2's month files, when this run wrote every day's instead.
+        let mut previous_superseded = match cfg.mode.keeps_other_partitions() {
+            true => previous.superseded_files(&cfg.out),
+            false => Vec::new(),
+        };
+        previous_superseded.extend(emptied_days);
         let earlier_outputs = previous_outputs(&previous.outputs);
         let mut entries: BTreeSet<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
         entries.extend(earlier_outputs.iter().cloned());
@@ -610,9 +616,9 @@ impl Job {
             merge: merged,
             finished_interrupted_commit: staging.recovered,
             outputs,
-            dataset: Dataset::of_months(&months)?,
+            dataset: Dataset::of_shards(&days)?,
             keys_hash: KEYS_HASH,
-            months,
+            days,
             partitions_written: parts,
             runs,
             memory: serde_json::json!({
@@ -653,6 +659,7 @@ impl Job {
             cfg.mode,
             &entries,
             &keys,
+            &previous_superseded,
         )?;
         staging.commit(journal)?;
         Ok(RunOutcome {
@@ -695,13 +702,14 @@ impl Job {
         let first_day = seen.first_day();
         let (start, calls, keys) = seen.into_parts();
         let joined = index.closure(&start, calls, keys);
-        let months: BTreeSet<String> = joined
+        let cut = previous.cut();
+        let shards: BTreeSet<String> = joined
             .iter()
-            .map(|(_, d)| month_of(d.map(format_date).as_deref()))
+            .map(|(_, d)| cut.key(d.map(format_date).as_deref()))
             .collect();
         let wanted: HashSet<&Partition> = joined.iter().collect();
         let touched: Vec<PartitionStats> = previous
-            .partitions_in(&self.cfg.out, &months)?
+            .partitions_in(&self.cfg.out, &shards)?
             .into_iter()
             .filter(|p| p.table == LEGS_TABLE && wanted.contains(&partition_key(p)))
             .collect();
@@ -737,11 +745,13 @@ impl Job {
         })
     }
 
-    /// Writes the catalog's files this run changes under `out` (the staged output): the month
+    /// Writes the catalog's files this run changes under `out` (the staged output): the day
     /// files of the partition list that hold a partition it wrote or rewrote (`parts`, all
     /// tables; `read_back`, the legs partitions a merge read back; `keys`, their folders), and
     /// the legs index: the previous one without the rewritten partitions, with this run's legs
-    /// (`key_rows`). Returns the summary of every month now in the folder.
+    /// (`key_rows`). A catalog not cut by day (formats 0 to 2) has every day's files written.
+    /// Returns the summary of every day now in the folder, and the catalog files of the days
+    /// left without partitions, which the commit removes.
     #[allow(clippy::too_many_arguments)]
     fn update_catalog(
         &self,
@@ -752,37 +762,50 @@ impl Job {
         read_back: &[PartitionStats],
         keys: &BTreeSet<(String, String)>,
         key_rows: &[DataFrame],
-    ) -> anyhow::Result<BTreeMap<String, MonthSummary>> {
+    ) -> anyhow::Result<(BTreeMap<String, ShardSummary>, Vec<String>)> {
         let keeps = self.cfg.mode.keeps_other_partitions();
-        let month = |p: &PartitionStats| month_of(p.date.as_deref());
-        let mut touched: BTreeSet<String> = parts.iter().chain(read_back).map(month).collect();
-        if keeps && previous.is_legacy() {
-            // A catalog of format 0 or 1 had no month files: all are written.
-            touched.extend(previous.months().into_keys());
-        }
-        let (mut summary, old) = match keeps {
-            true => (
-                previous.months(),
+        let day = |p: &PartitionStats| Cut::Day.key(p.date.as_deref());
+        let mut touched: BTreeSet<String> = parts.iter().chain(read_back).map(day).collect();
+        let (mut summary, old) = match (keeps, previous.is_legacy()) {
+            (true, false) => (
+                previous.shards(),
                 previous.partitions_in(&self.cfg.out, &touched)?,
             ),
-            false => (BTreeMap::new(), vec![]),
+            // Every partition, and so every day, is written anew.
+            (true, true) => (BTreeMap::new(), previous.all_partitions(&self.cfg.out)?),
+            (false, _) => (BTreeMap::new(), vec![]),
         };
-        let mut by_month: BTreeMap<String, Vec<PartitionStats>> =
-            touched.iter().map(|m| (m.clone(), vec![])).collect();
+        touched.extend(old.iter().map(day));
+        let mut by_day: BTreeMap<String, Vec<PartitionStats>> =
+            touched.iter().map(|k| (k.clone(), vec![])).collect();
         let kept = old
             .into_iter()
             .filter(|p| !keys.contains(&partition_dirs(p)));
         for p in kept.chain(parts.iter().cloned()) {
-            by_month.entry(month(&p)).or_default().push(p);
+            by_day.entry(day(&p)).or_default().push(p);
         }
-        for (m, ps) in &by_month {
-            shards::write(out, m, ps)?;
-            summary.insert(m.clone(), MonthSummary::of(ps)?);
+        // A day left without partitions (its legs moved to other days) has no files: those it
+        // had go at the commit.
+        let mut emptied = Vec::new();
+        for (k, ps) in &by_day {
+            if ps.is_empty() {
+                summary.remove(k);
+                touched.remove(k);
+                if !previous.is_legacy() {
+                    emptied.extend([
+                        Cut::Day.file(shards::PARTITIONS_DIR, k),
+                        crate::dataset::index::keys_file(Cut::Day, k),
+                    ]);
+                }
+                continue;
+            }
+            shards::write(out, k, ps)?;
+            summary.insert(k.clone(), ShardSummary::of(ps)?);
         }
         let rewritten: HashSet<Partition> =
             parts.iter().chain(read_back).map(partition_key).collect();
         index.write(&self.cfg.out, out, &touched, keeps, &rewritten, key_rows)?;
-        Ok(summary)
+        Ok((summary, emptied))
     }
 
     /// The dataset's definition after this run: this run's, which must agree with the one the

@@ -495,7 +495,7 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     let manifest = out.join("manifest.json");
     let good = std::fs::read_to_string(&manifest)?;
     let spark = good.replacen('{', r#"{"engine": "spark 4.3.0", "#, 1);
-    let at = good.find(r#""months": {"#).ok_or("months")?;
+    let at = good.find(r#""days": {"#).ok_or("days")?;
     let mistyped = format!(
         "{}{}",
         &good[..at],
@@ -523,7 +523,7 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     };
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("months.2026-11.tables.legs"),
+        err.contains("days.2026-11-02.tables.legs"),
         "the field is named: {err}"
     );
     Ok(())
@@ -548,7 +548,7 @@ fn the_catalogs_of_formats_1_and_2_read() -> TestResult {
         assert_eq!(all.len(), 45);
         assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
         assert_eq!(c.runs.len(), 1);
-        let months: Vec<String> = c.months().into_keys().collect();
+        let months: Vec<String> = c.shards().into_keys().collect();
         assert_eq!(months, ["2013-07", "2019-05", "2026-11"]);
     }
     // Format 2's index: the 40 legs, in their 9 partitions.
@@ -607,14 +607,10 @@ fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
     Ok(())
 }
 
-/// A dataset whose catalog is of format 1 (every partition in the manifest, no index), as the
-/// release before wrote it, takes a merge: the index is built from its legs files once, and the
-/// folder then holds what one run over both inputs writes, with a format 2 catalog.
-#[test]
-fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    // Three months (2013-07, 2019-05, 2026-11); the second night touches only the last.
+/// The fixtures (three months: 2013-07, 2019-05, 2026-11) run into `dir/out`; returns the
+/// folder, the fixtures, and a second night that touches only the last month.
+fn fixtures_first_night(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let out = dir.join("out");
     let (first, second) = (
         root().join("fixtures"),
         root().join("fixtures/nightly-midnight/night-1.ndjson.nightly"),
@@ -623,11 +619,21 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
         run(std::slice::from_ref(&first), &out, &[]),
         "the first night",
     );
+    (out, first, second)
+}
+
+/// A dataset whose catalog is of format 1 (every partition in the manifest, no index), as the
+/// release before wrote it, takes a merge: the index is built from its legs files once, and the
+/// folder then holds what one run over both inputs writes, with a format 3 catalog.
+#[test]
+fn a_format_1_dataset_merges_and_moves_to_format_3() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (out, first, second) = fixtures_first_night(dir.path());
     let catalog = rerate::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
     let parts = catalog.all_partitions(&out)?;
     let mut m = json_file(&out.join("manifest.json"));
     let o = m.as_object_mut().ok_or("an object")?;
-    for k in ["months", "keys_hash", "partitions_written"] {
+    for k in ["days", "keys_hash", "partitions_written"] {
         o.remove(k);
     }
     o.insert("format_version".into(), 1.into());
@@ -643,8 +649,8 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
         "a merge into the format 1 dataset",
     );
     ok(rerate(&["check", s(&out)]), "rerate check");
-    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 2);
-    // Every month got its files, not only the one the night touched: the next night reads them.
+    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 3);
+    // Every day got its files, not only the one the night touched: the next night reads them.
     ok(
         run(std::slice::from_ref(&second), &out, &[]),
         "a night after the move",
@@ -656,18 +662,85 @@ fn a_format_1_dataset_merges_and_moves_to_format_2() -> TestResult {
     Ok(())
 }
 
+/// A dataset of format 2 (its catalog cut by month), as the release before wrote it: the
+/// checked-in catalog of the fixtures' run (`tests/catalog/format-2`) over the data files this
+/// rerate writes for them. A merge into it reads the month files, writes every day's files in
+/// their place (the month files go), and the folder then holds what one run over both inputs
+/// writes.
+#[test]
+fn a_format_2_dataset_merges_and_moves_to_day_files() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (out, first, second) = fixtures_first_night(dir.path());
+    std::fs::remove_dir_all(out.join("_catalog"))?;
+    let fixture = root().join("tests/catalog/format-2");
+    std::fs::copy(fixture.join("manifest.json"), out.join("manifest.json"))?;
+    for sub in ["keys", "partitions"] {
+        let to = out.join("_catalog").join(sub);
+        std::fs::create_dir_all(&to)?;
+        for f in std::fs::read_dir(fixture.join("_catalog").join(sub))? {
+            let f = f?;
+            std::fs::copy(f.path(), to.join(f.file_name()))?;
+        }
+    }
+    ok(
+        rerate(&["check", s(&out)]),
+        "rerate check of the format 2 dataset",
+    );
+
+    ok(
+        run(std::slice::from_ref(&second), &out, &[]),
+        "a merge into the format 2 dataset",
+    );
+    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 3);
+    let files = |sub: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(out.join("_catalog").join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for sub in ["keys", "partitions"] {
+        let names = files(sub);
+        assert!(
+            !names.is_empty() && names.iter().all(|n| n.starts_with("day=")),
+            "{sub}: {names:?}"
+        );
+        // The fixtures' days (three months) and the night's.
+        assert!(
+            names.contains(&"day=2013-07-29.parquet".to_owned()),
+            "{names:?}"
+        );
+    }
+    ok(rerate(&["check", s(&out)]), "rerate check after the move");
+    ok(
+        run(std::slice::from_ref(&second), &out, &[]),
+        "a night after the move",
+    );
+    let one = dir.path().join("one");
+    ok(run(&[first, second], &one, &[]), "one run");
+    assert_same_dataset(&out, &one, "format 2, then merged");
+    Ok(())
+}
+
 /// The catalog's files beside the manifest, missing or damaged: exit 2, naming the file, and
 /// nothing changes.
 #[test]
 fn a_damaged_index_or_month_list_is_refused_and_nothing_changes() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = first_night(dir.path());
-    let index = out.join("_catalog/keys/month=2026-11.parquet");
-    let month = out.join("_catalog/partitions/month=2026-11.parquet");
+    let index = out.join("_catalog/keys/day=2026-11-02.parquet");
+    let month = out.join("_catalog/partitions/day=2026-11-02.parquet");
     for (what, file, text) in [
         ("the index cut short", &index, Some(&b"PAR1"[..])),
         ("the index gone", &index, None),
-        ("the month list cut short", &month, Some(&b"PAR1"[..])),
+        (
+            "the day's partition list cut short",
+            &month,
+            Some(&b"PAR1"[..]),
+        ),
     ] {
         let good = std::fs::read(file)?;
         match text {
@@ -691,14 +764,14 @@ fn a_catalog_that_disagrees_with_its_files_is_refused() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = first_night(dir.path());
     let legs = parquet_files(&out.join("legs"));
-    let index = out.join("_catalog/keys/month=2026-11.parquet");
+    let index = out.join("_catalog/keys/day=2026-11-02.parquet");
     let one_row_less = |path: &Path| -> TestResult {
         let mut df = read_parquet(path);
         df = df.slice(0, df.height() - 1);
         ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;
         Ok(())
     };
-    let extra = out.join("_catalog/keys/month=1999-01.parquet");
+    let extra = out.join("_catalog/keys/day=1999-01-01.parquet");
     type Damage<'a> = (&'a str, &'a Path, Box<dyn Fn() -> TestResult + 'a>);
     let cases: Vec<Damage> = vec![
         (
@@ -712,7 +785,7 @@ fn a_catalog_that_disagrees_with_its_files_is_refused() -> TestResult {
             Box::new(|| one_row_less(&index)),
         ),
         (
-            "an index month the manifest does not list",
+            "an index day the manifest does not list",
             &extra,
             Box::new(|| Ok(std::fs::copy(&index, &extra).map(|_| ())?)),
         ),

@@ -530,7 +530,12 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
 fn dataset_line(m: &Manifest) -> String {
     use crate::words::{count, money};
     let d = &m.dataset;
-    let months: Vec<&String> = m.months.keys().filter(|k| k.as_str() != "none").collect();
+    let months: Vec<String> = m
+        .days
+        .keys()
+        .filter(|k| k.as_str() != "none")
+        .map(|k| crate::dataset::shards::month_of(Some(k)))
+        .collect();
     let period = match (months.first(), months.last()) {
         (Some(a), Some(b)) if a == b => format!(", month {a}"),
         (Some(a), Some(b)) => format!(", months {a} to {b}"),

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::index::KEYS_DIR;
-use super::shards::month_of;
-use super::{partition_key, Catalog, CatalogError, MonthSummary};
+use super::{partition_key, Catalog, CatalogError, ShardSummary};
 use crate::schema::{
     BILLING_SECONDS, CALL_ID, COST_UNITS, DAILY_REPORT, INTERACTIONS_TABLE, LEGS, LEGS_TABLE,
     LEG_CALL_IDS,
@@ -32,8 +31,9 @@ use crate::write::PartitionStats;
 /// What a check found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
-    /// Partitions the catalog lists, and data files read.
+    /// Partitions the catalog lists (of every table; of the legs table), and data files read.
     pub partitions: u64,
+    pub legs_partitions: u64,
     pub files: u64,
     /// Legs in the legs table.
     pub legs: u64,
@@ -61,9 +61,10 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     let partitions = catalog.all_partitions(dir).map_err(CheckError::Other)?;
     let mut r = CheckReport {
         partitions: partitions.len() as u64,
+        legs_partitions: partitions.iter().filter(|p| p.table == LEGS_TABLE).count() as u64,
         ..Default::default()
     };
-    check_months(&catalog, &partitions, &mut r);
+    check_shards(&catalog, &partitions, &mut r);
     check_index(dir, &catalog, &partitions, &mut r);
     let mut first_seen: HashMap<String, String> = HashMap::new();
     let mut leg_sums: Sums = HashMap::new();
@@ -162,27 +163,29 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     Ok(r)
 }
 
-/// The manifest's summary of each month equals the month's partition list.
-fn check_months(catalog: &Catalog, parts: &[PartitionStats], r: &mut CheckReport) {
-    let mut by_month: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
+/// The manifest's summary of each shard (day; month before format 3) equals the shard's
+/// partition list.
+fn check_shards(catalog: &Catalog, parts: &[PartitionStats], r: &mut CheckReport) {
+    let cut = catalog.cut();
+    let mut by_key: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
     for p in parts {
-        by_month
-            .entry(month_of(p.date.as_deref()))
+        by_key
+            .entry(cut.key(p.date.as_deref()))
             .or_default()
             .push(p.clone());
     }
-    for (m, summary) in catalog.months() {
-        let listed = match MonthSummary::of(by_month.get(&m).map_or(&[][..], Vec::as_slice)) {
+    for (k, summary) in catalog.shards() {
+        let listed = match ShardSummary::of(by_key.get(&k).map_or(&[][..], Vec::as_slice)) {
             Ok(l) => l,
             Err(e) => {
-                r.problems.push(format!("month {m}: {e}"));
+                r.problems.push(format!("{k}: {e}"));
                 continue;
             }
         };
-        let empty = |s: &MonthSummary| s.tables.values().all(|n| *n == 0);
+        let empty = |s: &ShardSummary| s.tables.values().all(|n| *n == 0);
         if listed != summary && !(empty(&listed) && empty(&summary)) {
             r.problems.push(format!(
-                "manifest.json: the summary of month {m} says {summary:?}, its partition list {listed:?}"
+                "manifest.json: the summary of {k} says {summary:?}, its partition list {listed:?}"
             ));
         }
     }
@@ -348,9 +351,10 @@ pub fn describe(dir: &Path, r: &CheckReport, limit: usize) -> String {
     }
     let head = match r.problems.len() {
         0 => format!(
-            "{}: ok: {} partitions, {} files read, {} legs; every call_id once, daily and interactions agree with the legs",
+            "{}: ok: {} partitions of every table ({} of legs), {} files read, {} legs; every call_id once, daily and interactions agree with the legs",
             dir.display(),
             r.partitions,
+            r.legs_partitions,
             r.files,
             r.legs
         ),

@@ -2,30 +2,31 @@
 //! key, and its partition. A merge plans from it which partitions it rewrites (see
 //! [`crate::merge`]) instead of opening every legs file of the dataset.
 //!
-//! One Parquet file per month of the partitions' dates, `_catalog/keys/month=2026-11.parquet`
-//! (as the partition list, [`super::shards`]): a run reads them all and rewrites only the months
-//! it touches. Columns: `call_hash` and `key_hash` (UInt64: XXH3-64 of the call_id and of the
-//! first of `interaction_id`, `bridge_id`, `call_id` that is set, 0 for none), `account_id`
-//! (String, `_unassigned` for no account) and `date` (Date, null for none), sorted by partition
-//! and hashes, so the same dataset has the same files byte for byte. XXH3's output is fixed by
-//! its specification, so an index written by one rerate reads in every later one; the catalog
-//! records the algorithm ([`KEYS_HASH`]). 16 bytes of hashes a leg: a year of 3,000 legs a
-//! night is about 18 MB read a night (see BENCHMARKS.md).
+//! One Parquet file per day of the partitions' dates, `_catalog/keys/day=2026-11-02.parquet`
+//! (cut as the partition list, [`super::shards`]; by month in format 2): a run reads them all
+//! and rewrites only the days it touches. Columns: `call_hash` and `key_hash` (UInt64: XXH3-64
+//! of the call_id and of the first of `interaction_id`, `bridge_id`, `call_id` that is set, 0
+//! for none), `account_id` (String, `_unassigned` for no account) and `date` (Date, null for
+//! none), sorted by partition and hashes, so the same dataset has the same files byte for
+//! byte. XXH3's output is fixed by its specification, so an index written by one rerate reads
+//! in every later one; the catalog records the algorithm ([`KEYS_HASH`]). 16 bytes of hashes a
+//! leg: a year of 3,000 legs a night is about 18 MB read a night (see BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use polars::prelude::*;
 
+use super::shards::Cut;
 use crate::interactions::KEY;
 use crate::schema::{ACCOUNT_ID, CALL_ID, DATE};
 
 /// The index's folder, relative to the output folder.
 pub const KEYS_DIR: &str = "_catalog/keys";
 
-/// A month's index file, relative to the output folder.
-pub fn keys_file(month: &str) -> String {
-    format!("{KEYS_DIR}/month={month}.parquet")
+/// A shard's index file, relative to the output folder.
+pub fn keys_file(cut: Cut, key: &str) -> String {
+    cut.file(KEYS_DIR, key)
 }
 /// The hash the index holds, as the catalog names it.
 pub const KEYS_HASH: &str = "xxh3-64";
@@ -85,8 +86,9 @@ pub struct KeyIndex {
     call: Vec<u64>,
     key: Vec<u64>,
     part: Vec<u32>,
-    /// The rows themselves, for an index built from a format 1 dataset's legs files (which has
-    /// no month files to rewrite the months from).
+    /// The rows themselves, for an index built from a format 1 dataset's legs files or read
+    /// from a format 2 dataset's month files (which have no day files to rewrite the days
+    /// from).
     built: Option<DataFrame>,
 }
 
@@ -112,28 +114,25 @@ impl KeyIndex {
         ]))
     }
 
-    /// Reads `out`'s index, the files of `months`, one at a time. Errors name the file.
-    pub fn read<'m>(
+    /// Reads `out`'s index, the files of the shards `keys` cut by `cut`, one at a time.
+    /// Errors name the file.
+    pub fn read<'k>(
         out: &Path,
-        months: impl IntoIterator<Item = &'m String>,
+        cut: Cut,
+        keys: impl IntoIterator<Item = &'k String>,
     ) -> anyhow::Result<Self> {
         let mut ix = Self::empty();
         let mut ids = HashMap::new();
-        for m in months {
-            ix.read_month(out, m, &mut ids)?;
+        for k in keys {
+            let df = Self::read_shard(out, cut, k)?;
+            ix.add(&df, &mut ids)?;
         }
         Ok(ix)
     }
 
-    /// Adds the rows of `out`'s file of `month`; returns how many. `ids`: the partitions'
-    /// numbers so far.
-    pub fn read_month(
-        &mut self,
-        out: &Path,
-        month: &str,
-        ids: &mut HashMap<Partition, u32>,
-    ) -> anyhow::Result<u64> {
-        let rel = keys_file(month);
+    /// The rows of `out`'s index file of the shard `key` cut by `cut`, its columns checked.
+    pub fn read_shard(out: &Path, cut: Cut, key: &str) -> anyhow::Result<DataFrame> {
+        let rel = keys_file(cut, key);
         let df = super::read_parquet(out, &rel, "the dataset's legs index")?;
         let want = Self::schema()?;
         if df.schema().as_ref() != &want {
@@ -144,8 +143,17 @@ impl KeyIndex {
                 want
             );
         }
-        self.add(&df, ids)?;
-        Ok(df.height() as u64)
+        Ok(df)
+    }
+
+    /// Appends the rows of one index file ([`Self::read_shard`]); `ids`: the partitions'
+    /// numbers so far.
+    pub fn extend(
+        &mut self,
+        df: &DataFrame,
+        ids: &mut HashMap<Partition, u32>,
+    ) -> PolarsResult<()> {
+        self.add(df, ids)
     }
 
     /// An index of `rows` ([`rows_of`]'s frames), kept whole to write every month from.
@@ -284,53 +292,54 @@ impl KeyIndex {
             .collect()
     }
 
-    /// Writes the index files of `months` under `dir`: for each, the rows the index had in it
-    /// (read again from `prev`, the dataset's folder, or from the rows it was built from) but
-    /// those of `dropped` partitions, and the rows of `added` in it; sorted by partition and
-    /// hashes, zstd-compressed. `keep`: whether the old rows stay at all (not under
+    /// Writes the index files of the days `keys` under `dir`: for each, the rows the index had
+    /// in it (read again from `prev`, the dataset's folder, or from the rows it was built from)
+    /// but those of `dropped` partitions, and the rows of `added` in it; sorted by partition
+    /// and hashes, zstd-compressed. `keep`: whether the old rows stay at all (not under
     /// `--mode replace-all`).
     pub fn write(
         &self,
         prev: &Path,
         dir: &Path,
-        months: &std::collections::BTreeSet<String>,
+        keys: &std::collections::BTreeSet<String>,
         keep: bool,
         dropped: &HashSet<Partition>,
         added: &[DataFrame],
     ) -> anyhow::Result<()> {
-        for m in months {
+        for k in keys {
+            let file = keys_file(Cut::Day, k);
             let mut old = match (&self.built, keep) {
                 (_, false) => DataFrame::empty_with_schema(&Self::schema()?),
-                (Some(all), true) => in_month(all, m)?,
-                (None, true) if prev.join(keys_file(m)).is_file() => {
-                    super::read_parquet(prev, &keys_file(m), "the dataset's legs index")?
+                (Some(all), true) => in_day(all, k)?,
+                (None, true) if prev.join(&file).is_file() => {
+                    super::read_parquet(prev, &file, "the dataset's legs index")?
                 }
                 (None, true) => DataFrame::empty_with_schema(&Self::schema()?),
             };
             old = without(&old, dropped)?;
             for rows in added {
-                old.vstack_mut_owned(in_month(rows, m)?)?;
+                old.vstack_mut_owned(in_day(rows, k)?)?;
             }
             let mut df = old.sort(
                 [ACCOUNT_ID, DATE, CALL_HASH, KEY_HASH],
                 SortMultipleOptions::default().with_multithreaded(false),
             )?;
             df.rechunk_mut();
-            super::write_parquet(dir, &keys_file(m), &mut df)?;
+            super::write_parquet(dir, &file, &mut df)?;
         }
         Ok(())
     }
 }
 
-/// The rows of an index frame whose date falls in `month` (`none`: no date).
-fn in_month(df: &DataFrame, month: &str) -> PolarsResult<DataFrame> {
+/// The rows of an index frame whose date is the day `key` (`YYYY-MM-DD`; `none`: no date).
+fn in_day(df: &DataFrame, key: &str) -> PolarsResult<DataFrame> {
     let dates = df.column(DATE)?.date()?.physical().clone();
-    let mask: BooleanChunked = match month_range(month) {
-        None => dates.iter().map(|d| d.is_none()).collect(),
-        Some((from, to)) => dates
-            .iter()
-            .map(|d| d.is_some_and(|d| d >= from && d < to))
-            .collect(),
+    let day = crate::time::parse_date(key);
+    let mask: BooleanChunked = match (key, day) {
+        ("none", _) => dates.iter().map(|d| d.is_none()).collect(),
+        // A key that is no day (none is written): no row.
+        (_, None) => dates.iter().map(|_| false).collect(),
+        (_, Some(day)) => dates.iter().map(|d| d == Some(day)).collect(),
     };
     df.filter(&mask)
 }
@@ -354,24 +363,6 @@ fn without(df: &DataFrame, dropped: &HashSet<Partition>) -> PolarsResult<DataFra
         keep.push(k);
     }
     df.filter(&BooleanChunked::from_slice("keep".into(), &keep))
-}
-
-/// The days (since 1970-01-01) a month (`2026-11`) spans: [first, first of the next); `None`
-/// for `none`, the partitions without a date.
-fn month_range(month: &str) -> Option<(i32, i32)> {
-    let (y, m) = month.rsplit_once('-')?;
-    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
-    let day = |y: i32, m: u32| {
-        chrono::NaiveDate::from_ymd_opt(y, m, 1)
-            .map(|d| chrono::Datelike::num_days_from_ce(&d) - crate::time::UNIX_EPOCH_DAYS_FROM_CE)
-    };
-    let first = day(y, m)?;
-    let next = match m {
-        12 => day(y + 1, 1),
-        _ => day(y, m + 1),
-    };
-    // The last month chrono can write has no next one: up to the end of time.
-    Some((first, next.unwrap_or(i32::MAX)))
 }
 
 #[cfg(test)]
@@ -421,41 +412,31 @@ mod tests {
         // The run's own partition C/3 brings nothing else.
         let got = ix.closure(&[("C".to_owned(), Some(3))].into(), [], []);
         assert_eq!(got, [("C".to_owned(), Some(3))]);
-        // Written without A/1, read back: three legs, in their partitions.
+        // Written without A/1, read back: three legs, in their partitions, a file a day.
         let dir = tempfile::tempdir()?;
-        let months = ["1970-01".to_owned()].into();
+        let days: std::collections::BTreeSet<String> =
+            (1..=4).map(crate::time::format_date).collect();
         let dropped = [("A".to_owned(), Some(1))].into();
-        ix.write(dir.path(), dir.path(), &months, true, &dropped, &[])?;
-        let back = KeyIndex::read(dir.path(), &months)?;
+        ix.write(dir.path(), dir.path(), &days, true, &dropped, &[])?;
+        let back = KeyIndex::read(dir.path(), Cut::Day, &days)?;
         assert_eq!(back.len(), 3);
         assert_eq!(back.counts()[&("A".to_owned(), Some(2))], 1);
         assert!(!back.counts().contains_key(&("A".to_owned(), Some(1))));
-        // Rewritten from its own file with a row added: four.
+        assert!(dir.path().join(keys_file(Cut::Day, "1970-01-03")).is_file());
+        // Rewritten from its own files with a row added: four.
         let added = rows_of(&legs(&[("d1", None, "D", 4)]))?;
-        ix.write(dir.path(), dir.path(), &months, true, &HashSet::new(), &[])?;
-        let again = KeyIndex::read(dir.path(), &months)?;
+        ix.write(dir.path(), dir.path(), &days, true, &HashSet::new(), &[])?;
+        let again = KeyIndex::read(dir.path(), Cut::Day, &days)?;
         back.write(
             dir.path(),
             dir.path(),
-            &months,
+            &days,
             true,
             &HashSet::new(),
             &[added],
         )?;
         assert_eq!(again.len(), 4);
-        assert_eq!(KeyIndex::read(dir.path(), &months)?.len(), 5);
+        assert_eq!(KeyIndex::read(dir.path(), Cut::Day, &days)?.len(), 5);
         Ok(())
-    }
-
-    #[test]
-    fn months_span_their_days() {
-        let d = |s: &str| crate::time::parse_date(s);
-        assert_eq!(month_range("2026-12"), d("2026-12-01").zip(d("2027-01-01")));
-        assert_eq!(month_range("2024-02"), d("2024-02-01").zip(d("2024-03-01")));
-        assert_eq!(month_range("none"), None);
-        // The last month of 9999 (its next month is a year of five digits) and a year past it.
-        let (from, to) = month_range("9999-12").unwrap_or_default();
-        assert_eq!((Some(from), to - from), (d("9999-12-01"), 31));
-        assert!(month_range("+10000-02").is_some());
     }
 }

@@ -28,12 +28,14 @@ use crate::time::parse_date;
 use crate::write::manifest::{Definition, RunRecord, SumOverflow};
 use crate::write::PartitionStats;
 use index::{KeyIndex, KEYS_HASH};
-pub use shards::MonthSummary;
+use shards::Cut;
+pub use shards::ShardSummary;
 
 /// The catalog format this rerate writes (`manifest.json`'s `format_version`). Version 1 added
 /// the field; a manifest without it is of the release before (format 0). Version 2 moved the
-/// partition list out of the manifest into `_catalog/partitions/` and added the legs index.
-pub const FORMAT_VERSION: u32 = 2;
+/// partition list out of the manifest into `_catalog/partitions/` and added the legs index,
+/// both cut by month. Version 3 cuts them by day (`days` in the manifest instead of `months`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The folder of the catalog's files that grow with the data, in the output folder.
 pub const CATALOG_DIR: &str = "_catalog";
@@ -52,7 +54,11 @@ pub struct Catalog {
     /// Format 2: per month of the partitions' dates, what its file in `_catalog/partitions`
     /// holds.
     #[serde(default)]
-    months: Option<BTreeMap<String, MonthSummary>>,
+    months: Option<BTreeMap<String, ShardSummary>>,
+    /// Format 3: per day of the partitions' dates, what its file in `_catalog/partitions`
+    /// holds.
+    #[serde(default)]
+    days: Option<BTreeMap<String, ShardSummary>>,
     /// Format 2: the hash of the legs index ([`KEYS_HASH`]).
     #[serde(default)]
     keys_hash: Option<String>,
@@ -62,10 +68,10 @@ pub struct Catalog {
     pub runs: Vec<RunRecord>,
     /// The top-level names earlier runs wrote.
     pub outputs: Vec<String>,
-    /// The month files of the partition list read so far (a merge reads the months it reads
+    /// The shard files of the partition list read so far (a merge reads the days it reads
     /// back from, then rewrites them with the others it touches).
     #[serde(skip)]
-    months_read: std::cell::RefCell<BTreeMap<String, Vec<PartitionStats>>>,
+    shards_read: std::cell::RefCell<BTreeMap<String, Vec<PartitionStats>>>,
 }
 
 /// Why a folder's catalog cannot be used.
@@ -129,10 +135,13 @@ impl Catalog {
             damaged(&field, e.into_inner().to_string())
         })?;
         let missing = |field: &str| damaged(field, "missing field".to_owned());
+        if c.format_version >= 3 && c.days.is_none() {
+            return Err(missing("days"));
+        }
+        if c.format_version == 2 && c.months.is_none() {
+            return Err(missing("months"));
+        }
         if c.format_version >= 2 {
-            if c.months.is_none() {
-                return Err(missing("months"));
-            }
             match c.keys_hash.as_deref() {
                 Some(KEYS_HASH) => {}
                 Some(other) => {
@@ -154,15 +163,28 @@ impl Catalog {
         Ok(c)
     }
 
-    /// Per month of the partitions' dates, what it holds (formats 0 and 1: summed from their
-    /// partition list when the catalog is read).
-    pub fn months(&self) -> BTreeMap<String, MonthSummary> {
-        self.months.clone().unwrap_or_default()
+    /// How the catalog's files are cut: by day from format 3 on, by month before (formats 0
+    /// and 1 had no files: their partition list is summed by month when read).
+    pub fn cut(&self) -> Cut {
+        if self.format_version >= 3 {
+            Cut::Day
+        } else {
+            Cut::Month
+        }
+    }
+
+    /// Per shard of the partitions' dates (a day; a month before format 3), what it holds.
+    pub fn shards(&self) -> BTreeMap<String, ShardSummary> {
+        match self.cut() {
+            Cut::Day => self.days.clone(),
+            Cut::Month => self.months.clone(),
+        }
+        .unwrap_or_default()
     }
 
     /// Formats 0 and 1: the months' summaries of the partition list. Errors name the partition
     /// whose sum overflowed.
-    fn months_of_partitions(&self) -> Result<BTreeMap<String, MonthSummary>, SumOverflow> {
+    fn months_of_partitions(&self) -> Result<BTreeMap<String, ShardSummary>, SumOverflow> {
         let mut by_month: BTreeMap<String, Vec<PartitionStats>> = BTreeMap::new();
         for p in self.partitions.iter().flatten() {
             by_month
@@ -172,94 +194,127 @@ impl Catalog {
         }
         by_month
             .into_iter()
-            .map(|(m, parts)| Ok((m, MonthSummary::of(&parts)?)))
+            .map(|(m, parts)| Ok((m, ShardSummary::of(&parts)?)))
             .collect()
     }
 
     /// Whether the folder holds no partition of any table.
     pub fn is_empty(&self) -> bool {
-        self.months()
+        self.shards()
             .values()
             .all(|m| m.tables.values().all(|n| *n == 0))
     }
 
-    /// Every partition of every table whose date falls in one of `months`.
+    /// Every partition of every table whose date falls in one of the shards `keys` (cut as
+    /// [`Self::cut`] says).
     pub fn partitions_in(
         &self,
         out: &Path,
-        months: &BTreeSet<String>,
+        keys: &BTreeSet<String>,
     ) -> anyhow::Result<Vec<PartitionStats>> {
+        let cut = self.cut();
         if let Some(all) = &self.partitions {
             return Ok(all
                 .iter()
-                .filter(|p| months.contains(&shards::month_of(p.date.as_deref())))
+                .filter(|p| keys.contains(&cut.key(p.date.as_deref())))
                 .cloned()
                 .collect());
         }
-        let known = self.months.as_ref();
-        let mut read = self.months_read.borrow_mut();
+        let known = self.shards();
+        let mut read = self.shards_read.borrow_mut();
         let mut parts = Vec::new();
-        for m in months
-            .iter()
-            .filter(|m| known.is_some_and(|k| k.contains_key(*m)))
-        {
-            if !read.contains_key(m) {
-                read.insert(m.clone(), shards::read(out, m)?);
+        for k in keys.iter().filter(|k| known.contains_key(*k)) {
+            if !read.contains_key(k) {
+                read.insert(k.clone(), shards::read(out, cut, k)?);
             }
-            parts.extend(read[m].iter().cloned());
+            parts.extend(read[k].iter().cloned());
         }
         Ok(parts)
     }
 
-    /// The index files of format 2, each checked against the manifest's summary of its month
-    /// (its legs), and no file of a month the manifest does not list: an index that lost rows
-    /// would let a merge keep two copies of a leg.
-    fn checked_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
-        let months = self.months();
+    /// The index files (formats 2 and 3), each checked against the manifest's summary of its
+    /// shard (its legs), and no file of a shard the manifest does not list: an index that lost
+    /// rows would let a merge keep two copies of a leg. `keep_rows`: keep the rows read, to
+    /// write every day's file from (a format 2 dataset's month files).
+    fn checked_index(&self, out: &Path, keep_rows: bool) -> anyhow::Result<KeyIndex> {
+        let (cut, known) = (self.cut(), self.shards());
         let mut ix = KeyIndex::empty();
         let mut ids = Default::default();
-        for (m, summary) in &months {
-            let n = ix.read_month(out, m, &mut ids)?;
+        let mut frames = Vec::new();
+        for (k, summary) in &known {
+            let df = KeyIndex::read_shard(out, cut, k)?;
+            let n = df.height() as u64;
             if n != summary.legs {
                 anyhow::bail!(
-                    "{}: indexes {n} legs, the manifest's month {m} holds {}: the catalog was changed outside rerate; nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
-                    out.join(index::keys_file(m)).display(),
+                    "{}: indexes {n} legs, the manifest's {k} holds {}: the catalog was changed outside rerate; nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
+                    out.join(index::keys_file(cut, k)).display(),
                     summary.legs
                 );
+            }
+            ix.extend(&df, &mut ids)?;
+            if keep_rows {
+                frames.push(df);
             }
         }
         let dir = out.join(index::KEYS_DIR);
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let month = name
-                .strip_prefix("month=")
-                .and_then(|n| n.strip_suffix(".parquet"));
-            if !month.is_some_and(|m| months.contains_key(m)) {
+            if !cut
+                .key_of_file(&name)
+                .is_some_and(|k| known.contains_key(k))
+            {
                 anyhow::bail!(
                     "{}: a file of the legs index that manifest.json does not list: the catalog was changed outside rerate; nothing was changed. Restore the folder from a backup, or rebuild it with --mode replace-all",
                     e.path().display()
                 );
             }
         }
+        if keep_rows {
+            return Ok(KeyIndex::build(frames)?);
+        }
         Ok(ix)
     }
 
-    /// Whether the catalog is of format 0 or 1 (the partition list in the manifest, no index):
-    /// the next run writes every month's files of format 2, not only those it touches.
+    /// Whether the catalog's files are not cut by day (formats 0 and 1 had none, format 2 cut
+    /// them by month): the next run writes every day's files, not only those it touches.
     pub fn is_legacy(&self) -> bool {
-        self.partitions.is_some()
+        self.cut() != Cut::Day
+    }
+
+    /// The files of the catalog that a run moving it to day files leaves behind: format 2's
+    /// month files, relative to `out`.
+    pub fn superseded_files(&self, out: &Path) -> Vec<String> {
+        if self.format_version != 2 {
+            return Vec::new();
+        }
+        let mut files = Vec::new();
+        for dir in [shards::PARTITIONS_DIR, index::KEYS_DIR] {
+            for e in std::fs::read_dir(out.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if Cut::Month.key_of_file(&name).is_some() {
+                    files.push(format!("{dir}/{name}"));
+                }
+            }
+        }
+        files.sort();
+        files
     }
 
     /// Every partition of every table.
     pub fn all_partitions(&self, out: &Path) -> anyhow::Result<Vec<PartitionStats>> {
-        self.partitions_in(out, &self.months().into_keys().collect())
+        self.partitions_in(out, &self.shards().into_keys().collect())
     }
 
-    /// The legs index: read from `_catalog` (format 2), or built from every legs file of a
-    /// format 0 or 1 dataset, which had none (once: the run writes it).
+    /// The legs index: read from `_catalog` (formats 2 and 3; format 2's rows kept, to write
+    /// its day files from), or built from every legs file of a format 0 or 1 dataset, which
+    /// had none (once: the run writes it).
     pub fn key_index(&self, out: &Path) -> anyhow::Result<KeyIndex> {
         if self.partitions.is_none() {
-            return self.checked_index(out);
+            return self.checked_index(out, self.format_version == 2);
         }
         let mut rows = Vec::new();
         for p in self.partitions.iter().flatten() {
@@ -329,7 +384,7 @@ mod tests {
         let parts = c.all_partitions(Path::new("out"))?;
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].rows, 2);
-        assert_eq!(c.months()["2026-11"].legs, 2);
+        assert_eq!(c.shards()["2026-11"].legs, 2);
         assert_eq!(c.definition["--tz"].as_deref(), Some("UTC"));
         Ok(())
     }

@@ -1,9 +1,12 @@
-//! The partition list, by month: every partition of every table, in one Parquet file per month
-//! of its `date` (`_catalog/partitions/month=2026-11.parquet`; partitions without a date in
-//! `month=none`). A run reads and rewrites only the months it touches, so a night's catalog
-//! work does not grow with the dataset's history; `manifest.json` keeps a summary per month
-//! ([`MonthSummary`]) for the dataset's totals. DuckDB reads the list as is:
-//! `read_parquet('DIR/_catalog/partitions/*.parquet')`.
+//! The partition list, by day: every partition of every table, in one Parquet file per day of
+//! its `date` (`_catalog/partitions/day=2026-11-02.parquet`; partitions without a date in
+//! `day=none`). A run reads and rewrites only the days it touches, so a night's catalog work
+//! does not grow with the dataset's history, nor along a month; `manifest.json` keeps a summary
+//! per day ([`ShardSummary`]) for the dataset's totals. DuckDB reads the list as is:
+//! `read_parquet('DIR/_catalog/partitions/*.parquet')`. Format 2 cut the same files by month
+//! (`month=2026-11.parquet`): a night at a month's end rewrote the month's 47,000 rows and
+//! held them in memory (a saw-tooth within each month), so format 3 cuts by day, and the
+//! first run on a format 2 dataset rewrites its files by day ([`Cut`]).
 //!
 //! Columns: `table`, `account_id`, `date` (text, `YYYY-MM-DD`, null for none), `path` (the
 //! partition's folder relative to the dataset), `rows`, `billing_seconds`, `billed_seconds`,
@@ -20,8 +23,46 @@ use crate::schema::LEGS_TABLE;
 use crate::write::manifest::{SumOverflow, Totals};
 use crate::write::PartitionStats;
 
-/// The folder of the month files, relative to the output folder.
+/// The folder of the partition list's files, relative to the output folder.
 pub const PARTITIONS_DIR: &str = "_catalog/partitions";
+
+/// How the catalog's files (the partition list and the legs index) are cut: by the month of
+/// the partitions' dates (format 2) or by their day (format 3, what this rerate writes). A
+/// shard's key is `2026-11` or `2026-11-02`, `none` for the partitions without a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Month,
+    Day,
+}
+
+impl Cut {
+    /// The key of the shard a partition's date (`YYYY-MM-DD`) falls in.
+    pub fn key(self, date: Option<&str>) -> String {
+        match self {
+            Cut::Month => month_of(date),
+            Cut::Day => date.unwrap_or("none").to_owned(),
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Cut::Month => "month",
+            Cut::Day => "day",
+        }
+    }
+
+    /// A shard's file under `dir` (`_catalog/partitions` or `_catalog/keys`).
+    pub fn file(self, dir: &str, key: &str) -> String {
+        format!("{dir}/{}={key}.parquet", self.prefix())
+    }
+
+    /// The key of a shard's file name (`day=2026-11-02.parquet`), if it is one of this cut's.
+    pub fn key_of_file(self, name: &str) -> Option<&str> {
+        name.strip_prefix(self.prefix())?
+            .strip_prefix('=')?
+            .strip_suffix(".parquet")
+    }
+}
 
 /// The month a partition's date falls in (`2026-11`), `none` without a date.
 pub fn month_of(date: Option<&str>) -> String {
@@ -31,14 +72,10 @@ pub fn month_of(date: Option<&str>) -> String {
         .to_owned()
 }
 
-/// A month's file, relative to the output folder.
-pub fn shard_file(month: &str) -> String {
-    format!("{PARTITIONS_DIR}/month={month}.parquet")
-}
-
-/// What `manifest.json` keeps of a month: its partitions per table, and its legs' totals.
+/// What `manifest.json` keeps of a shard (a day; a month in format 2): its partitions per
+/// table, and its legs' totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MonthSummary {
+pub struct ShardSummary {
     /// Partitions per table.
     pub tables: BTreeMap<String, u64>,
     pub legs: u64,
@@ -46,7 +83,7 @@ pub struct MonthSummary {
     pub totals: Totals,
 }
 
-impl MonthSummary {
+impl ShardSummary {
     /// Errors name the partition at which a sum overflowed.
     pub fn of(parts: &[PartitionStats]) -> Result<Self, SumOverflow> {
         let mut tables = BTreeMap::new();
@@ -58,7 +95,7 @@ impl MonthSummary {
             .filter(|p| p.table == LEGS_TABLE)
             .cloned()
             .collect();
-        Ok(MonthSummary {
+        Ok(ShardSummary {
             tables,
             legs: legs.iter().map(|p| p.rows).sum(),
             totals: Totals::of(&legs)?,
@@ -66,10 +103,10 @@ impl MonthSummary {
     }
 }
 
-/// Reads a month's partitions from `out`. Errors name the file.
-pub fn read(out: &Path, month: &str) -> anyhow::Result<Vec<PartitionStats>> {
-    let rel = shard_file(month);
-    let what = format!("the dataset's partition list for {month}");
+/// Reads a shard's partitions from `out`. Errors name the file.
+pub fn read(out: &Path, cut: Cut, key: &str) -> anyhow::Result<Vec<PartitionStats>> {
+    let rel = cut.file(PARTITIONS_DIR, key);
+    let what = format!("the dataset's partition list for {key}");
     let df = super::read_parquet(out, &rel, &what)?;
     from_frame(&df).map_err(|e| {
         anyhow::anyhow!(
@@ -79,13 +116,18 @@ pub fn read(out: &Path, month: &str) -> anyhow::Result<Vec<PartitionStats>> {
     })
 }
 
-/// Writes a month's partitions under `dir`, sorted by table, account and date.
-pub fn write(dir: &Path, month: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
+/// Writes a day's partitions under `dir` (the file of `key` cut by day), sorted by table,
+/// account and date.
+pub fn write(dir: &Path, key: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
     let mut sorted: Vec<&PartitionStats> = parts.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))
     });
-    super::write_parquet(dir, &shard_file(month), &mut to_frame(&sorted)?)
+    super::write_parquet(
+        dir,
+        &Cut::Day.file(PARTITIONS_DIR, key),
+        &mut to_frame(&sorted)?,
+    )
 }
 
 fn to_frame(parts: &[&PartitionStats]) -> PolarsResult<DataFrame> {
@@ -161,7 +203,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_month_written_reads_back_the_same() -> anyhow::Result<()> {
+    fn a_day_written_reads_back_the_same() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let p = |table: &str, date: Option<&str>, rows: u64| PartitionStats {
             table: table.to_owned(),
@@ -184,15 +226,26 @@ mod tests {
             p("legs", Some("2026-11-02"), 2),
             p("daily", Some("2026-11-02"), 1),
         ];
-        write(dir.path(), "2026-11", &parts)?;
-        let back = read(dir.path(), "2026-11")?;
+        write(dir.path(), "2026-11-02", &parts)?;
+        let back = read(dir.path(), Cut::Day, "2026-11-02")?;
         let json = |v: &[PartitionStats]| serde_json::to_value(v).unwrap_or_default();
         // Written sorted by table: daily first.
         assert_eq!(json(&back), json(&[parts[1].clone(), parts[0].clone()]));
-        let m = MonthSummary::of(&back)?;
+        let m = ShardSummary::of(&back)?;
         assert_eq!((m.legs, m.tables["legs"], m.tables["daily"]), (2, 1, 1));
         assert_eq!(month_of(Some("2026-11-02")), "2026-11");
         assert_eq!(month_of(None), "none");
+        assert_eq!(Cut::Day.key(Some("2026-11-02")), "2026-11-02");
+        assert_eq!(Cut::Day.key(None), "none");
+        assert_eq!(
+            Cut::Day.file(PARTITIONS_DIR, "none"),
+            "_catalog/partitions/day=none.parquet"
+        );
+        assert_eq!(
+            Cut::Month.key_of_file("month=2026-11.parquet"),
+            Some("2026-11")
+        );
+        assert_eq!(Cut::Day.key_of_file("month=2026-11.parquet"), None);
         Ok(())
     }
 }

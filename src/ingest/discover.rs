@@ -363,6 +363,10 @@ fn walk(
             }
             continue;
         }
+        if is_dir {
+            // Walked into: its files are listed on their own.
+            continue;
+        }
         if !entry.file_type().is_file() {
             skipped.push(Skipped {
                 path: p.display().to_string(),
@@ -491,6 +495,8 @@ mod tests {
         std::fs::write(real.join("night.ndjson"), "{\"call_id\":\"a\"}\n")?;
         let exports = dir.path().join("exports");
         std::fs::create_dir(&exports)?;
+        // A plain subfolder is walked, never listed as skipped.
+        std::fs::create_dir(exports.join("empty-month"))?;
         symlink(real.join("night.ndjson"), exports.join("linked.ndjson"))?;
         symlink(&exports, exports.join("loop"))?;
         symlink(
@@ -512,6 +518,8 @@ mod tests {
         assert_eq!(why("loop").as_deref(), Some(LINK_LOOP));
         assert_eq!(why("dangling.ndjson").as_deref(), Some(DANGLING));
         assert_eq!(why("pipe.ndjson").as_deref(), Some(NOT_REGULAR));
+        assert_eq!(why("empty-month"), None, "{skipped:?}");
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
         // A glob meeting the FIFO skips it too (opening it would wait for a writer).
         match discover(
             &[format!("{}/p*.ndjson", exports.display())],

@@ -325,16 +325,22 @@ fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
 /// run does not replace; merging or overwriting partitions removes the earlier files inside those
 /// partitions, in every partitioned table (one this run did not write too, so nothing stale is
 /// left beside the new days), and earlier top-level files (whole-run reports, rejects).
+/// `superseded`: files of the previous output a run replaces by others (relative paths: an
+/// older catalog's files), removed too.
 pub fn plan(
     out: &Path,
     staged: &[String],
     mode: Mode,
     entries: &BTreeSet<String>,
     keys: &BTreeSet<(String, String)>,
+    superseded: &[String],
 ) -> Result<Journal, WriteError> {
     let moves: Vec<String> = staged.iter().filter(|f| *f != MANIFEST).cloned().collect();
     let new: BTreeSet<&String> = moves.iter().collect();
     let mut old = Vec::new();
+    for f in superseded {
+        list_files(&out.join(f), out, &mut old)?;
+    }
     for name in entries.iter().filter(|n| *n != MANIFEST) {
         let p = out.join(name);
         match mode {

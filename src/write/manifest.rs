@@ -46,11 +46,12 @@ pub struct Manifest {
     /// runs (`counts` and `totals` are this run's alone).
     pub dataset: Dataset,
     /// The partitions of every table this run wrote, with their rows and money (every
-    /// partition of the folder is in `_catalog/partitions/`, by month: see
+    /// partition of the folder is in `_catalog/partitions/`, by day: see
     /// [`crate::dataset::shards`]).
     pub partitions_written: Vec<PartitionStats>,
-    /// Per month of the partitions' dates: partitions per table and the legs' totals.
-    pub months: BTreeMap<String, crate::dataset::MonthSummary>,
+    /// Per day of the partitions' dates (`none` for no date): partitions per table and the
+    /// legs' totals.
+    pub days: BTreeMap<String, crate::dataset::ShardSummary>,
     /// The hash of the legs index, `_catalog/keys/`.
     pub keys_hash: &'static str,
     /// The runs that wrote this folder, oldest first, each with the partitions it wrote.
@@ -73,19 +74,19 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// The dataset of the months' summaries.
-    /// Errors name the month at which a sum overflowed.
-    pub fn of_months(
-        months: &BTreeMap<String, crate::dataset::MonthSummary>,
+    /// The dataset of the shards' summaries (days). Errors name the shard at which a sum
+    /// overflowed.
+    pub fn of_shards(
+        shards: &BTreeMap<String, crate::dataset::ShardSummary>,
     ) -> Result<Self, SumOverflow> {
         let start = Dataset {
             legs: 0,
             partitions: 0,
             totals: Totals::default(),
         };
-        months.iter().try_fold(start, |d, (month, m)| {
+        shards.iter().try_fold(start, |d, (key, m)| {
             let over = |field| SumOverflow {
-                what: format!("the dataset's months up to {month}"),
+                what: format!("the dataset's partitions up to {key}"),
                 field,
             };
             Ok(Dataset {
@@ -408,8 +409,8 @@ mod tests {
     }
 
     #[test]
-    fn the_dataset_of_months_names_the_month_whose_sum_does_not_fit() {
-        let month = |cost: i64| crate::dataset::MonthSummary {
+    fn the_dataset_of_its_days_names_the_day_whose_sum_does_not_fit() {
+        let month = |cost: i64| crate::dataset::ShardSummary {
             tables: [(LEGS_TABLE.to_owned(), 1)].into(),
             legs: 1,
             totals: Totals {
@@ -417,23 +418,23 @@ mod tests {
                 ..Totals::default()
             },
         };
-        let months: BTreeMap<String, crate::dataset::MonthSummary> = [
-            ("2026-10".to_owned(), month(i64::MAX - 10)),
-            ("2026-11".to_owned(), month(10)),
+        let months: BTreeMap<String, crate::dataset::ShardSummary> = [
+            ("2026-10-01".to_owned(), month(i64::MAX - 10)),
+            ("2026-11-01".to_owned(), month(10)),
         ]
         .into();
         assert_eq!(
-            Dataset::of_months(&months)
+            Dataset::of_shards(&months)
                 .map(|d| d.totals.cost_units)
                 .ok(),
             Some(i64::MAX)
         );
         let mut over = months.clone();
-        over.insert("2026-12".to_owned(), month(1));
-        let err = Dataset::of_months(&over).err().map(|e| e.to_string());
+        over.insert("2026-12-01".to_owned(), month(1));
+        let err = Dataset::of_shards(&over).err().map(|e| e.to_string());
         assert!(
             err.as_deref().is_some_and(|e| e.starts_with(
-                "the dataset's months up to 2026-12: the sum of cost_units does not fit"
+                "the dataset's partitions up to 2026-12-01: the sum of cost_units does not fit"
             )),
             "{err:?}"
         );
