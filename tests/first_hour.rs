@@ -805,11 +805,33 @@ fn the_terminal_says_what_the_dataset_holds_and_when_nothing_changed() -> TestRe
     };
     let (n1, n2) = (night("2026-11-01")?, night("2026-11-02")?);
     let mut said = Vec::new();
+    let mut pages = Vec::new();
     for n in [&n1, &n2, &n2] {
         let o = rerate(&["run", s(n), "--out", s(&out)]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         said.push(String::from_utf8_lossy(&o.stderr).into_owned());
+        pages.push(std::fs::read_to_string(out.join("summary.html"))?);
     }
+    // summary.html says the same, under the period.
+    let dataset_line = |page: &str| -> String {
+        page.split("<p class=\"sub\" id=\"dataset\">")
+            .nth(1)
+            .and_then(|p| p.split("</p>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        dataset_line(&pages[1]).starts_with("The dataset now: 60 legs")
+            && dataset_line(&pages[1]).ends_with("--mode merge, run 2 of this folder."),
+        "{}",
+        dataset_line(&pages[1])
+    );
+    assert!(!dataset_line(&pages[1]).contains("nothing changed"));
+    assert!(
+        dataset_line(&pages[2]).contains("run 3 of this folder.<br><b>nothing changed"),
+        "{}",
+        dataset_line(&pages[2])
+    );
     assert!(
         said[0].contains("the dataset now: 30 legs") && said[0].contains("run 1 of this folder"),
         "{}",

@@ -9,7 +9,7 @@ use crate::job::{Job, RunConfig, EXIT_PARTIAL};
 use crate::rate::{Filter, Hotornot, RateSort, Rounding};
 use crate::time::ReportTz;
 use crate::write::commit::Mode;
-use crate::write::manifest::Manifest;
+use crate::write::manifest::{Manifest, NOTHING_CHANGED};
 use crate::write::{Format, Output};
 
 #[derive(Debug, Args)]
@@ -433,12 +433,8 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
     }
     // A run that brought nothing new says so, so that the money below (over the partitions it
     // rewrote, which hold the dataset's legs) is not read as money added.
-    let nothing_new = c.legs_written == 0
-        && c.dedup.dataset_legs_replaced == 0
-        && m.merge.partitions_emptied.is_empty()
-        && m.merge.legs_read_back > 0;
-    if nothing_new {
-        s += "\n  nothing changed: every leg of this input was already in the dataset";
+    if m.changed_nothing() {
+        s += &format!("\n  {NOTHING_CHANGED}");
     }
     let deck = m.options.get("rates").is_some_and(|v| !v.is_null());
     // The totals are over the partitions written, which a merge fills with the dataset's legs.
@@ -521,41 +517,6 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
             count(r.no_deck_rate, "leg has", "legs have"),
         );
     }
-    s += &dataset_line(m);
+    s += &format!("\n  {}", m.dataset_words());
     s
-}
-
-/// What the folder holds after the run, and how it got there: the dataset's legs, partitions,
-/// months and customer cost, the mode, and the run's number in the folder's history.
-fn dataset_line(m: &Manifest) -> String {
-    use crate::words::{count, money};
-    let d = &m.dataset;
-    let months: Vec<String> = m
-        .days
-        .keys()
-        .filter(|k| k.as_str() != "none")
-        .map(|k| crate::dataset::shards::month_of(Some(k)))
-        .collect();
-    let period = match (months.first(), months.last()) {
-        (Some(a), Some(b)) if a == b => format!(", month {a}"),
-        (Some(a), Some(b)) => format!(", months {a} to {b}"),
-        _ => String::new(),
-    };
-    let priced = d.legs.saturating_sub(d.totals.unpriced_legs);
-    let cost = if priced == 0 {
-        "—".to_owned()
-    } else {
-        money(d.totals.cost_units)
-    };
-    format!(
-        "\n  the dataset now: {} in {}{period}, customer cost {cost} over {}; --mode {}, run {} of this folder",
-        count(d.legs, "leg", "legs"),
-        count(d.partitions, "partition", "partitions"),
-        count(priced, "priced leg", "priced legs"),
-        serde_json::to_value(m.mode)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        m.runs.len(),
-    )
 }

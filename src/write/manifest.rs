@@ -64,6 +64,59 @@ pub struct Manifest {
     pub elapsed_ms: u64,
 }
 
+/// What a run that brought nothing new says (the terminal, summary.html).
+pub const NOTHING_CHANGED: &str =
+    "nothing changed: every leg of this input was already in the dataset";
+
+impl Manifest {
+    /// Whether the run brought nothing new into a dataset: no leg written, none replaced, no
+    /// partition emptied, and legs read back (a rerun of a night already merged).
+    pub fn changed_nothing(&self) -> bool {
+        let c = &self.counts;
+        c.legs_written == 0
+            && c.dedup.dataset_legs_replaced == 0
+            && self.merge.partitions_emptied.is_empty()
+            && self.merge.legs_read_back > 0
+    }
+
+    /// What the folder holds after the run, and how it got there, in words: `the dataset now:
+    /// 40 legs in 9 partitions, months 2013-07 to 2026-11, customer cost 2.3567 over 28 priced
+    /// legs; --mode merge, run 1 of this folder` (partitions of the legs table; money over no
+    /// priced leg is `—`).
+    pub fn dataset_words(&self) -> String {
+        use crate::words::{count, money};
+        let d = &self.dataset;
+        let months: Vec<String> = self
+            .days
+            .keys()
+            .filter(|k| k.as_str() != "none")
+            .map(|k| crate::dataset::shards::month_of(Some(k)))
+            .collect();
+        let period = match (months.first(), months.last()) {
+            (Some(a), Some(b)) if a == b => format!(", month {a}"),
+            (Some(a), Some(b)) => format!(", months {a} to {b}"),
+            _ => String::new(),
+        };
+        let priced = d.legs.saturating_sub(d.totals.unpriced_legs);
+        let cost = if priced == 0 {
+            "—".to_owned()
+        } else {
+            money(d.totals.cost_units)
+        };
+        format!(
+            "the dataset now: {} in {}{period}, customer cost {cost} over {}; --mode {}, run {} of this folder",
+            count(d.legs, "leg", "legs"),
+            count(d.partitions, "partition", "partitions"),
+            count(priced, "priced leg", "priced legs"),
+            serde_json::to_value(self.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            self.runs.last().map_or(1, |r| r.run),
+        )
+    }
+}
+
 /// The legs dataset as a whole, summed over its partitions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dataset {

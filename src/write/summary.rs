@@ -853,6 +853,12 @@ pub fn render(
     env.add_template("summary.html", TEMPLATE)?;
     let html = env.get_template("summary.html")?.render(minijinja::context! {
         version => m.rerate_version,
+        dataset_now => {
+            let w = m.dataset_words();
+            let mut c = w.chars();
+            c.next().map_or(String::new(), |f| f.to_uppercase().collect::<String>() + c.as_str()) + "."
+        },
+        changed_nothing => m.changed_nothing().then_some(crate::write::manifest::NOTHING_CHANGED),
         period => period_facts,
         currency => labels.currency,
         currency_label => labels.currency.clone().unwrap_or_else(|| "currency units".to_owned()),
