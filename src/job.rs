@@ -546,7 +546,7 @@ impl Job {
             .iter()
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
-        // The catalog after this run: the month files and the legs index it touches.
+        // The catalog after this run: the day files and the legs index it touches.
         let (days, emptied_days) = self.update_catalog(
             out,
             &previous,

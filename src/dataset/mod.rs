@@ -1,9 +1,10 @@
 //! The dataset's catalog: what the folder holds, how it was defined, and which runs wrote it.
 //!
 //! The catalog is `manifest.json` (small: the definition, the history, this run's counts, a
-//! summary per month) and, beside it, what grows with the data, in `_catalog/`: the partition
-//! list and the legs index, by month ([`shards`], [`index`]). A night reads and rewrites the
-//! month files it touches and the index, never the whole list nor every legs file.
+//! summary per day) and, beside it, what grows with the data, in `_catalog/`: the partition
+//! list and the legs index, by day ([`shards`], [`index`]). A night reads the index and the
+//! days it reads back, and rewrites the day files it touches, never the whole list nor every
+//! legs file.
 //!
 //! Three states of an output folder, kept apart:
 //! - no catalog (no `manifest.json`): a new dataset;
