@@ -76,8 +76,12 @@ pub fn bus_event(data: &[u8]) {
         return;
     }
     if let Ok(cdr) = event::to_cdr(text) {
-        let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&cdr)
-            .unwrap_or_else(|e| panic!("the normalized event is not a JSON object: {e}: {cdr}"));
+        // Values are kept as the event wrote them (a number beyond f64 too, for the reader to
+        // judge), so the object is read with its values raw.
+        let doc: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&cdr).unwrap_or_else(|e| {
+                panic!("the normalized event is not a JSON object: {e}: {cdr}")
+            });
         // Keys normalized: no '-' and no upper case, at the top level.
         assert!(
             doc.keys()
