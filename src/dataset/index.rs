@@ -146,17 +146,8 @@ impl KeyIndex {
         Ok(df)
     }
 
-    /// Appends the rows of one index file ([`Self::read_shard`]); `ids`: the partitions'
-    /// numbers so far.
-    pub fn extend(
-        &mut self,
-        df: &DataFrame,
-        ids: &mut HashMap<Partition, u32>,
-    ) -> PolarsResult<()> {
-        self.add(df, ids)
-    }
-
-    /// An index of `rows` ([`rows_of`]'s frames), kept whole to write every month from.
+    /// An index of `rows` ([`rows_of`]'s or [`Self::read_shard`]'s frames), kept whole to write
+    /// every day's file from.
     pub fn build(rows: Vec<DataFrame>) -> PolarsResult<Self> {
         let mut ix = Self::empty();
         let mut ids = HashMap::new();
@@ -171,9 +162,10 @@ impl KeyIndex {
         Ok(ix)
     }
 
-    /// Appends an index frame's rows. The rows of one partition are next to each other in a
-    /// file, so a row is first compared with the one before it.
-    fn add(&mut self, df: &DataFrame, ids: &mut HashMap<Partition, u32>) -> PolarsResult<()> {
+    /// Appends an index frame's rows ([`Self::read_shard`]'s or [`rows_of`]'s); `ids`: the
+    /// partitions' numbers so far. The rows of one partition are next to each other in a file,
+    /// so a row is first compared with the one before it.
+    pub fn add(&mut self, df: &DataFrame, ids: &mut HashMap<Partition, u32>) -> PolarsResult<()> {
         let accounts = df.column(ACCOUNT_ID)?.str()?;
         let dates = df.column(DATE)?.date()?.physical().clone();
         self.call

@@ -252,9 +252,10 @@ impl Catalog {
                     summary.legs
                 );
             }
-            ix.extend(&df, &mut ids)?;
             if keep_rows {
                 frames.push(df);
+            } else {
+                ix.add(&df, &mut ids)?;
             }
         }
         let dir = out.join(index::KEYS_DIR);
