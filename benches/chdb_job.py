@@ -69,10 +69,13 @@ FROM c
 """)
 
 
-def write(table: str, select: str) -> None:
+def write(table: str, select: str, by_day: bool = False) -> None:
+    """`by_day`: a file a day with account_id a column, as rerate writes its reports."""
+    key = "concat('date=', toString(date))" if by_day else \
+        "concat('account_id=', account_id, '/date=', toString(date))"
     q(f"""
 INSERT INTO FUNCTION file('{out}/{table}/{{_partition_id}}/part-0.parquet', Parquet)
-PARTITION BY concat('account_id=', account_id, '/date=', toString(date))
+PARTITION BY {key}
 {select}
 {SETTINGS}
 """)
@@ -82,7 +85,7 @@ write("legs", "SELECT * FROM legs")
 write("daily", """
 SELECT account_id, date, count() AS legs, sum(billed_seconds) AS billed_seconds,
        sum(rated_cost_units) AS rated_cost_units, sum(cost_units) AS cost_units
-FROM legs GROUP BY account_id, date""")
+FROM legs GROUP BY account_id, date ORDER BY account_id""", by_day=True)
 write("interactions", f"""
 SELECT argMin(account_id, start) AS account_id, argMin(date, start) AS date, key AS interaction_id,
        count() AS legs, min(start) AS start_time, sum(billed_seconds) AS billed_seconds,

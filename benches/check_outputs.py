@@ -20,7 +20,7 @@ def read(out: str) -> dict:
     def scan(table: str) -> str:
         # Only the summed columns and the file's path: the partition keys come from the path,
         # whatever each engine also keeps in the files.
-        return (f"read_parquet('{out}/{table}/*/*/*.parquet', hive_partitioning = false, "
+        return (f"read_parquet('{out}/{table}/**/*.parquet', hive_partitioning = false, "
                 f"union_by_name = true, filename = true)")
 
     legs = con.execute(f"SELECT {SUMS} FROM {scan('legs')}").fetchone()

@@ -75,8 +75,8 @@ TO '{out}/legs' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (account_id, dat
 con.execute(f"""
 COPY (SELECT acct AS account_id, day AS date, COUNT(*) AS legs, SUM(billed_seconds) AS billed_seconds,
              SUM(rated_cost_units) AS rated_cost_units, SUM(cost_units) AS cost_units
-      FROM legs GROUP BY ALL)
-TO '{out}/daily' (FORMAT parquet, PARTITION_BY (account_id, date))
+      FROM legs GROUP BY ALL ORDER BY account_id)
+TO '{out}/daily' (FORMAT parquet, PARTITION_BY (date))
 """)
 con.execute(f"""
 COPY (SELECT arg_min(acct, start) AS account_id, arg_min(day, start) AS date, key AS interaction_id,

@@ -122,15 +122,17 @@ interactions = (
 )
 
 
-def sink(frame: pl.LazyFrame, table: str) -> pl.LazyFrame:
+def sink(frame: pl.LazyFrame, table: str, key=("account_id", "date")) -> pl.LazyFrame:
     return frame.sink_parquet(
-        pl.PartitionBy(f"{out}/{table}", key=["account_id", "date"], include_key=False),
+        pl.PartitionBy(f"{out}/{table}", key=list(key), include_key=False),
         mkdir=True,
         lazy=True,
     )
 
 
-pl.collect_all([sink(legs, "legs"), sink(daily, "daily"), sink(interactions, "interactions")])
+# The daily totals a file a day with account_id a column, as rerate writes its reports.
+daily = daily.sort("account_id")
+pl.collect_all([sink(legs, "legs"), sink(daily, "daily", ["date"]), sink(interactions, "interactions")])
 totals = (
     pl.scan_parquet(f"{out}/daily/**/*.parquet", hive_partitioning=True)
     .select(

@@ -322,21 +322,24 @@ class Job:
         return f"{self.out.rstrip('/')}/{table}"
 
     def has_partitions(self, table):
+        first = "date=" if table in REPORTS else "account_id="
         if self.out_local is not None:
             d = self.out_local / table
-            return d.is_dir() and any(p.is_dir() and p.name.startswith("account_id=") for p in d.iterdir())
+            return d.is_dir() and any(p.is_dir() and p.name.startswith(first) for p in d.iterdir())
         jvm = self.sc._jvm
         path = jvm.org.apache.hadoop.fs.Path(self.table_path(table))
         fs = path.getFileSystem(self.sc._jsc.hadoopConfiguration())
-        return fs.exists(path) and any(s.getPath().getName().startswith("account_id=") for s in fs.listStatus(path))
+        return fs.exists(path) and any(s.getPath().getName().startswith(first) for s in fs.listStatus(path))
 
     def read_table(self, table):
-        """A table of the dataset, account_id and date from the paths (`_unassigned` and the
+        """A table of the dataset, account_id and date from the paths, or account_id from the
+        files of a report (one file a day: src/write/partition.rs, Grain) (`_unassigned` and the
         Hive default partition read back as null, as rerate's merge reads them)."""
         from pyspark.sql.functions import col, when, to_date
 
+        folders = "/date=*" if table in REPORTS else "/account_id=*/date=*"
         df = (self.spark.read.option("basePath", self.table_path(table))
-              .option("pathGlobFilter", "*.parquet").parquet(self.table_path(table) + "/account_id=*/date=*"))
+              .option("pathGlobFilter", "*.parquet").parquet(self.table_path(table) + folders))
         return (df.withColumn("account_id", when(col("account_id") == UNASSIGNED, None).otherwise(col("account_id")))
                 .withColumn("date", to_date(col("date"))))
 
@@ -421,6 +424,47 @@ class Job:
         w.parquet(self.table_path(table))
         say(self.args, f"wrote {table}")
 
+    def write_day_table(self, df, table, columns, replace_all, replaced):
+        """A report, one file a day with account_id its last column, rows by account_id and
+        then in the report's order (rerate's Grain::Day): each day the run writes or empties
+        holds this run's rows and the dataset's rows of the accounts the run leaves alone
+        (`replaced`: the (account_id, date) partitions it rewrites)."""
+        from pyspark.sql.functions import col, coalesce, lit, monotonically_increasing_id
+
+        new = df.withColumn("account_id", coalesce(col("account_id"), lit(UNASSIGNED))) \
+            .select(*columns, "account_id", "date", lit(0).alias("__source"), "__order")
+        days = {d for _, d in replaced}
+        if not replace_all and self.has_partitions(table):
+            old = self.read_table(table)
+            old = old.withColumn("account_id", coalesce(col("account_id"), lit(UNASSIGNED)))
+            keep = [r for r in old.select("account_id", "date").distinct().collect()
+                    if r.date in days and (None if r.account_id == UNASSIGNED else r.account_id, r.date) not in replaced]
+            kept = self._partition_rows(old, {(r.account_id, r.date) for r in keep})
+            # Read before the overwrite replaces the files it reads from.
+            rows = kept.withColumn("__order", monotonically_increasing_id()).select(
+                *columns, "account_id", "date", lit(1).alias("__source"), "__order").collect()
+            if rows:
+                new = new.unionByName(self.spark.createDataFrame(rows, new.schema))
+        out = (new.repartition("date").sortWithinPartitions("date", "account_id", "__source", "__order")
+               .select(*columns, "account_id", "date"))
+        w = out.write.mode("overwrite").partitionBy("date").option("compression", "zstd")
+        if replace_all:
+            w = w.option("partitionOverwriteMode", "static")
+        w.parquet(self.table_path(table))
+        # A day left with no row has no file.
+        present = {r.date for r in out.select("date").distinct().collect()}
+        self.remove_days(table, sorted(d for d in days - present if d is not None))
+        say(self.args, f"wrote {table}")
+
+    def remove_days(self, table, days):
+        """Removes the day folders `days` of a report."""
+        jvm = self.sc._jvm
+        escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+        conf = self.sc._jsc.hadoopConfiguration()
+        for d in days:
+            path = jvm.org.apache.hadoop.fs.Path(f"{self.table_path(table)}/date={escape(str(d))}")
+            path.getFileSystem(conf).delete(path, True)
+
     def run(self):
         from pyspark.sql.functions import col, lit, coalesce, when, monotonically_increasing_id
         from pyspark.sql import functions as F
@@ -504,12 +548,12 @@ class Job:
         self.write_table(kept, "legs", leg_cols, ["start_time", "call_id"], replace_all)
         self.write_table(calls, "interactions", INTERACTION_COLUMNS, ["start_time", "interaction_id"], replace_all)
         self.write_table(recon, "reconciliation", RECON_COLUMNS, ["start_time", "call_id", "party"], replace_all)
+        written = {(r.account_id, r.date) for r in kept.select("account_id", "date").distinct().collect()}
         for name, df in reports.items():
             cols = [c for c in df.columns if c not in ("account_id", "date", "__order")]
-            self.write_table(df, name, cols, ["__order"], replace_all)
+            self.write_day_table(df, name, cols, replace_all, touched | written)
         # A partition read back that holds no leg now (each of its legs lost to a newer copy on
         # another day) goes in every table: the dynamic overwrite only replaces those written.
-        written = {(r.account_id, r.date) for r in kept.select("account_id", "date").distinct().collect()}
         emptied = sorted(touched - written, key=lambda p: (p[0] or "", str(p[1])))
         self.remove_partitions(emptied)
         for t in ["legs", "interactions", "reconciliation", *REPORTS]:
@@ -657,7 +701,7 @@ class Job:
         jvm = self.sc._jvm
         escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
         conf = self.sc._jsc.hadoopConfiguration()
-        for table in ["legs", "interactions", "reconciliation", *REPORTS]:
+        for table in ["legs", "interactions", "reconciliation"]:
             for account, date in parts:
                 day = escape(str(date)) if date is not None else "__HIVE_DEFAULT_PARTITION__"
                 path = jvm.org.apache.hadoop.fs.Path(

@@ -46,7 +46,7 @@ use crate::write::manifest::{
 use crate::write::partition::dir_name;
 use crate::write::summary;
 use crate::write::{
-    previous_outputs, write_empty_tables, write_files, write_partitioned, Format, Output,
+    previous_outputs, write_by_day, write_empty_tables, write_files, Carry, Format, Grain, Output,
     PartitionStats, Table, OUTPUTS,
 };
 
@@ -437,6 +437,31 @@ impl Job {
         // summary.html's accounts table compares recorded and derived money on every account,
         // deck or not: it reads reconciliation_daily before the rows of zeros are dropped.
         let mut recon_daily_all = None;
+        // The reports are written a day at a time: each day the run rewrites keeps the
+        // committed rows of the accounts it leaves alone.
+        let replaced: HashSet<(String, Option<String>)> = grouped
+            .legs
+            .iter()
+            .chain(&read_back.partitions)
+            .map(|p| (p.account_id.clone(), p.date.clone()))
+            .collect();
+        let old_reports = self.report_partitions(&previous, &replaced)?;
+        let mut report_superseded = Vec::new();
+        let mut by_day = |table: &str, df: Option<&DataFrame>, columns: Vec<&str>| {
+            let carry = Carry {
+                from: &cfg.out,
+                old: old_reports.iter().filter(|p| p.table == table).collect(),
+                replaced: &replaced,
+            };
+            let table = Table {
+                name: table,
+                columns,
+                order: vec![],
+            };
+            let w = write_by_day(df, out, &table, &legs_output, &carry)?;
+            report_superseded.extend(w.superseded);
+            anyhow::Ok(w.partitions)
+        };
         for (r, df) in &mut results {
             if self.decks.is_none() {
                 if r.name == reports::RECONCILIATION_DAILY {
@@ -444,10 +469,30 @@ impl Job {
                 }
                 *df = reports::without_deck(&r.name, df)?;
             }
-            parts.extend(write_report(df, out, &r.name, &cfg.output, &mut outputs)?);
-            if outputs.last() == Some(&r.name) {
+            if by_account_and_day(df) {
+                let columns = df
+                    .get_column_names()
+                    .into_iter()
+                    .map(|c| c.as_str())
+                    .filter(|c| *c != ACCOUNT_ID && *c != DATE)
+                    .collect();
+                parts.extend(by_day(&r.name, Some(df), columns)?);
+                outputs.push(r.name.clone());
                 shapes.push((r.name.clone(), df.clear()));
+            } else {
+                write_report(df, out, &r.name, &cfg.output, &mut outputs)?;
             }
+        }
+        // A report of earlier runs that this one did not compute: its rewritten accounts'
+        // rows go, the others' stay.
+        let computed: BTreeSet<&str> = results.iter().map(|(r, _)| r.name.as_str()).collect();
+        let others: BTreeSet<&str> = old_reports
+            .iter()
+            .map(|p| p.table.as_str())
+            .filter(|t| !computed.contains(t))
+            .collect();
+        for table in others {
+            parts.extend(by_day(table, None, vec![])?);
         }
         let Ingested {
             rejects: unlogged,
@@ -577,6 +622,7 @@ impl Job {
             false => Vec::new(),
         };
         previous_superseded.extend(emptied_days);
+        previous_superseded.extend(report_superseded);
         let earlier_outputs = previous_outputs(&previous.outputs);
         let mut entries: BTreeSet<String> = OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
         entries.extend(earlier_outputs.iter().cloned());
@@ -745,6 +791,32 @@ impl Job {
         })
     }
 
+    /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on the days
+    /// of `replaced`, the partitions this run rewrites: every day of them when the reports
+    /// are still in account-and-day folders (before format 4). None when the run replaces
+    /// all.
+    fn report_partitions(
+        &self,
+        previous: &Catalog,
+        replaced: &HashSet<(String, Option<String>)>,
+    ) -> anyhow::Result<Vec<PartitionStats>> {
+        if !self.cfg.mode.keeps_other_partitions() || previous.is_empty() {
+            return Ok(vec![]);
+        }
+        let all = match previous.reports_by_account_day() {
+            true => previous.all_partitions(&self.cfg.out)?,
+            false => {
+                let cut = previous.cut();
+                let days = replaced.iter().map(|(_, d)| cut.key(d.as_deref()));
+                previous.partitions_in(&self.cfg.out, &days.collect())?
+            }
+        };
+        Ok(all
+            .into_iter()
+            .filter(|p| Grain::of(&p.table) == Grain::Day)
+            .collect())
+    }
+
     /// Writes the catalog's files this run changes under `out` (the staged output): the day
     /// files of the partition list that hold a partition it wrote or rewrote (`parts`, all
     /// tables; `read_back`, the legs partitions a merge read back; `keys`, their folders), and
@@ -766,7 +838,8 @@ impl Job {
         let keeps = self.cfg.mode.keeps_other_partitions();
         let day = |p: &PartitionStats| Cut::Day.key(p.date.as_deref());
         let mut touched: BTreeSet<String> = parts.iter().chain(read_back).map(day).collect();
-        let (mut summary, old) = match (keeps, previous.is_legacy()) {
+        let every_day = previous.is_legacy() || previous.reports_by_account_day();
+        let (mut summary, old) = match (keeps, every_day) {
             (true, false) => (
                 previous.shards(),
                 previous.partitions_in(&self.cfg.out, &touched)?,
@@ -778,9 +851,15 @@ impl Job {
         touched.extend(old.iter().map(day));
         let mut by_day: BTreeMap<String, Vec<PartitionStats>> =
             touched.iter().map(|k| (k.clone(), vec![])).collect();
+        // A report's entries name its day's file (a dataset before format 4 named the
+        // account's folder).
         let kept = old
             .into_iter()
-            .filter(|p| !keys.contains(&partition_dirs(p)));
+            .filter(|p| !keys.contains(&partition_dirs(p)))
+            .map(|mut p| {
+                p.path = Grain::of(&p.table).folder(&p.table, &p.account_id, p.date.as_deref());
+                p
+            });
         for p in kept.chain(parts.iter().cloned()) {
             by_day.entry(day(&p)).or_default().push(p);
         }
@@ -963,34 +1042,22 @@ impl Clock {
     }
 }
 
-/// Writes one report: partitioned like the legs when it has account_id and date (a day)
-/// columns, else as `DIR/<name>.parquet` / `.csv`.
+/// Whether a report's rows are per account and day: it has `account_id` (text) and `date` (a
+/// DATE) columns, and is then written a file a day ([`Grain::Day`]).
+fn by_account_and_day(df: &DataFrame) -> bool {
+    df.column(ACCOUNT_ID)
+        .is_ok_and(|c| c.dtype() == &DataType::String)
+        && df.column(DATE).is_ok_and(|c| c.dtype() == &DataType::Date)
+}
+
+/// Writes a report that is not per account and day as `DIR/<name>.parquet` / `.csv`.
 fn write_report(
     df: &mut DataFrame,
     out: &Path,
     name: &str,
     output: &Output,
     outputs: &mut Vec<String>,
-) -> anyhow::Result<Vec<PartitionStats>> {
-    let partitioned = df
-        .column(ACCOUNT_ID)
-        .is_ok_and(|c| c.dtype() == &DataType::String)
-        && df.column(DATE).is_ok_and(|c| c.dtype() == &DataType::Date);
-    if partitioned {
-        let columns: Vec<&str> = df
-            .get_column_names()
-            .into_iter()
-            .map(|c| c.as_str())
-            .filter(|c| *c != ACCOUNT_ID && *c != DATE)
-            .collect();
-        outputs.push(name.to_owned());
-        let table = Table {
-            name,
-            columns,
-            order: vec![],
-        };
-        return Ok(write_partitioned(df, out, &table, output)?);
-    }
+) -> anyhow::Result<()> {
     write_files(df, out, name, output)?;
     for (on, ext) in [
         (output.format != Format::Csv, "parquet"),
@@ -1000,7 +1067,7 @@ fn write_report(
             outputs.push(format!("{name}.{ext}"));
         }
     }
-    Ok(vec![])
+    Ok(())
 }
 
 /// The partition's folder names: `account_id=..`, `date=..`.

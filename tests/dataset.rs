@@ -16,6 +16,8 @@ use rerate::gen::crossbar::{
 };
 use rerate::gen::GenLeg;
 
+use rerate::write::Grain;
+
 use crate::util::*;
 
 /// `rerate run INPUTS --out OUT -q EXTRA`.
@@ -607,6 +609,57 @@ fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
     Ok(())
 }
 
+/// The reports of the dataset in `out` laid out as releases before catalog format 4 wrote them:
+/// a folder per account and day (`daily/account_id=<ID>/date=<D>/part-0.parquet`) without the
+/// `account_id` column, instead of a file a day.
+fn reports_by_account_and_day(out: &Path) -> TestResult {
+    for table in [
+        "daily",
+        "hangup_causes",
+        "top_destinations",
+        "reconciliation_daily",
+    ] {
+        let dir = out.join(table);
+        for (a, d, mut df) in read_dataset(&dir) {
+            if a.is_empty() {
+                continue;
+            }
+            let folder = out.join(Grain::AccountDay.folder(table, &a, Some(&d)));
+            std::fs::create_dir_all(&folder)?;
+            let f = std::fs::File::create(folder.join("part-0.parquet"))?;
+            ParquetWriter::new(f).finish(&mut df)?;
+        }
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("date="))
+            {
+                std::fs::remove_dir_all(p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every report of `out` is a file a day: no folder per account is left.
+fn assert_no_account_folders_in_reports(out: &Path) {
+    for table in [
+        "daily",
+        "hangup_causes",
+        "top_destinations",
+        "reconciliation_daily",
+    ] {
+        let left: Vec<String> = std::fs::read_dir(out.join(table))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("account_id="))
+            .collect();
+        assert!(left.is_empty(), "{table}: {left:?}");
+    }
+}
+
 /// The fixtures (three months: 2013-07, 2019-05, 2026-11) run into `dir/out`; returns the
 /// folder, the fixtures, and a second night that touches only the last month.
 fn fixtures_first_night(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -624,13 +677,18 @@ fn fixtures_first_night(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// A dataset whose catalog is of format 1 (every partition in the manifest, no index), as the
 /// release before wrote it, takes a merge: the index is built from its legs files once, and the
-/// folder then holds what one run over both inputs writes, with a format 3 catalog.
+/// folder then holds what one run over both inputs writes, with a format 4 catalog (the reports
+/// moved from a folder per account and day to a file a day).
 #[test]
-fn a_format_1_dataset_merges_and_moves_to_format_3() -> TestResult {
+fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (out, first, second) = fixtures_first_night(dir.path());
     let catalog = rerate::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
-    let parts = catalog.all_partitions(&out)?;
+    let mut parts = catalog.all_partitions(&out)?;
+    for p in &mut parts {
+        p.path = Grain::AccountDay.folder(&p.table, &p.account_id, p.date.as_deref());
+    }
+    reports_by_account_and_day(&out)?;
     let mut m = json_file(&out.join("manifest.json"));
     let o = m.as_object_mut().ok_or("an object")?;
     for k in ["days", "keys_hash", "partitions_written"] {
@@ -649,7 +707,11 @@ fn a_format_1_dataset_merges_and_moves_to_format_3() -> TestResult {
         "a merge into the format 1 dataset",
     );
     ok(rerate(&["check", s(&out)]), "rerate check");
-    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 3);
+    assert_eq!(
+        json_file(&out.join("manifest.json"))["format_version"],
+        rerate::dataset::FORMAT_VERSION
+    );
+    assert_no_account_folders_in_reports(&out);
     // Every day got its files, not only the one the night touched: the next night reads them.
     ok(
         run(std::slice::from_ref(&second), &out, &[]),
@@ -672,6 +734,7 @@ fn a_format_2_dataset_merges_and_moves_to_day_files() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (out, first, second) = fixtures_first_night(dir.path());
     std::fs::remove_dir_all(out.join("_catalog"))?;
+    reports_by_account_and_day(&out)?;
     let fixture = root().join("tests/catalog/format-2");
     std::fs::copy(fixture.join("manifest.json"), out.join("manifest.json"))?;
     for sub in ["keys", "partitions"] {
@@ -691,7 +754,11 @@ fn a_format_2_dataset_merges_and_moves_to_day_files() -> TestResult {
         run(std::slice::from_ref(&second), &out, &[]),
         "a merge into the format 2 dataset",
     );
-    assert_eq!(json_file(&out.join("manifest.json"))["format_version"], 3);
+    assert_eq!(
+        json_file(&out.join("manifest.json"))["format_version"],
+        rerate::dataset::FORMAT_VERSION
+    );
+    assert_no_account_folders_in_reports(&out);
     let files = |sub: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(out.join("_catalog").join(sub))
             .into_iter()

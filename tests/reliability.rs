@@ -100,9 +100,12 @@ fn merge_keeps_every_leg_and_reruns_change_nothing_overwrite_loses_only_when_ask
         .collect();
     assert_eq!(written.len(), 1, "{written:?}");
     let third = snapshot(&out);
+    // A report's file holds a day of every account (`daily/date=D/part-0.parquet`): the day
+    // written is rewritten, and its other accounts' rows stay (below).
     let touched = |path: &str| {
         written.iter().any(|(a, d)| {
-            path.contains(&format!("account_id={a}/")) && path.contains(&format!("date={d}/"))
+            path.contains(&format!("date={d}/"))
+                && (path.contains(&format!("account_id={a}/")) || !path.contains("account_id="))
         })
     };
     for (path, bytes) in &first {
@@ -115,6 +118,23 @@ fn merge_keeps_every_leg_and_reruns_change_nothing_overwrite_loses_only_when_ask
                 "{path} was not in the input and must stay"
             );
         }
+    }
+    for table in ["daily", "hangup_causes", "top_destinations"] {
+        let before = read_dataset_of(&first, table);
+        let after = read_dataset(&out.join(table));
+        let mut kept = 0;
+        for (a, d, df) in &before {
+            if written.contains(&(a.clone(), d.clone())) {
+                continue;
+            }
+            let now = after.iter().find(|(x, y, _)| x == a && y == d);
+            assert!(
+                now.is_some_and(|(_, _, n)| n.equals_missing(df)),
+                "{table} of {a} on {d} was not in the input and must stay"
+            );
+            kept += 1;
+        }
+        assert!(kept >= 8, "{table}: {kept} partitions compared");
     }
     // The dataset read back equals the manifest: 8 untouched partitions plus the new one.
     let legs = read_dataset(&out.join("legs"));
@@ -436,4 +456,21 @@ fn a_folder_the_commit_cannot_write_stops_the_run_before_the_commit_point() -> T
     assert!(err.contains("may not") && err.contains(s(&dir)), "{err}");
     assert_eq!(before, after, "the refused run changed the folder");
     Ok(())
+}
+
+/// [`read_dataset`] of `table` in a [`snapshot`] of a dataset: its files written to a
+/// temporary folder and read back.
+fn read_dataset_of(
+    snap: &std::collections::BTreeMap<String, Vec<u8>>,
+    table: &str,
+) -> Vec<(String, String, polars::prelude::DataFrame)> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for (path, bytes) in snap {
+        if path.starts_with(&format!("{table}/")) && path.ends_with(".parquet") {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("a folder")).expect("a folder");
+            std::fs::write(&p, bytes).expect("a file");
+        }
+    }
+    read_dataset(&dir.path().join(table))
 }

@@ -40,12 +40,14 @@ def read_dir(d: Path) -> pa.Table:
 
 
 def partitions(table_dir: Path) -> dict:
-    """partition folder (account_id=../date=..) -> its folder; '' -> the table folder when it has
-    no partition (an empty table's one file)."""
+    """partition folder (account_id=../date=.., or date=.. for a report's day file) -> its
+    folder; '' -> the table folder when it has no partition (an empty table's one file)."""
     out = {}
     for a in sorted(table_dir.glob("account_id=*")):
         for d in sorted(a.glob("date=*")):
             out[f"{a.name}/{d.name}"] = d
+    for d in sorted(table_dir.glob("date=*")):
+        out[d.name] = d
     if not out:
         out[""] = table_dir
     return out

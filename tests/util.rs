@@ -54,14 +54,38 @@ pub fn run_fixtures(
 }
 
 /// All rows of a dataset folder (every partition file, with account_id and date from the path).
+/// Each partition of the table in `dir`: (account_id, date, its rows). A report's day file
+/// (`<table>/date=<D>/part-0.parquet`, `account_id` a column) gives one partition per account,
+/// in the file's order, without the column.
 pub fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
-    parquet_files(dir)
-        .into_iter()
-        .map(|f| {
-            let (a, d) = partition_of(&f);
-            (a, d, read_parquet(&f))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for f in parquet_files(dir) {
+        let (a, d) = partition_of(&f);
+        let df = read_parquet(&f);
+        if !a.is_empty() || df.column("account_id").is_err() {
+            out.push((a, d, df));
+            continue;
+        }
+        let ids: Vec<String> = df
+            .column("account_id")
+            .and_then(|c| c.str().cloned())
+            .expect("a day file's account_id is text")
+            .iter()
+            .map(|a| a.unwrap_or_default().to_owned())
+            .collect();
+        let mut start = 0;
+        for i in 1..=ids.len() {
+            if i == ids.len() || ids[i] != ids[start] {
+                let part = df
+                    .slice(start as i64, i - start)
+                    .drop("account_id")
+                    .expect("the column is there");
+                out.push((ids[start].clone(), d.clone(), part));
+                start = i;
+            }
+        }
+    }
+    out
 }
 
 /// One row of the legs dataset, with the partition values from its path.

@@ -23,10 +23,10 @@ use polars::prelude::*;
 use super::index::KEYS_DIR;
 use super::{partition_key, Catalog, CatalogError, ShardSummary};
 use crate::schema::{
-    BILLING_SECONDS, CALL_ID, COST_UNITS, DAILY_REPORT, INTERACTIONS_TABLE, LEGS, LEGS_TABLE,
-    LEG_CALL_IDS,
+    ACCOUNT_ID, BILLING_SECONDS, CALL_ID, COST_UNITS, DAILY_REPORT, INTERACTIONS_TABLE, LEGS,
+    LEGS_TABLE, LEG_CALL_IDS,
 };
-use crate::write::PartitionStats;
+use crate::write::{Grain, PartitionStats};
 
 /// What a check found.
 #[derive(Debug, Default)]
@@ -71,11 +71,21 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     let mut daily: Sums = HashMap::new();
     let mut in_interactions: HashMap<String, u32> = HashMap::new();
     let mut interactions_listed = true;
+    let mut days = DayFiles::default();
     for p in &partitions {
-        let Some((file, df)) = read_partition(dir, p, &mut r) else {
+        // A report's day file, or (before format 4) its folder per account and day.
+        let day_file = Grain::Day.folder(&p.table, "", p.date.as_deref()) == p.path;
+        let read = match Grain::of(&p.table) {
+            Grain::Day if day_file => days.rows_of(dir, p, &mut r),
+            _ => {
+                let read = read_partition(dir, p, &mut r);
+                r.files += u64::from(read.is_some());
+                read
+            }
+        };
+        let Some((file, df)) = read else {
             continue;
         };
-        r.files += 1;
         let name = file.display().to_string();
         if df.height() as u64 != p.rows {
             r.problems.push(format!(
@@ -138,6 +148,8 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
             _ => {}
         }
     }
+    r.files += days.files.values().flatten().count() as u64;
+    days.unlisted_rows(&partitions, &mut r);
     stray_partitions(dir, &partitions, &mut r);
     if partitions.iter().any(|p| p.table == DAILY_REPORT) {
         compare_daily(&leg_sums, &daily, &mut r);
@@ -271,6 +283,80 @@ fn read_partition(
     }
 }
 
+/// The day files of the [`Grain::Day`] tables read so far, each read once.
+#[derive(Default)]
+struct DayFiles {
+    /// By folder: the file, and its rows (`None`: missing or unreadable, already reported).
+    files: HashMap<PathBuf, Option<(PathBuf, DataFrame)>>,
+}
+
+impl DayFiles {
+    /// `p`'s rows of its day's file: those whose `account_id` is `p`'s, without the column.
+    fn rows_of(
+        &mut self,
+        dir: &Path,
+        p: &PartitionStats,
+        r: &mut CheckReport,
+    ) -> Option<(PathBuf, DataFrame)> {
+        let folder = dir.join(&p.path);
+        if !self.files.contains_key(&folder) {
+            let read = read_partition(dir, p, r);
+            if read
+                .as_ref()
+                .is_some_and(|(_, df)| df.column(ACCOUNT_ID).is_err())
+            {
+                r.problems
+                    .push(format!("{}: no account_id column", folder.display()));
+            }
+            self.files.insert(folder.clone(), read);
+        }
+        let (file, df) = self.files.get(&folder)?.as_ref()?;
+        let ids = df.column(ACCOUNT_ID).ok()?.str().ok()?;
+        let mask: BooleanChunked = ids
+            .iter()
+            .map(|a| a == Some(p.account_id.as_str()))
+            .collect();
+        let rows = df.filter(&mask).ok()?.drop(ACCOUNT_ID).ok()?;
+        Some((file.clone(), rows))
+    }
+
+    /// Rows of a day file whose account the catalog does not list on that day (rows a merge
+    /// should have removed).
+    fn unlisted_rows(&self, parts: &[PartitionStats], r: &mut CheckReport) {
+        let mut listed: HashMap<&Path, BTreeSet<&str>> = HashMap::new();
+        for p in parts.iter().filter(|p| Grain::of(&p.table) == Grain::Day) {
+            listed
+                .entry(Path::new(&p.path))
+                .or_default()
+                .insert(&p.account_id);
+        }
+        for (file, df) in self.files.values().flatten() {
+            let Some(accounts) = listed
+                .iter()
+                .find(|(p, _)| file.parent().is_some_and(|f| f.ends_with(p)))
+                .map(|(_, a)| a)
+            else {
+                continue;
+            };
+            let Ok(ids) = df.column(ACCOUNT_ID).and_then(|c| c.str().cloned()) else {
+                continue;
+            };
+            let stray: BTreeSet<&str> = ids
+                .iter()
+                .map(|a| a.unwrap_or("(null)"))
+                .filter(|a| !accounts.contains(a))
+                .collect();
+            if let Some(a) = stray.first() {
+                r.problems.push(format!(
+                    "{}: holds rows of {} account(s) the catalog does not list on that day, {a} the first",
+                    file.display(),
+                    stray.len()
+                ));
+            }
+        }
+    }
+}
+
 /// The data files (`*.parquet`, `*.csv`) right in `folder`, sorted.
 fn data_files(folder: &Path) -> Vec<PathBuf> {
     entries(folder, |p| {
@@ -296,6 +382,17 @@ fn stray_partitions(dir: &Path, parts: &[PartitionStats], r: &mut CheckReport) {
     let listed: BTreeSet<PathBuf> = parts.iter().map(|p| dir.join(&p.path)).collect();
     let tables: BTreeSet<&str> = parts.iter().map(|p| p.table.as_str()).collect();
     for table in tables {
+        if Grain::of(table) == Grain::Day {
+            for day in subfolders(&dir.join(table)) {
+                if !listed.contains(&day) && !data_files(&day).is_empty() {
+                    r.problems.push(format!(
+                        "{}: holds data the catalog does not list",
+                        day.display()
+                    ));
+                }
+            }
+            continue;
+        }
         for account in subfolders(&dir.join(table)) {
             for day in subfolders(&account) {
                 if !listed.contains(&day) && !data_files(&day).is_empty() {

@@ -36,7 +36,9 @@ pub use shards::ShardSummary;
 /// the field; a manifest without it is of the release before (format 0). Version 2 moved the
 /// partition list out of the manifest into `_catalog/partitions/` and added the legs index,
 /// both cut by month. Version 3 cuts them by day (`days` in the manifest instead of `months`).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4 writes the reports one file a day ([`crate::write::Grain::Day`]) instead of one
+/// per account and day; an earlier dataset's reports are rewritten so on its next run.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The folder of the catalog's files that grow with the data, in the output folder.
 pub const CATALOG_DIR: &str = "_catalog";
@@ -281,6 +283,12 @@ impl Catalog {
     /// them by month): the next run writes every day's files, not only those it touches.
     pub fn is_legacy(&self) -> bool {
         self.cut() != Cut::Day
+    }
+
+    /// Whether the reports are in a folder per account and day (formats before 4), so that a
+    /// run keeping the dataset rewrites every day of them, and every day of the catalog.
+    pub fn reports_by_account_day(&self) -> bool {
+        !self.is_empty() && self.format_version < 4
     }
 
     /// The files of the catalog that a run moving it to day files leaves behind: format 2's

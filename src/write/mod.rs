@@ -11,6 +11,7 @@ pub mod parquet;
 pub mod partition;
 pub mod summary;
 
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -24,6 +25,7 @@ use crate::schema::{
     SUMMARY_HTML, UNASSIGNED_ACCOUNT,
 };
 use crate::time::format_date;
+pub use partition::Grain;
 
 /// Output file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -204,22 +206,26 @@ pub fn write_partitioned(
 ) -> Result<Vec<PartitionStats>, WriteError> {
     let dir = out.join(table.name);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let mut df = df.clone();
-    fill_unassigned(&mut df).map_err(pl_err(&dir))?;
-    let mut by = vec![ACCOUNT_ID, DATE];
-    by.extend(table.order.iter().copied());
-    let df = df
-        .sort(
-            by,
-            SortMultipleOptions::default()
-                .with_maintain_order(true)
-                .with_nulls_last(true),
-        )
-        .map_err(pl_err(&dir))?;
+    let df = sorted(df, [ACCOUNT_ID, DATE], table).map_err(pl_err(&dir))?;
     let runs = partition_runs(&df).map_err(pl_err(&dir))?;
     runs.into_par_iter()
         .map(|(offset, len)| write_partition(df.slice(offset as i64, len), &dir, table, output))
         .collect()
+}
+
+/// `df` with `_unassigned` for a null `account_id`, sorted by `keys` and then by `table.order`
+/// (ascending, nulls last, ties in `df`'s order).
+fn sorted(df: &DataFrame, keys: [&str; 2], table: &Table) -> PolarsResult<DataFrame> {
+    let mut df = df.clone();
+    fill_unassigned(&mut df)?;
+    let mut by = keys.to_vec();
+    by.extend(table.order.iter().copied());
+    df.sort(
+        by,
+        SortMultipleOptions::default()
+            .with_maintain_order(true)
+            .with_nulls_last(true),
+    )
 }
 
 /// The (offset, length) of each run of equal (`account_id`, `date`) in `df`, which is sorted
@@ -242,12 +248,15 @@ fn partition_runs(df: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
 }
 
 /// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
-/// read from the folder names, as analysts' tools read them.
+/// last, read from the folder names (`account_id` from the files of a [`Grain::Day`] table,
+/// which `dir`'s name says), as analysts' tools read them.
 pub fn scan_partitioned(dir: &Path) -> PolarsResult<LazyFrame> {
-    let hive_schema = Arc::new(Schema::from_iter([
-        Field::new(ACCOUNT_ID.into(), DataType::String),
-        Field::new(DATE.into(), DataType::Date),
-    ]));
+    let table = dir.file_name().map(|n| n.to_string_lossy());
+    let mut keys = vec![Field::new(DATE.into(), DataType::Date)];
+    if Grain::of(table.as_deref().unwrap_or_default()) == Grain::AccountDay {
+        keys.insert(0, Field::new(ACCOUNT_ID.into(), DataType::String));
+    }
+    let hive_schema = Arc::new(Schema::from_iter(keys));
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
             enabled: Some(true),
@@ -283,22 +292,8 @@ fn write_partition(
     table: &Table,
     output: &Output,
 ) -> Result<PartitionStats, WriteError> {
-    let account = part
-        .column(ACCOUNT_ID)
-        .and_then(|c| c.str().map(|s| s.get(0).map(str::to_owned)))
-        .map_err(pl_err(table_dir))?
-        .unwrap_or_else(|| UNASSIGNED_ACCOUNT.to_owned());
-    let date = part
-        .column(DATE)
-        .and_then(|c| c.date().map(|d| d.physical().get(0)))
-        .map_err(pl_err(table_dir))?
-        .map(format_date);
-    let rel = format!(
-        "{}/{}/{}",
-        table.name,
-        partition::dir_name(ACCOUNT_ID, Some(&account)),
-        partition::dir_name(DATE, date.as_deref())
-    );
+    let (account, date) = partition_of(&part).map_err(pl_err(table_dir))?;
+    let rel = Grain::AccountDay.folder(table.name, &account, date.as_deref());
     let dir = table_dir
         .join(partition::dir_name(ACCOUNT_ID, Some(&account)))
         .join(partition::dir_name(DATE, date.as_deref()));
@@ -306,30 +301,306 @@ fn write_partition(
     let mut file_df = part
         .select(table.columns.iter().copied())
         .map_err(pl_err(&dir))?;
-    let stats = PartitionStats {
-        table: table.name.to_owned(),
-        account_id: account,
-        date,
-        path: rel,
-        rows: part.height() as u64,
-        billing_seconds: sum_i64(&part, BILLING_SECONDS),
-        billed_seconds: sum_i64(&part, BILLED_SECONDS),
-        rated_cost_units: sum_i64(&part, RATED_COST_UNITS),
-        cost_units: sum_i64(&part, COST_UNITS),
-        reseller_cost_units: sum_i64(&part, RESELLER_COST_UNITS),
-        unpriced_legs: if table.name == LEGS_TABLE {
-            part.column(COST_UNITS).map_or(0, |c| c.null_count() as u64)
-        } else {
-            0
-        },
-        unpriced_billing_seconds: if table.name == LEGS_TABLE {
-            unpriced_billing_seconds(&part)
-        } else {
-            0
-        },
-    };
+    let stats = partition_stats(&part, table.name, account, date, rel);
     write_files(&mut file_df, &dir, "part-0", output)?;
     Ok(stats)
+}
+
+/// The (`account_id`, `date`) of `part`'s first row: `_unassigned` for no account, the date as
+/// `YYYY-MM-DD`.
+fn partition_of(part: &DataFrame) -> PolarsResult<(String, Option<String>)> {
+    let account = part
+        .column(ACCOUNT_ID)?
+        .str()?
+        .get(0)
+        .map_or_else(|| UNASSIGNED_ACCOUNT.to_owned(), str::to_owned);
+    let date = part
+        .column(DATE)?
+        .date()?
+        .physical()
+        .get(0)
+        .map(format_date);
+    Ok((account, date))
+}
+
+/// The catalog's entry for `part`, one account's rows of one day of `table`, in the folder
+/// `path`: its rows and sums (the legs' unpriced legs and seconds; 0 for the other tables).
+fn partition_stats(
+    part: &DataFrame,
+    table: &str,
+    account_id: String,
+    date: Option<String>,
+    path: String,
+) -> PartitionStats {
+    let legs = table == LEGS_TABLE;
+    PartitionStats {
+        table: table.to_owned(),
+        account_id,
+        date,
+        path,
+        rows: part.height() as u64,
+        billing_seconds: sum_i64(part, BILLING_SECONDS),
+        billed_seconds: sum_i64(part, BILLED_SECONDS),
+        rated_cost_units: sum_i64(part, RATED_COST_UNITS),
+        cost_units: sum_i64(part, COST_UNITS),
+        reseller_cost_units: sum_i64(part, RESELLER_COST_UNITS),
+        unpriced_legs: match legs {
+            true => part.column(COST_UNITS).map_or(0, |c| c.null_count() as u64),
+            false => 0,
+        },
+        unpriced_billing_seconds: match legs {
+            true => unpriced_billing_seconds(part),
+            false => 0,
+        },
+    }
+}
+
+/// The rows of a [`Grain::Day`] table's days that a run keeps from the committed dataset.
+pub struct Carry<'a> {
+    /// The committed dataset's folder, which the files are read from.
+    pub from: &'a Path,
+    /// The catalog's entries of this table on the days the run rewrites.
+    pub old: Vec<&'a PartitionStats>,
+    /// The (`account_id`, `date`) partitions the run rewrites or empties: their old rows go.
+    pub replaced: &'a HashSet<(String, Option<String>)>,
+}
+
+/// A [`Grain::Day`] table written: the catalog's entries of the rows this run wrote (one per
+/// account and day), and the folders whose earlier files the commit removes unless this run
+/// staged them again (each day written, each old account-and-day folder of a dataset written
+/// before format 4).
+pub struct DaysWritten {
+    pub partitions: Vec<PartitionStats>,
+    pub superseded: Vec<String>,
+}
+
+/// Writes `df` (with `account_id`, null for `_unassigned`, and `date` columns) as one file a
+/// day, `out/<table>/date=<YYYY-MM-DD>/part-0.parquet` (and `.csv`), `account_id` its last
+/// column, rows sorted by `account_id` and then as `df` has them. Each day of `df` or of
+/// `carry.old` is written whole: this run's rows, and the committed file's rows of every other
+/// account (read from Parquet, else CSV). A day left with no row has no file. Errors: an
+/// earlier file that cannot be read or does not hold the table's columns, and the write's own.
+pub fn write_by_day(
+    df: Option<&DataFrame>,
+    out: &Path,
+    table: &Table,
+    output: &Output,
+    carry: &Carry,
+) -> Result<DaysWritten, WriteError> {
+    let dir = out.join(table.name);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    type Rows<'a> = (Option<DataFrame>, Vec<&'a PartitionStats>);
+    let mut days: BTreeMap<Option<String>, Rows> = BTreeMap::new();
+    let mut columns = None;
+    if let Some(df) = df {
+        let df = sorted(df, [DATE, ACCOUNT_ID], table).map_err(pl_err(&dir))?;
+        let dates = df.column(DATE).map_err(pl_err(&dir))?;
+        let dates = dates.date().map_err(pl_err(&dir))?.physical();
+        for (offset, len) in runs(dates.iter()) {
+            let day = dates.get(offset).map(format_date);
+            days.entry(day).or_default().0 = Some(df.slice(offset as i64, len));
+        }
+        let mut c: Vec<String> = table.columns.iter().map(|c| (*c).to_owned()).collect();
+        c.push(ACCOUNT_ID.to_owned());
+        columns = Some(c);
+    }
+    for p in &carry.old {
+        days.entry(p.date.clone()).or_default().1.push(p);
+    }
+    let written: Vec<DaysWritten> = days
+        .into_par_iter()
+        .map(|(date, (new, old))| {
+            let day = Day {
+                date,
+                new,
+                old: &old,
+                columns: columns.as_deref(),
+            };
+            write_day(day, &dir, table.name, output, carry)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(DaysWritten {
+        partitions: written.iter().flat_map(|w| w.partitions.clone()).collect(),
+        superseded: written.into_iter().flat_map(|w| w.superseded).collect(),
+    })
+}
+
+/// One day of [`write_by_day`].
+struct Day<'a> {
+    date: Option<String>,
+    /// This run's rows, sorted by account.
+    new: Option<DataFrame>,
+    /// The catalog's entries of the day.
+    old: &'a [&'a PartitionStats],
+    /// The file's columns, `account_id` last; `None`: the committed files' own (a report this
+    /// run did not compute, whose rewritten partitions' rows go).
+    columns: Option<&'a [String]>,
+}
+
+fn write_day(
+    day: Day,
+    table_dir: &Path,
+    table: &str,
+    output: &Output,
+    carry: &Carry,
+) -> Result<DaysWritten, WriteError> {
+    let Day {
+        date,
+        new,
+        old,
+        columns,
+    } = day;
+    let folder = Grain::Day.folder(table, "", date.as_deref());
+    let mut superseded = vec![folder.clone()];
+    let mut partitions = Vec::new();
+    let mut frames = Vec::new();
+    if let (Some(new), Some(columns)) = (new, columns) {
+        let accounts = new.column(ACCOUNT_ID).map_err(pl_err(table_dir))?;
+        let accounts = accounts.str().map_err(pl_err(table_dir))?;
+        for (offset, len) in runs(accounts.iter()) {
+            let part = new.slice(offset as i64, len);
+            let account = accounts
+                .get(offset)
+                .unwrap_or(UNASSIGNED_ACCOUNT)
+                .to_owned();
+            partitions.push(partition_stats(
+                &part,
+                table,
+                account,
+                date.clone(),
+                folder.clone(),
+            ));
+        }
+        let select = new.select(columns.iter().map(String::as_str));
+        frames.push(select.map_err(pl_err(table_dir))?);
+    }
+    // The committed rows of the accounts this run leaves alone, file by file.
+    let mut kept: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in old {
+        if p.path != folder {
+            superseded.push(p.path.clone());
+        }
+        let key = (p.account_id.clone(), p.date.clone());
+        if !carry.replaced.contains(&key) {
+            kept.entry(p.path.as_str()).or_default().push(&p.account_id);
+        }
+    }
+    for (path, accounts) in kept {
+        let (file, mut rows) = read_rows(&carry.from.join(path))?;
+        if path == folder {
+            let keep: HashSet<&str> = accounts.into_iter().collect();
+            let ids = rows.column(ACCOUNT_ID).and_then(|c| c.str().cloned());
+            let ids = ids.map_err(pl_err(&file))?;
+            let mask: BooleanChunked = ids
+                .iter()
+                .map(|a| a.is_some_and(|a| keep.contains(a)))
+                .collect();
+            rows = rows.filter(&mask).map_err(pl_err(&file))?;
+        } else {
+            // An account-and-day folder of a dataset written before format 4.
+            let n = rows.height();
+            let id = StringChunked::full(ACCOUNT_ID.into(), accounts[0], n);
+            rows.with_column(id.into_column()).map_err(pl_err(&file))?;
+        }
+        let own: Vec<String>;
+        let columns = match columns {
+            Some(c) => c,
+            None => {
+                own = frames
+                    .first()
+                    .unwrap_or(&rows)
+                    .get_column_names_owned()
+                    .into_iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                &own
+            }
+        };
+        frames.push(aligned(rows, columns, frames.first(), &file)?);
+    }
+    let Some(first) = frames.first() else {
+        return Ok(DaysWritten {
+            partitions,
+            superseded,
+        });
+    };
+    let mut rows = first.clone();
+    for f in &frames[1..] {
+        rows.vstack_mut(f).map_err(pl_err(table_dir))?;
+    }
+    let mut rows = rows
+        .sort(
+            [ACCOUNT_ID],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .map_err(pl_err(table_dir))?;
+    rows.rechunk_mut();
+    let dir = table_dir.join(partition::dir_name(DATE, date.as_deref()));
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    write_files(&mut rows, &dir, "part-0", output)?;
+    Ok(DaysWritten {
+        partitions,
+        superseded,
+    })
+}
+
+/// The (offset, length) of each run of equal values in `values`.
+fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut last = None;
+    for (i, v) in values.enumerate() {
+        match &last {
+            Some(l) if *l == v => out.last_mut().expect("a run is open").1 += 1,
+            _ => {
+                out.push((i, 1));
+                last = Some(v);
+            }
+        }
+    }
+    out
+}
+
+/// The rows of the data file in `folder`: its Parquet file, else its CSV file.
+fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteError> {
+    let parquet = folder.join("part-0.parquet");
+    if parquet.exists() {
+        let f = File::open(&parquet).map_err(io_err(&parquet))?;
+        let df = ParquetReader::new(f).finish().map_err(pl_err(&parquet))?;
+        return Ok((parquet, df));
+    }
+    let csv = folder.join("part-0.csv");
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(csv.clone()))
+        .and_then(|r| r.finish())
+        .map_err(pl_err(&csv))?;
+    Ok((csv, df))
+}
+
+/// `rows` with exactly `columns`, in order, each of `like`'s type when there is one (a column
+/// an earlier release did not write is null). Error: a value that does not fit.
+fn aligned(
+    rows: DataFrame,
+    columns: &[String],
+    like: Option<&DataFrame>,
+    file: &Path,
+) -> Result<DataFrame, WriteError> {
+    let n = rows.height();
+    let mut out = Vec::with_capacity(columns.len());
+    for name in columns {
+        let name = name.as_str();
+        let dtype = like
+            .and_then(|l| l.column(name).ok())
+            .map(|c| c.dtype().clone());
+        let c = match (rows.column(name), dtype) {
+            (Ok(c), Some(t)) if c.dtype() != &t => c.strict_cast(&t).map_err(pl_err(file))?,
+            (Ok(c), _) => c.clone(),
+            (Err(_), Some(t)) => Column::full_null(name.into(), n, &t),
+            (Err(e), None) => return Err(pl_err(file)(e)),
+        };
+        out.push(c);
+    }
+    DataFrame::new(n, out).map_err(pl_err(file))
 }
 
 /// Writes `<dir>/<stem>.parquet` and/or `<dir>/<stem>.csv`.

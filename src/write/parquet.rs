@@ -22,7 +22,7 @@ use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
 use polars_parquet::parquet::CowBuffer;
 use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, CompressedDataPage, CompressedPage, CompressionOptions,
-    DynIter, DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter, Page,
+    DynIter, DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter, KeyValue, Page,
     StatisticsOptions, Version, WriteOptions, ZstdLevel,
 };
 
@@ -33,12 +33,20 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// a few percent larger.
 const ZSTD_LEVEL: i32 = 1;
 
+/// The footer's key-value metadata: none. polars adds the Arrow schema as an `ARROW:schema`
+/// key by default, 7.6 KB in every legs file (16% of a partition file of 5 legs) and 2.4 KB in a
+/// `daily` file, which repeats what the Parquet schema's logical types already say (strings,
+/// DATE, TIMESTAMP in microseconds adjusted to UTC, DECIMAL(18,4), INT64): polars, DuckDB,
+/// pyarrow and Spark read the same columns and types without it.
+const FOOTER_METADATA: &[KeyValue] = &[];
+
 /// Values a text column's encoding is decided from. Each is hashed whole, and the long texts
 /// make that the cost: 128 took 2.7% of a run's CPU time, 32 a quarter of that.
 const SAMPLE: usize = 32;
 
 /// Writes `df` as one Parquet file to `w`: zstd level 1, min/max/null-count statistics, row
-/// groups of up to [`ROW_GROUP_ROWS`] rows. Returns the file's size.
+/// groups of up to [`ROW_GROUP_ROWS`] rows, and no `ARROW:schema` key in the footer (see
+/// [`FOOTER_METADATA`]). Returns the file's size.
 pub fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
     let options = WriteOptions {
         statistics: StatisticsOptions::default(),
@@ -67,7 +75,7 @@ pub fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
         }
         writer.write(rows as u64, DynIter::new(columns.into_iter()))?;
     }
-    writer.end(None)
+    writer.end(Some(FOOTER_METADATA.to_vec()))
 }
 
 /// A column's pages compressed with zstd level 1 by one context per thread, kept from page to

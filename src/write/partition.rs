@@ -40,6 +40,52 @@ pub fn dir_name(key: &str, value: Option<&str>) -> String {
     )
 }
 
+/// How a table's files are cut, by the rows a file holds.
+///
+/// - [`Grain::AccountDay`]: `<table>/account_id=<ID>/date=<YYYY-MM-DD>/part-0.parquet`, the
+///   legs, interactions and reconciliation rows of one account's day (the unit a merge reads
+///   back and rewrites, and the bounded-memory pipeline's unit); neither key is in the file.
+/// - [`Grain::Day`]: `<table>/date=<YYYY-MM-DD>/part-0.parquet`, every account's rows of one
+///   day, `account_id` the file's last column and the rows sorted by it: the reports (`daily`,
+///   `hangup_causes`, `top_destinations`, `reconciliation_daily`, a `--queries` report with
+///   `account_id` and `date`), a row or a few per account and day, which finance reads a day
+///   at a time. One file a day instead of one per account: a one-row file is 8 KB of footer
+///   and page index for 1 KB of values (see BENCHMARKS.md).
+///
+/// Either way `account_id` and `date` are the table's keys as a Hive-partitioned reader shows
+/// them (`read_parquet('<table>/**/*.parquet', hive_partitioning=true)`), in that order, last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    AccountDay,
+    Day,
+}
+
+impl Grain {
+    /// The grain of the table named `table`: by account and day for the legs, interactions and
+    /// reconciliation tables, by day for every report.
+    pub fn of(table: &str) -> Grain {
+        use crate::schema::{INTERACTIONS_TABLE, LEGS_TABLE, RECONCILIATION_TABLE};
+        match table {
+            LEGS_TABLE | INTERACTIONS_TABLE | RECONCILIATION_TABLE => Grain::AccountDay,
+            _ => Grain::Day,
+        }
+    }
+
+    /// The folder of `account`'s rows of `date` in `table`, relative to the output folder:
+    /// `table/account_id=<ID>/date=<D>` or `table/date=<D>`.
+    pub fn folder(self, table: &str, account: &str, date: Option<&str>) -> String {
+        use crate::schema::{ACCOUNT_ID, DATE};
+        match self {
+            Grain::AccountDay => format!(
+                "{table}/{}/{}",
+                dir_name(ACCOUNT_ID, Some(account)),
+                dir_name(DATE, date)
+            ),
+            Grain::Day => format!("{table}/{}", dir_name(DATE, date)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +103,29 @@ mod tests {
         assert_eq!(escape(""), HIVE_NULL);
         assert_eq!(dir_name("date", None), "date=__HIVE_DEFAULT_PARTITION__");
         assert_eq!(dir_name("date", Some("2019-05-06")), "date=2019-05-06");
+    }
+
+    #[test]
+    fn reports_by_day_the_rest_by_account_and_day() {
+        let d = Some("2026-11-01");
+        assert_eq!(
+            Grain::of("legs").folder("legs", "a/b", d),
+            "legs/account_id=a%2Fb/date=2026-11-01"
+        );
+        assert_eq!(Grain::of("interactions"), Grain::AccountDay);
+        assert_eq!(Grain::of("reconciliation"), Grain::AccountDay);
+        for t in [
+            "daily",
+            "hangup_causes",
+            "top_destinations",
+            "reconciliation_daily",
+            "mine",
+        ] {
+            assert_eq!(Grain::of(t), Grain::Day);
+        }
+        assert_eq!(
+            Grain::Day.folder("daily", "a", None),
+            "daily/date=__HIVE_DEFAULT_PARTITION__"
+        );
     }
 }
