@@ -531,17 +531,42 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
     Ok(())
 }
 
-/// The catalogs written by this release (format 2: `tests/catalog/format-2`, the fixtures'
-/// run, without its data files) and the one before (format 1, every partition in the manifest)
-/// keep reading in every later one.
+/// The catalogs written by earlier releases (formats 2 and 3: `tests/catalog/format-2` and
+/// `format-3`, the fixtures' run, without its data files; format 1, every partition in the
+/// manifest) keep reading in every later one.
 #[test]
-fn the_catalogs_of_formats_1_and_2_read() -> TestResult {
+fn the_catalogs_of_formats_1_2_and_3_read() -> TestResult {
     let path = root().join("tests/catalog/format-1.json");
     let c = rerate::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
     assert_eq!(c.format_version, 1);
     let dir = root().join("tests/catalog/format-2");
     let c2 = rerate::dataset::Catalog::read(&dir)?.ok_or("a catalog")?;
     assert_eq!(c2.format_version, 2);
+    let dir3 = root().join("tests/catalog/format-3");
+    let c3 = rerate::dataset::Catalog::read(&dir3)?.ok_or("a catalog")?;
+    assert_eq!(c3.format_version, 3);
+    let days: Vec<String> = c3.shards().into_keys().collect();
+    assert_eq!(
+        days,
+        [
+            "2013-07-29",
+            "2019-05-06",
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04"
+        ]
+    );
+    let counts = c3.key_index(&dir3)?.counts();
+    assert_eq!((counts.len(), counts.values().sum::<u64>()), (9, 40));
+    let all = c3.all_partitions(&dir3)?;
+    assert_eq!(all.len(), 45);
+    assert_eq!(
+        all.iter()
+            .filter(|p| p.table == "legs")
+            .map(|p| p.rows)
+            .sum::<u64>(),
+        40
+    );
     for (c, dir) in [(&c, Path::new("no-folder-needed")), (&c2, dir.as_path())] {
         let all = c.all_partitions(dir)?;
         let legs: Vec<_> = all.iter().filter(|p| p.table == "legs").collect();
@@ -724,71 +749,78 @@ fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     Ok(())
 }
 
-/// A dataset of format 2 (its catalog cut by month), as the release before wrote it: the
-/// checked-in catalog of the fixtures' run (`tests/catalog/format-2`) over the data files this
-/// rerate writes for them. A merge into it reads the month files, writes every day's files in
-/// their place (the month files go), and the folder then holds what one run over both inputs
-/// writes.
+/// A dataset of format 2 (its catalog cut by month) or 3 (cut by day, the reports in a folder
+/// per account and day), as the releases before wrote them: the checked-in catalog of the
+/// fixtures' run (`tests/catalog/format-2`, `format-3`) over the data files this rerate writes
+/// for them, the reports laid out as then. A merge into it reads the catalog, writes every
+/// day's catalog files (the month files go) and every report as a file a day (the account
+/// folders go), and the folder then holds what one run over both inputs writes.
 #[test]
-fn a_format_2_dataset_merges_and_moves_to_day_files() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let (out, first, second) = fixtures_first_night(dir.path());
-    std::fs::remove_dir_all(out.join("_catalog"))?;
-    reports_by_account_and_day(&out)?;
-    let fixture = root().join("tests/catalog/format-2");
-    std::fs::copy(fixture.join("manifest.json"), out.join("manifest.json"))?;
-    for sub in ["keys", "partitions"] {
-        let to = out.join("_catalog").join(sub);
-        std::fs::create_dir_all(&to)?;
-        for f in std::fs::read_dir(fixture.join("_catalog").join(sub))? {
-            let f = f?;
-            std::fs::copy(f.path(), to.join(f.file_name()))?;
+fn a_format_2_or_3_dataset_merges_and_moves_to_format_4() -> TestResult {
+    for format in [2, 3] {
+        let dir = tempfile::tempdir()?;
+        let (out, first, second) = fixtures_first_night(dir.path());
+        std::fs::remove_dir_all(out.join("_catalog"))?;
+        reports_by_account_and_day(&out)?;
+        let fixture = root().join(format!("tests/catalog/format-{format}"));
+        std::fs::copy(fixture.join("manifest.json"), out.join("manifest.json"))?;
+        for sub in ["keys", "partitions"] {
+            let to = out.join("_catalog").join(sub);
+            std::fs::create_dir_all(&to)?;
+            for f in std::fs::read_dir(fixture.join("_catalog").join(sub))? {
+                let f = f?;
+                std::fs::copy(f.path(), to.join(f.file_name()))?;
+            }
         }
-    }
-    ok(
-        rerate(&["check", s(&out)]),
-        "rerate check of the format 2 dataset",
-    );
+        let what = format!("the format {format} dataset");
+        ok(
+            rerate(&["check", s(&out)]),
+            &format!("rerate check of {what}"),
+        );
 
-    ok(
-        run(std::slice::from_ref(&second), &out, &[]),
-        "a merge into the format 2 dataset",
-    );
-    assert_eq!(
-        json_file(&out.join("manifest.json"))["format_version"],
-        rerate::dataset::FORMAT_VERSION
-    );
-    assert_no_account_folders_in_reports(&out);
-    let files = |sub: &str| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(out.join("_catalog").join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    for sub in ["keys", "partitions"] {
-        let names = files(sub);
-        assert!(
-            !names.is_empty() && names.iter().all(|n| n.starts_with("day=")),
-            "{sub}: {names:?}"
+        ok(
+            run(std::slice::from_ref(&second), &out, &[]),
+            &format!("a merge into {what}"),
         );
-        // The fixtures' days (three months) and the night's.
-        assert!(
-            names.contains(&"day=2013-07-29.parquet".to_owned()),
-            "{names:?}"
+        assert_eq!(
+            json_file(&out.join("manifest.json"))["format_version"],
+            rerate::dataset::FORMAT_VERSION
         );
+        assert_no_account_folders_in_reports(&out);
+        let files = |sub: &str| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(out.join("_catalog").join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        for sub in ["keys", "partitions"] {
+            let names = files(sub);
+            assert!(
+                !names.is_empty() && names.iter().all(|n| n.starts_with("day=")),
+                "{what}, {sub}: {names:?}"
+            );
+            // The fixtures' days (three months) and the night's.
+            assert!(
+                names.contains(&"day=2013-07-29.parquet".to_owned()),
+                "{what}: {names:?}"
+            );
+        }
+        ok(
+            rerate(&["check", s(&out)]),
+            &format!("rerate check after moving {what}"),
+        );
+        ok(
+            run(std::slice::from_ref(&second), &out, &[]),
+            &format!("a night after moving {what}"),
+        );
+        let one = dir.path().join("one");
+        ok(run(&[first, second], &one, &[]), "one run");
+        assert_same_dataset(&out, &one, &format!("{what}, then merged"));
     }
-    ok(rerate(&["check", s(&out)]), "rerate check after the move");
-    ok(
-        run(std::slice::from_ref(&second), &out, &[]),
-        "a night after the move",
-    );
-    let one = dir.path().join("one");
-    ok(run(&[first, second], &one, &[]), "one run");
-    assert_same_dataset(&out, &one, "format 2, then merged");
     Ok(())
 }
 
