@@ -22,7 +22,8 @@ WITH l AS (
         SUM(CASE WHEN call_direction = 'outbound' THEN 1 ELSE 0 END) AS outbound_legs,
         SUM(
             CASE
-                WHEN (account_billing = 'per_minute' OR reseller_billing = 'per_minute') AND rate IS NULL
+                WHEN (account_billing = 'per_minute' OR reseller_billing = 'per_minute')
+                    AND (rate IS NULL OR (rate = 0 AND source_format IN ('csv', 'listing')))
                 THEN 1 ELSE 0
             END
         ) AS unrated_per_minute_legs

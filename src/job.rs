@@ -446,6 +446,7 @@ impl Job {
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
         let old_reports = self.report_partitions(&previous, &replaced)?;
+        self.upgrade_legs_files(&previous, &replaced, out, &tables.legs, &legs_output)?;
         let mut report_superseded = Vec::new();
         let mut by_day = |table: &str, df: Option<&DataFrame>, columns: Vec<&str>| {
             let carry = Carry {
@@ -815,6 +816,56 @@ impl Job {
             .into_iter()
             .filter(|p| Grain::of(&p.table) == Grain::Day)
             .collect())
+    }
+
+    /// Before format 4 a legs file held no parser's columns (`parse_flags`, `exported_*`): a
+    /// run keeping such a dataset writes every legs file it does not rewrite again under `out`
+    /// (the staged output) with them added ([`merge::parsed_columns_of_format_3`]), so every
+    /// legs file has the same columns. Values, rows and the catalog's sums are unchanged.
+    fn upgrade_legs_files(
+        &self,
+        previous: &Catalog,
+        replaced: &HashSet<(String, Option<String>)>,
+        out: &Path,
+        legs: &Table,
+        output: &Output,
+    ) -> anyhow::Result<()> {
+        use rayon::prelude::*;
+        if !self.cfg.mode.keeps_other_partitions() || !previous.reports_by_account_day() {
+            return Ok(());
+        }
+        let parsed = concat_frames(vec![])?.schema().as_ref().clone();
+        let kept: Vec<PartitionStats> = previous
+            .all_partitions(&self.cfg.out)?
+            .into_iter()
+            .filter(|p| {
+                p.table == LEGS_TABLE && !replaced.contains(&(p.account_id.clone(), p.date.clone()))
+            })
+            .collect();
+        kept.par_iter().try_for_each(|p| -> anyhow::Result<()> {
+            let path = merge::file(&self.cfg.out, p);
+            let why = |e: polars::prelude::PolarsError| anyhow::anyhow!("{}: {e}", path.display());
+            let mut df =
+                polars::prelude::SerReader::finish(merge::open(&self.cfg.out, p)?).map_err(why)?;
+            if df.column(crate::schema::PARSE_FLAGS).is_ok() {
+                return Ok(());
+            }
+            merge::parsed_columns_of_format_3(&mut df).map_err(why)?;
+            // A column an older release did not write (`source_offset`) is null.
+            let n = df.height();
+            let cols = legs.columns.iter().map(|c| match df.column(c) {
+                Ok(c) => c.clone(),
+                Err(_) => {
+                    let dtype = parsed.get(c).cloned().unwrap_or(DataType::String);
+                    polars::prelude::Column::full_null((*c).into(), n, &dtype)
+                }
+            });
+            let mut df = DataFrame::new(n, cols.collect()).map_err(why)?;
+            let dir = out.join(&p.path);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_files(&mut df, &dir, "part-0", output)?;
+            Ok(())
+        })
     }
 
     /// Writes the catalog's files this run changes under `out` (the staged output): the day

@@ -28,8 +28,8 @@ use crate::dataset::index::{hashes, Ids, Partition};
 use crate::interactions::KEY;
 use crate::rate::RATING_STAGE_FLAGS;
 use crate::schema::{
-    is_column_shaped, ACCOUNT_ID, CALL_ID, DATE, RATING_FLAGS, RECORDED_COLS, SOURCE_FORMAT,
-    UNASSIGNED_ACCOUNT,
+    is_column_shaped, ACCOUNT_ID, CALL_ID, DATE, EXPORTED_COLS, PARSE_FLAGS, RATING_FLAGS,
+    RECORDED_COLS, SOURCE_FORMAT, UNASSIGNED_ACCOUNT,
 };
 use crate::spill::{partition_keys, PartitionMap};
 use crate::time::parse_date;
@@ -114,7 +114,8 @@ pub fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
     out.join(&p.path).join("part-0.parquet")
 }
 
-fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs::File>> {
+/// A reader of a legs partition's Parquet file. Error: the file cannot be opened, named.
+pub fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs::File>> {
     let path = file(out, p);
     let f = std::fs::File::open(&path).map_err(|e| {
         anyhow::anyhow!(
@@ -152,20 +153,20 @@ pub fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
     Ok(df)
 }
 
-/// A legs partition's rows as the parser produces them (`schema`: an empty parsed frame's):
-/// `account_id` (null for the unassigned account) and `date` from the partition, the columns
-/// rating and reconciliation derive left for them to derive again (the flags they add removed,
-/// the recorded money of a JSON leg, which reconciliation fills in, null again), and
-/// [`FROM_DATASET`] true.
+/// A legs partition's rows as the parser produces them (`schema`: an empty parsed frame's), and
+/// [`FROM_DATASET`] true: a projection of the written columns, since the parser's own are kept
+/// apart from what later stages derive (`parse_flags` beside `rating_flags`,
+/// `exported_cost_units` beside `recorded_cost_units`), with `account_id` (null for the
+/// unassigned account) and `date` from the partition. A file written before those columns
+/// (catalog format 3 and earlier) has them rebuilt by [`parsed_columns_of_format_3`].
 pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Result<DataFrame> {
     let path = file(out, p);
     let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", path.display());
-    let df = open(out, p)?.finish().map_err(why)?;
+    let mut df = open(out, p)?.finish().map_err(why)?;
+    if df.column(PARSE_FLAGS).is_err() {
+        parsed_columns_of_format_3(&mut df).map_err(why)?;
+    }
     let n = df.height();
-    // Recorded money is the parser's on crossbar's column-shaped legs (CSV, listing), which
-    // carry KAZOO's `cost`; on the others reconciliation derives it, so it is derived again.
-    let formats = df.column(SOURCE_FORMAT).map_err(why)?.str().map_err(why)?;
-    let parsed_money: Vec<bool> = formats.iter().map(is_column_shaped).collect();
     let mut cols = Vec::with_capacity(schema.len() + 1);
     for (name, dtype) in schema.iter() {
         let c = match name.as_str() {
@@ -179,22 +180,6 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
                     .into_date()
                     .into_column(),
             },
-            RATING_FLAGS => {
-                let f = df.column(RATING_FLAGS).map_err(why)?.str().map_err(why)?;
-                let mut b = StringChunkedBuilder::new(name.clone(), n);
-                for v in f.iter() {
-                    b.append_option(v.and_then(strip_rating_flags));
-                }
-                b.finish().into_column()
-            }
-            c if RECORDED_COLS.contains(&c) => {
-                let v = df.column(c).map_err(why)?.i64().map_err(why)?;
-                let kept = v
-                    .iter()
-                    .zip(&parsed_money)
-                    .map(|(v, &parsed)| v.filter(|_| parsed));
-                Int64Chunked::from_iter_options(name.clone(), kept).into_column()
-            }
             _ => match df.column(name) {
                 Ok(c) => c.cast(dtype).map_err(why)?,
                 Err(_) => Column::full_null(name.clone(), n, dtype),
@@ -204,6 +189,31 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
     }
     cols.push(BooleanChunked::full(FROM_DATASET.into(), true, n).into_column());
     DataFrame::new(n, cols).map_err(why)
+}
+
+/// A legs file written before the parser's columns were kept apart (catalog format 3 and
+/// earlier) gets them from the derived ones: `parse_flags`, its `rating_flags` without those
+/// the rating stage adds; `exported_cost_units` and `exported_reseller_cost_units`, the
+/// recorded money of the column-shaped legs (on the others reconciliation derived it).
+pub fn parsed_columns_of_format_3(df: &mut DataFrame) -> PolarsResult<()> {
+    let flags = df.column(RATING_FLAGS)?.str()?;
+    let mut b = StringChunkedBuilder::new(PARSE_FLAGS.into(), flags.len());
+    for v in flags.iter() {
+        b.append_option(v.and_then(strip_rating_flags));
+    }
+    let parse_flags = b.finish().into_column();
+    let formats = df.column(SOURCE_FORMAT)?.str()?;
+    let exported: Vec<bool> = formats.iter().map(is_column_shaped).collect();
+    let mut cols = vec![parse_flags];
+    for (from, to) in RECORDED_COLS.iter().zip(EXPORTED_COLS) {
+        let v = df.column(from)?.i64()?;
+        let kept = v.iter().zip(&exported).map(|(v, &e)| v.filter(|_| e));
+        cols.push(Int64Chunked::from_iter_options((*to).into(), kept).into_column());
+    }
+    for c in cols {
+        df.with_column(c)?;
+    }
+    Ok(())
 }
 
 /// A written leg's `rating_flags` without the ones the rating stage adds (it adds them again).

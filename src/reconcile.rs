@@ -30,9 +30,9 @@ pub use crate::schema::PARTY;
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
     DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
-    DERIVED_RESELLER_COST_UNITS, LEG_RATE, RATE, RATE_NAME, RECORDED_COST_UNITS,
-    RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE,
-    SOURCE_OFFSET, START_TIME,
+    DERIVED_RESELLER_COST_UNITS, EXPORTED_COST_UNITS, EXPORTED_RESELLER_COST_UNITS, LEG_RATE, RATE,
+    RATE_NAME, RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS, RESELLER_BILLING, SOURCE_FILE,
+    SOURCE_FORMAT, SOURCE_LINE, SOURCE_OFFSET, START_TIME,
 };
 
 /// The customer's classes, in the order they are tried.
@@ -139,32 +139,53 @@ impl Summary {
 /// One reported row: (leg row, reseller's money?, class, recorded, derived).
 type Reported = (u32, bool, &'static str, i64, i64);
 
+/// What KAZOO recorded for a leg's customer and reseller, in units: a column-shaped leg's
+/// exported `cost` and `reseller_cost` as its export wrote them; for a JSON leg, which carries
+/// none, KAZOO's own charge (`kazoo`: its double arithmetic on the leg's rate, none when the
+/// leg cannot be priced), to each party that pays per minute, 0 to one that does not. The one
+/// rule for which legs carry recorded money.
+pub fn recorded(
+    column_shaped: bool,
+    exported: (Option<i64>, Option<i64>),
+    kazoo: Option<i64>,
+    per_minute: (bool, bool),
+) -> (Option<i64>, Option<i64>) {
+    if column_shaped {
+        return exported;
+    }
+    let to = |pm: bool| kazoo.map(|kz| if pm { kz } else { 0 });
+    (to(per_minute.0), to(per_minute.1))
+}
+
 /// The class (index into [`CLASSES`]) of one party's money that is reported, or None when it
-/// reconciles.
+/// reconciles. `column_shaped`: the leg is from a crossbar CSV export or listing (see
+/// [`crate::rate::is_unrated`]).
 pub fn classify_index(
     per_minute: bool,
     leg_rate: Option<i64>,
     deck_rate: Option<i64>,
     recorded: i64,
     derived: i64,
+    column_shaped: bool,
 ) -> Option<usize> {
     let delta = derived - recorded;
     let rate_differs = deck_rate.is_some() && leg_rate != deck_rate;
     if delta == 0 && !rate_differs {
         return None;
     }
-    // A crossbar export writes a leg without a rate as rate 0, which KAZOO bills as nothing too.
-    Some(if per_minute && leg_rate.is_none_or(|r| r == 0) {
-        0
-    } else if (recorded != 0 && !per_minute) || (recorded == 0 && per_minute && derived > 0) {
-        1
-    } else if rate_differs {
-        2
-    } else if delta.abs() <= 1 {
-        3
-    } else {
-        4
-    })
+    Some(
+        if crate::rate::is_unrated(per_minute, leg_rate, column_shaped) {
+            0
+        } else if (recorded != 0 && !per_minute) || (recorded == 0 && per_minute && derived > 0) {
+            1
+        } else if rate_differs {
+            2
+        } else if delta.abs() <= 1 {
+            3
+        } else {
+            4
+        },
+    )
 }
 
 /// The customer's class of a leg that is reported, or None for a leg that reconciles.
@@ -174,8 +195,17 @@ pub fn classify(
     deck_rate: Option<i64>,
     recorded: i64,
     derived: i64,
+    column_shaped: bool,
 ) -> Option<&'static str> {
-    classify_index(per_minute, leg_rate, deck_rate, recorded, derived).map(|i| CLASSES[i])
+    classify_index(
+        per_minute,
+        leg_rate,
+        deck_rate,
+        recorded,
+        derived,
+        column_shaped,
+    )
+    .map(|i| CLASSES[i])
 }
 
 fn per_minute(v: Option<&str>) -> bool {
@@ -190,10 +220,10 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
     let i = |c: &str| -> PolarsResult<Int64Chunked> { Ok(legs.column(c)?.i64()?.clone()) };
     let (fmt, acct_b, resl_b) = (s(SOURCE_FORMAT)?, s(ACCOUNT_BILLING)?, s(RESELLER_BILLING)?);
     let columns = InputColumns::of(legs)?;
-    let (rec_c, rec_r) = (i(RECORDED_COST_UNITS)?, i(RECORDED_RESELLER_COST_UNITS)?);
+    let (exp_c, exp_r) = (i(EXPORTED_COST_UNITS)?, i(EXPORTED_RESELLER_COST_UNITS)?);
     let (deck_rate, deck_cost) = (i(DECK_RATE)?, i(DECK_COST_UNITS)?);
 
-    let mut recorded = Vec::with_capacity(n);
+    let mut recorded_c = Vec::with_capacity(n);
     let mut recorded_r = Vec::with_capacity(n);
     let mut derived = Vec::with_capacity(n);
     let mut derived_r = Vec::with_capacity(n);
@@ -205,16 +235,12 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         // A price beyond the bounds is none (see crate::rate::MAX_LEG_UNITS).
         let own = |mode| crate::rate::bounded(rate(&inputs, mode).cost_units);
         let no_inputs = is_column_shaped(fmt.get(k));
-        let (rc, rr) = if no_inputs {
-            (rec_c.get(k), rec_r.get(k))
-        } else {
-            // KAZOO's charge: its own double arithmetic on the leg's rate.
-            let kz = own(Rounding::Kazoo);
-            (
-                kz.map(|kz| if a_pm { kz } else { 0 }),
-                kz.map(|kz| if r_pm { kz } else { 0 }),
-            )
+        let kazoo = match no_inputs {
+            true => None,
+            false => own(Rounding::Kazoo),
         };
+        let exported = (exp_c.get(k), exp_r.get(k));
+        let (rc, rr) = recorded(no_inputs, exported, kazoo, (a_pm, r_pm));
         let price = match (deck_cost.get(k), no_inputs) {
             (Some(d), _) => Some(d),
             (None, false) => own(rounding),
@@ -222,7 +248,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         };
         let dv = price.map(|c| if a_pm { c } else { 0 });
         let dr = price.map(|c| if r_pm { c } else { 0 });
-        recorded.push(rc);
+        recorded_c.push(rc);
         recorded_r.push(rr);
         derived.push(dv);
         derived_r.push(dr);
@@ -260,7 +286,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
                 continue;
             }
             *total += der - rec;
-            if let Some(c) = classify_index(pm, leg_rate, deck, rec, der) {
+            if let Some(c) = classify_index(pm, leg_rate, deck, rec, der, no_inputs) {
                 let class = if reseller {
                     RESELLER_CLASSES[c]
                 } else {
@@ -274,7 +300,7 @@ pub fn reconcile(legs: &mut DataFrame, rounding: Rounding) -> PolarsResult<(Data
         df.with_column(Int64Chunked::from_iter_options(name.into(), v.into_iter()).into_column())?;
         Ok(())
     };
-    set(legs, RECORDED_COST_UNITS, recorded)?;
+    set(legs, RECORDED_COST_UNITS, recorded_c)?;
     set(legs, RECORDED_RESELLER_COST_UNITS, recorded_r)?;
     set(legs, DERIVED_COST_UNITS, derived)?;
     set(legs, DERIVED_RESELLER_COST_UNITS, derived_r)?;
@@ -345,36 +371,75 @@ mod tests {
     #[test]
     fn classes_follow_the_order_of_the_spec() {
         // Reconciles: same money, same rate.
-        assert_eq!(classify(true, Some(600), Some(600), 600, 600), None);
-        assert_eq!(classify(true, Some(600), None, 600, 600), None);
+        assert_eq!(classify(true, Some(600), Some(600), 600, 600, false), None);
+        assert_eq!(classify(true, Some(600), None, 600, 600, false), None);
         // unrated comes first, even when the rate (none) differs from the deck's.
-        assert_eq!(classify(true, None, Some(600), 0, 600), Some("unrated"));
+        assert_eq!(
+            classify(true, None, Some(600), 0, 600, false),
+            Some("unrated")
+        );
         // billing_type: money on a flat-rate leg; none on a per-minute one that costs something.
         assert_eq!(
-            classify(false, Some(600), Some(600), 600, 0),
+            classify(false, Some(600), Some(600), 600, 0, false),
             Some("billing_type")
         );
         assert_eq!(
-            classify(true, Some(600), Some(600), 0, 600),
+            classify(true, Some(600), Some(600), 0, 600, false),
             Some("billing_type")
         );
         // rate_mismatch before rounding and mismatch.
         assert_eq!(
-            classify(true, Some(600), Some(700), 600, 700),
+            classify(true, Some(600), Some(700), 600, 700, false),
             Some("rate_mismatch")
         );
         assert_eq!(
-            classify(true, Some(600), Some(700), 600, 600),
+            classify(true, Some(600), Some(700), 600, 600, false),
             Some("rate_mismatch")
         );
         assert_eq!(
-            classify(true, Some(22), Some(22), 109, 110),
+            classify(true, Some(22), Some(22), 109, 110, false),
             Some("rounding")
         );
-        assert_eq!(classify(true, Some(22), None, 110, 109), Some("rounding"));
         assert_eq!(
-            classify(true, Some(600), Some(600), 600, 1200),
+            classify(true, Some(22), None, 110, 109, false),
+            Some("rounding")
+        );
+        assert_eq!(
+            classify(true, Some(600), Some(600), 600, 1200, false),
             Some("mismatch")
         );
+    }
+
+    /// A rate of 0 is none on a crossbar export (which writes a missing rate as 0) and a rate on
+    /// a JSON CDR: the same leg is unrated from a CSV export and a rate mismatch from JSON.
+    #[test]
+    fn a_rate_of_0_is_none_only_on_a_column_shaped_leg() {
+        assert_eq!(
+            classify(true, Some(0), Some(600), 0, 600, true),
+            Some("unrated")
+        );
+        assert_eq!(
+            classify(true, Some(0), Some(600), 0, 600, false),
+            Some("billing_type")
+        );
+        assert_eq!(
+            classify(true, Some(0), Some(600), 100, 600, false),
+            Some("rate_mismatch")
+        );
+        assert_eq!(
+            classify(false, Some(0), Some(600), 0, 0, true),
+            Some("rate_mismatch")
+        );
+    }
+
+    #[test]
+    fn column_shaped_legs_carry_their_exported_money_json_legs_kazoos() {
+        let exported = (Some(7), None);
+        assert_eq!(recorded(true, exported, Some(9), (true, true)), exported);
+        assert_eq!(
+            recorded(false, exported, Some(9), (true, false)),
+            (Some(9), Some(0))
+        );
+        assert_eq!(recorded(false, exported, None, (true, true)), (None, None));
     }
 }

@@ -196,7 +196,13 @@ pub const EXTRA: &str = "extra";
 pub const START_TIME: &str = "start_time";
 pub const END_TIME: &str = "end_time";
 pub const DATE: &str = "date";
+/// Every flag of a leg, comma-separated: its [`PARSE_FLAGS`], then those the rating stage adds
+/// ([`crate::rate::RATING_STAGE_FLAGS`]). Derived: a leg read back from the dataset has it
+/// rebuilt from `parse_flags`.
 pub const RATING_FLAGS: &str = "rating_flags";
+/// The flags the parser sets on a leg (how a value was read: `decimal:rate`,
+/// `time_from_pvt_created`, ...), comma-separated, null for none; no later stage changes them.
+pub const PARSE_FLAGS: &str = "parse_flags";
 pub const BILLED_SECONDS: &str = "billed_seconds";
 pub const RATED_COST_UNITS: &str = "rated_cost_units";
 pub const COST_UNITS: &str = "cost_units";
@@ -227,10 +233,18 @@ pub const DECK_SURCHARGE: &str = "deck_surcharge";
 pub const DECK_NOCHARGE_TIME: &str = "deck_nocharge_time";
 pub const DECK_COST_UNITS: &str = "deck_cost_units";
 
-/// Money as KAZOO recorded it: the `cost` and `reseller_cost` of crossbar's column-shaped legs
-/// (CSV export and listing, [`is_column_shaped`]); null for JSON legs until reconciliation fills
-/// in KAZOO's own arithmetic.
+/// Money as KAZOO recorded it, in units of 1/10,000: for crossbar's column-shaped legs their
+/// [`EXPORTED_COLS`], for JSON legs KAZOO's own double arithmetic on the leg's rate (see
+/// [`crate::reconcile::recorded`]). Derived by reconciliation.
 pub const RECORDED_COLS: &[&str] = &[RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS];
+
+pub const EXPORTED_COST_UNITS: &str = "exported_cost_units";
+pub const EXPORTED_RESELLER_COST_UNITS: &str = "exported_reseller_cost_units";
+/// Money as KAZOO's export wrote it on the leg, in units of 1/10,000: the `cost` and
+/// `reseller_cost` of crossbar's column-shaped legs (CSV export and listing,
+/// [`is_column_shaped`]), as the parser read them; null for JSON legs, which carry none. No
+/// later stage changes them.
+pub const EXPORTED_COLS: &[&str] = &[EXPORTED_COST_UNITS, EXPORTED_RESELLER_COST_UNITS];
 
 /// The rate deck's choice for a leg, and what it costs with the deck's parameters.
 pub const DECK_COLS: &[&str] = &[
@@ -305,8 +319,9 @@ pub fn leg_columns() -> Vec<&'static str> {
             .map(|f| f.name),
     );
     cols.extend_from_slice(RATED_COLS);
-    cols.push(RATING_FLAGS);
+    cols.extend_from_slice(&[RATING_FLAGS, PARSE_FLAGS]);
     cols.extend_from_slice(RECORDED_COLS);
+    cols.extend_from_slice(EXPORTED_COLS);
     cols.extend_from_slice(&[DERIVED_COST_UNITS, DERIVED_RESELLER_COST_UNITS]);
     cols.extend_from_slice(DECK_COLS);
     cols.extend(CCV_STR[CCV_STR_BILLING..].iter().copied());

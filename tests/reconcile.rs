@@ -598,3 +598,72 @@ mod generated {
         Ok(())
     }
 }
+
+/// One rule for "unrated" (`rate::is_unrated`), seen in the flag, the reconciliation class and
+/// `daily.unrated_per_minute_legs`: a per_minute leg without a rate, where a CSV export's rate of
+/// 0 is none (crossbar writes a missing rate as 0) and a JSON CDR's rate of 0 is a rate.
+#[test]
+fn a_rate_of_0_is_unrated_on_a_csv_export_and_a_rate_on_a_json_cdr() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input)?;
+    let csv = std::fs::read_to_string(
+        "fixtures/reconcile/5e1f0c2d3b4a59687766554433221100-cdrs-2026-11.csv",
+    )?;
+    let mut lines = csv.lines();
+    let header = lines.next().ok_or("a header")?;
+    let unrated = lines
+        .find(|l| l.starts_with("201611-c-unrated,"))
+        .ok_or("c-unrated")?;
+    // The same leg with the rate a crossbar export writes when there is none: 0.
+    let zero = unrated
+        .replace("c-unrated", "c-rate-0")
+        .replace(",per_minute,,", ",per_minute,0.0000,");
+    assert_ne!(zero, unrated.replace("c-unrated", "c-rate-0"));
+    std::fs::write(
+        input.join("5e1f0c2d3b4a59687766554433221100-cdrs.csv"),
+        format!("{header}\n{zero}\n"),
+    )?;
+    let json = std::fs::read_to_string("fixtures/reconcile/json_legs.ndjson")?;
+    let j = json
+        .lines()
+        .find(|l| l.contains("\"j-unrated\""))
+        .ok_or("j-unrated")?
+        .replace("j-unrated", "j-rate-0")
+        .replace("\"account_billing\"", "\"rate\":\"0\",\"account_billing\"");
+    std::fs::write(input.join("legs.ndjson"), format!("{j}\n"))?;
+    let out = dir.path().join("out");
+    run_ok(&[s(&input), "--rates", DECK, "--out", s(&out), "-q"]);
+
+    let legs = legs(&out);
+    let flags = |id: &str| legs[id].flags.clone().unwrap_or_default();
+    assert!(
+        flags("c-rate-0").split(',').any(|f| f == "unrated"),
+        "{legs:?}"
+    );
+    assert!(
+        !flags("j-rate-0").split(',').any(|f| f == "unrated"),
+        "{legs:?}"
+    );
+    let got = reported(&out);
+    assert_eq!(
+        got.get("c-rate-0").map(|r| r.0.as_str()),
+        Some("unrated"),
+        "{got:?}"
+    );
+    assert_ne!(
+        got.get("j-rate-0").map(|r| r.0.as_str()),
+        Some("unrated"),
+        "{got:?}"
+    );
+    let unrated: i64 = read_dataset(&out.join("daily"))
+        .iter()
+        .map(|(_, _, df)| {
+            df.column("unrated_per_minute_legs")
+                .and_then(|c| c.i64().map(|c| c.iter().flatten().sum::<i64>()))
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(unrated, 1, "daily counts the legs flagged unrated");
+    Ok(())
+}

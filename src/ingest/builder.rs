@@ -5,7 +5,7 @@ use polars::prelude::*;
 
 use super::record::{Leg, N_CCV, N_INT, N_JSON, N_TOP};
 use crate::schema::{
-    int_field_dtype, CCV_STR, DATE, END_TIME, INT_FIELDS, JSON_COLS, RATING_FLAGS, RECORDED_COLS,
+    int_field_dtype, CCV_STR, DATE, END_TIME, EXPORTED_COLS, INT_FIELDS, JSON_COLS, PARSE_FLAGS,
     SOURCE_FILE, SOURCE_FORMAT, SOURCE_LINE, START_TIME, TOP_STR,
 };
 
@@ -59,8 +59,8 @@ impl LegBuilder {
             start: i64b(START_TIME, cap),
             end: i64b(END_TIME, cap),
             date: PrimitiveChunkedBuilder::new(DATE.into(), cap),
-            flags: StringChunkedBuilder::new(RATING_FLAGS.into(), cap),
-            recorded: [i64b(RECORDED_COLS[0], cap), i64b(RECORDED_COLS[1], cap)],
+            flags: StringChunkedBuilder::new(PARSE_FLAGS.into(), cap),
+            recorded: [i64b(EXPORTED_COLS[0], cap), i64b(EXPORTED_COLS[1], cap)],
             line: i64b(SOURCE_LINE, cap),
             record: i64b(RECORD_INDEX, cap),
             len: 0,

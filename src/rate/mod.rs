@@ -22,9 +22,9 @@ pub use kazoo::{rate, Charge, Inputs, Rounding};
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, BILLING_SECONDS_OFFSET,
     COST_UNITS, DECK_COLS, DECK_COST_UNITS, DECK_NOCHARGE_TIME, DECK_RATE, DECK_RATE_INCREMENT,
-    DECK_RATE_MINIMUM, DECK_RATE_NAME, DECK_SURCHARGE, DISCOUNT_PERCENTAGE, RATE, RATED_COST_UNITS,
-    RATE_INCREMENT, RATE_MINIMUM, RATE_NOCHARGE_TIME, RATING_FLAGS, RESELLER_BILLING,
-    RESELLER_COST_UNITS, SOURCE_FORMAT, SURCHARGE,
+    DECK_RATE_MINIMUM, DECK_RATE_NAME, DECK_SURCHARGE, DISCOUNT_PERCENTAGE, PARSE_FLAGS, RATE,
+    RATED_COST_UNITS, RATE_INCREMENT, RATE_MINIMUM, RATE_NOCHARGE_TIME, RATING_FLAGS,
+    RESELLER_BILLING, RESELLER_COST_UNITS, SOURCE_FORMAT, SURCHARGE,
 };
 
 /// Units (1/10,000 of the currency) as a currency amount with four decimals: 4524 -> "0.4524".
@@ -161,14 +161,25 @@ fn deck_params(df: &DataFrame) -> PolarsResult<impl Iterator<Item = DeckParams> 
         ))
 }
 
-/// Adds the rated columns to a legs frame and updates `rating_flags`.
+/// Whether a leg is unrated: billed per minute (by the party asked about) and without a rate.
+/// A column-shaped export (crossbar's CSV and listing) writes a missing rate as 0, so there a
+/// rate of 0 is none too; a JSON CDR's rate of 0 is a rate (hotornot priced the call at 0).
+/// KAZOO charges an unrated per-minute call nothing (`ecallmgr_fs_authz` lets it through when
+/// the rate lookup fails unless `*_rate_required`). The one rule for the `unrated` flag, the
+/// `unrated` reconciliation classes and `daily.unrated_per_minute_legs` (`queries/daily.sql`).
+pub fn is_unrated(per_minute: bool, rate: Option<i64>, column_shaped: bool) -> bool {
+    per_minute && (rate.is_none() || (column_shaped && rate == Some(0)))
+}
+
+/// Adds the rated columns to a legs frame (`billed_seconds`, `rated_cost_units`, `cost_units`,
+/// `reseller_cost_units`) and `rating_flags`: its `parse_flags` and the flags this stage adds.
 pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
     let n = df.height();
     let inputs = InputColumns::of(df)?;
     let csv = df.column(SOURCE_FORMAT)?.str()?;
     let acct = df.column(ACCOUNT_BILLING)?.str()?;
     let resl = df.column(RESELLER_BILLING)?.str()?;
-    let flags = df.column(RATING_FLAGS)?.str()?;
+    let flags = df.column(PARSE_FLAGS)?.str()?;
 
     let mut billed = Vec::with_capacity(n);
     let mut rated = Vec::with_capacity(n);
@@ -184,15 +195,18 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         .zip(csv.iter());
     for (((((a, r), f), inp), deck), format) in rows {
         let (a_pm, r_pm) = (a == Some(PER_MINUTE), r == Some(PER_MINUTE));
-        if crate::schema::is_column_shaped(format) {
+        let column_shaped = crate::schema::is_column_shaped(format);
+        // The parser's flags, and `unrated` by the one rule whoever prices the leg.
+        let f = match is_unrated(a_pm || r_pm, inp.rate, column_shaped) {
+            true => Some(with_flag(f, UNRATED)),
+            false => f.map(str::to_owned),
+        };
+        let f = f.as_deref();
+        if column_shaped {
             // The export carries no increment or minimum: the deck's rate prices the leg.
             let Some(deck_rate) = deck.rate else {
                 unpriced(&mut [&mut billed, &mut rated, &mut cost, &mut reseller]);
-                let f = match (a_pm || r_pm) && inp.rate.is_none() {
-                    true => Some(with_flag(f, UNRATED)),
-                    false => f.map(str::to_owned),
-                };
-                new_flags.append_value(with_flag(f.as_deref(), NO_DECK_RATE));
+                new_flags.append_value(with_flag(f, NO_DECK_RATE));
                 continue;
             };
             let priced = Inputs {
@@ -226,11 +240,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         rated.push(Some(c.cost_units));
         cost.push(Some(if a_pm { c.cost_units } else { 0 }));
         reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
-        if (a_pm || r_pm) && inp.rate.is_none() {
-            new_flags.append_value(with_flag(f, UNRATED));
-        } else {
-            new_flags.append_option(f);
-        }
+        new_flags.append_option(f);
     }
     let cols = [
         Int64Chunked::from_iter_options(BILLED_SECONDS.into(), billed.into_iter()).into_column(),

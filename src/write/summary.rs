@@ -373,7 +373,7 @@ struct ClassRow {
 const CLASSES: &[(&str, &str)] = &[
     (
         "unrated",
-        "a per_minute leg without a rate (KAZOO bills it 0)",
+        "a per_minute leg without a rate, or with a rate of 0 on a CSV export or listing (KAZOO bills it 0)",
     ),
     (
         "billing_type",
