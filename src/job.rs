@@ -215,10 +215,8 @@ impl Job {
     /// Nothing is written.
     pub fn prepare(cfg: RunConfig) -> anyhow::Result<Self> {
         let started = Instant::now();
-        // Both pools are sized before either starts: polars reads this once, on first use.
-        if let Some(n) = cfg.threads {
-            std::env::set_var("POLARS_MAX_THREADS", n.to_string());
-        }
+        // `threads` sizes rerate's own pool; polars' is the process's (`POLARS_MAX_THREADS`,
+        // which the binary sets from --threads before any thread starts: cli::polars_env).
         let threads = match cfg.threads {
             Some(0) => bail!("--threads must be at least 1"),
             Some(n) => n,
@@ -845,8 +843,10 @@ impl Job {
         kept.par_iter().try_for_each(|p| -> anyhow::Result<()> {
             let path = merge::file(&self.cfg.out, p);
             let why = |e: polars::prelude::PolarsError| anyhow::anyhow!("{}: {e}", path.display());
-            let mut df =
-                polars::prelude::SerReader::finish(merge::open(&self.cfg.out, p)?).map_err(why)?;
+            // On this thread (see write::read_rows: nested parallel reads overflow the stack).
+            let reader = merge::open(&self.cfg.out, p)?
+                .read_parallel(polars::prelude::ParallelStrategy::None);
+            let mut df = polars::prelude::SerReader::finish(reader).map_err(why)?;
             if df.column(crate::schema::PARSE_FLAGS).is_ok() {
                 return Ok(());
             }

@@ -4,7 +4,12 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match rerate::cli::main() {
+    let cli = rerate::cli::parse();
+    // Before any thread starts: polars reads these once (the library never sets one).
+    for (key, value) in rerate::cli::polars_env(&cli) {
+        std::env::set_var(key, value);
+    }
+    match rerate::cli::execute(cli) {
         Ok(code) => code,
         Err(err) => {
             // A closed pipe (rerate ... | head) is not a failure.

@@ -40,7 +40,13 @@ pub enum Command {
 
 /// Parses the arguments and runs the subcommand.
 pub fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
+    execute(parse())
+}
+
+/// The command line, parsed; a bad one ends the process with clap's message (and a tip for a
+/// mistyped subcommand) and exit status 2.
+pub fn parse() -> Cli {
+    Cli::try_parse().unwrap_or_else(|e| {
         if let Some(tip) = subcommand_tip(&e) {
             // clap's own message, then the tip, then clap's exit status (2).
             let _ = e.print();
@@ -48,7 +54,43 @@ pub fn main() -> anyhow::Result<ExitCode> {
             std::process::exit(e.exit_code());
         }
         e.exit()
-    });
+    })
+}
+
+/// The environment variables polars reads that a command line decides, for the binary to set
+/// before any thread starts (the library never sets one): `--threads N` of `run` and
+/// `extract`, `POLARS_MAX_THREADS` (polars sizes its pool once, on first use); `query`, the
+/// table format's `POLARS_FMT_MAX_ROWS` (`--max-rows`), `POLARS_FMT_MAX_COLS` (64),
+/// `POLARS_FMT_STR_LEN` (48) and, when the table is not printed to a terminal,
+/// `POLARS_TABLE_WIDTH` (65535: no terminal width to fit, so the columns are not squeezed).
+pub fn polars_env(cli: &Cli) -> Vec<(&'static str, String)> {
+    use std::io::IsTerminal;
+    let threads = |t: Option<usize>| {
+        t.filter(|n| *n > 0)
+            .map(|n| ("POLARS_MAX_THREADS", n.to_string()))
+            .into_iter()
+            .collect()
+    };
+    match &cli.command {
+        Command::Run(args) => threads(args.threads),
+        Command::Extract(args) => threads(args.run.threads),
+        Command::Query(args) => {
+            let mut env = vec![
+                ("POLARS_FMT_MAX_ROWS", args.max_rows.to_string()),
+                ("POLARS_FMT_MAX_COLS", "64".to_owned()),
+                ("POLARS_FMT_STR_LEN", "48".to_owned()),
+            ];
+            if !std::io::stdout().is_terminal() || args.output.is_some() {
+                env.push(("POLARS_TABLE_WIDTH", "65535".to_owned()));
+            }
+            env
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Runs a parsed command line; the exit status on success (see [`exit_status`] for errors).
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Gen(args) => gen::run(args),
@@ -145,5 +187,53 @@ mod tests {
         assert_eq!(parse_bytes("100"), Ok(100));
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("8X").is_err());
+    }
+
+    #[test]
+    fn the_binary_sets_polars_threads_from_the_command_line() {
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("a command line");
+        let env = polars_env(&cli(&[
+            "rerate",
+            "run",
+            "in",
+            "--out",
+            "o",
+            "--threads",
+            "3",
+        ]));
+        assert_eq!(env, [("POLARS_MAX_THREADS", "3".to_owned())]);
+        assert!(polars_env(&cli(&["rerate", "run", "in", "--out", "o"])).is_empty());
+        let q = polars_env(&cli(&[
+            "rerate",
+            "query",
+            "--data",
+            "d",
+            "select 1",
+            "--max-rows",
+            "7",
+        ]));
+        assert!(
+            q.contains(&("POLARS_FMT_MAX_ROWS", "7".to_owned())),
+            "{q:?}"
+        );
+    }
+
+    /// The library never sets an environment variable: preparing and running a job with
+    /// `threads` leaves `POLARS_MAX_THREADS` as the process had it.
+    #[test]
+    fn a_job_sets_no_environment_variable() {
+        let before = std::env::var_os("POLARS_MAX_THREADS");
+        let dir = tempfile::tempdir().expect("a folder");
+        let out = dir.path().join("out");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ndjson");
+        let args = ["rerate", "run", fixtures.to_str().expect("utf-8"), "--out"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend([out.to_str().expect("utf-8"), "--threads", "1", "-q"]);
+        let Command::Run(run) = Cli::try_parse_from(&args).expect("a command line").command else {
+            panic!("a run");
+        };
+        let job = crate::job::Job::prepare(run::config(*run).expect("a config")).expect("a job");
+        job.run().expect("a run");
+        assert_eq!(std::env::var_os("POLARS_MAX_THREADS"), before);
     }
 }

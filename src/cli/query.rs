@@ -249,13 +249,7 @@ fn print_to(
 ) -> anyhow::Result<()> {
     match format {
         QueryFormat::Table => {
-            std::env::set_var("POLARS_FMT_MAX_ROWS", args.max_rows.to_string());
-            std::env::set_var("POLARS_FMT_MAX_COLS", "64");
-            std::env::set_var("POLARS_FMT_STR_LEN", "48");
-            if !std::io::stdout().is_terminal() || args.output.is_some() {
-                // Piped or captured: no terminal width to fit, so do not squeeze the columns.
-                std::env::set_var("POLARS_TABLE_WIDTH", "65535");
-            }
+            // Shaped by the POLARS_FMT_* variables the binary set (cli::polars_env).
             writeln!(w, "{df}")?;
         }
         QueryFormat::Csv => {

@@ -565,7 +565,13 @@ fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteErro
     let parquet = folder.join("part-0.parquet");
     if parquet.exists() {
         let f = File::open(&parquet).map_err(io_err(&parquet))?;
-        let df = ParquetReader::new(f).finish().map_err(pl_err(&parquet))?;
+        // Read on this thread: [`write_by_day`] reads many small files from a parallel
+        // iterator, and polars' own parallel column decoding inside it nests work-stealing
+        // waits on its pool until the stack overflows (seen at 90 days x 300 accounts).
+        let df = ParquetReader::new(f)
+            .read_parallel(ParallelStrategy::None)
+            .finish()
+            .map_err(pl_err(&parquet))?;
         return Ok((parquet, df));
     }
     let csv = folder.join("part-0.csv");
