@@ -95,7 +95,11 @@ fn a_spilled_run_writes_what_a_run_in_memory_writes() -> TestResult {
             "-q",
         ];
         args.extend_from_slice(extra);
-        run_ok(&args);
+        // A budget of a few KB, below the command line's floor: through the library.
+        match extra.is_empty() {
+            true => drop(run_ok(&args)),
+            false => run_in_library(&args),
+        }
         Ok(())
     };
     run(&held, &[])?;
@@ -188,7 +192,8 @@ fn an_input_within_the_budget_is_bucketed_in_memory_and_writes_the_same_files() 
     // Twice the input: a quarter of the budget is half the input, so two or three buckets (the
     // input's size is estimated), held whole.
     let budget = (2 * bytes).to_string();
-    run_ok(&[
+    // A budget below the command line's floor of 128M: through the library.
+    run_in_library(&[
         &s(&input)?,
         "--out",
         &s(&buckets)?,
@@ -210,5 +215,25 @@ fn an_input_within_the_budget_is_bucketed_in_memory_and_writes_the_same_files() 
     }
     assert_eq!(m1["counts"]["legs_written"], 2000);
     assert!(assert_same_parquet(&one, &buckets) > 40);
+    Ok(())
+}
+
+/// The command line refuses a `--memory` below 128M, naming the floor and the bound it keeps
+/// from there up; nothing is written.
+#[test]
+fn a_memory_budget_below_the_floor_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let o = rerate(&["run", "fixtures", "--out", s(&out), "--memory", "64M"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--memory 64") && err.contains("128M"), "{err}");
+    assert!(err.contains("twice --memory plus 400 MB"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+    run_ok(&["fixtures", "--out", s(&out), "-q", "--memory", "128M"]);
+    assert_eq!(
+        json_file(&out.join("manifest.json"))["memory"]["budget_bytes"],
+        128 << 20
+    );
     Ok(())
 }

@@ -41,6 +41,21 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `rerate run ARGS` through the library (`cli::run::config`, `Job::prepare`, `Job::run`)
+/// instead of the binary: for a `--memory` below the command line's floor of 128M, which the
+/// library takes, so that a few KB of legs spill into many buckets.
+pub fn run_in_library(args: &[&str]) {
+    let mut all = vec!["rerate", "run"];
+    all.extend_from_slice(args);
+    let cli = <rerate::cli::Cli as clap::Parser>::try_parse_from(&all).expect("a command line");
+    let rerate::cli::Command::Run(run) = cli.command else {
+        panic!("{all:?}: not a run");
+    };
+    let cfg = rerate::cli::run::config(*run).expect("a configuration");
+    let job = rerate::job::Job::prepare(cfg).expect("a job");
+    job.run().unwrap_or_else(|e| panic!("{all:?}: {e:#}"));
+}
+
 /// Runs `rerate run fixtures` into a fresh temp dir (kept alive by the returned guard).
 pub fn run_fixtures(
     extra: &[&str],

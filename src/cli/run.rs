@@ -83,11 +83,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = super::parse_bytes)]
     pub max_record_size: usize,
 
-    /// Memory for legs held between stages (K, M, G suffixes allowed). An input larger than a
-    /// quarter of it is processed in buckets (by account and day; the columns interactions
-    /// need, by call), held in memory while the input is no larger than this figure, else
-    /// spilled to DIR/.rerate-staging/spill and read back one at a time, so peak memory stays
-    /// under twice this figure whatever the input's size. Results never depend on it.
+    /// Memory for legs held between stages (K, M, G suffixes allowed; at least 128M). An input
+    /// larger than a quarter of it is processed in buckets (by account and day; the columns
+    /// interactions need, by call), held in memory while the input is no larger than this
+    /// figure, else spilled to DIR/.rerate-staging/spill and read back one at a time, so peak
+    /// memory stays under twice this figure plus 400 MB (polars, the parse windows, the
+    /// writers) whatever the input's size. Below 128M the run is refused. Results never depend
+    /// on it.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = super::parse_bytes)]
     pub memory: usize,
 
@@ -187,6 +189,11 @@ pub struct RunArgs {
 }
 
 /// Runs the job the flags describe and prints what it did; exit status 0 when it committed.
+/// The least `--memory` a run accepts, 128 MiB: from it up, peak memory stays under twice the
+/// budget plus 400 MB (BENCHMARKS.md, Memory against input size); below it the fixed part
+/// dominates and no bound is promised. The library ([`crate::job::RunConfig`]) takes any budget.
+pub const MEMORY_FLOOR: usize = 128 << 20;
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
     // A run that commits nothing leaves no folder it created behind.
@@ -221,6 +228,15 @@ fn remove_if_only_the_lock(out: &std::path::Path) {
 }
 
 fn run_job(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.memory < MEMORY_FLOOR {
+        anyhow::bail!(
+            "--memory {}: below 128M, the least budget rerate bounds (from 128M up its peak stays under twice --memory plus 400 MB; measured 623 MB at 128M over 200,000 legs, 615 MB over a million); give 128M or more. Nothing was read or written",
+            match args.memory % (1 << 20) {
+                0 => format!("{}M", args.memory >> 20),
+                _ => format!("{} bytes", args.memory),
+            }
+        );
+    }
     let job = Job::prepare(config(args)?)?;
     print_deck_issues(&job);
     if !quiet {
