@@ -443,7 +443,18 @@ impl Job {
             .chain(&read_back.partitions)
             .map(|p| (p.account_id.clone(), p.date.clone()))
             .collect();
-        let old_reports = self.report_partitions(&previous, &replaced)?;
+        // The days whose report files this run rewrites: those of the partitions it rewrites,
+        // and any other a report gives rows to.
+        let mut report_days: BTreeSet<Option<String>> =
+            replaced.iter().map(|(_, d)| d.clone()).collect();
+        for (_, df) in &results {
+            if by_account_and_day(df) {
+                let dates: BTreeSet<Option<i32>> =
+                    df.column(DATE)?.date()?.physical().iter().collect();
+                report_days.extend(dates.into_iter().map(|d| d.map(format_date)));
+            }
+        }
+        let old_reports = self.report_partitions(&previous, &report_days)?;
         self.upgrade_legs_files(&previous, &replaced, out, &tables.legs, &legs_output)?;
         let mut report_superseded = Vec::new();
         let mut by_day = |table: &str, df: Option<&DataFrame>, columns: Vec<&str>| {
@@ -790,14 +801,13 @@ impl Job {
         })
     }
 
-    /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on the days
-    /// of `replaced`, the partitions this run rewrites: every day of them when the reports
-    /// are still in account-and-day folders (before format 4). None when the run replaces
-    /// all.
+    /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on `days`, the
+    /// days whose report files this run rewrites: every day of them when the reports are still
+    /// in account-and-day folders (before format 4). None when the run replaces all.
     fn report_partitions(
         &self,
         previous: &Catalog,
-        replaced: &HashSet<(String, Option<String>)>,
+        days: &BTreeSet<Option<String>>,
     ) -> anyhow::Result<Vec<PartitionStats>> {
         if !self.cfg.mode.keeps_other_partitions() || previous.is_empty() {
             return Ok(vec![]);
@@ -806,8 +816,12 @@ impl Job {
             true => previous.all_partitions(&self.cfg.out)?,
             false => {
                 let cut = previous.cut();
-                let days = replaced.iter().map(|(_, d)| cut.key(d.as_deref()));
-                previous.partitions_in(&self.cfg.out, &days.collect())?
+                let keys = days.iter().map(|d| cut.key(d.as_deref()));
+                previous
+                    .partitions_in(&self.cfg.out, &keys.collect())?
+                    .into_iter()
+                    .filter(|p| days.contains(&p.date))
+                    .collect()
             }
         };
         Ok(all
@@ -904,9 +918,18 @@ impl Job {
             touched.iter().map(|k| (k.clone(), vec![])).collect();
         // A report's entries name its day's file (a dataset before format 4 named the
         // account's folder).
+        // An entry this run wrote again (a report's rows for an account and day without legs
+        // too) replaces the old one.
+        let written: HashSet<(&str, &str, Option<&str>)> = parts
+            .iter()
+            .map(|p| (p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
+            .collect();
         let kept = old
             .into_iter()
             .filter(|p| !keys.contains(&partition_dirs(p)))
+            .filter(|p| {
+                !written.contains(&(p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
+            })
             .map(|mut p| {
                 p.path = Grain::of(&p.table).folder(&p.table, &p.account_id, p.date.as_deref());
                 p

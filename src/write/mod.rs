@@ -454,6 +454,9 @@ fn write_day(
     let mut superseded = vec![folder.clone()];
     let mut partitions = Vec::new();
     let mut frames = Vec::new();
+    // The accounts this run wrote rows for: their committed rows go, whatever `replaced` says
+    // (a report may give rows to an account and day without legs).
+    let mut written: HashSet<String> = HashSet::new();
     if let (Some(new), Some(columns)) = (new, columns) {
         let accounts = new.column(ACCOUNT_ID).map_err(pl_err(table_dir))?;
         let accounts = accounts.str().map_err(pl_err(table_dir))?;
@@ -463,6 +466,7 @@ fn write_day(
                 .get(offset)
                 .unwrap_or(UNASSIGNED_ACCOUNT)
                 .to_owned();
+            written.insert(account.clone());
             partitions.push(partition_stats(
                 &part,
                 table,
@@ -481,7 +485,7 @@ fn write_day(
             superseded.push(p.path.clone());
         }
         let key = (p.account_id.clone(), p.date.clone());
-        if !carry.replaced.contains(&key) {
+        if !carry.replaced.contains(&key) && !written.contains(&p.account_id) {
             kept.entry(p.path.as_str()).or_default().push(&p.account_id);
         }
     }
