@@ -965,3 +965,43 @@ fn a_report_recomputed_for_one_account_equals_one_run() -> TestResult {
     );
     Ok(())
 }
+
+/// A `--queries` report may give rows to a day none of the run's legs are on: a merge rewrites
+/// that day too, keeping the other accounts' rows, and the catalog lists each row once.
+#[test]
+fn a_report_row_on_a_day_without_legs_is_kept_across_merges() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries)?;
+    std::fs::write(
+        queries.join("per_account.sql"),
+        "SELECT account_id, MIN(date) - (MIN(date) - DATE '2026-01-01') AS date, COUNT(*) AS legs FROM legs GROUP BY account_id\n",
+    )?;
+    let q = ["--queries", s(&queries)];
+    let out = dir.path().join("out");
+    ok(
+        run(&[root().join("fixtures/ndjson")], &out, &q),
+        "first night",
+    );
+    let first = read_dataset(&out.join("per_account"));
+    ok(
+        run(
+            &[root().join("fixtures/nightly-midnight/night-1.ndjson.nightly")],
+            &out,
+            &q,
+        ),
+        "second night",
+    );
+    ok(rerate(&["check", s(&out)]), "rerate check");
+    let after = read_dataset(&out.join("per_account"));
+    assert!(!first.is_empty() && after.len() > first.len(), "{after:?}");
+    for (a, d, df) in &first {
+        assert_eq!(d, "2026-01-01");
+        let kept = after.iter().find(|(x, y, _)| x == a && y == d);
+        assert!(
+            kept.is_some_and(|(_, _, k)| k.equals_missing(df)),
+            "{a} kept"
+        );
+    }
+    Ok(())
+}
