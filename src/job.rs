@@ -454,8 +454,14 @@ impl Job {
                 report_days.extend(dates.into_iter().map(|d| d.map(format_date)));
             }
         }
-        let old_reports = self.report_partitions(&previous, &report_days)?;
-        self.upgrade_legs_files(&previous, &replaced, out, &tables.legs, &legs_output)?;
+        // A dataset before format 4 has its reports and legs files rewritten: every partition.
+        let migrating = cfg.mode.keeps_other_partitions() && previous.reports_by_account_day();
+        let every = match migrating {
+            true => previous.all_partitions(&cfg.out)?,
+            false => Vec::new(),
+        };
+        let old_reports = self.report_partitions(&previous, &report_days, migrating, &every)?;
+        self.upgrade_legs_files(&every, &replaced, out, &tables.legs, &legs_output)?;
         let mut report_superseded = Vec::new();
         let mut by_day = |table: &str, df: Option<&DataFrame>, columns: Vec<&str>| {
             let carry = Carry {
@@ -802,18 +808,21 @@ impl Job {
     }
 
     /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on `days`, the
-    /// days whose report files this run rewrites: every day of them when the reports are still
-    /// in account-and-day folders (before format 4). None when the run replaces all.
+    /// days whose report files this run rewrites: when `migrating` (the reports still in
+    /// account-and-day folders, before format 4), all of them, from `every`. None when the run
+    /// replaces all.
     fn report_partitions(
         &self,
         previous: &Catalog,
         days: &BTreeSet<Option<String>>,
+        migrating: bool,
+        every: &[PartitionStats],
     ) -> anyhow::Result<Vec<PartitionStats>> {
         if !self.cfg.mode.keeps_other_partitions() || previous.is_empty() {
             return Ok(vec![]);
         }
-        let all = match previous.reports_by_account_day() {
-            true => previous.all_partitions(&self.cfg.out)?,
+        let all = match migrating {
+            true => every.to_vec(),
             false => {
                 let cut = previous.cut();
                 let keys = days.iter().map(|d| cut.key(d.as_deref()));
@@ -831,39 +840,32 @@ impl Job {
     }
 
     /// Before format 4 a legs file held no parser's columns (`parse_flags`, `exported_*`): a
-    /// run keeping such a dataset writes every legs file it does not rewrite again under `out`
-    /// (the staged output) with them added ([`merge::parsed_columns_of_format_3`]), so every
-    /// legs file has the same columns. Values, rows and the catalog's sums are unchanged.
+    /// run keeping such a dataset (`every`: its partitions; empty otherwise) writes every legs
+    /// file it does not rewrite again under `out` (the staged output) with them added
+    /// ([`merge::parsed_columns_of_format_3`]), so every legs file has the same columns.
+    /// Values, rows and the catalog's sums are unchanged.
     fn upgrade_legs_files(
         &self,
-        previous: &Catalog,
+        every: &[PartitionStats],
         replaced: &HashSet<(String, Option<String>)>,
         out: &Path,
         legs: &Table,
         output: &Output,
     ) -> anyhow::Result<()> {
         use rayon::prelude::*;
-        if !self.cfg.mode.keeps_other_partitions() || !previous.reports_by_account_day() {
-            return Ok(());
-        }
         let parsed = concat_frames(vec![])?.schema().as_ref().clone();
-        let kept: Vec<PartitionStats> = previous
-            .all_partitions(&self.cfg.out)?
-            .into_iter()
+        let kept: Vec<&PartitionStats> = every
+            .iter()
             .filter(|p| {
                 p.table == LEGS_TABLE && !replaced.contains(&(p.account_id.clone(), p.date.clone()))
             })
             .collect();
         kept.par_iter().try_for_each(|p| -> anyhow::Result<()> {
-            let path = merge::file(&self.cfg.out, p);
-            let why = |e: polars::prelude::PolarsError| anyhow::anyhow!("{}: {e}", path.display());
-            // On this thread (see write::read_rows: nested parallel reads overflow the stack).
-            let reader = merge::open(&self.cfg.out, p)?
-                .read_parallel(polars::prelude::ParallelStrategy::None);
-            let mut df = polars::prelude::SerReader::finish(reader).map_err(why)?;
+            let (file, mut df) = crate::write::read_rows(&self.cfg.out.join(&p.path))?;
             if df.column(crate::schema::PARSE_FLAGS).is_ok() {
                 return Ok(());
             }
+            let why = |e: polars::prelude::PolarsError| anyhow::anyhow!("{}: {e}", file.display());
             merge::parsed_columns_of_format_3(&mut df).map_err(why)?;
             // A column an older release did not write (`source_offset`) is null.
             let n = df.height();

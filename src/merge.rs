@@ -114,8 +114,7 @@ pub fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
     out.join(&p.path).join("part-0.parquet")
 }
 
-/// A reader of a legs partition's Parquet file. Error: the file cannot be opened, named.
-pub fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs::File>> {
+fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs::File>> {
     let path = file(out, p);
     let f = std::fs::File::open(&path).map_err(|e| {
         anyhow::anyhow!(

@@ -231,20 +231,7 @@ fn sorted(df: &DataFrame, keys: [&str; 2], table: &Table) -> PolarsResult<DataFr
 /// The (offset, length) of each run of equal (`account_id`, `date`) in `df`, which is sorted
 /// by them: each partition is a slice of the sorted frame, not another copy of its rows.
 fn partition_runs(df: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
-    let mut runs = Vec::new();
-    let mut start = 0;
-    let mut last = None;
-    for (i, key) in crate::spill::partition_keys(df)?.enumerate() {
-        if last.is_some_and(|last| last != key) {
-            runs.push((start, i - start));
-            start = i;
-        }
-        last = Some(key);
-    }
-    if last.is_some() {
-        runs.push((start, df.height() - start));
-    }
-    Ok(runs)
+    Ok(runs(crate::spill::partition_keys(df)?))
 }
 
 /// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
@@ -454,9 +441,6 @@ fn write_day(
     let mut superseded = vec![folder.clone()];
     let mut partitions = Vec::new();
     let mut frames = Vec::new();
-    // The accounts this run wrote rows for: their committed rows go, whatever `replaced` says
-    // (a report may give rows to an account and day without legs).
-    let mut written: HashSet<String> = HashSet::new();
     if let (Some(new), Some(columns)) = (new, columns) {
         let accounts = new.column(ACCOUNT_ID).map_err(pl_err(table_dir))?;
         let accounts = accounts.str().map_err(pl_err(table_dir))?;
@@ -466,7 +450,6 @@ fn write_day(
                 .get(offset)
                 .unwrap_or(UNASSIGNED_ACCOUNT)
                 .to_owned();
-            written.insert(account.clone());
             partitions.push(partition_stats(
                 &part,
                 table,
@@ -478,6 +461,9 @@ fn write_day(
         let select = new.select(columns.iter().map(String::as_str));
         frames.push(select.map_err(pl_err(table_dir))?);
     }
+    // The accounts this run wrote rows for: their committed rows go, whatever `replaced` says
+    // (a report may give rows to an account and day without legs).
+    let written: HashSet<&str> = partitions.iter().map(|p| p.account_id.as_str()).collect();
     // The committed rows of the accounts this run leaves alone, file by file.
     let mut kept: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for p in old {
@@ -485,7 +471,7 @@ fn write_day(
             superseded.push(p.path.clone());
         }
         let key = (p.account_id.clone(), p.date.clone());
-        if !carry.replaced.contains(&key) && !written.contains(&p.account_id) {
+        if !carry.replaced.contains(&key) && !written.contains(p.account_id.as_str()) {
             kept.entry(p.path.as_str()).or_default().push(&p.account_id);
         }
     }
@@ -564,14 +550,15 @@ fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(usize, usize)> {
     out
 }
 
-/// The rows of the data file in `folder`: its Parquet file, else its CSV file.
-fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteError> {
+/// The rows of the data file in `folder`: its Parquet file, else its CSV file; read on the
+/// calling thread, for callers that read many small files from a parallel iterator.
+pub fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteError> {
     let parquet = folder.join("part-0.parquet");
     if parquet.exists() {
         let f = File::open(&parquet).map_err(io_err(&parquet))?;
-        // Read on this thread: [`write_by_day`] reads many small files from a parallel
-        // iterator, and polars' own parallel column decoding inside it nests work-stealing
-        // waits on its pool until the stack overflows (seen at 90 days x 300 accounts).
+        // Read on this thread: polars' own parallel column decoding inside a parallel
+        // iterator over many small files nests work-stealing waits on its pool until the
+        // stack overflows (seen at 90 days x 300 accounts).
         let df = ParquetReader::new(f)
             .read_parallel(ParallelStrategy::None)
             .finish()
