@@ -22,9 +22,11 @@ use crate::dataset::index::{KeyIndex, Partition, KEYS_DIR, KEYS_HASH};
 use crate::dataset::shards::{self, Cut};
 use crate::dataset::{partition_key, Catalog, ShardSummary, CATALOG_DIR};
 use crate::ingest::discover::{discover, Exclude, InputFile, Skipped};
+use crate::ingest::ledger::LEDGERS_TABLE;
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
+use crate::ledgers::{self, LedgerCounts};
 use crate::merge;
 use crate::pipeline::{self, Grouped, Stages, Written};
 use crate::progress::Progress;
@@ -514,7 +516,20 @@ impl Job {
             rejects: unlogged,
             records_read,
             files: input_stats,
+            ledgers,
         } = ingested;
+        // The ledgers, a file a day, merged with the dataset's as the mode says.
+        let ledger_counts = match ledgers.height() {
+            0 => LedgerCounts::default(),
+            _ => {
+                let (written, superseded, counts) =
+                    self.write_ledgers(ledgers, &previous, out, &legs_output)?;
+                parts.extend(written);
+                report_superseded.extend(superseded);
+                outputs.push(LEDGERS_TABLE.to_owned());
+                counts
+            }
+        };
         let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
         reject_log.push(&mut { unlogged })?;
         let rejects = reject_log.finish(&out.join(REJECTS_FILE))?;
@@ -532,6 +547,9 @@ impl Job {
             by_reason,
             grouped.dedup.clone(),
         );
+        counts.balanced &=
+            ledger_counts.read == ledger_counts.written + ledger_counts.duplicates_dropped;
+        counts.ledgers = ledger_counts;
         unbalance_for_tests(&mut counts);
         // Nothing is committed unless every record is accounted for.
         if !counts.balanced {
@@ -805,6 +823,51 @@ impl Job {
             legs,
             first_day,
         })
+    }
+
+    /// Writes this run's ledgers (`run`, [`crate::ingest::ledger::frame`]'s columns) under
+    /// `out` as the `ledgers` table's day files: under `--mode merge` each account-day they
+    /// fall on becomes the union of its committed rows and theirs, one row per ledger
+    /// ([`ledgers::dedup`]); under `overwrite-partitions` their rows alone; the other
+    /// accounts' rows of those days are kept, unless the run replaces all. Returns the
+    /// catalog's entries written, the folders superseded and the counts.
+    fn write_ledgers(
+        &self,
+        run: DataFrame,
+        previous: &Catalog,
+        out: &Path,
+        output: &Output,
+    ) -> anyhow::Result<(Vec<PartitionStats>, Vec<String>, LedgerCounts)> {
+        let cfg = &self.cfg;
+        let replaced = ledgers::partitions(&run)?;
+        let keep = cfg.mode.keeps_other_partitions() && !previous.is_empty();
+        let old: Vec<PartitionStats> = match keep {
+            false => vec![],
+            true => {
+                let cut = previous.cut();
+                let days: BTreeSet<Option<String>> =
+                    replaced.iter().map(|(_, d)| d.clone()).collect();
+                let keys = days.iter().map(|d| cut.key(d.as_deref())).collect();
+                previous
+                    .partitions_in(&cfg.out, &keys)?
+                    .into_iter()
+                    .filter(|p| p.table == LEDGERS_TABLE && days.contains(&p.date))
+                    .collect()
+            }
+        };
+        let old: Vec<&PartitionStats> = old.iter().collect();
+        let committed = match cfg.mode {
+            Mode::Merge => ledgers::read_committed(&cfg.out, &old, &replaced)?,
+            _ => crate::ingest::ledger::frame(vec![])?,
+        };
+        let (rows, counts) = ledgers::dedup(committed, run)?;
+        let carry = Carry {
+            from: &cfg.out,
+            old,
+            replaced: &replaced,
+        };
+        let w = write_by_day(Some(&rows), out, &ledgers::table(), output, &carry)?;
+        Ok((w.partitions, w.superseded, counts))
     }
 
     /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on `days`, the

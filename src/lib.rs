@@ -14,6 +14,7 @@ pub mod gen;
 pub mod ingest;
 pub mod interactions;
 pub mod job;
+pub mod ledgers;
 pub mod merge;
 pub mod pipeline;
 pub mod progress;

@@ -68,6 +68,9 @@ pub struct Keys<'a> {
     doc_id: Option<&'a RawValue>,
     pvt_deleted: Option<&'a RawValue>,
     pvt_type: Option<&'a RawValue>,
+    /// `source` and `usage` members: the shape of a ledger (`kz_ledger:to_json/1`).
+    source: bool,
+    usage: bool,
 }
 
 impl<'a> Keys<'a> {
@@ -97,6 +100,8 @@ impl<'a> Keys<'a> {
                 "_id" => k.doc_id = k.doc_id.or(v),
                 "pvt_deleted" => k.pvt_deleted = k.pvt_deleted.or(v),
                 "pvt_type" => k.pvt_type = k.pvt_type.or(v),
+                "source" => k.source = true,
+                "usage" => k.usage = true,
                 _ => {}
             }
             k.not_feed_end = true;
@@ -155,6 +160,28 @@ impl<'a> Keys<'a> {
             Ok(t) if t == "cdr" => None,
             Ok(t) if t.len() <= MAX_TYPE_LEN && !t.is_empty() => Some(t),
             _ => Some("other".into()),
+        }
+    }
+}
+
+impl Keys<'_> {
+    /// Whether the document is a ledger, and in which shape (see [`super::ledger`]): a
+    /// `pvt_type: ledger` document, or (`call_id`: the object has none) one with no
+    /// `pvt_type` shaped as `kz_ledger:to_json/1` writes a ledger (`source` and `usage`).
+    /// Stored when it has an `_id` (a database's document keeps its units), listed otherwise
+    /// (crossbar's `public_json`, which turns `_id` into `id`). `None` for a deleted one.
+    pub fn ledger_form(&self, call_id: bool) -> Option<super::ledger::Form> {
+        use super::ledger::Form;
+        if is_true(self.doc_deleted) || is_true(self.pvt_deleted) {
+            return None;
+        }
+        match self.pvt_type.map(RawValue::get) {
+            Some("\"ledger\"") => Some(Form::Stored),
+            None if !call_id && self.source && self.usage => match self.doc_id {
+                Some(_) => Some(Form::Stored),
+                None => Some(Form::Listing),
+            },
+            _ => None,
         }
     }
 }

@@ -885,6 +885,7 @@ pub fn parse(
         records: read.records,
         skipped: Vec::new(),
         skipped_documents: Default::default(),
+        ledgers: Vec::new(),
         layout: super::scan::Layout::Lines,
         lines: read.lines,
     })

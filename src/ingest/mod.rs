@@ -14,6 +14,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod json_text;
+pub mod ledger;
 pub mod record;
 pub mod rejects;
 pub mod scan;
@@ -118,6 +119,13 @@ pub struct FileStats {
     /// `pvt_type`, or `tombstone`, `_design`, `pvt_deleted`; see [`couch::Keys::not_a_cdr`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped_documents: BTreeMap<String, u64>,
+    /// Ledgers read (stored documents and listed items), which go to the `ledgers` table.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ledgers: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What stage 1 produced besides the legs, which went to the sink as they were parsed.
@@ -125,6 +133,8 @@ pub struct Ingested {
     pub rejects: Vec<Reject>,
     pub records_read: u64,
     pub files: Vec<FileStats>,
+    /// The ledgers read, in file order ([`ledger::frame`]'s columns).
+    pub ledgers: DataFrame,
 }
 
 /// Where parsed legs go, a frame at a time (about one read window each), from any worker: with
@@ -154,6 +164,8 @@ struct Batch {
     skipped: Vec<SkippedContent>,
     /// CouchDB documents that are not CDRs, counted by kind.
     skipped_documents: BTreeMap<String, u64>,
+    /// Ledgers, which go to their own table.
+    ledgers: Vec<ledger::Ledger>,
 }
 
 /// A value that holds no CDRs by design, recognized by its keys and skipped (never a reject):
@@ -205,6 +217,7 @@ impl Batch {
             records: 0,
             skipped: Vec::new(),
             skipped_documents: BTreeMap::new(),
+            ledgers: Vec::new(),
         }
     }
 
@@ -360,6 +373,9 @@ impl Batch {
                 couch::Wrapper::FeedEnd => return,
             }
         }
+        if let Some(form) = keys.ledger_form(cdr.has_call_id()) {
+            return self.ledger(ctx, text, (line, record), off, form);
+        }
         if let Some(kind) = keys.not_a_cdr() {
             return self.skip_document(kind);
         }
@@ -424,6 +440,25 @@ impl Batch {
 }
 
 impl Batch {
+    /// A ledger ([`ledger::read`]): a row of the `ledgers` table, or a reject (`invalid_ledger`).
+    fn ledger(
+        &mut self,
+        ctx: &Ctx,
+        text: &str,
+        (line, record): (u64, Option<u64>),
+        off: u64,
+        form: ledger::Form,
+    ) {
+        let account = self
+            .envelope_account
+            .as_deref()
+            .or(ctx.path_account.as_deref());
+        match ledger::read(text, form, account, ctx.tz, (line, off)) {
+            Ok(l) => self.ledgers.push(l),
+            Err(why) => self.reject(ctx, line, record, why, text),
+        }
+    }
+
     /// A crossbar listing row (`GET /cdrs` page item): the CSV columns as keys, mapped by the
     /// same column mapper as the CSV export.
     fn listing_row(&mut self, ctx: &Ctx, text: &str, line: u64, record: Option<u64>, off: u64) {
@@ -549,7 +584,7 @@ fn invalid_json(e: &serde_json::Error, first_line: u64) -> RejectReason {
 }
 
 /// One file's rejects and statistics.
-type FileOutput = (Vec<Reject>, FileStats);
+type FileOutput = (Vec<Reject>, FileStats, Vec<ledger::Ledger>);
 
 /// Reads every file, in parallel across files and within large ones, handing the legs to
 /// `sink` as they are parsed: no more than a few read windows of legs are in memory at once.
@@ -580,16 +615,21 @@ pub fn ingest(
     let mut rejects = Vec::new();
     let mut stats = Vec::with_capacity(per_file.len());
     let mut records_read = 0;
+    let mut ledgers = Vec::new();
     for (_, r) in per_file {
-        let (rj, st) = r?;
+        let (rj, st, ls) = r?;
         records_read += st.records;
         rejects.extend(rj);
+        if !ls.is_empty() {
+            ledgers.push((Arc::from(st.input.display.as_str()), ls));
+        }
         stats.push(st);
     }
     Ok(Ingested {
         rejects,
         records_read,
         files: stats,
+        ledgers: ledger::frame(ledgers)?,
     })
 }
 
@@ -709,12 +749,13 @@ fn read_file(
         rejected: parsed.logged_rejects + parsed.rejects.len() as u64,
         skipped_content: parsed.skipped,
         skipped_documents: parsed.skipped_documents,
+        ledgers: parsed.ledgers.len() as u64,
     };
     let mut rejects = parsed.rejects;
     if let Some(log) = &opts.rejects {
         log.push(&mut rejects)?;
     }
-    Ok((rejects, stats))
+    Ok((rejects, stats, parsed.ledgers))
 }
 
 /// One file being read, and where its legs go.
@@ -1023,9 +1064,11 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     let mut rejects = Vec::new();
     let mut skipped = Vec::new();
     let mut skipped_documents: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ledgers = Vec::new();
     let mut records = 0;
     for b in batches {
         records += b.records;
+        ledgers.extend(b.ledgers);
         rejects.extend(b.rejects);
         skipped.extend(b.skipped);
         add_counts(&mut skipped_documents, b.skipped_documents);
@@ -1054,6 +1097,7 @@ fn collect(batches: Vec<Batch>, source: &str) -> Result<Parsed, IngestError> {
     parsed.rejects = rejects;
     parsed.skipped = skipped;
     parsed.skipped_documents = skipped_documents;
+    parsed.ledgers = ledgers;
     parsed.records = records;
     Ok(parsed)
 }
@@ -1093,6 +1137,8 @@ pub struct Parsed {
     pub skipped: Vec<SkippedContent>,
     /// CouchDB documents that are not CDRs, counted by kind.
     pub skipped_documents: BTreeMap<String, u64>,
+    /// Ledgers, in the order read.
+    pub ledgers: Vec<ledger::Ledger>,
     pub layout: Layout,
     /// The line the input ended on.
     pub lines: u64,
@@ -1108,6 +1154,7 @@ impl Parsed {
             records: 0,
             skipped: Vec::new(),
             skipped_documents: BTreeMap::new(),
+            ledgers: Vec::new(),
             layout: Layout::Stream,
             lines: 1,
         }
@@ -1131,6 +1178,7 @@ impl Parsed {
             &mut self.skipped_documents,
             std::mem::take(&mut window.skipped_documents),
         );
+        self.ledgers.append(&mut window.ledgers);
     }
 }
 

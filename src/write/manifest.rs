@@ -295,6 +295,9 @@ pub struct Counts {
     /// Legs now in the partitions this run wrote: `legs_written` plus the dataset's legs they
     /// kept (`merge.legs_kept`).
     pub legs_in_written_partitions: u64,
+    /// The ledgers' own terms (not among the records above): read = written + duplicates.
+    #[serde(default)]
+    pub ledgers: crate::ledgers::LedgerCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -397,6 +400,7 @@ impl Counts {
             conflicts: dedup.conflict_call_ids.len() as u64,
             dedup,
             balanced,
+            ledgers: Default::default(),
         }
     }
 }
