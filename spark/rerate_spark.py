@@ -491,6 +491,15 @@ class Job:
                   + f"; nothing was committed and {self.out} is as it was", file=sys.stderr)
             return 2
         say(args, f"extracted {records_read} records")
+        # Ledgers (month databases, ledger pages) go to rerate run's ledgers table, which this
+        # job does not write yet: refuse rather than leave them out without a word.
+        ledgers_read = sum(s.get("ledgers", 0) for s in stats)
+        if ledgers_read:
+            print(f"rerate_spark: the input holds {ledgers_read} ledgers (KAZOO's debits, in month "
+                  f"databases or ledger pages); this job does not write the ledgers table yet, so "
+                  f"nothing was committed and {self.out} is as it was: run rerate run on it",
+                  file=sys.stderr)
+            return 2
 
         # Merge: the partitions the run rewrites, read back.
         merging = args.mode == "merge"
@@ -581,6 +590,8 @@ class Job:
             "conflicts": len(conflict_ids),
             "balanced": records_read == legs_written + rejected + dedup["duplicates_dropped"],
             "legs_in_written_partitions": legs_in_written,
+            "ledgers": {"read": 0, "written": 0, "duplicates_dropped": 0, "conflicts": 0,
+                        "dataset_ledgers_replaced": 0},
         }
         if not counts["balanced"]:
             print(f"rerate_spark: internal error: the counts do not balance: {counts}", file=sys.stderr)

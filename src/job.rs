@@ -518,7 +518,10 @@ impl Job {
             files: input_stats,
             ledgers,
         } = ingested;
-        // The ledgers, a file a day, merged with the dataset's as the mode says.
+        // The ledgers, a file a day, merged with the dataset's as the mode says; a dataset
+        // without any has the table's empty file.
+        outputs.push(LEDGERS_TABLE.to_owned());
+        shapes.push((LEDGERS_TABLE.to_owned(), ledgers.clear()));
         let ledger_counts = match ledgers.height() {
             0 => LedgerCounts::default(),
             _ => {
@@ -526,7 +529,6 @@ impl Job {
                     self.write_ledgers(ledgers, &previous, out, &legs_output)?;
                 parts.extend(written);
                 report_superseded.extend(superseded);
-                outputs.push(LEDGERS_TABLE.to_owned());
                 counts
             }
         };
@@ -612,9 +614,13 @@ impl Job {
         }
         outputs.extend([REJECTS_FILE.to_owned(), MANIFEST_FILE.to_owned()]);
         // Every partition read back is rewritten, in every table, even where none of its legs
-        // is left (a leg whose newer copy lies on another day): its old files go.
+        // is left (a leg whose newer copy lies on another day): its old files go. Only the
+        // legs' partitions and those of the tables made from them name account-and-day folders
+        // to replace: a report's or a ledger's rows may fall on an account and day whose legs
+        // the run leaves alone (their day files are replaced through `superseded`).
         let keys: BTreeSet<(String, String)> = parts
             .iter()
+            .filter(|p| Grain::of(&p.table) == Grain::AccountDay)
             .chain(&read_back.partitions)
             .map(partition_dirs)
             .collect();
@@ -896,9 +902,11 @@ impl Job {
                     .collect()
             }
         };
+        // The ledgers are a file a day too, but read, not made from the legs (see
+        // `write_ledgers`).
         Ok(all
             .into_iter()
-            .filter(|p| Grain::of(&p.table) == Grain::Day)
+            .filter(|p| Grain::of(&p.table) == Grain::Day && p.table != LEDGERS_TABLE)
             .collect())
     }
 
@@ -989,9 +997,11 @@ impl Job {
             .iter()
             .map(|p| (p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
             .collect();
+        // The ledgers are read, not made from the legs: an entry of theirs goes only when this
+        // run wrote the account's ledgers of that day again.
         let kept = old
             .into_iter()
-            .filter(|p| !keys.contains(&partition_dirs(p)))
+            .filter(|p| p.table == LEDGERS_TABLE || !keys.contains(&partition_dirs(p)))
             .filter(|p| {
                 !written.contains(&(p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
             })
@@ -1020,8 +1030,14 @@ impl Job {
             shards::write(out, k, ps)?;
             summary.insert(k.clone(), ShardSummary::of(ps)?);
         }
-        let rewritten: HashSet<Partition> =
-            parts.iter().chain(read_back).map(partition_key).collect();
+        // The index lists legs: the legs partitions written replace theirs (a report's or a
+        // ledger's rows on an account and day say nothing about its legs).
+        let rewritten: HashSet<Partition> = parts
+            .iter()
+            .filter(|p| p.table == LEGS_TABLE)
+            .chain(read_back)
+            .map(partition_key)
+            .collect();
         index.write(&self.cfg.out, out, &touched, keeps, &rewritten, key_rows)?;
         Ok((summary, emptied))
     }

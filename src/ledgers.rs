@@ -136,7 +136,6 @@ pub fn dedup(committed: DataFrame, run: DataFrame) -> PolarsResult<(DataFrame, L
 /// the catalog names them.
 pub fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option<String>)>> {
     Ok(crate::spill::partition_keys(df)?
-        .into_iter()
         .map(|(a, d)| {
             (
                 a.unwrap_or(crate::schema::UNASSIGNED_ACCOUNT).to_owned(),
@@ -196,17 +195,16 @@ mod tests {
     use crate::ingest::ledger::{read, Form};
     use crate::time::ReportTz;
 
-    fn frame(docs: &[(&str, &str)]) -> DataFrame {
-        let tz = ReportTz::parse("UTC").unwrap();
-        let rows = docs
-            .iter()
-            .enumerate()
-            .map(|(i, (file, d))| {
-                let l = read(d, Form::Stored, None, &tz, (i as u64 + 1, 0)).unwrap();
-                (std::sync::Arc::from(*file), vec![l])
-            })
-            .collect();
-        crate::ingest::ledger::frame(rows).unwrap()
+    type R = Result<(), Box<dyn std::error::Error>>;
+
+    fn frame(docs: &[(&str, &str)]) -> Result<DataFrame, Box<dyn std::error::Error>> {
+        let tz = ReportTz::parse("UTC")?;
+        let mut rows = Vec::new();
+        for (i, (file, d)) in docs.iter().enumerate() {
+            let l = read(d, Form::Stored, None, &tz, (i as u64 + 1, 0)).map_err(|e| e.message)?;
+            rows.push((std::sync::Arc::from(*file), vec![l]));
+        }
+        Ok(crate::ingest::ledger::frame(rows)?)
     }
 
     fn doc(id: &str, amount: i64) -> String {
@@ -216,39 +214,29 @@ mod tests {
     }
 
     #[test]
-    fn copies_are_one_row_and_a_conflict_is_decided_by_the_values_in_any_order() {
+    fn copies_are_one_row_and_a_conflict_is_decided_by_the_values_in_any_order() -> R {
         let (a, b, b2) = (doc("1", 600), doc("2", 100), doc("2", 120));
-        let run = frame(&[("n1", &a), ("n1", &b), ("n2", &a), ("n2", &b2)]);
-        let (kept, c) = dedup(frame(&[]).clear(), run).unwrap();
+        let run = frame(&[("n1", &a), ("n1", &b), ("n2", &a), ("n2", &b2)])?;
+        let (kept, c) = dedup(frame(&[])?.clear(), run)?;
         assert_eq!(kept.height(), 2);
         assert_eq!(
             (c.read, c.written, c.duplicates_dropped, c.conflicts),
             (4, 2, 2, 1)
         );
         // The same rows the other way round keep the same values.
-        let rev = frame(&[("n2", &b2), ("n2", &a), ("n1", &b), ("n1", &a)]);
-        let (kept2, _) = dedup(frame(&[]).clear(), rev).unwrap();
-        let amounts = |df: &DataFrame| -> Vec<Option<i64>> {
-            df.column("amount_units")
-                .unwrap()
-                .i64()
-                .unwrap()
-                .iter()
-                .collect()
+        let rev = frame(&[("n2", &b2), ("n2", &a), ("n1", &b), ("n1", &a)])?;
+        let (kept2, _) = dedup(frame(&[])?.clear(), rev)?;
+        let amounts = |df: &DataFrame| -> PolarsResult<Vec<Option<i64>>> {
+            Ok(df.column("amount_units")?.i64()?.iter().collect())
         };
-        assert_eq!(amounts(&kept), amounts(&kept2));
+        assert_eq!(amounts(&kept)?, amounts(&kept2)?);
         // Committed first: an identical copy keeps the dataset's row, which is not replaced.
-        let committed = frame(&[("old", &a)]);
-        let (kept, c) = dedup(committed, frame(&[("n3", &a)])).unwrap();
+        let committed = frame(&[("old", &a)])?;
+        let (kept, c) = dedup(committed, frame(&[("n3", &a)])?)?;
         assert_eq!((kept.height(), c.written, c.duplicates_dropped), (1, 0, 1));
         assert_eq!(c.dataset_ledgers_replaced, 0);
-        let files: Vec<Option<&str>> = kept
-            .column(SOURCE_FILE)
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .collect();
+        let files: Vec<Option<&str>> = kept.column(SOURCE_FILE)?.str()?.iter().collect();
         assert_eq!(files, [Some("old")]);
+        Ok(())
     }
 }

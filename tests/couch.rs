@@ -131,8 +131,7 @@ fn a_month_database_in_every_wrapper_gives_its_cdrs_and_counts_the_other_documen
         let m = json_file(&out.join("manifest.json"));
         let file = &m["inputs"][0];
         let mut kinds = serde_json::json!({
-            "_design": 1, "call_recording": 1, "fax": 1, "ledger": 2, "mailbox_message": 1,
-            "pvt_deleted": 1
+            "_design": 1, "call_recording": 1, "fax": 1, "mailbox_message": 1, "pvt_deleted": 1
         });
         if name.starts_with("changes") {
             kinds["tombstone"] = 1.into();
@@ -143,6 +142,18 @@ fn a_month_database_in_every_wrapper_gives_its_cdrs_and_counts_the_other_documen
             (Some(4), Some(0)),
             "{name}"
         );
+        // The two ledgers jonny5 wrote for the charged calls are rows of the ledgers table,
+        // in units, debits negative, each the charge of its leg.
+        assert_eq!(file["ledgers"], 2, "{name}");
+        let ledgers = ledger_rows(&out);
+        let want_ledgers: BTreeMap<String, (i64, i64, String)> = [
+            (UK_LEG, (-1470, 126, "debit")),
+            (FAX_LEG, (-100, 60, "debit")),
+        ]
+        .into_iter()
+        .map(|(k, (u, q, t))| (k.to_owned(), (u, q, t.to_owned())))
+        .collect();
+        assert_eq!(ledgers, want_ledgers, "{name}");
     }
     Ok(())
 }
@@ -285,12 +296,30 @@ fn a_generated_month_database_reads_as_the_same_legs_as_its_cdrs() -> TestResult
                     *kinds.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
                 }
             }
-            // A ledger for every leg KAZOO charged (per_minute, cost above 0).
-            let charged = got
-                .values()
-                .filter(|l| l.cost.is_some_and(|c| c > 0))
-                .count() as u64;
-            assert_eq!(kinds.get("ledger"), Some(&charged), "{kinds:?}");
+            // A ledger for every leg KAZOO charged (per_minute, cost above 0), read into the
+            // ledgers table, never a leg nor a skipped document: its amount is the leg's cost
+            // as a debit, its quantity the leg's billed seconds.
+            let charged: BTreeMap<&String, &LegRow> = got
+                .iter()
+                .filter(|(_, l)| l.cost.is_some_and(|c| c > 0))
+                .collect();
+            assert_eq!(kinds.get("ledger"), None, "{kinds:?}");
+            let c = &m["counts"]["ledgers"];
+            assert_eq!(
+                (c["read"].as_u64(), c["written"].as_u64()),
+                (Some(charged.len() as u64), Some(charged.len() as u64)),
+                "{c}"
+            );
+            let ledgers = ledger_rows(&out);
+            assert_eq!(ledgers.len(), charged.len());
+            for (call, (units, seconds, kind)) in &ledgers {
+                let leg = charged
+                    .get(call)
+                    .ok_or(format!("a ledger of no charged leg: {call}"))?;
+                assert_eq!(*units, -leg.cost.unwrap_or(0), "{call}");
+                assert_eq!(Some(*seconds), leg.billed, "{call}");
+                assert_eq!(kind, "debit");
+            }
             assert_eq!(kinds.get("_design"), Some(&2));
             assert_eq!(kinds.get("fax"), Some(&30));
             assert_eq!(m["counts"]["rejected"], 0);
@@ -302,5 +331,122 @@ fn a_generated_month_database_reads_as_the_same_legs_as_its_cdrs() -> TestResult
         );
     }
     assert_eq!(money[0], money[1]);
+    Ok(())
+}
+
+/// The ledgers table: `source_id` -> (`amount_units`, `usage_quantity`, `ledger_type`).
+fn ledger_rows(out: &std::path::Path) -> BTreeMap<String, (i64, i64, String)> {
+    let mut m = BTreeMap::new();
+    for f in parquet_files(&out.join("ledgers")) {
+        let df = read_parquet(&f);
+        let text = |n: &str| df.column(n).expect(n).str().expect(n).clone();
+        let int = |n: &str| df.column(n).expect(n).i64().expect(n).clone();
+        let (ids, units, qty, kind) = (
+            text("source_id"),
+            int("amount_units"),
+            int("usage_quantity"),
+            text("ledger_type"),
+        );
+        for i in 0..df.height() {
+            let id = ids.get(i).unwrap_or_default().to_owned();
+            let row = (
+                units.get(i).unwrap_or(i64::MIN),
+                qty.get(i).unwrap_or(-1),
+                kind.get(i).unwrap_or("(null)").to_owned(),
+            );
+            assert!(m.insert(id.clone(), row).is_none(), "two ledgers of {id}");
+        }
+    }
+    m
+}
+
+/// A ledger as a month database stores it (`j5_per_minute:create_ledger_usage/4`, saved by
+/// `kz_ledger:to_json/1`): `amount` in units, `pvt_ledger_type`.
+const STORED_LEDGER: &str = r#"{"_id":"202611-5d41402abc4b2a76b9719d911017c592","_rev":"1-9c","account":{"id":"acct-a","name":"Acme"},"amount":1250,"description":"US-CA","metadata":{"to":"+14155550100","rate":{"name":"US-CA","value":0.025,"increment":6,"minimum":6}},"period":{"start":63940000000},"source":{"id":"call-l1","service":"per-minute-voip"},"usage":{"quantity":30,"type":"voice","unit":"sec"},"pvt_account_id":"acct-a","pvt_created":63940000010,"pvt_ledger_type":"debit","pvt_modified":63940000010,"pvt_type":"ledger","pvt_vsn":"1"}"#;
+
+/// Ledgers in each shape KAZOO writes them, each read to one unit: a month database's rows
+/// (units), a `_changes` feed's line, a saved `GET /v2/accounts/{ID}/ledgers/per-minute-voip`
+/// page (dollars, a debit negative, no private fields), the page's copy of a stored ledger one
+/// row with it; a credit positive; a deleted ledger no row; a ledger without its source a reject.
+#[test]
+fn ledgers_from_a_month_database_and_from_the_api_are_one_table_in_units() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let credit = STORED_LEDGER
+        .replace("202611-5d41", "202611-aaaa")
+        .replace("\"call-l1\"", "\"call-l2\"")
+        .replace("\"debit\"", "\"credit\"")
+        .replace("\"amount\":1250", "\"amount\":40000");
+    let deleted = STORED_LEDGER
+        .replace("202611-5d41", "202611-dddd")
+        .replace("\"pvt_type\"", "\"pvt_deleted\":true,\"pvt_type\"");
+    let no_source = STORED_LEDGER.replace("202611-5d41", "202611-eeee").replace(
+        r#""source":{"id":"call-l1","service":"per-minute-voip"},"#,
+        "",
+    );
+    let modb = format!(
+        r#"{{"total_rows":4,"offset":0,"rows":[
+{{"id":"a","key":"a","value":{{"rev":"1-9c"}},"doc":{STORED_LEDGER}}},
+{{"id":"b","key":"b","value":{{"rev":"1-9c"}},"doc":{credit}}},
+{{"id":"c","key":"c","value":{{"rev":"1-9c"}},"doc":{deleted}}},
+{{"id":"e","key":"e","value":{{"rev":"1-9c"}},"doc":{no_source}}}
+]}}"#
+    );
+    std::fs::write(dir.path().join("modb.json"), modb)?;
+    // A _changes feed (continuous): one change a line, then its end.
+    let feed_doc = STORED_LEDGER
+        .replace("202611-5d41", "202611-ffff")
+        .replace("\"call-l1\"", "\"call-l3\"")
+        .replace("\"amount\":1250", "\"amount\":7");
+    std::fs::write(
+        dir.path().join("changes.json"),
+        format!("{{\"seq\":\"1-g\",\"id\":\"202611-ffff\",\"changes\":[{{\"rev\":\"1-9c\"}}],\"doc\":{feed_doc}}}\n{{\"last_seq\":\"1-g\",\"pending\":0}}\n"),
+    )?;
+    // kz_ledger:public_json/1 of the first and of a fourth: 1250 units -> -0.125 dollars.
+    let page = r#"{"page_size":2,"data":[
+{"account":{"id":"acct-a","name":"Acme"},"amount":-0.125,"description":"US-CA","metadata":{"to":"+14155550100","rate":{"name":"US-CA","value":0.025,"increment":6,"minimum":6}},"period":{"start":63940000000},"source":{"id":"call-l1","service":"per-minute-voip"},"usage":{"quantity":30,"type":"voice","unit":"sec"},"id":"202611-5d41402abc4b2a76b9719d911017c592"},
+{"account":{"id":"acct-a"},"amount":-0.0003,"period":{"start":63940003600},"source":{"id":"call-l4","service":"per-minute-voip"},"usage":{"quantity":6,"type":"voice","unit":"sec"},"id":"202611-bbbb"}
+],"status":"success","revision":"x","request_id":"y"}"#;
+    std::fs::write(dir.path().join("ledgers-page.json"), page)?;
+    let out = dir.path().join("out");
+    let o = rerate(&[
+        "run",
+        s(dir.path()),
+        "--out",
+        s(&out),
+        "-q",
+        "--max-rejects",
+        "100%",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = ledger_rows(&out);
+    let want: BTreeMap<String, (i64, i64, String)> = [
+        ("call-l1", (-1250, 30, "debit")),
+        ("call-l2", (40000, 30, "credit")),
+        ("call-l3", (-7, 30, "debit")),
+        ("call-l4", (-3, 6, "debit")),
+    ]
+    .into_iter()
+    .map(|(k, (u, q, t))| (k.to_owned(), (u, q, t.to_owned())))
+    .collect();
+    assert_eq!(got, want);
+    let m = json_file(&out.join("manifest.json"));
+    let c = &m["counts"];
+    assert_eq!(c["ledgers"]["read"], 5, "{c}");
+    assert_eq!(c["ledgers"]["written"], 4, "{c}");
+    assert_eq!(c["ledgers"]["duplicates_dropped"], 1, "{c}");
+    assert_eq!(c["ledgers"]["conflicts"], 0, "{c}");
+    assert_eq!(c["rejected_by_reason"]["invalid_ledger"], 1, "{c}");
+    assert_eq!(c["balanced"], true);
+    // The ledger rows are a file a day, sorted by account (one here), `account_id` last.
+    let files = parquet_files(&out.join("ledgers"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let df = read_parquet(&files[0]);
+    let names = df.get_column_names();
+    assert_eq!(names.last().map(|n| n.as_str()), Some("account_id"));
+    let rejects = std::fs::read_to_string(out.join("rejects.ndjson"))?;
+    assert!(
+        rejects.contains("modb.json") && rejects.contains("source.service"),
+        "{rejects}"
+    );
     Ok(())
 }

@@ -238,6 +238,140 @@ fn nights(seed: u64, nights: usize) -> Vec<Vec<(Shape, GenLeg)>> {
         .collect()
 }
 
+/// A per-minute ledger as a test writes it (`j5_per_minute:create_ledger_usage/4`'s fields).
+#[derive(Clone)]
+struct TestLedger {
+    id: String,
+    account: String,
+    call_id: String,
+    /// Unix seconds.
+    start: i64,
+    seconds: i64,
+    units: i64,
+    credit: bool,
+}
+
+impl TestLedger {
+    /// As a month database stores it (`kz_ledger:to_json/1`): units, `pvt_ledger_type`.
+    fn stored(&self) -> String {
+        format!(
+            r#"{{"_id":"{}","_rev":"1-{}","account":{{"id":"{}"}},"amount":{},"description":"DEST","period":{{"start":{}}},"source":{{"id":"{}","service":"per-minute-voip"}},"usage":{{"quantity":{},"type":"voice","unit":"sec"}},"pvt_account_id":"{}","pvt_ledger_type":"{}","pvt_type":"ledger"}}"#,
+            self.id,
+            self.units,
+            self.account,
+            self.units,
+            self.start + 62_167_219_200,
+            self.call_id,
+            self.seconds,
+            self.account,
+            if self.credit { "credit" } else { "debit" }
+        )
+    }
+
+    /// As crossbar lists it (`kz_ledger:public_json/1`): dollars, a debit negative, `id`.
+    fn listed(&self) -> String {
+        let dollars = self.units as f64 / 10_000.0 * if self.credit { 1.0 } else { -1.0 };
+        format!(
+            r#"{{"account":{{"id":"{}"}},"amount":{dollars:?},"description":"DEST","period":{{"start":{}}},"source":{{"id":"{}","service":"per-minute-voip"}},"usage":{{"quantity":{},"type":"voice","unit":"sec"}},"id":"{}"}}"#,
+            self.account,
+            self.start + 62_167_219_200,
+            self.call_id,
+            self.seconds,
+            self.id
+        )
+    }
+}
+
+/// Ledgers of the pool's legs over the nights: each is kept in one shape (a month database's
+/// document, or an item of a ledgers page), and exported again the same, with another amount
+/// (a conflicting copy: the values decide), or twice in one night.
+fn ledger_nights(seed: u64, nights: usize) -> Vec<Vec<(bool, TestLedger)>> {
+    let mut r = Mix(seed ^ 0x1ed6e5);
+    let mut last: Vec<(bool, TestLedger)> = pool(seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, l))| {
+            let ledger = TestLedger {
+                id: format!("202611-{:032x}", i as u64 * 7919 + seed),
+                account: l.account.clone(),
+                call_id: l.call_id.clone(),
+                start: l.start_unix,
+                seconds: 6 + r.below(600) as i64,
+                units: r.below(90_000) as i64,
+                credit: r.chance(10),
+            };
+            (r.chance(30), ledger)
+        })
+        .collect();
+    (0..nights)
+        .map(|_| {
+            let mut night = Vec::new();
+            for (listed, l) in last.iter_mut() {
+                if !r.chance(40) {
+                    continue;
+                }
+                if r.chance(25) {
+                    l.units = r.below(90_000) as i64;
+                }
+                if r.chance(15) {
+                    night.push((*listed, l.clone()));
+                }
+                night.push((*listed, l.clone()));
+            }
+            night
+        })
+        .collect()
+}
+
+/// Writes night `k`'s ledgers: the stored ones as a month database's `_all_docs` body, the
+/// listed ones as a crossbar page. Returns the files written.
+fn write_ledger_night(
+    dir: &Path,
+    k: usize,
+    ledgers: &[(bool, TestLedger)],
+) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let stored: Vec<String> = ledgers
+        .iter()
+        .filter(|(listed, _)| !listed)
+        .map(|(_, l)| {
+            format!(
+                r#"{{"id":"{0}","key":"{0}","value":{{"rev":"1-a"}},"doc":{1}}}"#,
+                l.id,
+                l.stored()
+            )
+        })
+        .collect();
+    if !stored.is_empty() {
+        let p = dir.join(format!("night-{k:02}-modb.json"));
+        let body = format!(
+            r#"{{"total_rows":{},"offset":0,"rows":[
+{}
+]}}"#,
+            stored.len(),
+            stored.join(",\n")
+        );
+        std::fs::write(&p, body)?;
+        files.push(p);
+    }
+    let listed: Vec<String> = ledgers
+        .iter()
+        .filter(|(listed, _)| *listed)
+        .map(|(_, l)| l.listed())
+        .collect();
+    if !listed.is_empty() {
+        let p = dir.join(format!("night-{k:02}-ledgers.json"));
+        let body = format!(
+            r#"{{"page_size":{},"data":[{}],"status":"success"}}"#,
+            listed.len(),
+            listed.join(",")
+        );
+        std::fs::write(&p, body)?;
+        files.push(p);
+    }
+    Ok(files)
+}
+
 fn check_sequence(seed: u64, deck: bool) -> TestResult {
     let dir = tempfile::tempdir()?;
     let merged = dir.path().join("merged");
@@ -248,11 +382,14 @@ fn check_sequence(seed: u64, deck: bool) -> TestResult {
     };
     let mut all_inputs = Vec::new();
     let mut night_inputs: Vec<Vec<PathBuf>> = Vec::new();
+    let ledgers = ledger_nights(seed, 5);
     for (k, night) in nights(seed, 5).iter().enumerate() {
-        let k = k + 1;
         let night_dir = dir.path().join("in");
         std::fs::create_dir_all(&night_dir)?;
-        let inputs = write_night(&night_dir, k, night)?;
+        let mut inputs = write_night(&night_dir, k + 1, night)?;
+        inputs.extend(write_ledger_night(&night_dir, k + 1, &ledgers[k])?);
+        inputs.sort();
+        let k = k + 1;
         if inputs.is_empty() {
             continue;
         }
@@ -1003,5 +1140,46 @@ fn a_report_row_on_a_day_without_legs_is_kept_across_merges() -> TestResult {
             "{a} kept"
         );
     }
+    Ok(())
+}
+
+/// A `--queries` report whose rows fall on an account and day that the night brings no legs
+/// for: the legs committed there stay (the commit once replaced every account-and-day folder a
+/// report's row named, legs included), as do the ledgers' day files.
+#[test]
+fn a_report_row_on_a_day_of_legs_the_night_leaves_alone_keeps_those_legs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let night = |k: u8| {
+        root().join(format!(
+            "fixtures/nightly-midnight/night-{k}.ndjson.nightly"
+        ))
+    };
+    let scratch = dir.path().join("scratch");
+    ok(run(&[night(1)], &scratch, &[]), "night 1 alone");
+    let days: Vec<String> = read_dataset(&scratch.join("legs"))
+        .into_iter()
+        .map(|(_, d, _)| d)
+        .collect();
+    let first = days.iter().min().ok_or("night 1 has legs")?.clone();
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries)?;
+    std::fs::write(
+        queries.join("on_first_day.sql"),
+        format!("SELECT account_id, DATE '{first}' AS date, COUNT(*) AS legs FROM legs GROUP BY account_id\n"),
+    )?;
+    let q = ["--queries", s(&queries)];
+    let (merged, one) = (dir.path().join("merged"), dir.path().join("one"));
+    ok(run(&[night(1)], &merged, &q), "night 1");
+    ok(run(&[night(2)], &merged, &q), "night 2");
+    ok(rerate(&["check", s(&merged)]), "rerate check");
+    ok(run(&[night(1), night(2)], &one, &q), "one run");
+    let legs = |out: &Path| -> Vec<(String, String, usize)> {
+        read_dataset(&out.join("legs"))
+            .into_iter()
+            .map(|(a, d, df)| (a, d, df.height()))
+            .collect()
+    };
+    assert_eq!(legs(&merged), legs(&one));
+    assert!(legs(&merged).iter().any(|(_, d, _)| *d == first));
     Ok(())
 }

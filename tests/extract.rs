@@ -55,6 +55,41 @@ fn extract_writes_every_record_as_a_leg_or_a_reject() -> TestResult {
     Ok(())
 }
 
+/// A month database's ledgers come out as `ledgers.arrows`, in units with debits negative, named
+/// by the file's given name, as the run's `ledgers` table has them before deduplication.
+#[test]
+fn extract_writes_the_ledgers_it_reads() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let to = dir.path().join("x");
+    let out = rerate(&[
+        "extract",
+        "tests/couchdb/all_docs.json",
+        "--out",
+        dir.path().join("out").to_str().ok_or("path")?,
+        "--to",
+        to.to_str().ok_or("path")?,
+        "--name",
+        "s3a://bucket/modb.json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(to.join("stats.json"))?)?;
+    assert_eq!((&stats["legs"], &stats["ledgers"]), (&4.into(), &2.into()));
+    let ledgers = IpcStreamReader::new(std::fs::File::open(to.join("ledgers.arrows"))?).finish()?;
+    let units: Vec<Option<i64>> = ledgers.column("amount_units")?.i64()?.iter().collect();
+    // tests/couchdb/README.md: the UK call's 1470 units and the fax's 100, both debits.
+    assert_eq!(units, [Some(-1470), Some(-100)]);
+    let files = ledgers.column("source_file")?.str()?;
+    assert!(files.iter().all(|f| f == Some("s3a://bucket/modb.json")));
+    for c in ["account_id", "date", "ledger_id", "period_start"] {
+        assert!(ledgers.column(c).is_ok(), "no column {c}");
+    }
+    Ok(())
+}
+
 #[test]
 fn extract_lists_what_a_run_would_read() -> TestResult {
     let out = rerate(&["extract", "--list", "fixtures/gzip", "--out", "target/none"]);

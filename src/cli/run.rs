@@ -447,6 +447,26 @@ fn summary(m: &Manifest, rejects_path: &str) -> String {
             );
         }
     }
+    let l = &c.ledgers;
+    if l.read > 0 {
+        s += &format!(
+            "\n  {} read into the ledgers table: {} new",
+            count(l.read, "ledger", "ledgers"),
+            crate::words::thousands(l.written as i64)
+        );
+        if l.duplicates_dropped > 0 {
+            s += &format!(
+                ", {} already there or read twice",
+                crate::words::thousands(l.duplicates_dropped as i64)
+            );
+        }
+        if l.conflicts > 0 {
+            s += &format!(
+                " ({} whose copies differ)",
+                count(l.conflicts, "ledger", "ledgers")
+            );
+        }
+    }
     // A run that brought nothing new says so, so that the money below (over the partitions it
     // rewrote, which hold the dataset's legs) is not read as money added.
     if m.changed_nothing() {

@@ -205,7 +205,11 @@ fn integer(v: Option<&RawValue>, what: &str) -> Result<Option<i64>, RejectReason
         return Ok(Some(i));
     }
     match bare.parse::<f64>() {
-        Ok(f) if f.is_finite() && f.abs() < 9.0e15 => Ok(Some(f.round() as i64)),
+        // Exact up to 2^53; beyond, only ever compared with a bound.
+        Ok(f) if f.is_finite() && f.abs() < 9.0e18 => Ok(Some(f.round() as i64)),
+        Ok(_) => Err(invalid(format!(
+            "{what} is {text}, beyond a 64-bit integer"
+        ))),
         _ => Err(invalid(format!("{what} is {text}, not a number"))),
     }
 }
@@ -374,16 +378,29 @@ pub fn frame(files: Vec<(Arc<str>, Vec<Ledger>)>) -> PolarsResult<DataFrame> {
 mod tests {
     use super::*;
 
-    fn utc() -> ReportTz {
-        ReportTz::parse("UTC").unwrap()
+    type R = Result<(), Box<dyn std::error::Error>>;
+
+    /// `text` read in `form` under UTC.
+    fn get(text: &str, form: Form) -> Result<Ledger, String> {
+        let tz = ReportTz::parse("UTC")?;
+        read(text, form, None, &tz, (3, 40)).map_err(|e| e.message)
+    }
+
+    /// Why `text` is refused.
+    fn refused(text: &str) -> Result<RejectReason, String> {
+        let tz = ReportTz::parse("UTC")?;
+        match read(text, Form::Stored, None, &tz, (1, 0)) {
+            Ok(_) => Err("accepted".into()),
+            Err(e) => Ok(e),
+        }
     }
 
     /// A ledger as `j5_per_minute:create_ledger_usage/4` and `kz_ledger:to_json/1` store it.
     const STORED: &str = r#"{"_id":"201811-0f8a","_rev":"1-a","account":{"id":"acc1","name":"Acme"},"amount":600,"description":"US Hollywood","metadata":{"rate":{"value":0.12}},"period":{"start":63709747200},"source":{"id":"call-1","service":"per-minute-voip"},"usage":{"quantity":30,"type":"voice","unit":"sec"},"pvt_account_id":"acc1","pvt_created":63709747260,"pvt_ledger_type":"debit","pvt_type":"ledger"}"#;
 
     #[test]
-    fn a_stored_ledger_is_in_units_and_a_debit_is_negative() {
-        let l = read(STORED, Form::Stored, None, &utc(), (3, 40)).unwrap();
+    fn a_stored_ledger_is_in_units_and_a_debit_is_negative() -> R {
+        let l = get(STORED, Form::Stored)?;
         assert_eq!(l.amount_units, -600);
         assert_eq!(l.ledger_type, Some("debit"));
         assert_eq!(l.account_id.as_deref(), Some("acc1"));
@@ -401,28 +418,19 @@ mod tests {
         );
         assert_eq!(l.metadata.as_deref(), Some(r#"{"rate":{"value":0.12}}"#));
         let credit = STORED.replace("\"debit\"", "\"credit\"");
-        assert_eq!(
-            read(&credit, Form::Stored, None, &utc(), (1, 0))
-                .unwrap()
-                .amount_units,
-            600
-        );
+        assert_eq!(get(&credit, Form::Stored)?.amount_units, 600);
         // No pvt_ledger_type: the #ledger{} record's default, a debit.
         let bare = STORED.replace(",\"pvt_ledger_type\":\"debit\"", "");
-        assert_eq!(
-            read(&bare, Form::Stored, None, &utc(), (1, 0))
-                .unwrap()
-                .amount_units,
-            -600
-        );
+        assert_eq!(get(&bare, Form::Stored)?.amount_units, -600);
+        Ok(())
     }
 
     #[test]
-    fn a_listed_ledger_is_in_dollars_and_comes_back_to_the_same_units() {
+    fn a_listed_ledger_is_in_dollars_and_comes_back_to_the_same_units() -> R {
         // kz_ledger:public_json/1 of the stored one: 600 units -> -0.06 dollars.
         let listed = r#"{"account":{"id":"acc1","name":"Acme"},"amount":-0.06,"description":"US Hollywood","period":{"start":63709747200},"source":{"id":"call-1","service":"per-minute-voip"},"usage":{"quantity":30,"type":"voice","unit":"sec"},"id":"201811-0f8a"}"#;
-        let l = read(listed, Form::Listing, None, &utc(), (1, 0)).unwrap();
-        let s = read(STORED, Form::Stored, None, &utc(), (1, 0)).unwrap();
+        let l = get(listed, Form::Listing)?;
+        let s = get(STORED, Form::Stored)?;
         assert_eq!(
             (l.amount_units, l.ledger_type),
             (s.amount_units, s.ledger_type)
@@ -430,29 +438,25 @@ mod tests {
         assert_eq!(l.ledger_id, s.ledger_id);
         // 0.0003 dollars is 3 units (0.0003 * 10000 = 2.9999999999999996, rounded).
         let small = listed.replace("-0.06", "0.0003");
-        let l = read(&small, Form::Listing, None, &utc(), (1, 0)).unwrap();
+        let l = get(&small, Form::Listing)?;
         assert_eq!((l.amount_units, l.ledger_type), (3, Some("credit")));
+        Ok(())
     }
 
     #[test]
-    fn a_ledger_without_its_source_or_with_a_wild_amount_is_rejected() {
+    fn a_ledger_without_its_source_or_with_a_wild_amount_is_rejected() -> R {
         let no_source = STORED.replace(
             r#""source":{"id":"call-1","service":"per-minute-voip"},"#,
             "",
         );
-        let e = read(&no_source, Form::Stored, None, &utc(), (1, 0)).unwrap_err();
+        let e = refused(&no_source)?;
         assert_eq!(e.code, "invalid_ledger");
         let huge = STORED.replace("\"amount\":600", "\"amount\":1e17");
-        assert!(read(&huge, Form::Stored, None, &utc(), (1, 0))
-            .unwrap_err()
-            .message
-            .contains("beyond"));
+        assert!(refused(&huge)?.message.contains("beyond"));
         let text = STORED.replace("\"amount\":600", "\"amount\":\"lots\"");
-        assert!(read(&text, Form::Stored, None, &utc(), (1, 0)).is_err());
+        assert!(refused(&text).is_ok());
         let kind = STORED.replace("\"debit\"", "\"refund\"");
-        assert!(read(&kind, Form::Stored, None, &utc(), (1, 0))
-            .unwrap_err()
-            .message
-            .contains("refund"));
+        assert!(refused(&kind)?.message.contains("refund"));
+        Ok(())
     }
 }

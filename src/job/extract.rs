@@ -11,8 +11,11 @@
 //!   [`CUSTOMER_CLASS`] and [`RESELLER_CLASS`]: the `class` of the leg's reconciliation row of
 //!   each party, null when it has none (every other column of a reconciliation row is the
 //!   leg's: see [`reconcile::columns`]);
+//! - `ledgers.arrows`: an Arrow IPC stream of the ledgers read (the `ledgers` table's columns,
+//!   then `account_id` and `date`), copies included, in the order read; see
+//!   [`crate::ledgers`] for the rule that makes them one row each;
 //! - `rejects.ndjson`: the rejects, as a run writes them, in file, line and record order;
-//! - `stats.json`: `records_read`, `legs`, per-file `inputs` (the manifest's entries),
+//! - `stats.json`: `records_read`, `legs`, `ledgers`, per-file `inputs` (the manifest's entries),
 //!   `rejected_by_reason` and `partial_inputs`.
 //!
 //! Every leg's columns depend on that leg alone, so deduplicating these legs by the rules of
@@ -40,6 +43,7 @@ use crate::spill::Partitions;
 
 /// The files `rerate extract` writes into its folder.
 pub const LEGS_STREAM: &str = "legs.arrows";
+pub const LEDGERS_STREAM: &str = "ledgers.arrows";
 
 /// The leg's customer reconciliation `class`, null when the leg has no such row.
 pub const CUSTOMER_CLASS: &str = "reconciliation_class";
@@ -52,6 +56,8 @@ pub const STATS_FILE: &str = "stats.json";
 pub struct ExtractStats {
     pub records_read: u64,
     pub legs: u64,
+    /// Ledgers read (`ledgers.arrows`), copies included.
+    pub ledgers: u64,
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     pub inputs: Vec<crate::ingest::FileStats>,
@@ -164,12 +170,19 @@ impl Job {
             .unwrap_or_else(|p| p.into_inner())
             .finish()?;
         drop(opts);
+        let ledgers = &ingested.ledgers;
+        let mut columns = crate::ingest::ledger::LEDGER_COLS.to_vec();
+        columns.extend([ACCOUNT_ID, DATE]);
+        let mut stream = Stream::create(&dir.join(LEDGERS_STREAM), ledgers, columns)?;
+        stream.write(ledgers)?;
+        stream.finish()?;
         let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
         reject_log.push(&mut { ingested.rejects })?;
         let rejects = reject_log.finish(&dir.join(crate::schema::REJECTS_FILE))?;
         let stats = ExtractStats {
             records_read: ingested.records_read,
             legs: legs.into_inner(),
+            ledgers: ingested.ledgers.height() as u64,
             rejected: rejects.by_code.values().sum(),
             rejected_by_reason: rejects.by_code,
             inputs: ingested.files,
