@@ -13,6 +13,7 @@ the reconciliation table, and the Hive-partitioned write with rerate's merge sem
 writes manifest.json and rejects.ndjson as a local run does. See README.md, "rerate on Spark".
 """
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -33,6 +34,18 @@ ENGINE = QUERIES / "engine"
 # The built-in reports, in the order rerate runs them (src/reports/mod.rs, BUILTIN).
 REPORTS = ["daily", "hangup_causes", "top_destinations", "reconciliation_daily"]
 LINEAGE = ["source_file", "source_line", "source_offset"]
+# The ledgers table (src/ingest/ledger.rs, src/ledgers.rs): a file a day like the reports.
+LEDGERS = "ledgers"
+DAY_TABLES = REPORTS + [LEDGERS]
+LEDGER_COLUMNS = [
+    "ledger_id", "source_service", "source_id", "description", "usage_type", "usage_quantity", "usage_unit",
+    "ledger_type", "amount_units", "period_start", "period_end", "account_name", "metadata", "ledger_format",
+    "source_file", "source_line", "source_offset",
+]
+# What makes two copies of a ledger differ: not where they were read, nor their shape.
+LEDGER_VALUES = [c for c in LEDGER_COLUMNS if c not in LINEAGE and c != "ledger_format"]
+# A ledger without an id is these (src/ledgers.rs).
+LEDGER_KEY = ["source_service", "source_id", "period_start", "period_end", "ledger_type"]
 CUSTOMER_CLASS = "reconciliation_class"
 RESELLER_CLASS = "reconciliation_reseller_class"
 UNASSIGNED = "_unassigned"
@@ -174,7 +187,11 @@ def _extract_task(job):
                         stats = json.load(f)
                     with open(os.path.join(to, "rejects.ndjson")) as f:
                         rejects = f.read()
-                    side = json.dumps({"index": row["index"], "stats": stats, "rejects": rejects})
+                    # The file's ledgers (an empty stream still gives the table's columns).
+                    with open(os.path.join(to, "ledgers.arrows"), "rb") as f:
+                        ledgers = base64.b64encode(f.read()).decode()
+                    side = json.dumps({"index": row["index"], "stats": stats, "rejects": rejects,
+                                       "ledgers": ledgers})
                     cols = [pa.nulls(1, f.type) for f in schema if f.name != SIDE]
                     cols.append(pa.array([side], pa.string()))
                     yield pa.RecordBatch.from_arrays(cols, schema=schema)
@@ -322,7 +339,7 @@ class Job:
         return f"{self.out.rstrip('/')}/{table}"
 
     def has_partitions(self, table):
-        first = "date=" if table in REPORTS else "account_id="
+        first = "date=" if table in DAY_TABLES else "account_id="
         if self.out_local is not None:
             d = self.out_local / table
             return d.is_dir() and any(p.is_dir() and p.name.startswith(first) for p in d.iterdir())
@@ -337,7 +354,7 @@ class Job:
         Hive default partition read back as null, as rerate's merge reads them)."""
         from pyspark.sql.functions import col, when, to_date
 
-        folders = "/date=*" if table in REPORTS else "/account_id=*/date=*"
+        folders = "/date=*" if table in DAY_TABLES else "/account_id=*/date=*"
         df = (self.spark.read.option("basePath", self.table_path(table))
               .option("pathGlobFilter", "*.parquet").parquet(self.table_path(table) + folders))
         return (df.withColumn("account_id", when(col("account_id") == UNASSIGNED, None).otherwise(col("account_id")))
@@ -456,6 +473,73 @@ class Job:
         self.remove_days(table, sorted(d for d in days - present if d is not None))
         say(self.args, f"wrote {table}")
 
+    def ledgers_of(self, sides):
+        """The ledgers every file's extract read (`ledgers.arrows`, shipped in its side row), in
+        file order, with __file and __pos (the order read) for the rule's last tie."""
+        import pyarrow as pa
+
+        tables = []
+        for s in sides:
+            with pa.ipc.open_stream(base64.b64decode(s["ledgers"])) as r:
+                t = r.read_all()
+            t = t.append_column("__file", pa.array([s["index"]] * t.num_rows, pa.int64()))
+            t = t.append_column("__pos", pa.array(range(t.num_rows), pa.int64()))
+            tables.append(t)
+        t = pa.concat_tables(tables)
+        t = t.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in t.schema]))
+        return self.spark.createDataFrame(t)
+
+    def write_ledgers(self, new, replace_all, merging):
+        """The ledgers table (src/ledgers.rs): one row per (account_id, date, ledger key) of
+        this run's ledgers and, under --mode merge, the dataset's rows of the account-days they
+        fall on; the fuller copy, then the values in column order (nulls last), then the
+        dataset's row, then the first read. Returns the manifest's counts.ledgers."""
+        from pyspark.sql import Window
+        from pyspark.sql.functions import (coalesce, col, concat_ws, lit, monotonically_increasing_id,
+                                           row_number, when)
+
+        new = new.withColumn("account_id", coalesce(col("account_id"), lit(UNASSIGNED)))
+        read = new.count()
+        counts = {"read": read, "written": 0, "duplicates_dropped": 0, "conflicts": 0,
+                  "dataset_ledgers_replaced": 0}
+        if read == 0:
+            return counts
+        parts = {(r.account_id, r.date) for r in new.select("account_id", "date").distinct().collect()}
+        copies = new.withColumn("__src", lit(1))
+        committed = 0
+        if merging and self.has_partitions(LEDGERS):
+            old = self.read_table(LEDGERS).withColumn("account_id", coalesce(col("account_id"), lit(UNASSIGNED)))
+            old = self._partition_rows(old, parts).select(*LEDGER_COLUMNS, "account_id", "date")
+            # Read before the overwrite replaces the files it reads from.
+            rows = old.collect()
+            committed = len(rows)
+            if rows:
+                old = self.spark.createDataFrame(rows, old.schema).withColumn("__src", lit(0)) \
+                    .withColumn("__file", lit(-1).cast("long")).withColumn("__pos", monotonically_increasing_id())
+                copies = copies.unionByName(old)
+        key = when(col("ledger_id").isNotNull(), col("ledger_id")).otherwise(
+            concat_ws("\x1f", *[coalesce(col(c).cast("string"), lit("")) for c in LEDGER_KEY]))
+        nulls = sum(when(col(c).isNull(), 1).otherwise(0) for c in LEDGER_VALUES)
+        copies = copies.withColumn("__key", key).withColumn("__nulls", nulls)
+        rule = ["__nulls", *[col(c).asc_nulls_last() for c in LEDGER_VALUES], "__src", "__file", "__pos"]
+        w = Window.partitionBy("account_id", "date", "__key").orderBy(*rule)
+        kept = copies.withColumn("__rank", row_number().over(w)).where("__rank = 1").cache()
+        n_kept = kept.count()
+        kept_run = kept.where("__src = 1").count()
+        distinct = copies.select("account_id", "date", "__key", *LEDGER_VALUES).distinct().count()
+        counts.update({"written": kept_run, "duplicates_dropped": read - kept_run,
+                       "conflicts": distinct - n_kept,
+                       "dataset_ledgers_replaced": committed - (n_kept - kept_run)})
+        # Rows in a day: by account, then id, service, source id and start (nulls last), then as
+        # the rule ordered them (rerate's Grain::Day write of ledgers::table()).
+        order = ["account_id", "date", *[col(c).asc_nulls_last() for c in
+                                          ["ledger_id", "source_service", "source_id", "period_start"]],
+                 "__key", *rule]
+        ordered = kept.orderBy(*order).withColumn("__order", monotonically_increasing_id())
+        replaced = {(None if a == UNASSIGNED else a, d) for a, d in parts}
+        self.write_day_table(ordered, LEDGERS, LEDGER_COLUMNS, replace_all, replaced)
+        return counts
+
     def remove_days(self, table, days):
         """Removes the day folders `days` of a report."""
         jvm = self.sc._jvm
@@ -491,15 +575,7 @@ class Job:
                   + f"; nothing was committed and {self.out} is as it was", file=sys.stderr)
             return 2
         say(args, f"extracted {records_read} records")
-        # Ledgers (month databases, ledger pages) go to rerate run's ledgers table, which this
-        # job does not write yet: refuse rather than leave them out without a word.
-        ledgers_read = sum(s.get("ledgers", 0) for s in stats)
-        if ledgers_read:
-            print(f"rerate_spark: the input holds {ledgers_read} ledgers (KAZOO's debits, in month "
-                  f"databases or ledger pages); this job does not write the ledgers table yet, so "
-                  f"nothing was committed and {self.out} is as it was: run rerate run on it",
-                  file=sys.stderr)
-            return 2
+        ledgers_new = self.ledgers_of(sides)
 
         # Merge: the partitions the run rewrites, read back.
         merging = args.mode == "merge"
@@ -565,8 +641,10 @@ class Job:
         # another day) goes in every table: the dynamic overwrite only replaces those written.
         emptied = sorted(touched - written, key=lambda p: (p[0] or "", str(p[1])))
         self.remove_partitions(emptied)
-        for t in ["legs", "interactions", "reconciliation", *REPORTS]:
-            self.empty_table_file(t, {"legs": kept, "interactions": calls, "reconciliation": recon, **reports}[t])
+        ledger_counts = self.write_ledgers(ledgers_new, replace_all, merging)
+        for t in ["legs", "interactions", "reconciliation", *REPORTS, LEDGERS]:
+            self.empty_table_file(t, {"legs": kept, "interactions": calls, "reconciliation": recon,
+                                      LEDGERS: ledgers_new, **reports}[t])
 
         # Rejects and the manifest.
         self.write_rejects(sides)
@@ -590,9 +668,10 @@ class Job:
             "conflicts": len(conflict_ids),
             "balanced": records_read == legs_written + rejected + dedup["duplicates_dropped"],
             "legs_in_written_partitions": legs_in_written,
-            "ledgers": {"read": 0, "written": 0, "duplicates_dropped": 0, "conflicts": 0,
-                        "dataset_ledgers_replaced": 0},
+            "ledgers": ledger_counts,
         }
+        counts["balanced"] = counts["balanced"] and ledger_counts["read"] == (
+            ledger_counts["written"] + ledger_counts["duplicates_dropped"])
         if not counts["balanced"]:
             print(f"rerate_spark: internal error: the counts do not balance: {counts}", file=sys.stderr)
             return 2

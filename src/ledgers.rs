@@ -57,6 +57,25 @@ const KEY: &str = "__ledger_key";
 const NULLS: &str = "__nulls";
 const ORDER: &str = "__order";
 
+/// What identifies a ledger within its account and day (the module's rule): its id, else its
+/// source, period and type, as one string.
+pub fn key() -> Expr {
+    let text = |c: &str| col(c).cast(DataType::String).fill_null(lit(""));
+    when(col(LEDGER_ID).is_not_null())
+        .then(col(LEDGER_ID))
+        .otherwise(concat_str(
+            [
+                text(SOURCE_SERVICE),
+                text(SOURCE_ID),
+                text(PERIOD_START),
+                text(PERIOD_END),
+                text(LEDGER_TYPE),
+            ],
+            "\u{1f}",
+            false,
+        ))
+}
+
 /// The columns whose values make a copy differ (not where it was read from, nor its shape).
 fn value_columns() -> impl Iterator<Item = &'static str> {
     LEDGER_COLS
@@ -81,20 +100,7 @@ pub fn dedup(committed: DataFrame, run: DataFrame) -> PolarsResult<(DataFrame, L
             .select(cols)
             .with_column(lit(from).alias(FROM_DATASET)))
     };
-    let text = |c: &str| col(c).cast(DataType::String).fill_null(lit(""));
-    let key = when(col(LEDGER_ID).is_not_null())
-        .then(col(LEDGER_ID))
-        .otherwise(concat_str(
-            [
-                text(SOURCE_SERVICE),
-                text(SOURCE_ID),
-                text(PERIOD_START),
-                text(PERIOD_END),
-                text(LEDGER_TYPE),
-            ],
-            "\u{1f}",
-            false,
-        ));
+    let key = key();
     let nulls = value_columns()
         .map(|c| col(c).is_null().cast(DataType::UInt32))
         .reduce(|a, b| a + b)

@@ -158,6 +158,27 @@ fn a_month_database_in_every_wrapper_gives_its_cdrs_and_counts_the_other_documen
     Ok(())
 }
 
+/// The month's two ledgers in all seven wrappers at once (pretty-printed ones among them): two
+/// rows, twelve identical copies, no conflict.
+#[test]
+fn one_ledger_from_every_wrapper_is_one_row_and_no_conflict() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    run_ok(&[s(&root().join("tests/couchdb")), "--out", s(&out), "-q"]);
+    assert_eq!(ledger_rows(&out).len(), 2);
+    let c = &json_file(&out.join("manifest.json"))["counts"]["ledgers"];
+    assert_eq!(
+        (
+            c["read"].as_u64(),
+            c["duplicates_dropped"].as_u64(),
+            c["conflicts"].as_u64()
+        ),
+        (Some(14), Some(12), Some(0)),
+        "{c}"
+    );
+    Ok(())
+}
+
 /// `_all_docs` fetched without `include_docs=true` lists ids, not documents: each such row is
 /// rejected with the reason, never read as nothing; a body of nothing else commits nothing
 /// (exit 5).
@@ -447,6 +468,46 @@ fn ledgers_from_a_month_database_and_from_the_api_are_one_table_in_units() -> Te
     assert!(
         rejects.contains("modb.json") && rejects.contains("source.service"),
         "{rejects}"
+    );
+    Ok(())
+}
+
+/// `rerate check` finds a ledger kept twice (a file doctored outside rerate), naming it.
+#[test]
+fn check_finds_a_ledger_kept_twice() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    run_ok(&[
+        s(&root().join("tests/couchdb/all_docs.json")),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let ok = rerate(&["check", s(&out)]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(said.contains("2 ledgers"), "{said}");
+    let file = parquet_files(&out.join("ledgers"))
+        .into_iter()
+        .next()
+        .ok_or("a ledgers file")?;
+    let df = read_parquet(&file);
+    let mut twice = df.vstack(&df)?;
+    polars::prelude::ParquetWriter::new(std::fs::File::create(&file)?).finish(&mut twice)?;
+    let bad = rerate(&["check", s(&out)]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!bad.status.success(), "{said}");
+    assert!(
+        said.contains("is there twice") && said.contains("202611-"),
+        "{said}"
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ SparkSession serves every case. Run by .ci/run:
 
     python tests/spark_job.py target/debug/rerate [CASE...]
 
-Cases: fixtures, reconcile, nights, corpus.
+Cases: fixtures, reconcile, nights, moved, ledgers, corpus.
 """
 import json
 import shutil
@@ -102,6 +102,29 @@ class Cases:
         after = sorted((p.relative_to(mine), p.read_bytes()) for p in mine.rglob("*") if p.is_file())
         assert before == after, "the Spark job changed a folder it refused"
 
+    def ledgers(self):
+        """Month databases with ledgers beside their CDRs, then a night bringing copies of them
+        (the same documents in every CouchDB wrapper, a generated file again, a ledger page
+        repeating a stored ledger with another amount): the ledgers table and its counts as
+        rerate run writes them."""
+        src = self.tmp / "ledgers-in"
+        subprocess.run([self.rerate, "gen", "--out", str(src / "modb"), "--legs", "600", "--accounts", "4",
+                        "--days", "2", "--files", "2", "--shape", "modb", "--seed", "5"],
+                       check=True, capture_output=True)
+        first = sorted((src / "modb").iterdir())[0]
+        doc = next(json.loads(line.rstrip().rstrip(","))["doc"] for line in first.read_text().splitlines()
+                   if '"pvt_type":"ledger"' in line)
+        listed = {k: v for k, v in doc.items() if not k.startswith("_") and not k.startswith("pvt_")}
+        listed.update({"id": doc["_id"], "amount": -(doc["amount"] + 7) / 10000})
+        (src / "night-2").mkdir()
+        (src / "night-2" / "page.json").write_text(json.dumps({"page_size": 1, "data": [listed]}))
+        shutil.copy(first, src / "night-2" / "again.json")
+        self.both("ledgers", [str(src / "modb")])
+        mine, theirs = self.both("ledgers", [str(src / "night-2"), "tests/couchdb"])
+        c = json.loads((theirs / "manifest.json").read_text())["counts"]["ledgers"]
+        # The page's copy with another amount is the one conflict; the rest are identical copies.
+        assert c["conflicts"] == 1 and c["duplicates_dropped"] > 0, c
+
     def corpus(self):
         """Every shape, gzip, bad records and overlapping copies, generated."""
         src = self.tmp / "corpus-in"
@@ -139,7 +162,7 @@ class Cases:
 
 def main(argv):
     rerate = str(Path(argv[0]).resolve())
-    names = argv[1:] or ["fixtures", "reconcile", "nights", "moved", "corpus"]
+    names = argv[1:] or ["fixtures", "reconcile", "nights", "moved", "ledgers", "corpus"]
     args = rerate_spark.parse_args(["x", "--out", "x", "--master", "local[2]", "--rerate", rerate])
     spark = rerate_spark.session(args)
     spark.sparkContext.setLogLevel("ERROR")

@@ -37,6 +37,8 @@ pub struct CheckReport {
     pub files: u64,
     /// Legs in the legs table.
     pub legs: u64,
+    /// Rows of the ledgers table.
+    pub ledgers: u64,
     /// Each problem, one line naming the file, partition or call_id.
     pub problems: Vec<String>,
 }
@@ -67,6 +69,8 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     check_shards(&catalog, &partitions, &mut r);
     check_index(dir, &catalog, &partitions, &mut r);
     let mut first_seen: HashMap<String, String> = HashMap::new();
+    let mut ledgers_seen: std::collections::HashSet<(String, Option<String>, String)> =
+        Default::default();
     let mut leg_sums: Sums = HashMap::new();
     let mut daily: Sums = HashMap::new();
     let mut in_interactions: HashMap<String, u32> = HashMap::new();
@@ -116,6 +120,28 @@ pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
                             first_seen.insert(id, name.clone());
                         }
                     }
+                }
+            }
+            crate::ingest::ledger::LEDGERS_TABLE => {
+                r.ledgers += df.height() as u64;
+                let keys = df
+                    .clone()
+                    .lazy()
+                    .select([crate::ledgers::key().alias("key")])
+                    .collect();
+                match keys {
+                    Ok(k) => {
+                        for id in strings(&k, "key") {
+                            let (a, d) = (p.account_id.clone(), p.date.clone());
+                            if !ledgers_seen.insert((a, d, id.clone())) {
+                                r.problems.push(format!(
+                                    "{name}: ledger {id} of account {} is there twice",
+                                    p.account_id
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => r.problems.push(format!("{name}: {e}")),
                 }
             }
             DAILY_REPORT => {
@@ -448,12 +474,13 @@ pub fn describe(dir: &Path, r: &CheckReport, limit: usize) -> String {
     }
     let head = match r.problems.len() {
         0 => format!(
-            "{}: ok: {} partitions of every table ({} of legs), {} files read, {} legs; every call_id once, daily and interactions agree with the legs",
+            "{}: ok: {} partitions of every table ({} of legs), {} files read, {} legs, {} ledgers; every call_id and every ledger once, daily and interactions agree with the legs",
             dir.display(),
             r.partitions,
             r.legs_partitions,
             r.files,
-            r.legs
+            r.legs,
+            r.ledgers
         ),
         n => format!(
             "{}: {n} problem(s) in {} partitions ({} files read, {} legs):",

@@ -52,7 +52,7 @@ pub const AMOUNT_UNITS: &str = "amount_units";
 pub const PERIOD_START: &str = "period_start";
 pub const PERIOD_END: &str = "period_end";
 pub const ACCOUNT_NAME: &str = "account_name";
-/// `metadata` as JSON text, as read.
+/// `metadata` as compact JSON text (insignificant white space dropped).
 pub const METADATA: &str = "metadata";
 /// `stored` (a month database's document) or `listing` (a crossbar page).
 pub const LEDGER_FORMAT: &str = "ledger_format";
@@ -258,9 +258,10 @@ pub fn read(
         period_start,
         period_end: time(period.end, "period.end")?,
         account_name: account.name,
+        // Compact, as legs keep nested objects: a pretty-printed dump's copy reads the same.
         metadata: doc
             .metadata
-            .map(|m| m.get().to_owned())
+            .map(|m| super::json_text::compact(m.get()).into_owned())
             .filter(|m| m != "null"),
         form,
         line,
