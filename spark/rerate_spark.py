@@ -644,7 +644,7 @@ class Job:
         ledger_counts = self.write_ledgers(ledgers_new, replace_all, merging)
         for t in ["legs", "interactions", "reconciliation", *REPORTS, LEDGERS]:
             self.empty_table_file(t, {"legs": kept, "interactions": calls, "reconciliation": recon,
-                                      LEDGERS: ledgers_new, **reports}[t])
+                                      LEDGERS: ledgers_new.drop("__file", "__pos"), **reports}[t])
 
         # Rejects and the manifest.
         self.write_rejects(sides)
@@ -666,12 +666,11 @@ class Job:
             "rejected_by_reason": dict(sorted(rejected_by_reason.items())),
             **{k: v for k, v in dedup.items()},
             "conflicts": len(conflict_ids),
-            "balanced": records_read == legs_written + rejected + dedup["duplicates_dropped"],
+            "balanced": (records_read == legs_written + rejected + dedup["duplicates_dropped"] + ledger_counts["read"]
+                         and ledger_counts["read"] == ledger_counts["written"] + ledger_counts["duplicates_dropped"]),
             "legs_in_written_partitions": legs_in_written,
             "ledgers": ledger_counts,
         }
-        counts["balanced"] = counts["balanced"] and ledger_counts["read"] == (
-            ledger_counts["written"] + ledger_counts["duplicates_dropped"])
         if not counts["balanced"]:
             print(f"rerate_spark: internal error: the counts do not balance: {counts}", file=sys.stderr)
             return 2

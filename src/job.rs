@@ -548,10 +548,8 @@ impl Job {
             merged.legs_kept,
             by_reason,
             grouped.dedup.clone(),
+            ledger_counts,
         );
-        counts.balanced &=
-            ledger_counts.read == ledger_counts.written + ledger_counts.duplicates_dropped;
-        counts.ledgers = ledger_counts;
         unbalance_for_tests(&mut counts);
         // Nothing is committed unless every record is accounted for.
         if !counts.balanced {

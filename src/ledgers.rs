@@ -89,7 +89,9 @@ fn value_columns() -> impl Iterator<Item = &'static str> {
 /// `account_id`, `date`. Returns the rows kept and the counts.
 pub fn dedup(committed: DataFrame, run: DataFrame) -> PolarsResult<(DataFrame, LedgerCounts)> {
     let (n_committed, n_run) = (committed.height() as u64, run.height() as u64);
-    let mark = |df: DataFrame, from: bool| -> PolarsResult<LazyFrame> {
+    let mark = |mut df: DataFrame, from: bool| -> PolarsResult<LazyFrame> {
+        // A ledger with no account is `_unassigned`'s, as the committed rows read back say.
+        crate::write::fill_unassigned(&mut df)?;
         let cols: Vec<Expr> = LEDGER_COLS
             .iter()
             .chain([&ACCOUNT_ID, &DATE])

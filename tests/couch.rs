@@ -511,3 +511,57 @@ fn check_finds_a_ledger_kept_twice() -> TestResult {
     );
     Ok(())
 }
+
+/// What a helper's attack on the ledgers found (each failed before its fix): a ledger without a
+/// `period` stored (with `pvt_created`) and listed (without) was two rows; a ledger without an
+/// account was added again on every rerun; a `period` beyond chrono's range crashed the run;
+/// one bad ledger among good ones refused a ledgers-only night (exit 5); an escaped
+/// `pvt_type` was skipped, not read.
+#[test]
+fn ledger_copies_without_a_period_or_an_account_are_one_row_and_one_bad_ledger_stops_nothing(
+) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input)?;
+    let stored = r#"{"_id":"202611-ddd","account":{"id":"acct1"},"amount":500,"source":{"id":"call-d","service":"per-minute-voip"},"usage":{"quantity":60,"type":"voice","unit":"sec"},"pvt_type":"ledger","pvt_ledger_type":"debit","pvt_created":63961711634}"#;
+    let no_account = r#"{"_id":"202611-u1","amount":700,"source":{"id":"call-u","service":"per-minute-voip"},"usage":{"quantity":60,"type":"voice","unit":"sec"},"period":{"start":63961711632},"pvt_type":"ledger"}"#;
+    let far = r#"{"_id":"202611-x1","account":{"id":"acct1"},"amount":100,"source":{"id":"c1","service":"per-minute-voip"},"usage":{"quantity":60,"type":"voice","unit":"sec"},"period":{"start":63961711632,"end":9000000000000},"pvt_type":"ledger"}"#;
+    let escaped = r#"{"_id":"202611-e1","account":{"id":"acct1"},"amount":9,"source":{"id":"call-e","service":"per-minute-voip"},"usage":{"quantity":6,"type":"voice","unit":"sec"},"period":{"start":63961711632},"pvt_type":"\u006cedger"}"#;
+    std::fs::write(
+        input.join("modb.ndjson"),
+        format!("{stored}\n{no_account}\n{far}\n{escaped}\n"),
+    )?;
+    std::fs::write(
+        input.join("page.json"),
+        r#"{"data":[{"id":"202611-ddd","account":{"id":"acct1"},"amount":-0.05,"source":{"id":"call-d","service":"per-minute-voip"},"usage":{"quantity":60,"type":"voice","unit":"sec"}}],"status":"success"}"#,
+    )?;
+    let out = dir.path().join("out");
+    run_ok(&[s(&input), "--out", s(&out), "-q"]);
+    let rows = ledger_rows(&out);
+    let want: BTreeMap<String, (i64, i64, String)> = [
+        ("call-d", (-500, 60, "debit")),
+        ("call-u", (-700, 60, "debit")),
+        ("call-e", (-9, 6, "debit")),
+    ]
+    .into_iter()
+    .map(|(k, (u, q, t))| (k.to_owned(), (u, q, t.to_owned())))
+    .collect();
+    assert_eq!(rows, want);
+    let m = json_file(&out.join("manifest.json"));
+    let c = &m["counts"];
+    assert_eq!(c["rejected_by_reason"]["invalid_ledger"], 1, "{c}");
+    assert_eq!(c["records_read"], 5, "{c}");
+    assert_eq!(c["balanced"], true, "{c}");
+    // A rerun: every ledger already there, no file changed.
+    let before = snapshot(&out.join("ledgers"));
+    run_ok(&[s(&input), "--out", s(&out), "-q"]);
+    assert_eq!(snapshot(&out.join("ledgers")), before);
+    let c = &json_file(&out.join("manifest.json"))["counts"]["ledgers"];
+    assert_eq!(
+        (c["written"].as_u64(), c["duplicates_dropped"].as_u64()),
+        (Some(0), Some(4)),
+        "{c}"
+    );
+    assert!(rerate(&["check", s(&out)]).status.success());
+    Ok(())
+}

@@ -68,9 +68,10 @@ pub struct Keys<'a> {
     doc_id: Option<&'a RawValue>,
     pvt_deleted: Option<&'a RawValue>,
     pvt_type: Option<&'a RawValue>,
-    /// `source` and `usage` members: the shape of a ledger (`kz_ledger:to_json/1`).
+    /// `source`, `usage` and `amount` members: the shape of a ledger (`kz_ledger:to_json/1`).
     source: bool,
     usage: bool,
+    amount: bool,
 }
 
 impl<'a> Keys<'a> {
@@ -102,6 +103,7 @@ impl<'a> Keys<'a> {
                 "pvt_type" => k.pvt_type = k.pvt_type.or(v),
                 "source" => k.source = true,
                 "usage" => k.usage = true,
+                "amount" => k.amount = true,
                 _ => {}
             }
             k.not_feed_end = true;
@@ -167,7 +169,8 @@ impl<'a> Keys<'a> {
 impl Keys<'_> {
     /// Whether the document is a ledger, and in which shape (see [`super::ledger`]): a
     /// `pvt_type: ledger` document, or (`call_id`: the object has none) one with no
-    /// `pvt_type` shaped as `kz_ledger:to_json/1` writes a ledger (`source` and `usage`).
+    /// `pvt_type` shaped as `kz_ledger:to_json/1` writes a ledger (`source`, and `usage` or
+    /// `amount`).
     /// Stored when it has an `_id` (a database's document keeps its units), listed otherwise
     /// (crossbar's `public_json`, which turns `_id` into `id`). `None` for a deleted one.
     pub fn ledger_form(&self, call_id: bool) -> Option<super::ledger::Form> {
@@ -175,9 +178,14 @@ impl Keys<'_> {
         if is_true(self.doc_deleted) || is_true(self.pvt_deleted) {
             return None;
         }
-        match self.pvt_type.map(RawValue::get) {
-            Some("\"ledger\"") => Some(Form::Stored),
-            None if !call_id && self.source && self.usage => match self.doc_id {
+        let ty = self.pvt_type.map(|t| match t.get() {
+            "\"ledger\"" => Cow::Borrowed("ledger"),
+            // Escaped (`"\u006cedger"`): KAZOO reads the decoded text.
+            raw => Cow::Owned(serde_json::from_str::<String>(raw).unwrap_or_default()),
+        });
+        match ty.as_deref() {
+            Some("ledger") => Some(Form::Stored),
+            None if !call_id && self.source && (self.usage || self.amount) => match self.doc_id {
                 Some(_) => Some(Form::Stored),
                 None => Some(Form::Listing),
             },

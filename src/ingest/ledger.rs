@@ -104,7 +104,7 @@ impl Form {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ledger {
     pub account_id: Option<String>,
-    /// Days since 1970-01-01 of `period.start` (else `pvt_created`) in the run's `--tz`.
+    /// Days since 1970-01-01 of `period.start` in the run's `--tz` (none without one).
     pub date: Option<i32>,
     pub ledger_id: Option<String>,
     pub source_service: String,
@@ -145,8 +145,6 @@ struct Doc<'a> {
     #[serde(borrow)]
     metadata: Option<&'a RawValue>,
     pvt_ledger_type: Option<String>,
-    #[serde(borrow)]
-    pvt_created: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -239,13 +237,14 @@ pub fn read(
     };
     let units = amount_units(doc.amount, form, doc.pvt_ledger_type.as_deref())?;
     let period_start = time(period.start, "period.start")?;
-    let created = time(doc.pvt_created, "pvt_created")?;
     let nonblank = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     Ok(Ledger {
         account_id: nonblank(account.id)
             .or(nonblank(doc.pvt_account_id))
             .or(envelope_account.map(str::to_owned)),
-        date: period_start.or(created).and_then(|t| tz.date_of(t)),
+        // Only `period.start`: a listing has no `pvt_created`, and a copy's day must be its
+        // own data, the same in every shape.
+        date: period_start.and_then(|t| tz.date_of(t)),
         ledger_id: nonblank(doc.doc_id).or(nonblank(doc.id)),
         source_service,
         source_id,
@@ -269,13 +268,23 @@ pub fn read(
     })
 }
 
+/// The Gregorian seconds a period may take: 1970-01-01 to 9999-12-31 (KAZOO writes the
+/// Gregorian seconds of a call, `kz_time:now_s/0`; 0 or a year 190,000 is no such time).
+const PERIOD_RANGE: std::ops::RangeInclusive<i64> =
+    crate::time::UNIX_EPOCH_IN_GREGORIAN..=315_569_519_999;
+
 /// Gregorian seconds as Unix microseconds.
 fn time(v: Option<&RawValue>, what: &str) -> Result<Option<i64>, RejectReason> {
     match integer(v, what)? {
         None => Ok(None),
         Some(g) => gregorian_to_unix_micros(g)
+            .filter(|_| PERIOD_RANGE.contains(&g))
             .map(Some)
-            .ok_or_else(|| invalid(format!("{what} {g} is not a time in Gregorian seconds"))),
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{what} {g} is not a time KAZOO writes (Gregorian seconds of 1970 to 9999)"
+                ))
+            }),
     }
 }
 
@@ -456,6 +465,15 @@ mod tests {
         assert!(refused(&huge)?.message.contains("beyond"));
         let text = STORED.replace("\"amount\":600", "\"amount\":\"lots\"");
         assert!(refused(&text).is_ok());
+        for start in ["0", "-1", "9000000000000"] {
+            let wild = STORED.replace("63709747200", start);
+            let why = refused(&wild)?;
+            assert!(
+                why.message.contains("period.start"),
+                "{start}: {}",
+                why.message
+            );
+        }
         let kind = STORED.replace("\"debit\"", "\"refund\"");
         assert!(refused(&kind)?.message.contains("refund"));
         Ok(())

@@ -454,7 +454,11 @@ impl Batch {
             .as_deref()
             .or(ctx.path_account.as_deref());
         match ledger::read(text, form, account, ctx.tz, (line, off)) {
-            Ok(l) => self.ledgers.push(l),
+            Ok(l) => {
+                // A record read, like a leg: the ledgers' term of the balance says where it went.
+                self.records += 1;
+                self.ledgers.push(l);
+            }
             Err(why) => self.reject(ctx, line, record, why, text),
         }
     }

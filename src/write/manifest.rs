@@ -1,5 +1,6 @@
 //! `manifest.json`: what a run read, wrote, rejected and dropped, with per-partition totals and
-//! stage timings. Its counts balance: records read = legs written + rejected + duplicates dropped.
+//! stage timings. Its counts balance: records read = legs written + rejected + duplicates dropped
+//! + ledgers read (whose own term is: ledgers read = written + duplicates dropped).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -290,12 +291,14 @@ pub struct Counts {
     pub dedup: DedupStats,
     /// Number of call_ids whose copies differed.
     pub conflicts: u64,
-    /// records_read == legs_written + rejected + duplicates_dropped.
+    /// records_read == legs_written + rejected + duplicates_dropped + ledgers.read, and
+    /// ledgers.read == ledgers.written + ledgers.duplicates_dropped.
     pub balanced: bool,
     /// Legs now in the partitions this run wrote: `legs_written` plus the dataset's legs they
     /// kept (`merge.legs_kept`).
     pub legs_in_written_partitions: u64,
-    /// The ledgers' own terms (not among the records above): read = written + duplicates.
+    /// The ledgers' own terms: read (among `records_read`) = written + duplicates dropped; a
+    /// ledger rejected is among `rejected`.
     #[serde(default)]
     pub ledgers: crate::ledgers::LedgerCounts,
 }
@@ -385,12 +388,15 @@ impl Counts {
         kept_from_dataset: u64,
         rejected_by_reason: BTreeMap<&'static str, u64>,
         dedup: DedupStats,
+        ledgers: crate::ledgers::LedgerCounts,
     ) -> Self {
         let in_parts: u64 = parts.iter().map(|p| p.rows).sum();
         let legs_written = in_parts.saturating_sub(kept_from_dataset);
         let rejected = rejected_by_reason.values().sum();
-        let balanced = records_read == legs_written + rejected + dedup.duplicates_dropped
-            && in_parts >= kept_from_dataset;
+        let balanced = records_read
+            == legs_written + rejected + dedup.duplicates_dropped + ledgers.read
+            && in_parts >= kept_from_dataset
+            && ledgers.read == ledgers.written + ledgers.duplicates_dropped;
         Counts {
             records_read,
             legs_written,
@@ -400,7 +406,7 @@ impl Counts {
             conflicts: dedup.conflict_call_ids.len() as u64,
             dedup,
             balanced,
-            ledgers: Default::default(),
+            ledgers,
         }
     }
 }
