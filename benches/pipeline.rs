@@ -1,18 +1,22 @@
-//! One benchmark per pipeline stage, on a generated corpus (`rerate::gen`): parse (bytes/s,
+//! One benchmark per pipeline stage, on a generated corpus (`rerate::internals::gen`): parse (bytes/s,
 //! beside serde_json deserializing the same lines into the same structs, and merely validating
 //! them), rate (legs/s), dedup + rate + reconcile on a frame,
 //! interactions + the built-in reports, the partitioned Parquet write, and rate-deck lookups
 //! (a 100,000-row deck: loading it, and pricing 1,000,000 legs against it). `cargo bench --bench pipeline` takes a minute or two.
+
+// The binary's allocator (src/main.rs), so that the stages are timed as the job runs them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::LazyLock;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
 use polars::prelude::{Column, DataFrame, IntoLazy};
-use rerate::gen::{generate, GenOptions, Rng, Shape};
-use rerate::ingest::{parse_buffer, IngestOptions};
-use rerate::rate::{apply_deck, rate, rate_frame, DeckSet, Inputs, RateSort, Rounding};
-use rerate::time::ReportTz;
+use rerate::internals::gen::{generate, GenOptions, Rng, Shape};
+use rerate::internals::ingest::{parse_buffer, IngestOptions};
+use rerate::internals::rate::{apply_deck, rate, rate_frame, DeckSet, Inputs, RateSort, Rounding};
+use rerate::internals::time::ReportTz;
 
 fn main() {
     divan::main();
@@ -26,7 +30,7 @@ static CORPUS: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let opts = GenOptions {
         legs: LEGS,
         accounts: 40,
-        account_skew: rerate::gen::AccountSkew::Uniform,
+        account_skew: rerate::internals::gen::AccountSkew::Uniform,
         days: 7,
         seed: 42,
         files: 1,
@@ -44,8 +48,8 @@ fn opts() -> IngestOptions {
     IngestOptions {
         tz: ReportTz(chrono_tz::Tz::UTC),
         chunk_bytes: 8 << 20,
-        max_record: rerate::ingest::MAX_RECORD,
-        partitions: std::sync::Arc::new(rerate::spill::Partitions::new(1)),
+        max_record: rerate::internals::ingest::MAX_RECORD,
+        partitions: std::sync::Arc::new(rerate::internals::spill::Partitions::new(1)),
         rejects: None,
     }
 }
@@ -95,7 +99,7 @@ fn serde_json_into_raw_cdr(b: Bencher) {
     let text = std::str::from_utf8(&CORPUS).expect("utf-8");
     b.counter(BytesCount::new(CORPUS.len())).bench(|| {
         text.lines()
-            .filter(|l| rerate::ingest::record::RawCdr::parse(l).is_ok())
+            .filter(|l| rerate::internals::ingest::record::RawCdr::parse(l).is_ok())
             .count()
     });
 }
@@ -127,8 +131,9 @@ fn rate_legs(b: Bencher) {
 fn rated(df: &mut DataFrame) -> DataFrame {
     apply_deck(df, None, Rounding::Kazoo).expect("deck columns");
     rate_frame(df, Rounding::Kazoo).expect("rate");
-    let (mut recon, _) = rerate::reconcile::reconcile(df, Rounding::Kazoo).expect("reconcile");
-    rerate::write::fill_unassigned(&mut recon).expect("fill");
+    let (mut recon, _) =
+        rerate::internals::reconcile::reconcile(df, Rounding::Kazoo).expect("reconcile");
+    rerate::internals::write::fill_unassigned(&mut recon).expect("fill");
     recon
 }
 
@@ -137,7 +142,7 @@ fn dedup_and_rate_frame(b: Bencher) {
     b.counter(ItemsCount::new(FRAME.height()))
         .with_inputs(|| FRAME.clone())
         .bench_values(|df| {
-            let (mut df, _) = rerate::dedup::dedup(df).expect("dedup");
+            let (mut df, _) = rerate::internals::dedup::dedup(df).expect("dedup");
             rated(&mut df).height()
         });
 }
@@ -147,17 +152,17 @@ fn interactions_and_reports(b: Bencher) {
     let mut df = FRAME.clone();
     let recon = rated(&mut df);
     b.counter(ItemsCount::new(df.height())).bench(|| {
-        let mut calls = rerate::interactions::build(&df).expect("interactions");
-        rerate::write::fill_unassigned(&mut calls).expect("fill");
+        let mut calls = rerate::internals::interactions::build(&df).expect("interactions");
+        rerate::internals::write::fill_unassigned(&mut calls).expect("fill");
         let recon = recon.clone();
-        let mut ctx = rerate::reports::context(&[
+        let mut ctx = rerate::internals::reports::context(&[
             ("legs", df.clone().lazy()),
             ("interactions", calls.lazy()),
             ("reconciliation", recon.lazy()),
         ]);
-        rerate::reports::builtin()
+        rerate::internals::reports::builtin()
             .iter()
-            .map(|r| rerate::reports::run(&mut ctx, r).map(|d| d.height()))
+            .map(|r| rerate::internals::reports::run(&mut ctx, r).map(|d| d.height()))
             .sum::<Result<usize, _>>()
             .expect("reports")
     });
@@ -167,19 +172,22 @@ fn interactions_and_reports(b: Bencher) {
 fn write_partitioned_parquet(b: Bencher) {
     let mut df = FRAME.clone();
     rated(&mut df);
-    rerate::write::fill_unassigned(&mut df).expect("fill");
+    rerate::internals::write::fill_unassigned(&mut df).expect("fill");
     b.counter(ItemsCount::new(df.height())).bench(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let table = rerate::write::Table {
+        let table = rerate::internals::write::Table {
             name: "legs",
-            columns: rerate::schema::leg_columns(),
-            order: vec![rerate::schema::START_TIME, rerate::schema::CALL_ID],
+            columns: rerate::internals::schema::leg_columns(),
+            order: vec![
+                rerate::internals::schema::START_TIME,
+                rerate::internals::schema::CALL_ID,
+            ],
         };
-        let output = rerate::write::Output {
-            format: rerate::write::Format::Parquet,
+        let output = rerate::internals::write::Output {
+            format: rerate::internals::write::Format::Parquet,
             csv_raw: false,
         };
-        rerate::write::write_partitioned(&df, dir.path(), &table, &output)
+        rerate::internals::write::write_partitioned(&df, dir.path(), &table, &output)
             .map(|p| p.len())
             .expect("write")
     });

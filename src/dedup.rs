@@ -62,7 +62,7 @@ impl DedupStats {
 }
 
 /// Columns that say where a copy was read from, not what it says.
-pub const LINEAGE: [&str; 3] = [SOURCE_FILE, SOURCE_LINE, RECORD_INDEX];
+pub(crate) const LINEAGE: [&str; 3] = [SOURCE_FILE, SOURCE_LINE, RECORD_INDEX];
 
 /// Drops repeated call_ids, keeping one leg each.
 pub fn dedup(df: DataFrame) -> PolarsResult<(DataFrame, DedupStats)> {

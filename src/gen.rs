@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::time::UNIX_EPOCH_IN_GREGORIAN;
 
-pub mod crossbar;
+pub(crate) mod crossbar;
 
 /// splitmix64: small, fast, and the same sequence everywhere for a seed.
 #[derive(Debug, Clone)]
@@ -352,7 +352,7 @@ fn modb_row(doc: &str) -> String {
 /// top), for another one in ten a call recording's metadata (`media_recording`, `call_id` and
 /// the event's `custom_channel_vars` in AMQP spelling); for one in twenty a voicemail message
 /// (`metadata.call_id`). None of them is a leg.
-pub fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
+pub(crate) fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
     let mut docs = Vec::new();
     let month = chrono::DateTime::from_timestamp(leg.start_unix, 0)
         .map_or_else(String::new, |d| d.format("%Y%m").to_string());

@@ -26,7 +26,7 @@ const EARLIEST: &[&str] = &[
 ];
 
 /// The interactions table's file columns in output order (partition columns excluded).
-pub fn columns() -> Vec<&'static str> {
+pub(crate) fn columns() -> Vec<&'static str> {
     let mut c = vec![INTERACTION_ID, START_TIME, END_TIME, DURATION_SECONDS];
     c.extend_from_slice(EARLIEST);
     c.extend_from_slice(&[
@@ -44,10 +44,10 @@ pub fn columns() -> Vec<&'static str> {
 }
 
 /// The interaction key's columns: the first that is not null is the leg's interaction.
-pub const KEY: [&str; 3] = [INTERACTION_ID, "bridge_id", CALL_ID];
+pub(crate) const KEY: [&str; 3] = [INTERACTION_ID, "bridge_id", CALL_ID];
 
 /// The leg columns [`build`] reads.
-pub fn input_columns() -> Vec<&'static str> {
+pub(crate) fn input_columns() -> Vec<&'static str> {
     let mut c = KEY.to_vec();
     c.extend_from_slice(&[ACCOUNT_ID, START_TIME, DATE]);
     c.extend_from_slice(EARLIEST);

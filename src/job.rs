@@ -52,7 +52,7 @@ use crate::write::{
     PartitionStats, Table, OUTPUTS,
 };
 
-pub mod extract;
+pub(crate) mod extract;
 
 /// What a run reads, how it prices, and where and how it writes.
 #[derive(Debug, Clone)]
@@ -127,16 +127,16 @@ impl RunOutcome {
 }
 
 /// The exit status of a run that committed, but read some input only in part.
-pub const EXIT_PARTIAL: u8 = 3;
+pub(crate) const EXIT_PARTIAL: u8 = 3;
 
 /// The exit status of a run that committed nothing because every record it read was rejected,
 /// or more than `--max-rejects` were.
-pub const EXIT_REJECTS: u8 = 5;
+pub(crate) const EXIT_REJECTS: u8 = 5;
 
 /// A run refused for its rejects ([`EXIT_REJECTS`]): what was read, why, and where.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct TooManyRejects(pub String);
+pub(crate) struct TooManyRejects(pub String);
 
 /// `--max-rejects`: the most rejects a run may have and still commit.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -167,7 +167,7 @@ impl std::str::FromStr for MaxRejects {
 
 /// Why a run must not commit for its rejects: every record read rejected (at least one read,
 /// and no CouchDB document skipped as not a CDR), or more than `max`. `None`: it may commit.
-pub fn too_many_rejects(
+pub(crate) fn too_many_rejects(
     counts: &Counts,
     skipped_documents: u64,
     max: Option<MaxRejects>,

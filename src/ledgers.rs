@@ -45,7 +45,7 @@ pub struct LedgerCounts {
 
 /// The table as [`crate::write::write_by_day`] writes it: a file a day, rows by account, then
 /// by id.
-pub fn table() -> Table<'static> {
+pub(crate) fn table() -> Table<'static> {
     Table {
         name: LEDGERS_TABLE,
         columns: LEDGER_COLS.to_vec(),
@@ -59,7 +59,7 @@ const ORDER: &str = "__order";
 
 /// What identifies a ledger within its account and day (the module's rule): its id, else its
 /// source, period and type, as one string.
-pub fn key() -> Expr {
+pub(crate) fn key() -> Expr {
     let text = |c: &str| col(c).cast(DataType::String).fill_null(lit(""));
     when(col(LEDGER_ID).is_not_null())
         .then(col(LEDGER_ID))
@@ -87,7 +87,10 @@ fn value_columns() -> impl Iterator<Item = &'static str> {
 /// One row per ledger of `committed` (the dataset's rows of the account-days the run brings
 /// ledgers for) and `run` (this run's, in the order read), both with the table's columns and
 /// `account_id`, `date`. Returns the rows kept and the counts.
-pub fn dedup(committed: DataFrame, run: DataFrame) -> PolarsResult<(DataFrame, LedgerCounts)> {
+pub(crate) fn dedup(
+    committed: DataFrame,
+    run: DataFrame,
+) -> PolarsResult<(DataFrame, LedgerCounts)> {
     let (n_committed, n_run) = (committed.height() as u64, run.height() as u64);
     let mark = |mut df: DataFrame, from: bool| -> PolarsResult<LazyFrame> {
         // A ledger with no account is `_unassigned`'s, as the committed rows read back say.
@@ -142,7 +145,7 @@ pub fn dedup(committed: DataFrame, run: DataFrame) -> PolarsResult<(DataFrame, L
 
 /// The (`account_id`, `date`) partitions of a frame of ledgers (`_unassigned` for none), as
 /// the catalog names them.
-pub fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option<String>)>> {
+pub(crate) fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option<String>)>> {
     Ok(crate::spill::partition_keys(df)?
         .map(|(a, d)| {
             (
@@ -156,7 +159,7 @@ pub fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option<String
 /// The committed rows of the `wanted` account-days, from the day files `entries` (the
 /// catalog's entries of the table on their days) under `from`, with `date` from the entry.
 /// Errors name the file.
-pub fn read_committed(
+pub(crate) fn read_committed(
     from: &Path,
     entries: &[&PartitionStats],
     wanted: &HashSet<(String, Option<String>)>,

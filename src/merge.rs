@@ -36,12 +36,12 @@ use crate::time::parse_date;
 use crate::write::PartitionStats;
 
 /// Internal column: true on a leg read back from the dataset, false on one read from the input.
-pub const FROM_DATASET: &str = "__from_dataset";
+pub(crate) const FROM_DATASET: &str = "__from_dataset";
 
 /// What the run's input holds, as far as the merge needs it: its partitions, and hashes of its
 /// call_ids and interaction keys.
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     partitions: PartitionMap,
     calls: Ids,
     keys: Ids,
@@ -49,11 +49,11 @@ pub struct Seen {
 
 /// [`Seen`], filled by the parse workers.
 #[derive(Default)]
-pub struct Tracker(Mutex<Seen>);
+pub(crate) struct Tracker(Mutex<Seen>);
 
 impl Tracker {
     /// Notes a frame of parsed legs.
-    pub fn observe(&self, df: &DataFrame) -> PolarsResult<()> {
+    pub(crate) fn observe(&self, df: &DataFrame) -> PolarsResult<()> {
         let mut local = Seen::default();
         local.add(df)?;
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -67,7 +67,7 @@ impl Tracker {
         Ok(())
     }
 
-    pub fn into_inner(self) -> Seen {
+    pub(crate) fn into_inner(self) -> Seen {
         self.0.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -93,13 +93,13 @@ impl Seen {
     }
 
     /// The earliest day of the legs seen (`None`: none has a day).
-    pub fn first_day(&self) -> Option<i32> {
+    pub(crate) fn first_day(&self) -> Option<i32> {
         self.partitions.iter().filter_map(|(_, d, _)| d).min()
     }
 
     /// The partitions seen (`_unassigned` for no account), and the call_id and interaction
     /// key hashes.
-    pub fn into_parts(self) -> (HashSet<Partition>, Ids, Ids) {
+    pub(crate) fn into_parts(self) -> (HashSet<Partition>, Ids, Ids) {
         let parts = self
             .partitions
             .iter()
@@ -110,7 +110,7 @@ impl Seen {
 }
 
 /// The Parquet file of a legs partition.
-pub fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
+pub(crate) fn file(out: &Path, p: &PartitionStats) -> std::path::PathBuf {
     out.join(&p.path).join("part-0.parquet")
 }
 
@@ -127,7 +127,7 @@ fn open(out: &Path, p: &PartitionStats) -> anyhow::Result<ParquetReader<std::fs:
 
 /// A legs partition's `call_id` and interaction key columns, with `account_id` (as its folder
 /// says it) and `date` from the partition: what [`crate::dataset::index::rows_of`] reads.
-pub fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
+pub(crate) fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
     let mut cols = vec![CALL_ID.to_owned()];
     cols.extend(
         KEY.iter()
@@ -158,7 +158,11 @@ pub fn read_ids(out: &Path, p: &PartitionStats) -> anyhow::Result<DataFrame> {
 /// `exported_cost_units` beside `recorded_cost_units`), with `account_id` (null for the
 /// unassigned account) and `date` from the partition. A file written before those columns
 /// (catalog format 3 and earlier) has them rebuilt by [`parsed_columns_of_format_3`].
-pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Result<DataFrame> {
+pub(crate) fn read_back(
+    out: &Path,
+    p: &PartitionStats,
+    schema: &Schema,
+) -> anyhow::Result<DataFrame> {
     let path = file(out, p);
     let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", path.display());
     let mut df = open(out, p)?.finish().map_err(why)?;
@@ -194,7 +198,7 @@ pub fn read_back(out: &Path, p: &PartitionStats, schema: &Schema) -> anyhow::Res
 /// earlier) gets them from the derived ones: `parse_flags`, its `rating_flags` without those
 /// the rating stage adds; `exported_cost_units` and `exported_reseller_cost_units`, the
 /// recorded money of the column-shaped legs (on the others reconciliation derived it).
-pub fn parsed_columns_of_format_3(df: &mut DataFrame) -> PolarsResult<()> {
+pub(crate) fn parsed_columns_of_format_3(df: &mut DataFrame) -> PolarsResult<()> {
     let flags = df.column(RATING_FLAGS)?.str()?;
     let mut b = StringChunkedBuilder::new(PARSE_FLAGS.into(), flags.len());
     for v in flags.iter() {

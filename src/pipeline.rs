@@ -34,10 +34,10 @@ use crate::write::{
 };
 
 /// Stage timings in milliseconds, summed over buckets.
-pub type Stages = BTreeMap<&'static str, u64>;
+pub(crate) type Stages = BTreeMap<&'static str, u64>;
 
 /// Adds the time since `since` to stage `name`.
-pub fn add(stages: &mut Stages, name: &'static str, since: Instant) {
+pub(crate) fn add(stages: &mut Stages, name: &'static str, since: Instant) {
     *stages.entry(name).or_insert(0) += since.elapsed().as_millis() as u64;
 }
 
@@ -47,7 +47,7 @@ const COMPRESSION_RATIO: u64 = 8;
 /// How many buckets a run of `input_bytes` (decoded) uses under `budget`: one, held in memory,
 /// when the input fits in a quarter of it; else enough that one bucket's legs take about a
 /// quarter of it.
-pub fn bucket_count(input_bytes: u64, budget: usize) -> usize {
+pub(crate) fn bucket_count(input_bytes: u64, budget: usize) -> usize {
     let quarter = (budget as u64 / 4).max(1);
     input_bytes.div_ceil(quarter).clamp(1, MAX_BUCKETS) as usize
 }
@@ -63,7 +63,7 @@ pub fn bucket_count(input_bytes: u64, budget: usize) -> usize {
 /// the 1.17 GB of the same run held in memory (`--memory 2G`: 2 buckets, no spill). An input
 /// over the budget keeps spilling at half of it, which bounds the peak whatever the input's
 /// size (1M and 5M legs: see BENCHMARKS.md).
-pub fn parsed_budget(input_bytes: u64, budget: usize) -> usize {
+pub(crate) fn parsed_budget(input_bytes: u64, budget: usize) -> usize {
     if input_bytes <= budget as u64 {
         budget
     } else {
@@ -78,12 +78,12 @@ pub fn parsed_budget(input_bytes: u64, budget: usize) -> usize {
 /// from 1,277-1,280 to 1,180-1,237 MB (reading the buckets back and deduplicating them, from
 /// 28.4-28.6 s to 15.4-16.9 s). At 1M legs (13 buckets) tasks stay at 8 MiB: 32 MiB there was
 /// within the noise in time and 30-90 MB higher at the peak.
-pub fn chunk_bytes(buckets: usize) -> usize {
+pub(crate) fn chunk_bytes(buckets: usize) -> usize {
     (buckets << 19).clamp(8 << 20, 32 << 20)
 }
 
 /// The decoded size of the inputs, estimated.
-pub fn estimated_input_bytes(files: &[crate::ingest::discover::InputFile]) -> u64 {
+pub(crate) fn estimated_input_bytes(files: &[crate::ingest::discover::InputFile]) -> u64 {
     files
         .iter()
         .map(|f| match f.compression {
@@ -106,7 +106,7 @@ fn index_entry(call_id: &str, bucket: u32) -> u64 {
 }
 
 /// Parsed legs by partition, and which call_id went where.
-pub struct Parsed {
+pub(crate) struct Parsed {
     buckets: Buckets,
     /// Which bucket each partition goes to, and the legs each bucket has had so far.
     partitions: Arc<Partitions>,
@@ -119,7 +119,7 @@ impl Parsed {
     /// `partitions`' buckets, holding up to `held` bytes before they spill (see
     /// [`parsed_budget`]). `track`: note the partitions, call_ids and interaction keys of the
     /// input's legs for a merge ([`Parsed::seen`]).
-    pub fn new(spill: &Path, partitions: Arc<Partitions>, held: usize, track: bool) -> Self {
+    pub(crate) fn new(spill: &Path, partitions: Arc<Partitions>, held: usize, track: bool) -> Self {
         Parsed {
             buckets: Buckets::new(
                 spill,
@@ -135,7 +135,7 @@ impl Parsed {
     }
 
     /// The ingest sink: routes a frame of parsed legs (all of bucket `known`, if given).
-    pub fn sink(&self, known: Option<u32>, mut df: DataFrame) -> Result<(), IngestError> {
+    pub(crate) fn sink(&self, known: Option<u32>, mut df: DataFrame) -> Result<(), IngestError> {
         let n = df.height();
         df.with_column(BooleanChunked::full(FROM_DATASET.into(), false, n).into_column())?;
         if let Some(t) = &self.tracker {
@@ -145,12 +145,12 @@ impl Parsed {
     }
 
     /// Routes legs read back from the dataset ([`crate::merge::read_back`]).
-    pub fn sink_dataset(&self, df: DataFrame) -> Result<(), IngestError> {
+    pub(crate) fn sink_dataset(&self, df: DataFrame) -> Result<(), IngestError> {
         self.route(None, df)
     }
 
     /// What the input held, for a merge (`None` unless tracked).
-    pub fn seen(&mut self) -> Option<Seen> {
+    pub(crate) fn seen(&mut self) -> Option<Seen> {
         self.tracker.take().map(Tracker::into_inner)
     }
 
@@ -189,7 +189,7 @@ impl Parsed {
     }
 
     /// Whether parsed legs went to disk.
-    pub fn spilled(&self) -> bool {
+    pub(crate) fn spilled(&self) -> bool {
         self.buckets.spilled()
     }
 }
@@ -240,13 +240,13 @@ fn why(what: &'static str) -> impl FnOnce(PolarsError) -> anyhow::Error {
 }
 
 /// How a run prices legs.
-pub struct Settings<'a> {
+pub(crate) struct Settings<'a> {
     pub decks: Option<&'a DeckSet>,
     pub rounding: Rounding,
 }
 
 /// Where a run writes its legs.
-pub struct LegsOut<'a> {
+pub(crate) struct LegsOut<'a> {
     pub dir: &'a Path,
     pub table: &'a Table<'a>,
     pub output: &'a Output,
@@ -257,7 +257,7 @@ pub struct LegsOut<'a> {
 
 /// Step 2's results: the legs as written, the other two tables by partition bucket, and what
 /// was counted on the way.
-pub struct Grouped {
+pub(crate) struct Grouped {
     pub legs: Vec<PartitionStats>,
     /// The written legs' rows of the legs index ([`crate::dataset::index::rows_of`]).
     pub key_rows: Vec<DataFrame>,
@@ -290,7 +290,7 @@ struct Routed {
 }
 
 /// Steps 2 and 3, a bucket at a time.
-pub fn group(
+pub(crate) fn group(
     parsed: Parsed,
     spill: &Path,
     budget: usize,
@@ -537,7 +537,7 @@ fn process(
 impl Grouped {
     /// The legs for a user's reports: a scan of the Parquet files written under `dir`, or of
     /// the copy kept when only CSV was written.
-    pub fn legs_scan(&self, dir: &Path, table: &str) -> PolarsResult<LazyFrame> {
+    pub(crate) fn legs_scan(&self, dir: &Path, table: &str) -> PolarsResult<LazyFrame> {
         match (&self.legs_copy, &self.no_legs) {
             (Some(copy), _) => copy.scan(),
             (None, Some(empty)) => Ok(empty.clone().lazy()),
@@ -549,7 +549,7 @@ impl Grouped {
     /// written (in memory, or spilled beside them), with the values the files hold. A scan of
     /// the written files read them back from 2,100 partition files on 300 accounts x 7 days,
     /// once per report. (Call [`Buckets::flush`] on a spilled copy first: [`Grouped::flush`].)
-    pub fn report_legs(&self) -> PolarsResult<LazyFrame> {
+    pub(crate) fn report_legs(&self) -> PolarsResult<LazyFrame> {
         match &self.no_legs {
             Some(empty) => Ok(empty.clone().lazy()),
             None => self.report_legs.scan(),
@@ -557,12 +557,12 @@ impl Grouped {
     }
 
     /// The legs' columns, when there was no leg (the table is then written empty).
-    pub fn legs_shape(&self) -> Option<&DataFrame> {
+    pub(crate) fn legs_shape(&self) -> Option<&DataFrame> {
         self.no_legs.as_ref()
     }
 
     /// Whether anything went to disk on the way.
-    pub fn spilled(&self) -> bool {
+    pub(crate) fn spilled(&self) -> bool {
         self.calls.spilled()
             || self.recon.spilled()
             || self.report_legs.spilled()
@@ -571,13 +571,13 @@ impl Grouped {
 }
 
 /// The two tables' partitions as written.
-pub struct Written {
+pub(crate) struct Written {
     pub calls: Vec<PartitionStats>,
     pub recon: Vec<PartitionStats>,
 }
 
 /// The interactions and reconciliation buckets, written; they stay for the reports' scans.
-pub fn write(
+pub(crate) fn write(
     g: &Grouped,
     out: &Path,
     tables: [&Table; 2],

@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub struct Progress(Option<ProgressBar>);
+pub(crate) struct Progress(Option<ProgressBar>);
 
 impl Progress {
     /// A bar over `total_bytes` of input, shown only when wanted and stderr is a terminal.
-    pub fn new(total_bytes: u64, quiet: bool) -> Self {
+    pub(crate) fn new(total_bytes: u64, quiet: bool) -> Self {
         Self::bar(
             total_bytes,
             "{spinner} reading {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left",
@@ -19,7 +19,7 @@ impl Progress {
 
     /// A bar over `steps` steps of a stage named `what` (e.g. the buckets of the grouping
     /// stage), shown only when wanted and stderr is a terminal.
-    pub fn steps(steps: u64, what: &str, quiet: bool) -> Self {
+    pub(crate) fn steps(steps: u64, what: &str, quiet: bool) -> Self {
         let template = format!("{{spinner}} {what} {{pos}}/{{len}} [{{wide_bar}}] {{eta}} left");
         Self::bar(steps, &template, quiet)
     }
@@ -35,18 +35,13 @@ impl Progress {
         Progress(Some(bar))
     }
 
-    /// No progress at all (tests, library use).
-    pub fn hidden() -> Self {
-        Progress(None)
-    }
-
-    pub fn inc(&self, bytes: u64) {
+    pub(crate) fn inc(&self, bytes: u64) {
         if let Some(b) = &self.0 {
             b.inc(bytes);
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }

@@ -26,7 +26,7 @@ use polars::prelude::*;
 
 use crate::rate::{rate, InputColumns, Rounding, PER_MINUTE};
 use crate::schema::is_column_shaped;
-pub use crate::schema::PARTY;
+pub(crate) use crate::schema::PARTY;
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, CALL_ID, CLASS, DATE,
     DECK_COST_UNITS, DECK_RATE, DECK_RATE_NAME, DELTA_UNITS, DERIVED_COST_UNITS,
@@ -36,7 +36,7 @@ use crate::schema::{
 };
 
 /// The customer's classes, in the order they are tried.
-pub const CLASSES: [&str; 5] = [
+pub(crate) const CLASSES: [&str; 5] = [
     "unrated",
     "billing_type",
     "rate_mismatch",
@@ -44,7 +44,7 @@ pub const CLASSES: [&str; 5] = [
     "mismatch",
 ];
 /// The reseller's classes (the same rules on the reseller's money).
-pub const RESELLER_CLASSES: [&str; 5] = [
+pub(crate) const RESELLER_CLASSES: [&str; 5] = [
     "reseller_unrated",
     "reseller_billing_type",
     "reseller_rate_mismatch",
@@ -54,7 +54,7 @@ pub const RESELLER_CLASSES: [&str; 5] = [
 
 /// The reconciliation table's file columns (partition columns excluded). `recorded_cost_units`,
 /// `derived_cost_units` and `delta_units` are the money of the row's `party`.
-pub fn columns() -> Vec<&'static str> {
+pub(crate) fn columns() -> Vec<&'static str> {
     vec![
         CALL_ID,
         PARTY,
@@ -144,7 +144,7 @@ type Reported = (u32, bool, &'static str, i64, i64);
 /// none, KAZOO's own charge (`kazoo`: its double arithmetic on the leg's rate, none when the
 /// leg cannot be priced), to each party that pays per minute, 0 to one that does not. The one
 /// rule for which legs carry recorded money.
-pub fn recorded(
+pub(crate) fn recorded(
     column_shaped: bool,
     exported: (Option<i64>, Option<i64>),
     kazoo: Option<i64>,
@@ -160,7 +160,7 @@ pub fn recorded(
 /// The class (index into [`CLASSES`]) of one party's money that is reported, or None when it
 /// reconciles. `column_shaped`: the leg is from a crossbar CSV export or listing (see
 /// [`crate::rate::is_unrated`]).
-pub fn classify_index(
+pub(crate) fn classify_index(
     per_minute: bool,
     leg_rate: Option<i64>,
     deck_rate: Option<i64>,
@@ -188,8 +188,10 @@ pub fn classify_index(
     )
 }
 
-/// The customer's class of a leg that is reported, or None for a leg that reconciles.
-pub fn classify(
+/// The customer's class of a leg that is reported, or None for a leg that reconciles (the
+/// class names of [`classify_index`], for the tests).
+#[cfg(test)]
+fn classify(
     per_minute: bool,
     leg_rate: Option<i64>,
     deck_rate: Option<i64>,

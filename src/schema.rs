@@ -8,7 +8,7 @@ use polars::prelude::{DataType, TimeUnit, TimeZone};
 
 /// Top-level CDR keys kept as UTF-8 text columns, in output order (the seed schema's strings,
 /// plus `fax_t38` from its notes). The fax_* fields are strings, as the schema documents them.
-pub const TOP_STR: &[&str] = &[
+pub(crate) const TOP_STR: &[&str] = &[
     CALL_ID,
     INTERACTION_ID,
     "call_direction",
@@ -65,7 +65,7 @@ pub const TOP_STR: &[&str] = &[
 /// custom_channel_vars kept as named text columns. `account_id` is the partition key; the
 /// identity ones may also appear at the top level (the webhook shape), which is used when the
 /// CCVs lack them.
-pub const CCV_STR: &[&str] = &[
+pub(crate) const CCV_STR: &[&str] = &[
     ACCOUNT_ID,
     RESELLER_ID,
     ACCOUNT_BILLING,
@@ -87,7 +87,7 @@ const CCV_STR_BILLING: usize = 6;
 
 /// CCVs that a KAZOO webhook or flattened export carries at the top level instead: the
 /// account and reseller ids and the identity CCVs.
-pub fn top_level_identity_aliases() -> impl Iterator<Item = &'static str> {
+pub(crate) fn top_level_identity_aliases() -> impl Iterator<Item = &'static str> {
     [ACCOUNT_ID, RESELLER_ID]
         .into_iter()
         .chain(CCV_STR[CCV_STR_BILLING..].iter().copied())
@@ -95,7 +95,7 @@ pub fn top_level_identity_aliases() -> impl Iterator<Item = &'static str> {
 
 /// What a bad value in an integer field does to its record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntRole {
+pub(crate) enum IntRole {
     /// A billing field: present but not a non-negative number rejects the record.
     Billing,
     /// Same as billing, read with KAZOO's `kz_term:to_integer` (decimal strings rounded, flagged).
@@ -106,7 +106,7 @@ pub enum IntRole {
 
 /// Where an integer field lives and how its raw value maps to the column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntSource {
+pub(crate) enum IntSource {
     /// A top-level integer, stored as is.
     Top,
     /// A top-level Gregorian-seconds timestamp, stored as a UTC datetime.
@@ -119,7 +119,7 @@ pub enum IntSource {
 
 /// One integer input field.
 #[derive(Clone, Copy, Debug)]
-pub struct IntField {
+pub(crate) struct IntField {
     pub name: &'static str,
     pub source: IntSource,
     pub role: IntRole,
@@ -130,7 +130,7 @@ const fn int(name: &'static str, source: IntSource, role: IntRole) -> IntField {
 }
 
 /// Integer input fields; indices are the `I_*` constants below.
-pub const INT_FIELDS: &[IntField] = &[
+pub(crate) const INT_FIELDS: &[IntField] = &[
     int(BILLING_SECONDS, IntSource::Top, IntRole::Billing),
     int(DURATION_SECONDS, IntSource::Top, IntRole::Billing),
     int(TIMESTAMP, IntSource::TopGregorian, IntRole::Billing),
@@ -155,99 +155,99 @@ pub const INT_FIELDS: &[IntField] = &[
     int("base_cost", IntSource::Ccv, IntRole::Lenient),
 ];
 
-pub const I_BILLING_SECONDS: usize = 0;
-pub const I_DURATION_SECONDS: usize = 1;
-pub const I_TIMESTAMP: usize = 2;
-pub const I_CHANNEL_CREATED_TIME: usize = 4;
+pub(crate) const I_BILLING_SECONDS: usize = 0;
+pub(crate) const I_DURATION_SECONDS: usize = 1;
+pub(crate) const I_TIMESTAMP: usize = 2;
+pub(crate) const I_CHANNEL_CREATED_TIME: usize = 4;
 
 /// Nested objects kept whole as compact JSON text, and the catch-all for unknown top-level keys.
-pub const JSON_COLS: &[&str] = &[
+pub(crate) const JSON_COLS: &[&str] = &[
     CUSTOM_CHANNEL_VARS,
     "custom_application_vars",
     "custom_sip_headers",
     EXTRA,
 ];
-pub const J_CCV: usize = 0;
-pub const J_EXTRA: usize = 3;
+pub(crate) const J_CCV: usize = 0;
+pub(crate) const J_EXTRA: usize = 3;
 
 pub const CALL_ID: &str = "call_id";
-pub const INTERACTION_ID: &str = "interaction_id";
-pub const ACCOUNT_ID: &str = "account_id";
-pub const RESELLER_ID: &str = "reseller_id";
-pub const ACCOUNT_BILLING: &str = "account_billing";
-pub const RESELLER_BILLING: &str = "reseller_billing";
-pub const RATE_NAME: &str = "rate_name";
-pub const BILLING_SECONDS: &str = "billing_seconds";
-pub const DURATION_SECONDS: &str = "duration_seconds";
-pub const RINGING_SECONDS: &str = "ringing_seconds";
-pub const TIMESTAMP: &str = "timestamp";
-pub const CHANNEL_CREATED_TIME: &str = "channel_created_time";
-pub const RATE: &str = "rate";
-pub const RATE_INCREMENT: &str = "rate_increment";
-pub const RATE_MINIMUM: &str = "rate_minimum";
-pub const SURCHARGE: &str = "surcharge";
-pub const RATE_NOCHARGE_TIME: &str = "rate_nocharge_time";
-pub const DISCOUNT_PERCENTAGE: &str = "discount_percentage";
-pub const BILLING_SECONDS_OFFSET: &str = "billing_seconds_offset";
-pub const CUSTOM_CHANNEL_VARS: &str = "custom_channel_vars";
-pub const EXTRA: &str = "extra";
+pub(crate) const INTERACTION_ID: &str = "interaction_id";
+pub(crate) const ACCOUNT_ID: &str = "account_id";
+pub(crate) const RESELLER_ID: &str = "reseller_id";
+pub(crate) const ACCOUNT_BILLING: &str = "account_billing";
+pub(crate) const RESELLER_BILLING: &str = "reseller_billing";
+pub(crate) const RATE_NAME: &str = "rate_name";
+pub(crate) const BILLING_SECONDS: &str = "billing_seconds";
+pub(crate) const DURATION_SECONDS: &str = "duration_seconds";
+pub(crate) const RINGING_SECONDS: &str = "ringing_seconds";
+pub(crate) const TIMESTAMP: &str = "timestamp";
+pub(crate) const CHANNEL_CREATED_TIME: &str = "channel_created_time";
+pub(crate) const RATE: &str = "rate";
+pub(crate) const RATE_INCREMENT: &str = "rate_increment";
+pub(crate) const RATE_MINIMUM: &str = "rate_minimum";
+pub(crate) const SURCHARGE: &str = "surcharge";
+pub(crate) const RATE_NOCHARGE_TIME: &str = "rate_nocharge_time";
+pub(crate) const DISCOUNT_PERCENTAGE: &str = "discount_percentage";
+pub(crate) const BILLING_SECONDS_OFFSET: &str = "billing_seconds_offset";
+pub(crate) const CUSTOM_CHANNEL_VARS: &str = "custom_channel_vars";
+pub(crate) const EXTRA: &str = "extra";
 
 /// Derived columns.
 pub const START_TIME: &str = "start_time";
-pub const END_TIME: &str = "end_time";
-pub const DATE: &str = "date";
+pub(crate) const END_TIME: &str = "end_time";
+pub(crate) const DATE: &str = "date";
 /// Every flag of a leg, comma-separated: its [`PARSE_FLAGS`], then those the rating stage adds
 /// ([`crate::rate::RATING_STAGE_FLAGS`]). Derived: a leg read back from the dataset has it
 /// rebuilt from `parse_flags`.
-pub const RATING_FLAGS: &str = "rating_flags";
+pub(crate) const RATING_FLAGS: &str = "rating_flags";
 /// The flags the parser sets on a leg (how a value was read: `decimal:rate`,
 /// `time_from_pvt_created`, ...), comma-separated, null for none; no later stage changes them.
-pub const PARSE_FLAGS: &str = "parse_flags";
-pub const BILLED_SECONDS: &str = "billed_seconds";
-pub const RATED_COST_UNITS: &str = "rated_cost_units";
-pub const COST_UNITS: &str = "cost_units";
-pub const RESELLER_COST_UNITS: &str = "reseller_cost_units";
-pub const SOURCE_FILE: &str = "source_file";
-pub const SOURCE_LINE: &str = "source_line";
+pub(crate) const PARSE_FLAGS: &str = "parse_flags";
+pub(crate) const BILLED_SECONDS: &str = "billed_seconds";
+pub(crate) const RATED_COST_UNITS: &str = "rated_cost_units";
+pub(crate) const COST_UNITS: &str = "cost_units";
+pub(crate) const RESELLER_COST_UNITS: &str = "reseller_cost_units";
+pub(crate) const SOURCE_FILE: &str = "source_file";
+pub(crate) const SOURCE_LINE: &str = "source_line";
 /// The decoded byte offset of the record's first byte in its file (after a UTF-8 BOM, counted
 /// too): with `source_file`, unique to each record, even when several JSON values share a line.
-pub const SOURCE_OFFSET: &str = "source_offset";
+pub(crate) const SOURCE_OFFSET: &str = "source_offset";
 
-pub const SOURCE_FORMAT: &str = "source_format";
+pub(crate) const SOURCE_FORMAT: &str = "source_format";
 
 /// Whether a leg's `source_format` is one of crossbar's column-shaped exports (`csv`, the CSV
 /// export; `listing`, a `GET /cdrs` page's rows): legs that carry KAZOO's recorded money and its
 /// rate, but no increment or minimum.
-pub fn is_column_shaped(source_format: Option<&str>) -> bool {
+pub(crate) fn is_column_shaped(source_format: Option<&str>) -> bool {
     matches!(source_format, Some("csv" | "listing"))
 }
-pub const RECORDED_COST_UNITS: &str = "recorded_cost_units";
-pub const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
-pub const DERIVED_COST_UNITS: &str = "derived_cost_units";
-pub const DERIVED_RESELLER_COST_UNITS: &str = "derived_reseller_cost_units";
-pub const DECK_RATE_NAME: &str = "deck_rate_name";
-pub const DECK_RATE: &str = "deck_rate";
-pub const DECK_RATE_INCREMENT: &str = "deck_rate_increment";
-pub const DECK_RATE_MINIMUM: &str = "deck_rate_minimum";
-pub const DECK_SURCHARGE: &str = "deck_surcharge";
-pub const DECK_NOCHARGE_TIME: &str = "deck_nocharge_time";
-pub const DECK_COST_UNITS: &str = "deck_cost_units";
+pub(crate) const RECORDED_COST_UNITS: &str = "recorded_cost_units";
+pub(crate) const RECORDED_RESELLER_COST_UNITS: &str = "recorded_reseller_cost_units";
+pub(crate) const DERIVED_COST_UNITS: &str = "derived_cost_units";
+pub(crate) const DERIVED_RESELLER_COST_UNITS: &str = "derived_reseller_cost_units";
+pub(crate) const DECK_RATE_NAME: &str = "deck_rate_name";
+pub(crate) const DECK_RATE: &str = "deck_rate";
+pub(crate) const DECK_RATE_INCREMENT: &str = "deck_rate_increment";
+pub(crate) const DECK_RATE_MINIMUM: &str = "deck_rate_minimum";
+pub(crate) const DECK_SURCHARGE: &str = "deck_surcharge";
+pub(crate) const DECK_NOCHARGE_TIME: &str = "deck_nocharge_time";
+pub(crate) const DECK_COST_UNITS: &str = "deck_cost_units";
 
 /// Money as KAZOO recorded it, in units of 1/10,000: for crossbar's column-shaped legs their
 /// [`EXPORTED_COLS`], for JSON legs KAZOO's own double arithmetic on the leg's rate (see
 /// [`crate::reconcile::recorded`]). Derived by reconciliation.
-pub const RECORDED_COLS: &[&str] = &[RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS];
+pub(crate) const RECORDED_COLS: &[&str] = &[RECORDED_COST_UNITS, RECORDED_RESELLER_COST_UNITS];
 
-pub const EXPORTED_COST_UNITS: &str = "exported_cost_units";
-pub const EXPORTED_RESELLER_COST_UNITS: &str = "exported_reseller_cost_units";
+pub(crate) const EXPORTED_COST_UNITS: &str = "exported_cost_units";
+pub(crate) const EXPORTED_RESELLER_COST_UNITS: &str = "exported_reseller_cost_units";
 /// Money as KAZOO's export wrote it on the leg, in units of 1/10,000: the `cost` and
 /// `reseller_cost` of crossbar's column-shaped legs (CSV export and listing,
 /// [`is_column_shaped`]), as the parser read them; null for JSON legs, which carry none. No
 /// later stage changes them.
-pub const EXPORTED_COLS: &[&str] = &[EXPORTED_COST_UNITS, EXPORTED_RESELLER_COST_UNITS];
+pub(crate) const EXPORTED_COLS: &[&str] = &[EXPORTED_COST_UNITS, EXPORTED_RESELLER_COST_UNITS];
 
 /// The rate deck's choice for a leg, and what it costs with the deck's parameters.
-pub const DECK_COLS: &[&str] = &[
+pub(crate) const DECK_COLS: &[&str] = &[
     DECK_RATE_NAME,
     DECK_RATE,
     DECK_RATE_INCREMENT,
@@ -258,7 +258,7 @@ pub const DECK_COLS: &[&str] = &[
 ];
 
 /// The money columns the rating stage adds, in output order.
-pub const RATED_COLS: &[&str] = &[
+pub(crate) const RATED_COLS: &[&str] = &[
     BILLED_SECONDS,
     RATED_COST_UNITS,
     COST_UNITS,
@@ -266,39 +266,39 @@ pub const RATED_COLS: &[&str] = &[
 ];
 
 /// Interactions' own columns (see [`crate::interactions`]).
-pub const LEGS: &str = "legs";
-pub const LEG_CALL_IDS: &str = "leg_call_ids";
-pub const ANSWERED: &str = "answered";
-pub const TALK_SECONDS: &str = "talk_seconds";
-pub const ACCOUNTS: &str = "accounts";
+pub(crate) const LEGS: &str = "legs";
+pub(crate) const LEG_CALL_IDS: &str = "leg_call_ids";
+pub(crate) const ANSWERED: &str = "answered";
+pub(crate) const TALK_SECONDS: &str = "talk_seconds";
+pub(crate) const ACCOUNTS: &str = "accounts";
 
 /// Reconciliation's own columns (see [`crate::reconcile`]).
-pub const CLASS: &str = "class";
+pub(crate) const CLASS: &str = "class";
 /// Whose money a reconciliation row is about: `customer` or `reseller`.
-pub const PARTY: &str = "party";
-pub const DELTA_UNITS: &str = "delta_units";
-pub const LEG_RATE: &str = "leg_rate";
+pub(crate) const PARTY: &str = "party";
+pub(crate) const DELTA_UNITS: &str = "delta_units";
+pub(crate) const LEG_RATE: &str = "leg_rate";
 
 /// The tables (folders) and whole-run files of an output folder.
-pub const LEGS_TABLE: &str = "legs";
-pub const INTERACTIONS_TABLE: &str = "interactions";
-pub const RECONCILIATION_TABLE: &str = "reconciliation";
+pub(crate) const LEGS_TABLE: &str = "legs";
+pub(crate) const INTERACTIONS_TABLE: &str = "interactions";
+pub(crate) const RECONCILIATION_TABLE: &str = "reconciliation";
 /// The built-in report summary.html is drawn from.
-pub const DAILY_REPORT: &str = "daily";
-pub const SUMMARY_HTML: &str = "summary.html";
-pub const REJECTS_FILE: &str = "rejects.ndjson";
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const DAILY_REPORT: &str = "daily";
+pub(crate) const SUMMARY_HTML: &str = "summary.html";
+pub(crate) const REJECTS_FILE: &str = "rejects.ndjson";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
 /// The partition value for legs that carry no account_id.
-pub const UNASSIGNED_ACCOUNT: &str = "_unassigned";
+pub(crate) const UNASSIGNED_ACCOUNT: &str = "_unassigned";
 
 /// The dtype of every timestamp column: microseconds, UTC-adjusted.
-pub fn timestamp_dtype() -> DataType {
+pub(crate) fn timestamp_dtype() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
 }
 
 /// The dtype of a named int field column.
-pub fn int_field_dtype(f: &IntField) -> DataType {
+pub(crate) fn int_field_dtype(f: &IntField) -> DataType {
     match f.source {
         IntSource::TopGregorian | IntSource::TopUnixMicros => timestamp_dtype(),
         IntSource::Top | IntSource::Ccv => DataType::Int64,

@@ -27,7 +27,7 @@ use crate::schema::{ACCOUNT_ID, DATE, UNASSIGNED_ACCOUNT};
 
 /// How a bucket's spill files are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpillFormat {
+pub(crate) enum SpillFormat {
     /// An Arrow IPC stream inside one zstd stream: one compression context per file, the
     /// cheapest to write and read back whole. For buckets read a bucket at a time.
     Stream,
@@ -44,7 +44,7 @@ pub enum SpillFormat {
 
 /// Frames in `n` buckets: in memory while their estimated size stays under the budget, then
 /// written out (all held frames at once, one file per bucket) and dropped from memory.
-pub struct Buckets {
+pub(crate) struct Buckets {
     dir: PathBuf,
     name: &'static str,
     budget: usize,
@@ -74,7 +74,7 @@ impl State {
 
 impl Buckets {
     /// `n` buckets named `name`, spilled under `dir` (created when first needed).
-    pub fn new(
+    pub(crate) fn new(
         dir: &Path,
         name: &'static str,
         n: usize,
@@ -102,18 +102,18 @@ impl Buckets {
     }
 
     /// How many buckets (at least one).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.lock().held.len()
     }
 
     /// Whether anything went to disk.
-    pub fn spilled(&self) -> bool {
+    pub(crate) fn spilled(&self) -> bool {
         self.lock().flushes > 0
     }
 
     /// Adds `df`'s rows, split by `bucket` (one entry per row), to the buckets. A frame
     /// without rows goes to the first bucket, so that a table without rows keeps its columns.
-    pub fn push_split(&self, df: &DataFrame, bucket: &[u32]) -> PolarsResult<()> {
+    pub(crate) fn push_split(&self, df: &DataFrame, bucket: &[u32]) -> PolarsResult<()> {
         let n = self.count();
         if n == 1 || df.height() == 0 {
             return self.push(0, df.clone());
@@ -134,14 +134,14 @@ impl Buckets {
     }
 
     /// Adds a frame to bucket `b`.
-    pub fn push(&self, b: usize, df: DataFrame) -> PolarsResult<()> {
+    pub(crate) fn push(&self, b: usize, df: DataFrame) -> PolarsResult<()> {
         let size = held_size(&df);
         self.add(vec![(b, df)], size)
     }
 
     /// Adds to bucket `b` a frame that may share text buffers with a larger one: it gets its
     /// own first, as [`Buckets::push_split`]'s pieces do.
-    pub fn push_own(&self, b: usize, df: DataFrame) -> PolarsResult<()> {
+    pub(crate) fn push_own(&self, b: usize, df: DataFrame) -> PolarsResult<()> {
         self.push(b, compact(df)?)
     }
 
@@ -163,7 +163,7 @@ impl Buckets {
     }
 
     /// Writes everything still held, so that every row is on disk (for [`Buckets::scan`]).
-    pub fn flush(&self) -> PolarsResult<()> {
+    pub(crate) fn flush(&self) -> PolarsResult<()> {
         let (held, seq) = self.lock().take_held();
         self.write(held, seq)
     }
@@ -213,7 +213,7 @@ impl Buckets {
     }
 
     /// Bucket `b`'s rows: those held and those spilled, as one frame (None when empty).
-    pub fn get(&self, b: usize) -> PolarsResult<Option<DataFrame>> {
+    pub(crate) fn get(&self, b: usize) -> PolarsResult<Option<DataFrame>> {
         let (mut frames, files) = {
             let s = self.lock();
             (s.held[b].clone(), s.files[b].clone())
@@ -242,7 +242,7 @@ impl Buckets {
     }
 
     /// Bucket `b`'s rows, dropped from memory and disk.
-    pub fn take(&self, b: usize) -> PolarsResult<Option<DataFrame>> {
+    pub(crate) fn take(&self, b: usize) -> PolarsResult<Option<DataFrame>> {
         let df = self.get(b)?;
         let files = {
             let mut s = self.lock();
@@ -258,7 +258,7 @@ impl Buckets {
     /// Every row as one lazy frame: the held frames when nothing was spilled, else a scan of
     /// the spilled files (call [`Buckets::flush`] first), so a query reads only the columns
     /// it uses.
-    pub fn scan(&self) -> PolarsResult<LazyFrame> {
+    pub(crate) fn scan(&self) -> PolarsResult<LazyFrame> {
         polars_ensure!(self.format == SpillFormat::File, ComputeError: "scan of {}, spilled as a stream", self.name);
         let (held, files) = {
             let s = self.lock();
@@ -376,7 +376,7 @@ impl<R: Read> Seek for Forward<R> {
 }
 
 /// Stacks frames of one schema, each column's chunks side by side.
-pub fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+pub(crate) fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut it = frames.into_iter();
     let mut out = it.next().unwrap_or_default();
     for df in it {
@@ -386,7 +386,7 @@ pub fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 }
 
 /// Stacks frames of one schema into one chunk per column.
-pub fn concat(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+pub(crate) fn concat(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     let mut out = stack(frames)?;
     out.rechunk_mut_par();
     Ok(out)
@@ -398,14 +398,14 @@ fn hasher() -> impl Hasher {
 }
 
 /// The hash of a text key, as the buckets and the duplicate index use it.
-pub fn hash_str(s: &str) -> u64 {
+pub(crate) fn hash_str(s: &str) -> u64 {
     let mut h = hasher();
     s.hash(&mut h);
     h.finish()
 }
 
 /// Per row, the bucket (of `n`) of the first of `keys` that is not null (null when all are).
-pub fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec<u32>> {
+pub(crate) fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec<u32>> {
     let cols: Vec<&StringChunked> = keys
         .iter()
         .map(|k| df.column(k)?.str())
@@ -420,14 +420,14 @@ pub fn by_first_key(df: &DataFrame, keys: &[&str], n: usize) -> PolarsResult<Vec
 
 /// A 32-bit id of the partition (account_id, date); a leg without an account goes where the
 /// unassigned account's partition does.
-pub fn partition_id(account: Option<&str>, date: Option<i32>) -> u32 {
+pub(crate) fn partition_id(account: Option<&str>, date: Option<i32>) -> u32 {
     let mut h = hasher();
     (account.unwrap_or(UNASSIGNED_ACCOUNT), date).hash(&mut h);
     h.finish() as u32
 }
 
 /// Per row, its partition: (account_id, date as days).
-pub fn partition_keys(
+pub(crate) fn partition_keys(
     df: &DataFrame,
 ) -> PolarsResult<impl Iterator<Item = (Option<&str>, Option<i32>)> + '_> {
     let acct = df.column(ACCOUNT_ID)?.str()?;
@@ -436,7 +436,7 @@ pub fn partition_keys(
 }
 
 /// Per row, [`partition_id`].
-pub fn partition_ids(df: &DataFrame) -> PolarsResult<Vec<u32>> {
+pub(crate) fn partition_ids(df: &DataFrame) -> PolarsResult<Vec<u32>> {
     Ok(partition_keys(df)?
         .map(|(a, d)| partition_id(a, d))
         .collect())

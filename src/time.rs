@@ -5,13 +5,13 @@ use chrono::{DateTime, Datelike};
 use chrono_tz::Tz;
 
 /// Seconds from 0000-01-01 (Gregorian) to 1970-01-01: `UNIX_EPOCH_IN_GREGORIAN` in KAZOO.
-pub const UNIX_EPOCH_IN_GREGORIAN: i64 = 62_167_219_200;
+pub(crate) const UNIX_EPOCH_IN_GREGORIAN: i64 = 62_167_219_200;
 
 /// Days from 0001-01-01 (chrono's CE day 1) to 1970-01-01.
-pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+pub(crate) const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// Gregorian seconds to Unix microseconds; `None` when it does not fit.
-pub fn gregorian_to_unix_micros(greg: i64) -> Option<i64> {
+pub(crate) fn gregorian_to_unix_micros(greg: i64) -> Option<i64> {
     greg.checked_sub(UNIX_EPOCH_IN_GREGORIAN)?
         .checked_mul(1_000_000)
 }
@@ -41,7 +41,7 @@ impl ReportTz {
 }
 
 /// Days since 1970-01-01 as `YYYY-MM-DD`.
-pub fn format_date(days: i32) -> String {
+pub(crate) fn format_date(days: i32) -> String {
     chrono::NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
         .map(|d| d.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| format!("invalid-day-{days}"))
@@ -49,13 +49,13 @@ pub fn format_date(days: i32) -> String {
 
 /// Days since 1970-01-01 as a month number, `year * 12 + month - 1` (1970-01 is 23,640); `None`
 /// outside chrono's range.
-pub fn month_of(days: i32) -> Option<i32> {
+pub(crate) fn month_of(days: i32) -> Option<i32> {
     chrono::NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
         .map(|d| d.year() * 12 + d.month0() as i32)
 }
 
 /// A month number of [`month_of`] as `YYYY-MM`.
-pub fn format_month(month: i32) -> String {
+pub(crate) fn format_month(month: i32) -> String {
     format!(
         "{:04}-{:02}",
         month.div_euclid(12),
@@ -65,13 +65,13 @@ pub fn format_month(month: i32) -> String {
 
 /// `YYYY-MM-DD` as days since 1970-01-01 (the inverse of [`format_date`]); `None` if it is not a
 /// date.
-pub fn parse_date(s: &str) -> Option<i32> {
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     Some(d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
 }
 
 /// Unix microseconds as ISO 8601 UTC, `2026-11-02T09:00:00.000000Z`.
-pub fn format_micros(micros: i64) -> String {
+pub(crate) fn format_micros(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros).map_or_else(
         || format!("invalid-time-{micros}"),
         |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),

@@ -2,7 +2,7 @@
 //! thousands separators, plurals, money in currency.
 
 /// `1234567` as `1,234,567`.
-pub fn thousands(n: i64) -> String {
+pub(crate) fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
@@ -18,7 +18,7 @@ pub fn thousands(n: i64) -> String {
 }
 
 /// `one` when `n` is 1, else `many`.
-pub fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+pub(crate) fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 {
         one
     } else {
@@ -27,19 +27,19 @@ pub fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
 }
 
 /// `n` with its separators and the word that goes with it: `1 leg`, `1,024 legs`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n as i64), plural(n, one, many))
 }
 
 /// Units as a currency amount with thousands separators: `1,234.5678`.
-pub fn money(units: i64) -> String {
+pub(crate) fn money(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
     let u = units.unsigned_abs();
     format!("{sign}{}.{:04}", thousands((u / 10_000) as i64), u % 10_000)
 }
 
 /// Seconds as minutes with one decimal and separators: `12,345.6`.
-pub fn minutes(seconds: i64) -> String {
+pub(crate) fn minutes(seconds: i64) -> String {
     let tenths = (seconds as i128 * 10 + 30 * seconds.signum() as i128) / 60;
     let sign = if tenths < 0 { "-" } else { "" };
     let t = tenths.unsigned_abs();
@@ -47,7 +47,7 @@ pub fn minutes(seconds: i64) -> String {
 }
 
 /// Bytes as `1.4 MB` / `812 KB` / `97 B` (powers of 1,000, as `ls -h --si` and DuckDB print).
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         0..=999 => format!("{n} B"),
         1_000..=999_999 => format!("{:.0} KB", n as f64 / 1e3),

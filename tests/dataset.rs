@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use polars::prelude::*;
-use rerate::gen::crossbar::{
+use rerate::internals::gen::crossbar::{
     has_reseller_columns, write_csv_export, write_listing_pages, KazooRow,
 };
-use rerate::gen::GenLeg;
+use rerate::internals::gen::GenLeg;
 
-use rerate::write::Grain;
+use rerate::internals::write::Grain;
 
 use crate::util::*;
 
@@ -106,20 +106,20 @@ enum Shape {
 /// Legs of a few KAZOO calls, as `rerate gen` makes them (whole stored CDR documents, several
 /// legs a call), each given a shape it is exported in.
 fn pool(seed: u64) -> Vec<(Shape, GenLeg)> {
-    let opts = rerate::gen::GenOptions {
+    let opts = rerate::internals::gen::GenOptions {
         legs: 36,
         accounts: 3,
-        account_skew: rerate::gen::AccountSkew::Uniform,
+        account_skew: rerate::internals::gen::AccountSkew::Uniform,
         days: 3,
         seed,
         files: 1,
-        shape: rerate::gen::Shape::Ndjson,
+        shape: rerate::internals::gen::Shape::Ndjson,
         gzip: false,
         start_unix: 1_793_577_600,
         call_ids_start_unix: 1_793_577_600,
         header_every: 0,
     };
-    rerate::gen::file_legs(&opts, 0, opts.legs)
+    rerate::internals::gen::file_legs(&opts, 0, opts.legs)
         .enumerate()
         .map(|(i, leg)| {
             let shape = match i % 6 {
@@ -674,13 +674,13 @@ fn a_damaged_catalog_is_refused_and_nothing_changes() -> TestResult {
 #[test]
 fn the_catalogs_of_formats_1_2_and_3_read() -> TestResult {
     let path = root().join("tests/catalog/format-1.json");
-    let c = rerate::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
+    let c = rerate::internals::dataset::Catalog::parse(&std::fs::read(&path)?, &path)?;
     assert_eq!(c.format_version, 1);
     let dir = root().join("tests/catalog/format-2");
-    let c2 = rerate::dataset::Catalog::read(&dir)?.ok_or("a catalog")?;
+    let c2 = rerate::internals::dataset::Catalog::read(&dir)?.ok_or("a catalog")?;
     assert_eq!(c2.format_version, 2);
     let dir3 = root().join("tests/catalog/format-3");
-    let c3 = rerate::dataset::Catalog::read(&dir3)?.ok_or("a catalog")?;
+    let c3 = rerate::internals::dataset::Catalog::read(&dir3)?.ok_or("a catalog")?;
     assert_eq!(c3.format_version, 3);
     let days: Vec<String> = c3.shards().into_keys().collect();
     assert_eq!(
@@ -860,7 +860,7 @@ fn fixtures_first_night(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (out, first, second) = fixtures_first_night(dir.path());
-    let catalog = rerate::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
+    let catalog = rerate::internals::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
     let mut parts = catalog.all_partitions(&out)?;
     for p in &mut parts {
         p.path = Grain::AccountDay.folder(&p.table, &p.account_id, p.date.as_deref());
@@ -887,7 +887,7 @@ fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     ok(rerate(&["check", s(&out)]), "rerate check");
     assert_eq!(
         json_file(&out.join("manifest.json"))["format_version"],
-        rerate::dataset::FORMAT_VERSION
+        rerate::internals::dataset::FORMAT_VERSION
     );
     assert_no_account_folders_in_reports(&out);
     // Every day got its files, not only the one the night touched: the next night reads them.
@@ -938,7 +938,7 @@ fn a_format_2_or_3_dataset_merges_and_moves_to_format_4() -> TestResult {
         );
         assert_eq!(
             json_file(&out.join("manifest.json"))["format_version"],
-            rerate::dataset::FORMAT_VERSION
+            rerate::internals::dataset::FORMAT_VERSION
         );
         assert_no_account_folders_in_reports(&out);
         let files = |sub: &str| -> Vec<String> {

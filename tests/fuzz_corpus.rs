@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rerate::ingest::fuzzing;
+use rerate::internals::ingest::fuzzing;
 
 use crate::util::*;
 

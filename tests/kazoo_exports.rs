@@ -14,21 +14,21 @@ use crate::util::{ndjson_file, read_dataset, rerate, run_ok, TestResult};
 /// One leg's cells: text columns as text, integer and time columns as integers (microseconds
 /// for times), plus `account_id` and `date` from the path.
 #[derive(Debug, Default, Clone)]
-pub struct Leg {
+pub(crate) struct Leg {
     text: BTreeMap<String, String>,
     int: BTreeMap<String, i64>,
 }
 
 impl Leg {
-    pub fn s(&self, c: &str) -> Option<&str> {
+    pub(crate) fn s(&self, c: &str) -> Option<&str> {
         self.text.get(c).map(String::as_str)
     }
-    pub fn i(&self, c: &str) -> Option<i64> {
+    pub(crate) fn i(&self, c: &str) -> Option<i64> {
         self.int.get(c).copied()
     }
 }
 
-pub fn read_legs(out: &Path) -> BTreeMap<String, Leg> {
+pub(crate) fn read_legs(out: &Path) -> BTreeMap<String, Leg> {
     let mut all = BTreeMap::new();
     for (account, date, df) in read_dataset(&out.join("legs")) {
         for r in 0..df.height() {

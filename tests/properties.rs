@@ -213,24 +213,24 @@ proptest! {
         seed in 0u64..1_000_000,
         names in proptest::collection::vec((name(), name(), name()), 12..30),
     ) {
-        use rerate::gen::crossbar::{write_csv_export, KazooRow};
+        use rerate::internals::gen::crossbar::{write_csv_export, KazooRow};
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = dir.path().join("account_id=0123456789abcdef0123456789abcdef");
         std::fs::create_dir_all(&folder).expect("dir");
-        let opts = rerate::gen::GenOptions {
+        let opts = rerate::internals::gen::GenOptions {
             legs: names.len() as u64,
             accounts: 1,
-            account_skew: rerate::gen::AccountSkew::Uniform,
+            account_skew: rerate::internals::gen::AccountSkew::Uniform,
             days: 1,
             seed,
             files: 1,
-            shape: rerate::gen::Shape::KazooCsv,
+            shape: rerate::internals::gen::Shape::KazooCsv,
             gzip: false,
             start_unix: 1_793_577_600,
             call_ids_start_unix: 1_793_577_600,
             header_every: 0,
         };
-        let rows: Vec<KazooRow> = rerate::gen::file_legs(&opts, 0, names.len() as u64)
+        let rows: Vec<KazooRow> = rerate::internals::gen::file_legs(&opts, 0, names.len() as u64)
             .zip(&names)
             .map(|(mut leg, (a, b, _))| {
                 leg.caller_id_name = a.clone();

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use rerate::gen::Rng;
-use rerate::rate::{rate, Inputs, Rounding};
+use rerate::internals::gen::Rng;
+use rerate::internals::rate::{rate, Inputs, Rounding};
 
 use crate::util::*;
 

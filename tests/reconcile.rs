@@ -299,8 +299,8 @@ fn bad_deck_rows_and_bad_csv_rows_are_reported_by_line() -> TestResult {
     Ok(())
 }
 
-/// The end-to-end check of issue 16: legs from `rerate::gen` written as KAZOO 5.0's crossbar CSV
-/// export and as `/cdrs` listing pages (`rerate::gen::crossbar`, KAZOO-exact), priced by a deck
+/// The end-to-end check of issue 16: legs from `rerate::internals::gen` written as KAZOO 5.0's crossbar CSV
+/// export and as `/cdrs` listing pages (`rerate::internals::gen::crossbar`, KAZOO-exact), priced by a deck
 /// written here, with one planted error of every reconciliation class, customer and reseller.
 /// Every row is read, each CSV leg at its physical line, and the reconciliation reports exactly
 /// the planted legs with their classes and money: no other row.
@@ -308,10 +308,10 @@ mod generated {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use rerate::gen::crossbar::{
+    use rerate::internals::gen::crossbar::{
         has_reseller_columns, write_csv_export, write_listing_pages, KazooRow,
     };
-    use rerate::gen::{file_legs, GenLeg, GenOptions, Shape};
+    use rerate::internals::gen::{file_legs, GenLeg, GenOptions, Shape};
 
     use crate::util::*;
 
@@ -503,7 +503,7 @@ mod generated {
         let opts = GenOptions {
             legs: 800,
             accounts: 4,
-            account_skew: rerate::gen::AccountSkew::Uniform,
+            account_skew: rerate::internals::gen::AccountSkew::Uniform,
             days: 2,
             seed: 16,
             files: 1,

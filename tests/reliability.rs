@@ -33,7 +33,7 @@ fn corpus(dir: &Path, legs: u32, seed: u32) -> Result<PathBuf, Box<dyn std::erro
 
 /// The legs partitions the dataset's catalog lists: (account, date, rows, cost_units).
 fn legs_partitions(out: &Path) -> Vec<(String, String, u64, i64)> {
-    let catalog = rerate::dataset::Catalog::read(out)
+    let catalog = rerate::internals::dataset::Catalog::read(out)
         .expect("a readable catalog")
         .expect("a catalog");
     let mut v: Vec<(String, String, u64, i64)> = catalog

@@ -7,20 +7,20 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 
-pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The repository root (where `fixtures/` is).
 /// A test's path as a command-line argument (test paths are UTF-8).
-pub fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs `rerate` with `args` from the repository root.
-pub fn rerate(args: &[&str]) -> Output {
+pub(crate) fn rerate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rerate"))
         .args(args)
         .current_dir(root())
@@ -29,7 +29,7 @@ pub fn rerate(args: &[&str]) -> Output {
 }
 
 /// Runs `rerate run` and insists it succeeded.
-pub fn run_ok(args: &[&str]) -> Output {
+pub(crate) fn run_ok(args: &[&str]) -> Output {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     let out = rerate(&all);
@@ -44,7 +44,7 @@ pub fn run_ok(args: &[&str]) -> Output {
 /// Runs `rerate run ARGS` through the library (`cli::run::config`, `Job::prepare`, `Job::run`)
 /// instead of the binary: for a `--memory` below the command line's floor of 128M, which the
 /// library takes, so that a few KB of legs spill into many buckets.
-pub fn run_in_library(args: &[&str]) {
+pub(crate) fn run_in_library(args: &[&str]) {
     let mut all = vec!["rerate", "run"];
     all.extend_from_slice(args);
     let cli = <rerate::cli::Cli as clap::Parser>::try_parse_from(&all).expect("a command line");
@@ -52,12 +52,12 @@ pub fn run_in_library(args: &[&str]) {
         panic!("{all:?}: not a run");
     };
     let cfg = rerate::cli::run::config(*run).expect("a configuration");
-    let job = rerate::job::Job::prepare(cfg).expect("a job");
+    let job = rerate::internals::job::Job::prepare(cfg).expect("a job");
     job.run().unwrap_or_else(|e| panic!("{all:?}: {e:#}"));
 }
 
 /// Runs `rerate run fixtures` into a fresh temp dir (kept alive by the returned guard).
-pub fn run_fixtures(
+pub(crate) fn run_fixtures(
     extra: &[&str],
 ) -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -72,7 +72,7 @@ pub fn run_fixtures(
 /// Each partition of the table in `dir`: (account_id, date, its rows). A report's day file
 /// (`<table>/date=<D>/part-0.parquet`, `account_id` a column) gives one partition per account,
 /// in the file's order, without the column.
-pub fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
+pub(crate) fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
     let mut out = Vec::new();
     for f in parquet_files(dir) {
         let (a, d) = partition_of(&f);
@@ -105,7 +105,7 @@ pub fn read_dataset(dir: &Path) -> Vec<(String, String, DataFrame)> {
 
 /// One row of the legs dataset, with the partition values from its path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LegRow {
+pub(crate) struct LegRow {
     pub account: String,
     pub date: String,
     pub billed: Option<i64>,
@@ -116,7 +116,7 @@ pub struct LegRow {
 }
 
 /// Every Parquet file under `dir`, sorted.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = walk(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
@@ -142,7 +142,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Asserts that two output folders hold the same Parquet files (same paths, equal frames);
 /// returns how many.
-pub fn assert_same_parquet(a: &Path, b: &Path) -> usize {
+pub(crate) fn assert_same_parquet(a: &Path, b: &Path) -> usize {
     let (fa, fb) = (parquet_files(a), parquet_files(b));
     assert_eq!(fa.len(), fb.len());
     for (x, y) in fa.iter().zip(&fb) {
@@ -157,14 +157,14 @@ pub fn assert_same_parquet(a: &Path, b: &Path) -> usize {
     fa.len()
 }
 
-pub fn read_parquet(path: &Path) -> DataFrame {
+pub(crate) fn read_parquet(path: &Path) -> DataFrame {
     ParquetReader::new(File::open(path).expect("open parquet"))
         .finish()
         .expect("read parquet")
 }
 
 /// `account_id=X/date=Y/part-0.parquet` -> (X, Y).
-pub fn partition_of(path: &Path) -> (String, String) {
+pub(crate) fn partition_of(path: &Path) -> (String, String) {
     let date = path
         .parent()
         .and_then(|p| p.file_name())
@@ -184,7 +184,7 @@ pub fn partition_of(path: &Path) -> (String, String) {
 }
 
 /// All legs of a run, keyed by call_id.
-pub fn legs(out: &Path) -> BTreeMap<String, LegRow> {
+pub(crate) fn legs(out: &Path) -> BTreeMap<String, LegRow> {
     let mut m = BTreeMap::new();
     for f in parquet_files(&out.join("legs")) {
         let (account, date) = partition_of(&f);
@@ -225,12 +225,12 @@ pub fn legs(out: &Path) -> BTreeMap<String, LegRow> {
     m
 }
 
-pub fn json_file(path: &Path) -> serde_json::Value {
+pub(crate) fn json_file(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read json")).expect("parse json")
 }
 
 /// The (line, code) of each reject of the run that wrote `out`, in file order.
-pub fn reject_codes(out: &Path) -> Vec<(u64, String)> {
+pub(crate) fn reject_codes(out: &Path) -> Vec<(u64, String)> {
     ndjson_file(&out.join("rejects.ndjson"))
         .iter()
         .map(|r| {
@@ -242,7 +242,7 @@ pub fn reject_codes(out: &Path) -> Vec<(u64, String)> {
         .collect()
 }
 
-pub fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .expect("read ndjson")
         .lines()
@@ -252,7 +252,7 @@ pub fn ndjson_file(path: &Path) -> Vec<serde_json::Value> {
 
 /// The folder's data files (everything but the manifest, the summary page and rerate's own
 /// lock and staging), by relative path, with their bytes.
-pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         let Ok(entries) = std::fs::read_dir(d) else {
             return;

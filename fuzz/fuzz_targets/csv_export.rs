@@ -1,6 +1,6 @@
-//! Fuzz target: see rerate::ingest::fuzzing::csv_export.
+//! Fuzz target: see rerate::internals::ingest::fuzzing::csv_export.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rerate::ingest::fuzzing::csv_export(data));
+fuzz_target!(|data: &[u8]| rerate::internals::ingest::fuzzing::csv_export(data));

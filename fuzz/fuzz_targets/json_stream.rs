@@ -1,6 +1,6 @@
-//! Fuzz target: see rerate::ingest::fuzzing::json_stream.
+//! Fuzz target: see rerate::internals::ingest::fuzzing::json_stream.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rerate::ingest::fuzzing::json_stream(data));
+fuzz_target!(|data: &[u8]| rerate::internals::ingest::fuzzing::json_stream(data));

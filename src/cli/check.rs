@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 /// Exit status when the check found problems.
-pub const EXIT_PROBLEMS: u8 = 1;
+pub(super) const EXIT_PROBLEMS: u8 = 1;
 
 #[derive(Debug, Args)]
 #[command(
@@ -21,7 +21,7 @@ pub struct CheckArgs {
 }
 
 /// Checks the folder and prints what was found.
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = crate::dataset::check::check(&args.dir)?;
     let text = crate::dataset::check::describe(&args.dir, &report, args.limit);
     if report.problems.is_empty() {

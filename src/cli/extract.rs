@@ -36,7 +36,7 @@ pub struct ExtractArgs {
 
 /// Lists or extracts; exit status 0 when the folder is written (a partial input included:
 /// `stats.json` names it), 4 when no CDR file is found.
-pub fn run(args: ExtractArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let mut job = Job::prepare(config(args.run)?)?;
     if args.list {
         println!("{}", serde_json::to_string(&job.listing())?);

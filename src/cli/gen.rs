@@ -72,7 +72,7 @@ fn midnight(day: chrono::NaiveDate) -> i64 {
         .map_or(0, |d| d.and_utc().timestamp())
 }
 
-pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let day = chrono::NaiveDate::parse_from_str(&args.start, "%Y-%m-%d")
         .with_context(|| format!("--start {:?} is not a date such as 2026-11-01", args.start))?;

@@ -1,9 +1,9 @@
 //! The command line: raw clap arguments, one file per subcommand.
 
-pub mod check;
-pub mod extract;
-pub mod gen;
-pub mod query;
+mod check;
+mod extract;
+mod gen;
+mod query;
 pub mod run;
 
 use std::process::ExitCode;

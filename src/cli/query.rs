@@ -70,7 +70,7 @@ impl QueryFormat {
 }
 
 /// The tables a run's output folder offers, by name.
-pub fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
+pub(super) fn dataset_tables(data: &Path) -> anyhow::Result<Vec<(String, LazyFrame)>> {
     if !data.join("manifest.json").is_file() {
         bail!(
             "{} is not a rerate output folder (no manifest.json)",
@@ -142,7 +142,7 @@ fn warn(message: &str, kind: polars::error::PolarsWarning) {
     }
 }
 
-pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     polars::error::set_warning_function(warn);
     let mut df = consistent_result(&args.data, &args.sql)?;
     let format = match (args.format, &args.output) {
@@ -268,7 +268,7 @@ fn print_to(
 }
 
 /// `rerate reports`: the built-in reports, one line each.
-pub fn list() -> anyhow::Result<ExitCode> {
+pub(super) fn list() -> anyhow::Result<ExitCode> {
     let mut w = std::io::stdout().lock();
     for r in reports::builtin() {
         writeln!(w, "{:<20} {}", r.name, r.description)?;

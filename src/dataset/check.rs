@@ -30,7 +30,7 @@ use crate::write::{Grain, PartitionStats};
 
 /// What a check found.
 #[derive(Debug, Default)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     /// Partitions the catalog lists (of every table; of the legs table), and data files read.
     pub partitions: u64,
     pub legs_partitions: u64,
@@ -45,7 +45,7 @@ pub struct CheckReport {
 
 /// Why a folder cannot be checked at all.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     #[error("{0}: no manifest.json, so not a rerate dataset (or not one yet)")]
     NoCatalog(PathBuf),
     #[error(transparent)]
@@ -58,7 +58,7 @@ pub enum CheckError {
 type Sums = HashMap<(String, Option<String>), (u64, i64)>;
 
 /// Checks the dataset in `dir`. Errors: no catalog, or one that cannot be read.
-pub fn check(dir: &Path) -> Result<CheckReport, CheckError> {
+pub(crate) fn check(dir: &Path) -> Result<CheckReport, CheckError> {
     let catalog = Catalog::read(dir)?.ok_or_else(|| CheckError::NoCatalog(dir.to_owned()))?;
     let partitions = catalog.all_partitions(dir).map_err(CheckError::Other)?;
     let mut r = CheckReport {
@@ -467,7 +467,7 @@ fn strings(df: &DataFrame, name: &str) -> Vec<String> {
 }
 
 /// The findings as text, at most `limit` problems listed.
-pub fn describe(dir: &Path, r: &CheckReport, limit: usize) -> String {
+pub(crate) fn describe(dir: &Path, r: &CheckReport, limit: usize) -> String {
     let mut lines: Vec<String> = r.problems.iter().take(limit).cloned().collect();
     if r.problems.len() > limit {
         lines.push(format!("... and {} more", r.problems.len() - limit));

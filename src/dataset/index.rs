@@ -22,33 +22,33 @@ use crate::interactions::KEY;
 use crate::schema::{ACCOUNT_ID, CALL_ID, DATE};
 
 /// The index's folder, relative to the output folder.
-pub const KEYS_DIR: &str = "_catalog/keys";
+pub(crate) const KEYS_DIR: &str = "_catalog/keys";
 
 /// A shard's index file, relative to the output folder.
-pub fn keys_file(cut: Cut, key: &str) -> String {
+pub(crate) fn keys_file(cut: Cut, key: &str) -> String {
     cut.file(KEYS_DIR, key)
 }
 /// The hash the index holds, as the catalog names it.
-pub const KEYS_HASH: &str = "xxh3-64";
+pub(crate) const KEYS_HASH: &str = "xxh3-64";
 
 const CALL_HASH: &str = "call_hash";
 const KEY_HASH: &str = "key_hash";
 
 /// A set of hashes (they are XXH3 already: foldhash's fast hash on top costs a multiply).
-pub type Ids = HashSet<u64, foldhash::fast::RandomState>;
+pub(crate) type Ids = HashSet<u64, foldhash::fast::RandomState>;
 
 /// A partition: (account_id as its folder says it, `_unassigned` for none; days since
 /// 1970-01-01).
-pub type Partition = (String, Option<i32>);
+pub(crate) type Partition = (String, Option<i32>);
 
 /// The stable hash of a key.
-pub fn hash(s: &str) -> u64 {
+pub(crate) fn hash(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
 }
 
 /// The index rows of a legs frame: `call_id`, the interaction key columns, `account_id`
 /// (filled: `_unassigned` for none) and `date`.
-pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
     let (call_hash, key_hash): (Vec<u64>, Vec<u64>) = hashes(legs)?.into_iter().unzip();
     DataFrame::new(
         legs.height(),
@@ -63,7 +63,7 @@ pub fn rows_of(legs: &DataFrame) -> PolarsResult<DataFrame> {
 
 /// Per leg of a frame with `call_id` and the interaction key columns, the hashes of its
 /// call_id and of its interaction key (the first of [`KEY`] set); 0 for none.
-pub fn hashes(legs: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
+pub(crate) fn hashes(legs: &DataFrame) -> PolarsResult<Vec<(u64, u64)>> {
     let keys: Vec<&StringChunked> = KEY
         .iter()
         .map(|k| legs.column(k)?.str())

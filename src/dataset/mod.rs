@@ -15,9 +15,9 @@
 //!   work, naming the file and the field. Taking such a folder for an empty one would rewrite
 //!   its partitions without what they held.
 
-pub mod check;
-pub mod index;
-pub mod shards;
+pub(crate) mod check;
+pub(crate) mod index;
+pub(crate) mod shards;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use crate::write::manifest::{Definition, RunRecord, SumOverflow};
 use crate::write::PartitionStats;
 use index::{KeyIndex, KEYS_HASH};
 use shards::Cut;
-pub use shards::ShardSummary;
+pub(crate) use shards::ShardSummary;
 
 /// The catalog format this rerate writes (`manifest.json`'s `format_version`). Version 1 added
 /// the field; a manifest without it is of the release before (format 0). Version 2 moved the
@@ -41,7 +41,7 @@ pub use shards::ShardSummary;
 pub const FORMAT_VERSION: u32 = 4;
 
 /// The folder of the catalog's files that grow with the data, in the output folder.
-pub const CATALOG_DIR: &str = "_catalog";
+pub(crate) const CATALOG_DIR: &str = "_catalog";
 
 /// What a run needs of the folder's previous catalog.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -370,7 +370,7 @@ fn write_parquet(dir: &Path, rel: &str, df: &mut polars::prelude::DataFrame) -> 
 }
 
 /// A partition's key in the index: its account as its folder says it and its day.
-pub fn partition_key(p: &PartitionStats) -> index::Partition {
+pub(crate) fn partition_key(p: &PartitionStats) -> index::Partition {
     (p.account_id.clone(), p.date.as_deref().and_then(parse_date))
 }
 

@@ -24,7 +24,7 @@ use crate::write::manifest::{SumOverflow, Totals};
 use crate::write::PartitionStats;
 
 /// The folder of the partition list's files, relative to the output folder.
-pub const PARTITIONS_DIR: &str = "_catalog/partitions";
+pub(crate) const PARTITIONS_DIR: &str = "_catalog/partitions";
 
 /// How the catalog's files (the partition list and the legs index) are cut: by the month of
 /// the partitions' dates (format 2) or by their day (format 3, what this rerate writes). A
@@ -65,7 +65,7 @@ impl Cut {
 }
 
 /// The month a partition's date falls in (`2026-11`), `none` without a date.
-pub fn month_of(date: Option<&str>) -> String {
+pub(crate) fn month_of(date: Option<&str>) -> String {
     // `YYYY-MM-DD` less its day (years past 9999 are written `+10000-02-09`).
     date.and_then(|d| d.rsplit_once('-'))
         .map_or("none", |(month, _)| month)
@@ -104,7 +104,7 @@ impl ShardSummary {
 }
 
 /// Reads a shard's partitions from `out`. Errors name the file.
-pub fn read(out: &Path, cut: Cut, key: &str) -> anyhow::Result<Vec<PartitionStats>> {
+pub(crate) fn read(out: &Path, cut: Cut, key: &str) -> anyhow::Result<Vec<PartitionStats>> {
     let rel = cut.file(PARTITIONS_DIR, key);
     let what = format!("the dataset's partition list for {key}");
     let df = super::read_parquet(out, &rel, &what)?;
@@ -118,7 +118,7 @@ pub fn read(out: &Path, cut: Cut, key: &str) -> anyhow::Result<Vec<PartitionStat
 
 /// Writes a day's partitions under `dir` (the file of `key` cut by day), sorted by table,
 /// account and date.
-pub fn write(dir: &Path, key: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
+pub(crate) fn write(dir: &Path, key: &str, parts: &[PartitionStats]) -> anyhow::Result<()> {
     let mut sorted: Vec<&PartitionStats> = parts.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.table, &a.account_id, &a.date).cmp(&(&b.table, &b.account_id, &b.date))

@@ -19,7 +19,7 @@ use crate::ingest::crossbar::{kz_float_text, HEADER_50, HEADER_RESELLER};
 use crate::time::UNIX_EPOCH_IN_GREGORIAN;
 
 /// Caller and callee names as PBX users type them: commas, quotes, both.
-pub const NAMES: &[&str] = &[
+pub(crate) const NAMES: &[&str] = &[
     "Smith, John",
     "\"Front\" Desk",
     "O'Brien, \"Pat\"",
@@ -183,7 +183,7 @@ impl KazooRow {
 }
 
 /// The CSV header (`cb_cdrs:maybe_add_csv_header/3`): the column names, CRLF.
-pub fn csv_header(reseller: bool) -> String {
+pub(crate) fn csv_header(reseller: bool) -> String {
     let mut h = HEADER_50.join(",");
     if reseller {
         h.push(',');
@@ -199,7 +199,7 @@ pub fn has_reseller_columns(acct_idx: u64) -> bool {
 }
 
 /// A listing page (one line): `data`, `page_size`, and crossbar's envelope keys.
-pub fn listing_page(items: &[String], more: bool) -> String {
+pub(crate) fn listing_page(items: &[String], more: bool) -> String {
     let mut s = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 300);
     let _ = write!(s, "{{\"page_size\":{},\"data\":[", items.len());
     s.push_str(&items.join(","));
@@ -213,7 +213,7 @@ pub fn listing_page(items: &[String], more: bool) -> String {
 
 /// Gives each leg names with commas and quotes, drawn from [`NAMES`] by a generator of its own
 /// (so the legs' other values stay those of the JSON corpus for the seed).
-pub fn with_kazoo_names(mut leg: GenLeg, rng: &mut Rng) -> GenLeg {
+pub(crate) fn with_kazoo_names(mut leg: GenLeg, rng: &mut Rng) -> GenLeg {
     leg.caller_id_name = (*rng.pick(NAMES)).to_owned();
     leg.callee_id_name = (*rng.pick(NAMES)).to_owned();
     leg
@@ -238,7 +238,7 @@ impl Out {
 
 /// Writes the `index`th file's legs, one file per account: `out/account_id=<ID>/cdrs-<i>.csv`
 /// (or `.json` for listing pages). Returns the paths and the bytes written.
-pub fn write_file(
+pub(crate) fn write_file(
     opts: &GenOptions,
     index: u64,
     legs: u64,

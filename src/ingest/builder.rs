@@ -11,7 +11,7 @@ use crate::schema::{
 
 /// Where in its file a leg was read (`source_offset`, the record's decoded byte offset): with
 /// `source_file` it orders every leg totally and tells apart records that share a line.
-pub const RECORD_INDEX: &str = crate::schema::SOURCE_OFFSET;
+pub(crate) const RECORD_INDEX: &str = crate::schema::SOURCE_OFFSET;
 
 /// Unix microseconds as a UTC timestamp column.
 fn utc_micros(ca: Int64Chunked) -> Column {
@@ -19,7 +19,7 @@ fn utc_micros(ca: Int64Chunked) -> Column {
         .into_column()
 }
 
-pub struct LegBuilder {
+pub(crate) struct LegBuilder {
     top: Vec<StringChunkedBuilder>,
     ccv: Vec<StringChunkedBuilder>,
     ints: Vec<PrimitiveChunkedBuilder<Int64Type>>,
@@ -46,7 +46,7 @@ fn i64b(name: &str, cap: usize) -> PrimitiveChunkedBuilder<Int64Type> {
 }
 
 impl LegBuilder {
-    pub fn with_capacity(cap: usize) -> Self {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
         debug_assert_eq!(TOP_STR.len(), N_TOP);
         debug_assert_eq!(CCV_STR.len(), N_CCV);
         debug_assert_eq!(INT_FIELDS.len(), N_INT);
@@ -67,16 +67,16 @@ impl LegBuilder {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// `line` is the record's physical line, `offset` its decoded byte offset in the file.
-    pub fn push(&mut self, leg: &Leg<'_>, line: u64, offset: u64) {
+    pub(crate) fn push(&mut self, leg: &Leg<'_>, line: u64, offset: u64) {
         for (b, v) in self.top.iter_mut().zip(&leg.top) {
             b.append_option(v.as_deref());
         }
@@ -102,7 +102,7 @@ impl LegBuilder {
     }
 
     /// The batch as a frame, with `source_file` and `source_format` set for every row.
-    pub fn finish(self, source_file: &str, format: &str) -> PolarsResult<DataFrame> {
+    pub(crate) fn finish(self, source_file: &str, format: &str) -> PolarsResult<DataFrame> {
         let height = self.len;
         let mut cols: Vec<Column> = Vec::with_capacity(N_TOP + N_CCV + N_INT + N_JSON + 8);
         cols.extend(self.top.into_iter().map(|b| b.finish().into_column()));

@@ -26,11 +26,11 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 /// A member of an object: its key and raw JSON value.
-pub type Member<'a> = (Cow<'a, str>, &'a RawValue);
+pub(crate) type Member<'a> = (Cow<'a, str>, &'a RawValue);
 
 /// What a CouchDB wrapper holds.
 #[derive(Debug)]
-pub enum Wrapper<'a> {
+pub(crate) enum Wrapper<'a> {
     /// Not a CouchDB wrapper: read the object itself.
     None,
     /// A row (`_all_docs`, KAZOO's archive) or a change with its document: read the document.
@@ -50,7 +50,7 @@ pub enum Wrapper<'a> {
 /// found in one pass over its members (every record goes through it: a stored CDR has some
 /// thirty members rerate keeps in `extra`, and most of them are none of these).
 #[derive(Default)]
-pub struct Keys<'a> {
+pub(crate) struct Keys<'a> {
     id: bool,
     key: bool,
     value: Option<&'a RawValue>,
@@ -77,7 +77,7 @@ pub struct Keys<'a> {
 impl<'a> Keys<'a> {
     /// The members `m` that matter here (the first of each name, as KAZOO reads a key given
     /// twice).
-    pub fn of(m: &[Member<'a>]) -> Self {
+    pub(crate) fn of(m: &[Member<'a>]) -> Self {
         let mut k = Keys::default();
         for (name, v) in m {
             let v = Some(*v);
@@ -114,7 +114,7 @@ impl<'a> Keys<'a> {
     /// What the object (with no `call_id`) is as a CouchDB wrapper. `whole`: the object is a
     /// whole unit, not an element of an array (only a whole body holds `rows`, `docs` or
     /// `results`).
-    pub fn wrapper(&self, whole: bool) -> Wrapper<'a> {
+    pub(crate) fn wrapper(&self, whole: bool) -> Wrapper<'a> {
         if let Some(b) = self.body.filter(|_| whole) {
             return Wrapper::Body(b);
         }
@@ -141,7 +141,7 @@ impl<'a> Keys<'a> {
     /// softly), or its `pvt_type` when that is not `cdr` (`fax`, `call_recording`, `ledger`,
     /// `mailbox_message`, ...). `None`: a CDR, or a document that does not say (no
     /// `pvt_type`), read as one.
-    pub fn not_a_cdr(&self) -> Option<String> {
+    pub(crate) fn not_a_cdr(&self) -> Option<String> {
         if is_true(self.doc_deleted) {
             return Some("tombstone".into());
         }
@@ -173,7 +173,7 @@ impl Keys<'_> {
     /// `amount`).
     /// Stored when it has an `_id` (a database's document keeps its units), listed otherwise
     /// (crossbar's `public_json`, which turns `_id` into `id`). `None` for a deleted one.
-    pub fn ledger_form(&self, call_id: bool) -> Option<super::ledger::Form> {
+    pub(crate) fn ledger_form(&self, call_id: bool) -> Option<super::ledger::Form> {
         use super::ledger::Form;
         if is_true(self.doc_deleted) || is_true(self.pvt_deleted) {
             return None;
@@ -213,7 +213,7 @@ fn value_deleted(v: Option<&RawValue>) -> bool {
 const MAX_TYPE_LEN: usize = 64;
 
 /// Why a row or change without its document is rejected.
-pub fn no_doc_message() -> String {
+pub(crate) fn no_doc_message() -> String {
     "a CouchDB row or change without its document: fetch it with include_docs=true".to_owned()
 }
 

@@ -22,7 +22,7 @@ use crate::time::{gregorian_to_unix_micros, ReportTz, UNIX_EPOCH_IN_GREGORIAN};
 
 /// One crossbar column, named as in KAZOO's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Col {
+pub(crate) enum Col {
     Id,
     CallId,
     CallerIdNumber,
@@ -111,7 +111,7 @@ const NAMES: &[(Col, &str)] = &[
 ];
 
 /// KAZOO 5.0's header (`kzd_cdrs.hrl` `?COLUMNS`), without the reseller columns.
-pub const HEADER_50: &[&str] = &[
+pub(crate) const HEADER_50: &[&str] = &[
     "id",
     "call_id",
     "caller_id_number",
@@ -150,12 +150,12 @@ pub const HEADER_50: &[&str] = &[
 ];
 
 /// The reseller columns crossbar appends when the requesting account is a reseller.
-pub const HEADER_RESELLER: &[&str] = &["reseller_cost", "reseller_call_type"];
+pub(crate) const HEADER_RESELLER: &[&str] = &["reseller_cost", "reseller_call_type"];
 
 /// Keys a listing row has and no stored CDR document, bus event or webhook payload has: with
 /// no `custom_channel_vars` and no `call_direction`, an object holding one of them is a
 /// crossbar listing row.
-pub const LISTING_ONLY_KEYS: &[&str] = &[
+pub(crate) const LISTING_ONLY_KEYS: &[&str] = &[
     "direction",
     "call_type",
     "cost",
@@ -173,7 +173,7 @@ pub const LISTING_ONLY_KEYS: &[&str] = &[
 
 /// Whether an object with these top-level keys is a crossbar listing row (the CSV columns as
 /// JSON keys) rather than a CDR document. Decided by keys only, never by the file's name.
-pub fn is_listing_keys<'k>(
+pub(crate) fn is_listing_keys<'k>(
     has_ccv: bool,
     has_call_direction: bool,
     mut keys: impl Iterator<Item = &'k str>,
@@ -183,7 +183,7 @@ pub fn is_listing_keys<'k>(
 
 /// How many comma-separated pieces of an unquoted row a column's cell may span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Span {
+pub(crate) enum Span {
     /// The column's function cannot write a comma.
     One,
     /// `rfc_1036`: one comma of its own when not empty.
@@ -194,21 +194,21 @@ pub enum Span {
 
 impl Col {
     /// The column a header names (case and surrounding blanks ignored by the caller).
-    pub fn from_header(h: &str) -> Col {
+    pub(crate) fn from_header(h: &str) -> Col {
         NAMES
             .iter()
             .find(|(_, n)| *n == h)
             .map_or(Col::Other, |(c, _)| *c)
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         NAMES
             .iter()
             .find(|(c, _)| *c == self)
             .map_or("?", |(_, n)| n)
     }
 
-    pub fn span(self) -> Span {
+    pub(crate) fn span(self) -> Span {
         match self {
             Col::CallerIdName
             | Col::CalleeIdName
@@ -222,7 +222,7 @@ impl Col {
 
     /// Whether KAZOO's column function can have written `cell` (as it stands in an unquoted
     /// row: `rfc_1036` and `iso_8601` may be wrapped in the quotes KAZOO 4.2 added).
-    pub fn accepts(self, cell: &str) -> bool {
+    pub(crate) fn accepts(self, cell: &str) -> bool {
         let b = cell.as_bytes();
         match self {
             Col::CallerIdName
@@ -278,7 +278,7 @@ impl Col {
     }
 
     /// What the column holds, for messages.
-    pub fn expects(self) -> &'static str {
+    pub(crate) fn expects(self) -> &'static str {
         match self {
             Col::DurationSeconds | Col::BillingSeconds | Col::Cost | Col::ResellerCost => {
                 "a whole number"
@@ -305,7 +305,7 @@ impl Col {
     /// that [`Col::accepts`] all allow. Free-text columns are never scored (a name may end in a
     /// blank or a comma), so a row whose fixed columns all look typical is never outscored by a
     /// placement that moves a name's piece into them.
-    pub fn typical(self, cell: &str) -> bool {
+    pub(crate) fn typical(self, cell: &str) -> bool {
         let b = cell.as_bytes();
         match self {
             Col::CallerIdNumber | Col::CalleeIdNumber | Col::DialedNumber | Col::CallingFrom => {
@@ -338,7 +338,7 @@ fn is_decimal(s: &str) -> bool {
 
 /// KAZOO 4.2.0-4.2.44 wrapped `rfc_1036` and `iso_8601` in double quotes itself
 /// (`col_rfc1036`, `col_iso8601` in cb_cdrs.erl); the quotes are not part of the value.
-pub fn unquote42(cell: &str) -> &str {
+pub(crate) fn unquote42(cell: &str) -> &str {
     cell.strip_prefix('"')
         .and_then(|c| c.strip_suffix('"'))
         .unwrap_or(cell)
@@ -409,7 +409,7 @@ const MONTHS: [&str; 12] = [
 
 /// `kz_time:rfc1036/2`: `Wed, 04 Nov 2026 15:00:00 GMT` (the zone is `GMT` or a zone name).
 /// Gregorian seconds of the wall clock.
-pub fn parse_rfc1036(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc1036(s: &str) -> Option<i64> {
     let (wd, rest) = s.split_once(", ")?;
     if !WEEKDAYS.contains(&wd) {
         return None;
@@ -488,7 +488,7 @@ fn parse_micro(s: &str) -> Option<i64> {
 
 /// One cell's value, from a CSV field or a listing item's JSON value.
 #[derive(Debug, Clone)]
-pub enum Cell<'a> {
+pub(crate) enum Cell<'a> {
     /// Text: a CSV field, a JSON string, or a JSON number's digits.
     Text(Cow<'a, str>),
     /// A JSON array or object (e.g. `media_recordings`), compact.
@@ -506,7 +506,7 @@ impl<'a> Cell<'a> {
 
 /// How a row's times are read.
 #[derive(Debug, Clone, Copy)]
-pub struct RowRules<'x> {
+pub(crate) struct RowRules<'x> {
     /// The account the leg belongs to (from the file's path or the page's envelope).
     pub account: Option<&'x str>,
     pub tz: &'x ReportTz,
@@ -549,7 +549,7 @@ fn bad(what: &str, col: &str, value: &str, is: &str) -> RejectReason {
 ///
 /// Errors: a seconds, cost or timestamp cell that is not a whole number (or is negative), a rate
 /// that is not an amount, time columns that disagree, a missing call_id.
-pub fn map_row<'a, 'n>(
+pub(crate) fn map_row<'a, 'n>(
     cells: impl IntoIterator<Item = (Col, &'n str, Cell<'a>)>,
     rules: &RowRules,
 ) -> Result<Leg<'a>, RejectReason> {
@@ -753,7 +753,7 @@ pub fn map_row<'a, 'n>(
 
 /// A listing row (one item of a `/cdrs` page's `data`), already known to be one by its keys:
 /// its values (strings, numbers, `media_recordings` an array) go through [`map_row`].
-pub fn map_listing_row(
+pub(crate) fn map_listing_row(
     text: &str,
     rules: &RowRules,
 ) -> Result<Leg<'static>, Result<RejectReason, serde_json::Error>> {
@@ -784,7 +784,7 @@ pub fn map_listing_row(
 
 /// Erlang's float text (`kz_mochinum:digits/1`, what `kz_term:to_binary/1` writes for a float):
 /// the shortest digits that read back to the same double, `0.01`, `1.0`, `1.0e-7`, `1.0e+21`.
-pub fn kz_float_text(f: f64) -> String {
+pub(crate) fn kz_float_text(f: f64) -> String {
     if f == 0.0 {
         return "0.0".into();
     }

@@ -41,7 +41,7 @@ use super::{IngestError, Parsed, Reject, RAW_LIMIT};
 use crate::time::ReportTz;
 
 /// The account a one-account export belongs to, from its path.
-pub fn account_from_path(path: &Path) -> Option<String> {
+pub(crate) fn account_from_path(path: &Path) -> Option<String> {
     let parts: Vec<String> = path
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -72,7 +72,7 @@ pub fn account_from_path(path: &Path) -> Option<String> {
 }
 
 /// What reading one export gave, besides the legs handed out.
-pub struct ExportRead {
+pub(crate) struct ExportRead {
     pub rejects: Vec<Reject>,
     pub records: u64,
     pub legs: u64,
@@ -85,7 +85,7 @@ pub struct ExportRead {
 }
 
 /// One export being read.
-pub struct ExportReader<'o> {
+pub(crate) struct ExportReader<'o> {
     pub source: &'o str,
     pub account: Option<&'o str>,
     pub tz: &'o ReportTz,
@@ -667,7 +667,7 @@ impl ExportReader<'_> {
     }
 
     /// Reads the whole export from `input`, handing the legs out a frame at a time.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         input: &mut dyn BufRead,
         on_frame: &mut dyn FnMut(DataFrame, u64) -> Result<(), IngestError>,
@@ -858,7 +858,7 @@ impl ExportReader<'_> {
 
 /// Parses one decoded CSV export held in memory (the fuzz target's entry): every row a leg or
 /// a reject.
-pub fn parse(
+pub(crate) fn parse(
     buf: &[u8],
     source: &str,
     account: Option<&str>,

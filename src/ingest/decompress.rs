@@ -39,13 +39,13 @@ impl Compression {
 }
 
 /// Opens a file with its decoder.
-pub fn open(path: &Path, compression: Compression) -> io::Result<Box<dyn Read + Send>> {
+pub(crate) fn open(path: &Path, compression: Compression) -> io::Result<Box<dyn Read + Send>> {
     Ok(open_counted(path, compression)?.0)
 }
 
 /// Opens a file with its decoder, and a counter of the file's own (compressed) bytes read so
 /// far, for progress.
-pub fn open_counted(
+pub(crate) fn open_counted(
     path: &Path,
     compression: Compression,
 ) -> io::Result<(Box<dyn Read + Send>, Arc<AtomicU64>)> {
@@ -86,7 +86,7 @@ fn decoder<R: io::BufRead + Send + 'static>(
 }
 
 /// The first `n` decoded bytes (fewer if the file is shorter).
-pub fn head(path: &Path, compression: Compression, n: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn head(path: &Path, compression: Compression, n: usize) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(n);
     open(path, compression)?
         .take(n as u64)
@@ -96,7 +96,7 @@ pub fn head(path: &Path, compression: Compression, n: usize) -> io::Result<Vec<u
 
 /// How a [`fill`] ended.
 #[derive(Debug)]
-pub enum Filled {
+pub(crate) enum Filled {
     /// `out` reached the wanted length; there may be more.
     More,
     /// The stream ended.
@@ -105,7 +105,7 @@ pub enum Filled {
 
 /// Reads into `out` until it holds at least `want` bytes or the stream ends. A decoding error
 /// keeps what was read before it.
-pub fn fill(reader: &mut dyn Read, out: &mut Vec<u8>, want: usize) -> io::Result<Filled> {
+pub(crate) fn fill(reader: &mut dyn Read, out: &mut Vec<u8>, want: usize) -> io::Result<Filled> {
     let mut buf = vec![0u8; 1 << 20];
     while out.len() < want {
         let room = (want - out.len()).min(buf.len());

@@ -60,7 +60,7 @@ pub struct Skipped {
 }
 
 /// The skipped paths for an error message: the first ten, then how many more.
-pub fn list_skipped(skipped: &[Skipped]) -> String {
+pub(crate) fn list_skipped(skipped: &[Skipped]) -> String {
     if skipped.is_empty() {
         return String::new();
     }
@@ -98,7 +98,7 @@ fn is_glob(s: &str) -> bool {
 
 /// What discovery must never read, besides hidden files and folders.
 #[derive(Debug, Clone, Default)]
-pub struct Exclude {
+pub(crate) struct Exclude {
     /// The run's `--out` folder (it need not exist yet).
     pub out: Option<PathBuf>,
 }
@@ -119,7 +119,7 @@ fn excluded_dir(dir: &Path, out: Option<&Path>) -> Option<String> {
 
 /// A folder a rerate run wrote, or is writing: its `manifest.json` names `rerate_version`, or
 /// it holds a run's lock or staging folder.
-pub fn is_rerate_output(dir: &Path) -> bool {
+pub(crate) fn is_rerate_output(dir: &Path) -> bool {
     if dir.join(".rerate.lock").exists() || dir.join(".rerate-staging").is_dir() {
         return true;
     }
@@ -162,7 +162,7 @@ const HIDDEN: &str = "hidden (its name starts with a dot); name it directly to r
 /// when their name says JSON or CSV. Walking never enters hidden files and folders, the
 /// `--out` folder, or any folder holding a rerate manifest; each is listed as skipped with its
 /// reason. No file to read at all is [`IngestError::NoCdrInput`].
-pub fn discover(
+pub(crate) fn discover(
     inputs: &[String],
     exclude: &Exclude,
 ) -> Result<(Vec<InputFile>, Vec<Skipped>), IngestError> {

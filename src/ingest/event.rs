@@ -60,18 +60,18 @@ fn members(text: &str) -> Result<Members<'_>, serde_json::Error> {
 
 /// Whether an object whose keys are `keys` is a message-bus event: it has no `call_id` but a
 /// `Call-ID` (KAZOO's AMQP spelling).
-pub fn is_bus_event<'k>(mut keys: impl Iterator<Item = &'k str>) -> bool {
+pub(crate) fn is_bus_event<'k>(mut keys: impl Iterator<Item = &'k str>) -> bool {
     keys.any(|k| k == EVENT_CALL_ID)
 }
 
 /// How deep an event may nest objects and arrays to be read: KAZOO's events nest 3 or 4 levels
 /// (`Custom-Channel-Vars`, `Custom-Application-Vars`, a list in them). Normalizing recurses once
 /// a level, so an event nested deeper is rejected ([`nests_deeper_than`]) rather than read.
-pub const MAX_EVENT_DEPTH: usize = 64;
+pub(crate) const MAX_EVENT_DEPTH: usize = 64;
 
 /// Whether the JSON `text` nests objects and arrays deeper than `max` levels. One pass over its
 /// bytes, no recursion: brackets inside strings (escapes included) do not count.
-pub fn nests_deeper_than(text: &str, max: usize) -> bool {
+pub(crate) fn nests_deeper_than(text: &str, max: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text.as_bytes() {
         if in_string {
@@ -104,7 +104,7 @@ fn get<'a>(m: &Members<'a>, key: &str) -> Option<&'a RawValue> {
 }
 
 /// The CDR document KAZOO's cdr app saves from the event `text` (see the module doc), as JSON.
-pub fn to_cdr(text: &str) -> Result<String, serde_json::Error> {
+pub(crate) fn to_cdr(text: &str) -> Result<String, serde_json::Error> {
     let mut top = members(text)?;
     if let Some(ccv_raw) = get(&top, CCVS).filter(|v| v.get().starts_with('{')) {
         let mut ccvs = members(ccv_raw.get())?;

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 /// Tracks, byte by byte, whether JSON text is inside a string literal.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StringState {
+pub(crate) struct StringState {
     in_str: bool,
     escaped: bool,
 }
@@ -14,7 +14,7 @@ pub struct StringState {
 impl StringState {
     /// Feeds one byte; true when it belongs to a string literal (its quotes included).
     #[inline]
-    pub fn feed(&mut self, c: u8) -> bool {
+    pub(crate) fn feed(&mut self, c: u8) -> bool {
         if self.in_str {
             if self.escaped {
                 self.escaped = false;
@@ -34,7 +34,7 @@ impl StringState {
 
     /// Whether the last byte fed left the text inside a string literal.
     #[inline]
-    pub fn in_str(&self) -> bool {
+    pub(crate) fn in_str(&self) -> bool {
         self.in_str
     }
 }
@@ -42,7 +42,7 @@ impl StringState {
 /// Removes white space outside strings. The input must be valid JSON (it comes from a parsed
 /// `RawValue`); the output is the same JSON value, byte for byte inside strings. Text that is
 /// already compact, the usual case, is borrowed, not copied.
-pub fn compact(raw: &str) -> Cow<'_, str> {
+pub(crate) fn compact(raw: &str) -> Cow<'_, str> {
     let b = raw.as_bytes();
     // A scalar (a `RawValue` carries no white space around it) has none to remove.
     if !matches!(b.first(), Some(b'{' | b'[')) {
@@ -102,7 +102,7 @@ fn string_end(b: &[u8], open: usize) -> usize {
 }
 
 /// Cuts text to at most `max` bytes on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

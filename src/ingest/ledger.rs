@@ -32,33 +32,33 @@ use crate::schema::{ACCOUNT_ID, DATE, SOURCE_FILE, SOURCE_LINE, SOURCE_OFFSET};
 use crate::time::{gregorian_to_unix_micros, ReportTz};
 
 /// The table's name.
-pub const LEDGERS_TABLE: &str = "ledgers";
+pub(crate) const LEDGERS_TABLE: &str = "ledgers";
 /// The ledger document's id (`_id` stored, `id` listed): `YYYYMM-<md5>` as `kz_ledger` makes it.
-pub const LEDGER_ID: &str = "ledger_id";
+pub(crate) const LEDGER_ID: &str = "ledger_id";
 /// `source.service`: `per-minute-voip` for a call's charge.
-pub const SOURCE_SERVICE: &str = "source_service";
+pub(crate) const SOURCE_SERVICE: &str = "source_service";
 /// `source.id`: the call_id, for `per-minute-voip`.
-pub const SOURCE_ID: &str = "source_id";
-pub const DESCRIPTION: &str = "description";
+pub(crate) const SOURCE_ID: &str = "source_id";
+pub(crate) const DESCRIPTION: &str = "description";
 /// `usage.type` (`voice`), `usage.quantity` (charged seconds for `voice`), `usage.unit` (`sec`).
-pub const USAGE_TYPE: &str = "usage_type";
-pub const USAGE_QUANTITY: &str = "usage_quantity";
-pub const USAGE_UNIT: &str = "usage_unit";
+pub(crate) const USAGE_TYPE: &str = "usage_type";
+pub(crate) const USAGE_QUANTITY: &str = "usage_quantity";
+pub(crate) const USAGE_UNIT: &str = "usage_unit";
 /// `debit` or `credit` (`pvt_ledger_type`; a listing's sign).
-pub const LEDGER_TYPE: &str = "ledger_type";
+pub(crate) const LEDGER_TYPE: &str = "ledger_type";
 /// Units of 1/10,000, a debit negative (`kz_ledger:amount/1`).
-pub const AMOUNT_UNITS: &str = "amount_units";
+pub(crate) const AMOUNT_UNITS: &str = "amount_units";
 /// `period.start` and `period.end`, UTC timestamps (KAZOO's Gregorian seconds).
-pub const PERIOD_START: &str = "period_start";
-pub const PERIOD_END: &str = "period_end";
-pub const ACCOUNT_NAME: &str = "account_name";
+pub(crate) const PERIOD_START: &str = "period_start";
+pub(crate) const PERIOD_END: &str = "period_end";
+pub(crate) const ACCOUNT_NAME: &str = "account_name";
 /// `metadata` as compact JSON text (insignificant white space dropped).
-pub const METADATA: &str = "metadata";
+pub(crate) const METADATA: &str = "metadata";
 /// `stored` (a month database's document) or `listing` (a crossbar page).
-pub const LEDGER_FORMAT: &str = "ledger_format";
+pub(crate) const LEDGER_FORMAT: &str = "ledger_format";
 
 /// The table's columns, in file order (`account_id` and `date` are the partition).
-pub const LEDGER_COLS: &[&str] = &[
+pub(crate) const LEDGER_COLS: &[&str] = &[
     LEDGER_ID,
     SOURCE_SERVICE,
     SOURCE_ID,
@@ -80,7 +80,7 @@ pub const LEDGER_COLS: &[&str] = &[
 
 /// The largest amount a ledger may carry, either way: the legs' bound
 /// ([`crate::rate::MAX_LEG_UNITS`]), so no sum of fewer than 9.2 million ledgers can wrap.
-pub const MAX_LEDGER_UNITS: i64 = crate::rate::MAX_LEG_UNITS;
+pub(crate) const MAX_LEDGER_UNITS: i64 = crate::rate::MAX_LEG_UNITS;
 
 /// Which shape a ledger was read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ fn integer(v: Option<&RawValue>, what: &str) -> Result<Option<i64>, RejectReason
 /// goes to the rejects, `invalid_ledger`): a member of the wrong shape, no `source.service` or
 /// `source.id` (both required by KAZOO's `ledgers` schema), an amount that is no number or is
 /// beyond [`MAX_LEDGER_UNITS`].
-pub fn read(
+pub(crate) fn read(
     text: &str,
     form: Form,
     envelope_account: Option<&str>,
@@ -339,7 +339,7 @@ fn amount_units(
 
 /// The ledgers read from each file, in file order (`files`: the file's name for
 /// `source_file` and its ledgers), as the table's columns plus `account_id` and `date`.
-pub fn frame(files: Vec<(Arc<str>, Vec<Ledger>)>) -> PolarsResult<DataFrame> {
+pub(crate) fn frame(files: Vec<(Arc<str>, Vec<Ledger>)>) -> PolarsResult<DataFrame> {
     let n: usize = files.iter().map(|(_, l)| l.len()).sum();
     let rows = files
         .iter()

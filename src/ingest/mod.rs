@@ -4,21 +4,21 @@
 //! (split into units: lines, or top-level values) -> parse units in parallel (record) -> push
 //! checked legs into per-worker column builders (builder) -> concatenate the batches.
 
-pub mod builder;
-pub mod couch;
-pub mod crossbar;
-pub mod csv_export;
-pub mod decompress;
-pub mod discover;
-pub mod event;
+pub(crate) mod builder;
+pub(crate) mod couch;
+pub(crate) mod crossbar;
+pub(crate) mod csv_export;
+pub(crate) mod decompress;
+pub(crate) mod discover;
+pub(crate) mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod json_text;
-pub mod ledger;
-pub mod record;
-pub mod rejects;
-pub mod scan;
-pub mod value;
+pub(crate) mod json_text;
+pub(crate) mod ledger;
+pub(crate) mod record;
+pub(crate) mod rejects;
+pub(crate) mod scan;
+pub(crate) mod value;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -129,7 +129,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// What stage 1 produced besides the legs, which went to the sink as they were parsed.
-pub struct Ingested {
+pub(crate) struct Ingested {
     pub rejects: Vec<Reject>,
     pub records_read: u64,
     pub files: Vec<FileStats>,
@@ -140,13 +140,13 @@ pub struct Ingested {
 /// Where parsed legs go, a frame at a time (about one read window each), from any worker: with
 /// the bucket every row of the frame belongs to, when the parser sorted them (JSON input under
 /// more than one bucket).
-pub type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + Sync + 'a;
+pub(crate) type Sink<'a> = dyn Fn(Option<u32>, DataFrame) -> Result<(), IngestError> + Sync + 'a;
 
 pub(crate) const RAW_LIMIT: usize = 4096;
 
 /// Reject codes that mean a file could not be read to its end: the run then read it only in
 /// part (a broken gzip/zstd stream or an I/O error; the size limit of a file read whole).
-pub const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large", "input_changed"];
+pub(crate) const PARTIAL_CODES: &[&str] = &["unreadable_input", "file_too_large", "input_changed"];
 
 /// One worker's output.
 struct Batch {
@@ -592,7 +592,7 @@ type FileOutput = (Vec<Reject>, FileStats, Vec<ledger::Ledger>);
 
 /// Reads every file, in parallel across files and within large ones, handing the legs to
 /// `sink` as they are parsed: no more than a few read windows of legs are in memory at once.
-pub fn ingest(
+pub(crate) fn ingest(
     files: &[InputFile],
     opts: &IngestOptions,
     progress: &Progress,
@@ -638,7 +638,7 @@ pub fn ingest(
 }
 
 /// Stacks frames of the same schema; an empty input gives an empty frame with the schema.
-pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+pub(crate) fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     if frames.is_empty() {
         return LegBuilder::with_capacity(0).finish("", "json");
     }
@@ -647,7 +647,7 @@ pub fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 
 /// Decoded bytes a line-layout file is read in: a file never holds more of its raw text than
 /// this at once (or the record size limit and 1 MiB, if that is more).
-pub const WINDOW: usize = 64 << 20;
+pub(crate) const WINDOW: usize = 64 << 20;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -1220,7 +1220,7 @@ pub fn parse_buffer(
 /// Parses `buf` as a stream read in windows of `window` bytes (at least the record size limit
 /// and 1 byte), as a file would be: for tests of the window edges.
 #[doc(hidden)]
-pub fn parse_stream_in_windows(
+pub(crate) fn parse_stream_in_windows(
     buf: &[u8],
     source: &str,
     opts: &IngestOptions,

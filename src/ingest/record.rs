@@ -23,10 +23,10 @@ use crate::schema::{
 };
 use crate::time::{gregorian_to_unix_micros, ReportTz};
 
-pub const N_TOP: usize = TOP_STR.len();
-pub const N_CCV: usize = CCV_STR.len();
-pub const N_INT: usize = INT_FIELDS.len();
-pub const N_JSON: usize = JSON_COLS.len();
+pub(crate) const N_TOP: usize = TOP_STR.len();
+pub(crate) const N_CCV: usize = CCV_STR.len();
+pub(crate) const N_INT: usize = INT_FIELDS.len();
+pub(crate) const N_JSON: usize = JSON_COLS.len();
 
 /// Where a key's value goes.
 #[derive(Clone, Copy, Debug)]
@@ -136,7 +136,7 @@ fn ccv_slot(key: &str) -> Option<Ranked> {
 /// `kz_json:normalize_key/1` on the ASCII letters: `-` becomes `_`, `A-Z` lower case. (KAZOO
 /// also lowers the bytes 0xC0-0xDE one by one, which in UTF-8 are lead bytes of two-byte
 /// characters; such keys are kept as they are.)
-pub fn normalize_key(key: &str) -> String {
+pub(crate) fn normalize_key(key: &str) -> String {
     key.chars()
         .map(|c| {
             if c == '-' {
@@ -580,7 +580,7 @@ impl<'a> RawCdr<'a> {
 
 /// A record needs a call_id that is not blank; `what` names it in the message ("field" for
 /// JSON, "column" for CSV).
-pub fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
+pub(crate) fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
     match call_id {
         None => Err(RejectReason::new(
             "missing_call_id",
@@ -596,13 +596,13 @@ pub fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReas
 
 /// The longest name a folder may have on the file systems rerate writes to (Linux's `NAME_MAX`,
 /// in bytes).
-pub const MAX_FOLDER_NAME_BYTES: usize = 255;
+pub(crate) const MAX_FOLDER_NAME_BYTES: usize = 255;
 
 /// An account_id must not be `_unassigned` (the partition of legs with no account), and must
 /// fit its partition folder's name, `account_id=<Hive-escaped id>`, in
 /// [`MAX_FOLDER_NAME_BYTES`] (about 240 bytes of plain text; KAZOO's are 32): a longer one is no
 /// KAZOO account, and its leg could be written nowhere.
-pub fn check_account_id(account_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
+pub(crate) fn check_account_id(account_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
     let Some(a) = account_id else { return Ok(()) };
     if a == crate::schema::UNASSIGNED_ACCOUNT {
         return Err(RejectReason::new(

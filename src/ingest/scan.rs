@@ -18,7 +18,7 @@ pub enum Layout {
 
 /// Where a unit sits in the file's structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nest {
+pub(crate) enum Nest {
     /// A top-level value: a line of NDJSON, or a value of a stream.
     Top,
     /// An element of a top-level array.
@@ -29,7 +29,7 @@ pub enum Nest {
 
 /// One unit of input: a byte range and the line it starts on (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unit {
+pub(crate) struct Unit {
     pub start: usize,
     pub end: usize,
     pub line: u64,
@@ -54,7 +54,7 @@ impl Unit {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// The input ended inside the value.
     Truncated,
     /// The value was still open where the next value starts (a line opening with `{` or `[`
@@ -78,7 +78,7 @@ fn is_ws(c: u8) -> bool {
 /// or array, so that a broken line at the top of an NDJSON file costs only itself; a
 /// pretty-printed file has almost no such lines. `buf` is the whole input or its first part; a
 /// last line without its line end is not judged, unless it is the only one.
-pub fn detect_layout(buf: &[u8]) -> Layout {
+pub(crate) fn detect_layout(buf: &[u8]) -> Layout {
     const LOOK: usize = 16;
     let (mut pos, mut seen, mut whole) = (0, 0, 0);
     while pos < buf.len() && seen < LOOK {
@@ -180,13 +180,13 @@ fn scan_value(buf: &[u8], start: usize) -> Scanned {
 
 /// Where the last whole line of `buf` ends (just past its line end), when more input may
 /// follow: a `\r` as the last byte may be half of a `\r\n`, so it does not count.
-pub fn last_line_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn last_line_end(buf: &[u8]) -> Option<usize> {
     let body = buf.strip_suffix(b"\r").unwrap_or(buf);
     memchr::memrchr2(b'\n', b'\r', body).map(|i| after_line_end(body, i))
 }
 
 /// The line ends in `s`: `\n`, `\r\n` and a lone `\r` each end one physical line.
-pub fn count_lines(s: &[u8]) -> u64 {
+pub(crate) fn count_lines(s: &[u8]) -> u64 {
     memchr::memchr2_iter(b'\n', b'\r', s)
         .filter(|&i| s[i] == b'\n' || s.get(i + 1) != Some(&b'\n'))
         .count() as u64
@@ -315,7 +315,7 @@ enum Within {
 
 /// What a scan of one window found.
 #[derive(Debug, Default)]
-pub struct WindowScan {
+pub(crate) struct WindowScan {
     pub units: Vec<Unit>,
     /// Bytes of the window done with: the rest (an unfinished value) is scanned again with the
     /// next window.
@@ -332,7 +332,7 @@ pub struct WindowScan {
 /// value costs only itself (the next value starts on the first line that opens a value no
 /// further right than the broken one did).
 #[derive(Debug, Clone, Default)]
-pub struct StreamScan {
+pub(crate) struct StreamScan {
     within: Within,
     skip: Option<Skip>,
     /// The column of the window's first byte.
@@ -473,7 +473,13 @@ fn scalar_end(buf: &[u8], pos: usize, in_array: bool) -> Option<usize> {
 
 impl StreamScan {
     /// Scans `buf` (the window, starting on line `line`); `eof` when no more input follows.
-    pub fn scan(&mut self, buf: &[u8], line: u64, eof: bool, max_record: usize) -> WindowScan {
+    pub(crate) fn scan(
+        &mut self,
+        buf: &[u8],
+        line: u64,
+        eof: bool,
+        max_record: usize,
+    ) -> WindowScan {
         let mut w = Walk {
             buf,
             pos: 0,
@@ -742,13 +748,13 @@ impl Walk<'_> {
 }
 
 /// The units of a whole stream-layout buffer, in order.
-pub fn stream_units(buf: &[u8], max_record: usize) -> Vec<Unit> {
+pub(crate) fn stream_units(buf: &[u8], max_record: usize) -> Vec<Unit> {
     StreamScan::default().scan(buf, 1, true, max_record).units
 }
 
 /// Splits a line-layout buffer into chunks of about `target` bytes, each ending on a line
 /// boundary, with the line number each starts on.
-pub fn line_chunks(buf: &[u8], target: usize) -> Vec<(usize, usize, u64)> {
+pub(crate) fn line_chunks(buf: &[u8], target: usize) -> Vec<(usize, usize, u64)> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut line = 1u64;
@@ -771,7 +777,7 @@ pub fn line_chunks(buf: &[u8], target: usize) -> Vec<(usize, usize, u64)> {
 
 /// The non-blank lines of a chunk as units, with absolute offsets and line numbers. A line
 /// ends at `\n`, `\r\n` or a lone `\r` (see [`count_lines`]).
-pub fn line_units(buf: &[u8], start: usize, end: usize, first_line: u64) -> Vec<Unit> {
+pub(crate) fn line_units(buf: &[u8], start: usize, end: usize, first_line: u64) -> Vec<Unit> {
     let mut units = Vec::new();
     let mut pos = start;
     let mut line = first_line;

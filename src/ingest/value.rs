@@ -8,7 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A field value. Nested objects or arrays where a scalar was expected are kept as compact JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val<'a> {
+pub(crate) enum Val<'a> {
     Null,
     Bool(bool),
     I64(i64),
@@ -73,7 +73,7 @@ impl<'de> Visitor<'de> for ValVisitor {
 impl<'a> Val<'a> {
     /// The value as a text cell: strings as they are, numbers and booleans in JSON spelling,
     /// nested values as JSON, null as null.
-    pub fn into_text(self) -> Option<Cow<'a, str>> {
+    pub(crate) fn into_text(self) -> Option<Cow<'a, str>> {
         match self {
             Val::Null => None,
             Val::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
@@ -86,7 +86,7 @@ impl<'a> Val<'a> {
     }
 
     /// A short rendering for error messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let s = match self {
             Val::Null => "null".to_owned(),
             Val::Bool(b) => b.to_string(),
@@ -110,7 +110,7 @@ impl<'a> Val<'a> {
 
 /// An integer read the way KAZOO's `kz_term:to_integer/1` reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KzInt {
+pub(crate) struct KzInt {
     pub value: i64,
     /// The input was a decimal (a float, or a string in float syntax) and was rounded.
     pub rounded: bool,
@@ -118,7 +118,7 @@ pub struct KzInt {
 
 /// Why a value is not an acceptable integer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IntError {
+pub(crate) enum IntError {
     NotANumber,
     OutOfRange,
     Negative,
@@ -139,7 +139,7 @@ impl fmt::Display for IntError {
 /// needs digits on both sides of the point: "1.5", "2.0e3") and then rounded. Anything else
 /// makes KAZOO crash, so it is an error here. Null means absent. Negative values are refused:
 /// no billing input may be negative.
-pub fn kz_to_integer(v: &Val<'_>) -> Result<Option<KzInt>, IntError> {
+pub(crate) fn kz_to_integer(v: &Val<'_>) -> Result<Option<KzInt>, IntError> {
     let out = match v {
         Val::Null => return Ok(None),
         Val::I64(i) => KzInt {

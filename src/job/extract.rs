@@ -42,14 +42,14 @@ use crate::schema::{leg_columns, ACCOUNT_ID, CLASS, DATE, PARTY, SOURCE_OFFSET};
 use crate::spill::Partitions;
 
 /// The files `rerate extract` writes into its folder.
-pub const LEGS_STREAM: &str = "legs.arrows";
-pub const LEDGERS_STREAM: &str = "ledgers.arrows";
+pub(crate) const LEGS_STREAM: &str = "legs.arrows";
+pub(crate) const LEDGERS_STREAM: &str = "ledgers.arrows";
 
 /// The leg's customer reconciliation `class`, null when the leg has no such row.
-pub const CUSTOMER_CLASS: &str = "reconciliation_class";
+pub(crate) const CUSTOMER_CLASS: &str = "reconciliation_class";
 /// The same for the reseller's row.
-pub const RESELLER_CLASS: &str = "reconciliation_reseller_class";
-pub const STATS_FILE: &str = "stats.json";
+pub(crate) const RESELLER_CLASS: &str = "reconciliation_reseller_class";
+pub(crate) const STATS_FILE: &str = "stats.json";
 
 /// What an extract read, as `stats.json` says it.
 #[derive(Debug, serde::Serialize)]

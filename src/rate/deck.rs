@@ -71,7 +71,8 @@ pub enum Filter {
 }
 
 /// KAZOO's default `filter_list` (`hotornot_config:filter_list/0`).
-pub const DEFAULT_FILTERS: [Filter; 3] = [Filter::Direction, Filter::RouteOptions, Filter::Routes];
+pub(crate) const DEFAULT_FILTERS: [Filter; 3] =
+    [Filter::Direction, Filter::RouteOptions, Filter::Routes];
 
 /// The hotornot settings that change which rate is chosen or what it charges
 /// (`hotornot_config`), with KAZOO's defaults.
@@ -216,7 +217,7 @@ pub struct DeckSet {
 }
 
 /// KAZOO's `dollars_to_units`: round(D * 10000), in doubles, half away from zero.
-pub fn dollars_to_units(dollars: f64) -> i64 {
+pub(crate) fn dollars_to_units(dollars: f64) -> i64 {
     (dollars * 10_000.0).round() as i64
 }
 
@@ -224,14 +225,18 @@ pub fn dollars_to_units(dollars: f64) -> i64 {
 const MAX_PREFIX: usize = 18;
 
 /// `kzd_rates:constrain_weight/1`: 1..100.
-pub fn constrain_weight(w: i64) -> i64 {
+pub(crate) fn constrain_weight(w: i64) -> i64 {
     w.clamp(1, 100)
 }
 
 /// `kt_rates:generate_weight/3`: `len(prefix) * 10 - trunc(units_to_dollars(C) * 100)`, C the
 /// private cost in units when non-zero, else the rate_cost AS GIVEN (dollars, which KAZOO
 /// hands to `units_to_dollars/1`, itself `trunc(C) / 10000`). Clamped to 1..100.
-pub fn generate_weight(prefix: &str, rate_cost_dollars: f64, private_cost_units: i64) -> i64 {
+pub(crate) fn generate_weight(
+    prefix: &str,
+    rate_cost_dollars: f64,
+    private_cost_units: i64,
+) -> i64 {
     let cost = if private_cost_units == 0 {
         rate_cost_dollars
     } else {
@@ -259,7 +264,7 @@ fn exported_directions(cell: &str) -> Option<Vec<String>> {
 }
 
 /// `kt_rates:generate_name/3` with the directions KAZOO has set by then.
-pub fn generate_name(prefix: &str, iso: Option<&str>, directions: &[String]) -> String {
+pub(crate) fn generate_name(prefix: &str, iso: Option<&str>, directions: &[String]) -> String {
     let dirs = directions.join("_");
     match (iso, dirs.is_empty()) {
         (None, true) => prefix.to_owned(),

@@ -19,7 +19,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 /// KAZOO's default converters, in the order `knm_converter_regex` lists them.
-pub const DEFAULT_CONVERTERS: [(&str, &str); 3] = [
+pub(crate) const DEFAULT_CONVERTERS: [(&str, &str); 3] = [
     (r"^(\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})$", "+1"),
     (r"^011(\d{5,})$|^00(\d{5,})$", "+"),
     (r"^[2-9]\d{7,}$", "+"),
@@ -45,7 +45,7 @@ pub struct E164Converters {
 /// Compiles a regex the way Erlang's `re` (PCRE, no `unicode` option) reads it: on bytes, `\d`
 /// and `\w` ASCII only. PCRE features the `regex` crate lacks (look-around, back-references)
 /// are an error naming the pattern.
-pub fn compile_pcre(pattern: &str) -> Result<Regex, String> {
+pub(crate) fn compile_pcre(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .unicode(false)
         .build()
@@ -238,7 +238,7 @@ impl E164Converters {
 }
 
 /// `sha256:<64 hex digits>` of a finished hasher.
-pub fn hex_digest(h: Sha256) -> String {
+pub(crate) fn hex_digest(h: Sha256) -> String {
     let d = h.finalize();
     let mut s = String::with_capacity(71);
     s.push_str("sha256:");

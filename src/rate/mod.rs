@@ -8,16 +8,18 @@
 //! first; flag `deck_priced`), and without a deck rate not at all (null, flag `no_deck_rate`):
 //! what KAZOO charged them is `recorded_cost_units` (see [`crate::reconcile`]).
 
-pub mod deck;
-pub mod e164;
-pub mod kazoo;
+pub(crate) mod deck;
+pub(crate) mod e164;
+pub(crate) mod kazoo;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
-pub use deck::{DeckSet, Filter, Hotornot, Lookup, RateSort};
-pub use e164::E164Converters;
-pub use kazoo::{rate, Charge, Inputs, Rounding};
+pub use deck::{DeckSet, RateSort};
+pub(crate) use deck::{Filter, Hotornot, Lookup};
+pub(crate) use e164::E164Converters;
+pub(crate) use kazoo::Charge;
+pub use kazoo::{rate, Inputs, Rounding};
 
 use crate::schema::{
     ACCOUNT_BILLING, ACCOUNT_ID, BILLED_SECONDS, BILLING_SECONDS, BILLING_SECONDS_OFFSET,
@@ -28,37 +30,37 @@ use crate::schema::{
 };
 
 /// Units (1/10,000 of the currency) as a currency amount with four decimals: 4524 -> "0.4524".
-pub fn units_to_decimal(units: i64) -> String {
+pub(crate) fn units_to_decimal(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
     let u = units.unsigned_abs();
     format!("{sign}{}.{:04}", u / 10_000, u % 10_000)
 }
 
 /// Flag: a per-minute leg with no rate, which KAZOO bills at 0.
-pub const UNRATED: &str = "unrated";
+pub(crate) const UNRATED: &str = "unrated";
 /// Flag: a crossbar CSV or listing leg with no deck rate, left unpriced.
-pub const NO_DECK_RATE: &str = "no_deck_rate";
+pub(crate) const NO_DECK_RATE: &str = "no_deck_rate";
 /// Flag: a crossbar CSV or listing leg priced from the rate deck.
-pub const DECK_PRICED: &str = "deck_priced";
+pub(crate) const DECK_PRICED: &str = "deck_priced";
 
 /// Flag: a leg whose price would exceed [`MAX_LEG_UNITS`], left unpriced.
-pub const BEYOND_BOUNDS: &str = "beyond_bounds";
+pub(crate) const BEYOND_BOUNDS: &str = "beyond_bounds";
 
 /// The largest money one leg may carry, in units (1/10,000 of the currency): 10^12 units,
 /// 100,000,000 of the currency. No call costs that much; a leg priced above it (a rate or
 /// seconds of absurd size, a damaged export) is kept, flagged [`BEYOND_BOUNDS`] and left
 /// unpriced, never allowed to stop a run or wrap a sum: with every leg's money within it, a sum
 /// over fewer than 9.2 million legs (a partition, a day, a report row) always fits an `i64`.
-pub const MAX_LEG_UNITS: i64 = 1_000_000_000_000;
+pub(crate) const MAX_LEG_UNITS: i64 = 1_000_000_000_000;
 
 /// `units` when within [`MAX_LEG_UNITS`] either way, else `None`.
-pub fn bounded(units: i64) -> Option<i64> {
+pub(crate) fn bounded(units: i64) -> Option<i64> {
     (units.unsigned_abs() <= MAX_LEG_UNITS.unsigned_abs()).then_some(units)
 }
 
 /// Every `rating_flags` value [`rate_frame`] adds, and only those: a leg read back from a
 /// dataset loses them before it is rated again ([`crate::merge::read_back`]).
-pub const RATING_STAGE_FLAGS: &[&str] = &[UNRATED, NO_DECK_RATE, DECK_PRICED, BEYOND_BOUNDS];
+pub(crate) const RATING_STAGE_FLAGS: &[&str] = &[UNRATED, NO_DECK_RATE, DECK_PRICED, BEYOND_BOUNDS];
 
 /// `flags` with `flag` appended.
 fn with_flag(flags: Option<&str>, flag: &str) -> String {
@@ -69,10 +71,10 @@ fn with_flag(flags: Option<&str>, flag: &str) -> String {
 }
 
 /// The billing tag under which KAZOO charges per minute.
-pub const PER_MINUTE: &str = "per_minute";
+pub(crate) const PER_MINUTE: &str = "per_minute";
 
 /// A legs frame's rating input columns, each by its name.
-pub struct InputColumns<'a> {
+pub(crate) struct InputColumns<'a> {
     billing_seconds: &'a Int64Chunked,
     billing_seconds_offset: &'a Int64Chunked,
     rate_nocharge_time: &'a Int64Chunked,
@@ -85,7 +87,7 @@ pub struct InputColumns<'a> {
 
 impl<'a> InputColumns<'a> {
     /// Errors: a column missing or not Int64.
-    pub fn of(df: &'a DataFrame) -> PolarsResult<Self> {
+    pub(crate) fn of(df: &'a DataFrame) -> PolarsResult<Self> {
         let c = |name: &str| df.column(name).and_then(|c| c.i64());
         Ok(InputColumns {
             billing_seconds: c(BILLING_SECONDS)?,
@@ -100,7 +102,7 @@ impl<'a> InputColumns<'a> {
     }
 
     /// Each row's inputs, in row order.
-    pub fn rows(&self) -> impl Iterator<Item = Inputs> + '_ {
+    pub(crate) fn rows(&self) -> impl Iterator<Item = Inputs> + '_ {
         self.billing_seconds
             .iter()
             .zip(self.billing_seconds_offset.iter())
@@ -167,7 +169,7 @@ fn deck_params(df: &DataFrame) -> PolarsResult<impl Iterator<Item = DeckParams> 
 /// KAZOO charges an unrated per-minute call nothing (`ecallmgr_fs_authz` lets it through when
 /// the rate lookup fails unless `*_rate_required`). The one rule for the `unrated` flag, the
 /// `unrated` reconciliation classes and `daily.unrated_per_minute_legs` (`queries/daily.sql`).
-pub fn is_unrated(per_minute: bool, rate: Option<i64>, column_shaped: bool) -> bool {
+pub(crate) fn is_unrated(per_minute: bool, rate: Option<i64>, column_shaped: bool) -> bool {
     per_minute && (rate.is_none() || (column_shaped && rate == Some(0)))
 }
 

@@ -41,7 +41,7 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// Report names the pipeline writes itself; a user's query may not take them.
-pub const RESERVED: &[&str] = &[
+pub(crate) const RESERVED: &[&str] = &[
     crate::schema::LEGS_TABLE,
     crate::schema::INTERACTIONS_TABLE,
     crate::schema::RECONCILIATION_TABLE,
@@ -91,14 +91,14 @@ pub fn builtin() -> Vec<Report> {
 }
 
 /// The report that compares recorded and derived money per account and day.
-pub const RECONCILIATION_DAILY: &str = "reconciliation_daily";
+pub(crate) const RECONCILIATION_DAILY: &str = "reconciliation_daily";
 
 /// A report's rows when the run has no rate deck. Without a deck every derived cost is the
 /// leg's own rate, so `reconciliation_daily` would be a row of zeros for every account and day
 /// (2,100 partition files on 300 accounts x 7 days): it keeps only the account-days with a
 /// reported row, the customer's (`reported_legs`) or the reseller's (`reseller_reported_legs`),
 /// and is one empty table on a clean night. Other reports are unchanged.
-pub fn without_deck(name: &str, df: &DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn without_deck(name: &str, df: &DataFrame) -> PolarsResult<DataFrame> {
     if name != RECONCILIATION_DAILY || df.column("reported_legs").is_err() {
         return Ok(df.clone());
     }
@@ -127,7 +127,7 @@ pub enum ReportError {
 }
 
 /// The `.sql` files of a folder, sorted by name, as reports named after their files.
-pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
+pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
     let io = |source| ReportError::Io {
         path: dir.display().to_string(),
         source,
@@ -177,7 +177,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Report>, ReportError> {
 /// and `date`, in `columns`' order. A report that reads only named columns gives the same rows
 /// over a frame of these as over the whole table; `SELECT *` would need every column, and is
 /// not among the built-in reports, which this is for.
-pub fn columns_named<'a>(reports: &[Report], columns: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn columns_named<'a>(reports: &[Report], columns: &[&'a str]) -> Vec<&'a str> {
     let mut named: std::collections::HashSet<String> =
         [crate::schema::ACCOUNT_ID, crate::schema::DATE]
             .map(str::to_owned)
@@ -227,7 +227,7 @@ pub fn run(ctx: &mut SQLContext, report: &Report) -> Result<DataFrame, ReportErr
 
 /// Accounts in groups of about `rows` legs each, in name order; an account is never split.
 /// `legs` gives legs per account and day, in any order.
-pub fn account_groups<'a>(
+pub(crate) fn account_groups<'a>(
     legs: impl IntoIterator<Item = (&'a str, u64)>,
     rows: u64,
 ) -> Vec<Vec<String>> {
@@ -254,7 +254,7 @@ pub fn account_groups<'a>(
 /// and its rows are put back in (account_id, date) order: the result is the same as one run
 /// over everything, but the query holds one group's rows, not the whole dataset's (at 5M
 /// legs the reports had been the run's peak). Any other report, or one group, runs at once.
-pub fn run_by_accounts(
+pub(crate) fn run_by_accounts(
     tables: &[(&str, LazyFrame)],
     report: &Report,
     groups: &[Vec<String>],
@@ -300,7 +300,7 @@ pub fn run_by_accounts(
 
 /// Integer columns become Int64; then for each integer column `<x>_units`, a DECIMAL(18,4) column `<x>` right after it whose value
 /// is exactly units / 10,000 (units are the decimal's unscaled value).
-pub fn with_currency(df: DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn with_currency(df: DataFrame) -> PolarsResult<DataFrame> {
     let mut cols: Vec<Column> = Vec::with_capacity(df.width() + 4);
     for c in df.columns() {
         // Counts come out of polars SQL unsigned; Int64 reads the same in every engine.

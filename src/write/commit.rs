@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::{io_err, WriteError};
 
 /// The staging folder, inside the output folder.
-pub const STAGING: &str = ".rerate-staging";
+pub(crate) const STAGING: &str = ".rerate-staging";
 /// The lock file, inside the output folder.
-pub const LOCK: &str = ".rerate.lock";
+pub(crate) const LOCK: &str = ".rerate.lock";
 const JOURNAL: &str = "COMMIT";
 const MANIFEST: &str = crate::schema::MANIFEST_FILE;
 
@@ -52,7 +52,7 @@ impl Mode {
 
 /// The commit journal: relative paths under the staging `data/` and the output folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Journal {
+pub(crate) struct Journal {
     /// Staged files, or folders whose final path did not exist, to rename into place, in order;
     /// `manifest.json` is not among them.
     pub moves: Vec<String>,
@@ -61,7 +61,7 @@ pub struct Journal {
 }
 
 /// A run's claim on its output folder: the lock, and the staging folder it writes into.
-pub struct Staging {
+pub(crate) struct Staging {
     out: PathBuf,
     root: PathBuf,
     data: PathBuf,
@@ -74,7 +74,7 @@ pub struct Staging {
 impl Staging {
     /// Locks `out` (creating it), finishes or discards what an interrupted run left, and makes
     /// an empty staging folder. A non-empty folder that is not a rerate output is refused.
-    pub fn open(out: &Path) -> Result<Self, WriteError> {
+    pub(crate) fn open(out: &Path) -> Result<Self, WriteError> {
         if out.exists() {
             let mut entries = fs::read_dir(out).map_err(io_err(out))?;
             let foreign = entries.any(|e| {
@@ -120,23 +120,23 @@ impl Staging {
     }
 
     /// Where this run writes: the final layout, under the staging folder.
-    pub fn data(&self) -> &Path {
+    pub(crate) fn data(&self) -> &Path {
         &self.data
     }
 
     /// A scratch file of this run, removed with the staging folder.
-    pub fn scratch(&self, name: &str) -> PathBuf {
+    pub(crate) fn scratch(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
     /// Where this run spills what does not fit in memory: beside the staged data, removed
     /// with the staging folder.
-    pub fn spill(&self) -> PathBuf {
+    pub(crate) fn spill(&self) -> PathBuf {
         self.root.join("spill")
     }
 
     /// Every staged file, as a path relative to [`Staging::data`], sorted.
-    pub fn staged_files(&self) -> Result<Vec<String>, WriteError> {
+    pub(crate) fn staged_files(&self) -> Result<Vec<String>, WriteError> {
         let mut files = Vec::new();
         list_files(&self.data, &self.data, &mut files)?;
         files.sort();
@@ -145,7 +145,7 @@ impl Staging {
 
     /// Makes the staged output the output: syncs it, writes the journal (the commit point),
     /// carries it out, and removes the staging folder. `manifest.json` must be staged.
-    pub fn commit(mut self, journal: Journal) -> Result<(), WriteError> {
+    pub(crate) fn commit(mut self, journal: Journal) -> Result<(), WriteError> {
         make_durable(&self.root, &self.data)?;
         let tmp = self.root.join("COMMIT.tmp");
         let text = serde_json::to_vec(&journal).map_err(|e| io_err(&tmp)(e.into()))?;
@@ -327,7 +327,7 @@ fn apply(out: &Path, root: &Path, journal: &Journal) -> Result<(), WriteError> {
 /// left beside the new days), and earlier top-level files (whole-run reports, rejects).
 /// `superseded`: files of the previous output a run replaces by others (relative paths: an
 /// older catalog's files), removed too.
-pub fn plan(
+pub(crate) fn plan(
     out: &Path,
     staged: &[String],
     mode: Mode,
@@ -446,7 +446,11 @@ fn sync_dir(path: &Path) {
 /// Appends the files under `dir`, as paths relative to `base` with `/` separators. A symbolic
 /// link is listed as itself, never followed (so deleting what is listed deletes the link, not
 /// what it points to).
-pub fn list_files(dir: &Path, base: &Path, files: &mut Vec<String>) -> Result<(), WriteError> {
+pub(crate) fn list_files(
+    dir: &Path,
+    base: &Path,
+    files: &mut Vec<String>,
+) -> Result<(), WriteError> {
     let Ok(meta) = dir.symlink_metadata() else {
         return Ok(());
     };

@@ -66,7 +66,7 @@ pub struct Manifest {
 }
 
 /// What a run that brought nothing new says (the terminal, summary.html).
-pub const NOTHING_CHANGED: &str =
+pub(crate) const NOTHING_CHANGED: &str =
     "nothing changed: every leg of this input was already in the dataset";
 
 impl Manifest {
@@ -186,22 +186,22 @@ impl RunRecord {
 }
 
 /// The history kept in the manifest: the latest runs.
-pub const RUNS_KEPT: usize = 1000;
+pub(crate) const RUNS_KEPT: usize = 1000;
 /// Partitions listed per run in the history (all are counted): the manifest stays bounded
 /// whatever the number of accounts. With 100, the history of a year of nights was 2.2 MB of
 /// the 4.3 MB every night reads and rewrites; the partitions a run wrote are the manifest's
 /// `partitions_written`, and every leg names its run's input (`source_file`).
-pub const RUN_PARTITIONS_LISTED: usize = 10;
+pub(crate) const RUN_PARTITIONS_LISTED: usize = 10;
 
 /// The options that decide which partition a leg lands in or what it costs, by flag:
 /// `--tz`, `--rounding`, `--rates` (the deck's SHA-256), `--ratedeck-map` (its SHA-256),
 /// `--rate-sort`. Recorded at a dataset's first run; a flag a dataset's record lacks (one added
 /// by a later rerate) is taken from the run that first meets it.
-pub type Definition = BTreeMap<String, Option<String>>;
+pub(crate) type Definition = BTreeMap<String, Option<String>>;
 
 /// The first difference between a dataset's definition and a run's: (flag, dataset's value,
 /// run's value).
-pub fn definition_change(
+pub(crate) fn definition_change(
     dataset: &Definition,
     run: &Definition,
 ) -> Option<(String, Option<String>, Option<String>)> {

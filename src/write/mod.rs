@@ -5,11 +5,11 @@
 //! `rejects.ndjson`; `manifest.json`.
 //! Partition columns live in the paths, not in the files (the Hive convention).
 
-pub mod commit;
-pub mod manifest;
-pub mod parquet;
-pub mod partition;
-pub mod summary;
+pub(crate) mod commit;
+pub(crate) mod manifest;
+pub(crate) mod parquet;
+pub(crate) mod partition;
+pub(crate) mod summary;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -124,7 +124,7 @@ pub struct PartitionStats {
 }
 
 /// The things a run replaces in its output folder, besides what the previous manifest lists.
-pub const OUTPUTS: &[&str] = &[
+pub(crate) const OUTPUTS: &[&str] = &[
     crate::dataset::CATALOG_DIR,
     LEGS_TABLE,
     INTERACTIONS_TABLE,
@@ -136,7 +136,7 @@ pub const OUTPUTS: &[&str] = &[
 
 /// The top-level names a previous run's manifest says it wrote; only plain names are
 /// trusted, so a doctored manifest cannot point outside the folder.
-pub fn previous_outputs(outputs: &[String]) -> Vec<String> {
+pub(crate) fn previous_outputs(outputs: &[String]) -> Vec<String> {
     outputs
         .iter()
         .map(String::as_str)
@@ -158,7 +158,7 @@ pub struct Table<'a> {
 
 /// The one file of a partitioned table that holds no partition: `<table>/part-0.parquet`
 /// (and `.csv`), right in the table's folder.
-pub const EMPTY_PART: &str = "part-0";
+pub(crate) const EMPTY_PART: &str = "part-0";
 
 /// Writes each of `tables` that has no partition in the folder (`present`: the tables that
 /// have one, earlier runs' partitions included) as ONE empty file `out/<table>/part-0.parquet` (and `.csv`): zero rows, the
@@ -167,7 +167,7 @@ pub const EMPTY_PART: &str = "part-0";
 /// `rerate query` then read zero rows with the right schema instead of failing on a missing
 /// folder, on exactly the clean nights. `tables`: (name, a frame with the table's columns;
 /// its rows are not used). Returns the names of the tables written empty.
-pub fn write_empty_tables(
+pub(crate) fn write_empty_tables(
     out: &Path,
     tables: &[(String, DataFrame)],
     present: &std::collections::BTreeSet<String>,
@@ -237,7 +237,7 @@ fn partition_runs(df: &DataFrame) -> PolarsResult<Vec<(usize, usize)>> {
 /// A partitioned table's Parquet files under `dir` as one lazy frame, `account_id` and `date`
 /// last, read from the folder names (`account_id` from the files of a [`Grain::Day`] table,
 /// which `dir`'s name says), as analysts' tools read them.
-pub fn scan_partitioned(dir: &Path) -> PolarsResult<LazyFrame> {
+pub(crate) fn scan_partitioned(dir: &Path) -> PolarsResult<LazyFrame> {
     let table = dir.file_name().map(|n| n.to_string_lossy());
     let mut keys = vec![Field::new(DATE.into(), DataType::Date)];
     if Grain::of(table.as_deref().unwrap_or_default()) == Grain::AccountDay {
@@ -343,7 +343,7 @@ fn partition_stats(
 }
 
 /// The rows of a [`Grain::Day`] table's days that a run keeps from the committed dataset.
-pub struct Carry<'a> {
+pub(crate) struct Carry<'a> {
     /// The committed dataset's folder, which the files are read from.
     pub from: &'a Path,
     /// The catalog's entries of this table on the days the run rewrites.
@@ -356,7 +356,7 @@ pub struct Carry<'a> {
 /// account and day), and the folders whose earlier files the commit removes unless this run
 /// staged them again (each day written, each old account-and-day folder of a dataset written
 /// before format 4).
-pub struct DaysWritten {
+pub(crate) struct DaysWritten {
     pub partitions: Vec<PartitionStats>,
     pub superseded: Vec<String>,
 }
@@ -367,7 +367,7 @@ pub struct DaysWritten {
 /// `carry.old` is written whole: this run's rows, and the committed file's rows of every other
 /// account (read from Parquet, else CSV). A day left with no row has no file. Errors: an
 /// earlier file that cannot be read or does not hold the table's columns, and the write's own.
-pub fn write_by_day(
+pub(crate) fn write_by_day(
     df: Option<&DataFrame>,
     out: &Path,
     table: &Table,
@@ -552,7 +552,7 @@ fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(usize, usize)> {
 
 /// The rows of the data file in `folder`: its Parquet file, else its CSV file; read on the
 /// calling thread, for callers that read many small files from a parallel iterator.
-pub fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteError> {
+pub(crate) fn read_rows(folder: &Path) -> Result<(std::path::PathBuf, DataFrame), WriteError> {
     let parquet = folder.join("part-0.parquet");
     if parquet.exists() {
         let f = File::open(&parquet).map_err(io_err(&parquet))?;
@@ -601,7 +601,7 @@ fn aligned(
 }
 
 /// Writes `<dir>/<stem>.parquet` and/or `<dir>/<stem>.csv`.
-pub fn write_files(
+pub(crate) fn write_files(
     df: &mut DataFrame,
     dir: &Path,
     stem: &str,
@@ -644,7 +644,7 @@ fn sum_i64(df: &DataFrame, col: &str) -> i64 {
 }
 
 /// `path` as written by [`parquet::write`]; a failed write is reported in the file system's words.
-pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
+pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), WriteError> {
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = FirstIoError {
         inner: BufWriter::new(file),
@@ -689,7 +689,7 @@ impl<W: Write> Write for FirstIoError<W> {
 
 /// Which readers a CSV file is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsvFlavor {
+pub(crate) enum CsvFlavor {
     /// The dataset's own files (`legs/account_id=.../date=.../part-0.csv`, report files): read
     /// by DuckDB, Spark, polars and scripts. No byte order mark (Spark's and Python's readers
     /// would keep it in the first column's name); timestamps in ISO 8601 UTC with microseconds
@@ -713,7 +713,7 @@ impl CsvFlavor {
 }
 
 /// Writes `df` as one CSV file at `path`; see [`csv_to`].
-pub fn write_csv(
+pub(crate) fn write_csv(
     df: &mut DataFrame,
     path: &Path,
     raw: bool,
@@ -726,7 +726,7 @@ pub fn write_csv(
 }
 
 /// The UTF-8 byte order mark.
-pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// CSV: a header row, RFC 4180 quoting (only where needed), lists as JSON arrays, and:
 /// - every integer money column `<x>_units` followed by its currency twin `<x>` (units /
@@ -737,7 +737,7 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 ///   to Excel, and a crafted caller name could be `=HYPERLINK(...)`); numbers are never touched.
 ///
 /// `bom`: start with a UTF-8 byte order mark (a spreadsheet file, not standard output).
-pub fn csv_to(
+pub(crate) fn csv_to(
     df: &DataFrame,
     w: &mut dyn Write,
     raw: bool,
@@ -768,7 +768,7 @@ pub fn csv_to(
 
 /// One JSON object per row and line (NDJSON): numbers as numbers, decimals as exact strings
 /// of their digits, dates as `YYYY-MM-DD`, timestamps as ISO 8601 UTC, lists as arrays.
-pub fn json_lines(df: &DataFrame, w: &mut dyn Write) -> PolarsResult<()> {
+pub(crate) fn json_lines(df: &DataFrame, w: &mut dyn Write) -> PolarsResult<()> {
     let keys: Vec<String> = df
         .get_column_names()
         .into_iter()

@@ -27,7 +27,7 @@ use polars_parquet::write::{
 };
 
 /// Rows per row group.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The zstd level of every page: level 1 writes about twice as fast as the default 3 for files
 /// a few percent larger.
@@ -47,7 +47,7 @@ const SAMPLE: usize = 32;
 /// Writes `df` as one Parquet file to `w`: zstd level 1, min/max/null-count statistics, row
 /// groups of up to [`ROW_GROUP_ROWS`] rows, and no `ARROW:schema` key in the footer (see
 /// [`FOOTER_METADATA`]). Returns the file's size.
-pub fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
+pub(crate) fn write<W: Write>(df: &mut DataFrame, w: W) -> PolarsResult<u64> {
     let options = WriteOptions {
         statistics: StatisticsOptions::default(),
         compression: zstd_options(),

@@ -2,11 +2,11 @@
 //! polars and Spark read the value back unchanged and no value can leave the output folder.
 
 /// The directory name Hive writes for a null partition value.
-pub const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+pub(crate) const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// Hive's escape set: `%XX` (uppercase hex) for control bytes, DEL and
 /// `" # % ' * / : = ? \ { [ ] ^`; everything else, non-ASCII included, stays raw UTF-8.
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     if value.is_empty() {
         return HIVE_NULL.to_owned();
     }
@@ -33,7 +33,7 @@ pub fn escape(value: &str) -> String {
 }
 
 /// `key=escaped-value`.
-pub fn dir_name(key: &str, value: Option<&str>) -> String {
+pub(crate) fn dir_name(key: &str, value: Option<&str>) -> String {
     format!(
         "{key}={}",
         value.map_or_else(|| HIVE_NULL.to_owned(), escape)

@@ -20,14 +20,14 @@ use crate::write::manifest::Manifest;
 const TEMPLATE: &str = include_str!("templates/summary.html");
 
 /// Why a leg is unpriced (its cost null): a crossbar CSV or listing leg without a deck rate.
-pub const UNPRICED_WHY: &str = "crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate";
+pub(crate) const UNPRICED_WHY: &str = "crossbar CSV or listing legs without a deck rate: their export has the rate but no increment or minimum, flag no_deck_rate";
 
 /// Accounts shown in the chart; the table has them all.
 const TOP_ACCOUNTS: usize = 15;
 
 /// What the page shows besides the run's own figures.
 #[derive(Debug, Clone, Default)]
-pub struct Labels {
+pub(crate) struct Labels {
     /// The currency's name (`--currency`); KAZOO's rate documents carry none.
     pub currency: Option<String>,
     /// Account names by account_id (`--account-names`).
@@ -36,7 +36,7 @@ pub struct Labels {
 
 /// Reads `--account-names FILE`: `account_id,name` rows (a header row naming `account_id` is
 /// skipped), with the `csv` crate. Errors name the file and line.
-pub fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>> {
+pub(crate) fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -64,7 +64,7 @@ pub fn read_account_names(path: &Path) -> anyhow::Result<HashMap<String, String>
 /// Whether the run has legs and none of them is priced: its money is then `—` (nothing was
 /// priced), not 0. The legs are those of the partitions written (this run's and those a merge
 /// kept), of which the unpriced legs are a part.
-pub fn none_priced(m: &Manifest) -> bool {
+pub(crate) fn none_priced(m: &Manifest) -> bool {
     let legs = m.counts.legs_in_written_partitions;
     legs > 0 && m.totals.unpriced_legs >= legs
 }
@@ -73,7 +73,7 @@ pub fn none_priced(m: &Manifest) -> bool {
 /// billed (...)`. Minutes of use are every leg's `billing_seconds` / 60; billed minutes are the
 /// priced legs' `billed_seconds` / 60 (after KAZOO's increments, minimums and no-charge time),
 /// so with unpriced legs the two cover different legs, and the priced legs' use is given beside.
-pub fn minutes_words(m: &Manifest) -> String {
+pub(crate) fn minutes_words(m: &Manifest) -> String {
     let t = &m.totals;
     // The totals are over the partitions written: this run's legs and those a merge kept.
     let legs = m.counts.legs_in_written_partitions;
@@ -120,7 +120,7 @@ struct Day {
 
 /// The longest period, in days, whose every day the page lists; a longer one is shown by month
 /// (a quarter of daily rows prints on two A4 pages; 13 years of days would take a hundred).
-pub const DAILY_MAX_DAYS: i64 = 92;
+pub(crate) const DAILY_MAX_DAYS: i64 = 92;
 
 /// The totals of one day or one month of the period.
 #[derive(Default)]
@@ -354,7 +354,7 @@ impl DayRow {
 
 /// Money summed over `legs` of which `unpriced` have none: `—` when there are legs and none is
 /// priced (nothing was priced, which is not 0); a day or account without legs costs 0.
-pub fn priced_money(units: i64, legs: i64, unpriced: i64) -> String {
+pub(crate) fn priced_money(units: i64, legs: i64, unpriced: i64) -> String {
     if legs > 0 && unpriced >= legs {
         "—".to_owned()
     } else {
@@ -388,7 +388,7 @@ const CLASSES: &[(&str, &str)] = &[
 ];
 
 /// Renders the page. `daily`: the daily report; `recon_daily`: reconciliation_daily, if run.
-pub fn render(
+pub(crate) fn render(
     m: &Manifest,
     daily: &DataFrame,
     recon_daily: Option<&DataFrame>,
