@@ -714,6 +714,7 @@ impl Job {
                 "cross_bucket_call_ids": grouped.cross_bucket_call_ids,
                 "buckets_split": grouped.buckets_split,
                 "largest_bucket_legs": grouped.largest_bucket_legs,
+                "peak_rss_bytes": pipeline::peak_rss_bytes(),
             }),
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             stages_ms: clock.stages,

@@ -44,6 +44,16 @@ pub(crate) fn add(stages: &mut Stages, name: &'static str, since: Instant) {
 /// Decoded bytes a compressed input is assumed to hold per byte, to size the buckets.
 const COMPRESSION_RATIO: u64 = 8;
 
+/// The process's peak resident memory so far, in bytes (`VmHWM` of `/proc/self/status`);
+/// `None` where the kernel does not say (not Linux). The manifest records it, so that the memory
+/// bound (`--memory`) is a figure every run reports and a test can check.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// How many buckets a run of `input_bytes` (decoded) uses under `budget`: one, held in memory,
 /// when the input fits in a quarter of it; else enough that one bucket's legs take about a
 /// quarter of it.

@@ -237,3 +237,63 @@ fn a_memory_budget_below_the_floor_is_refused() -> TestResult {
     );
     Ok(())
 }
+
+/// The memory bound as a figure every run reports (`memory.peak_rss_bytes`, the kernel's
+/// `VmHWM`) and this test checks: over 150,000 generated legs (about 500 MB of NDJSON, two
+/// threads), `--memory 128M` keeps the peak under twice the budget plus 400 MB (about 590 MB
+/// here), and the same input with a budget it fits in peaks above that bound (about 1 GB), so
+/// the bound is the budget's doing, not the input's smallness. (Issue 27: `--memory 64M` once
+/// peaked at 1.14 GB.)
+#[test]
+fn peak_memory_stays_under_the_stated_bound_at_the_floor() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in");
+    let gen = rerate(&[
+        "gen",
+        "--legs",
+        "150000",
+        "--accounts",
+        "50",
+        "--days",
+        "7",
+        "--files",
+        "4",
+        "--out",
+        s(&input),
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let bound = 2 * (128u64 << 20) + 400_000_000;
+    let mut peaks = Vec::new();
+    for memory in ["128M", "4G"] {
+        let out = dir.path().join(format!("out-{memory}"));
+        run_ok(&[
+            s(&input),
+            "--out",
+            s(&out),
+            "-q",
+            "--threads",
+            "2",
+            "--memory",
+            memory,
+        ]);
+        let m = json_file(&out.join("manifest.json"));
+        let peak = m["memory"]["peak_rss_bytes"].as_u64().ok_or("a peak")?;
+        peaks.push((memory, peak, m["memory"]["spilled"].as_bool()));
+        std::fs::remove_dir_all(&out)?;
+    }
+    let (_, bounded, spilled) = peaks[0];
+    assert!(
+        bounded < bound,
+        "--memory 128M peaked at {bounded} bytes, over {bound}: {peaks:?}"
+    );
+    assert_eq!(spilled, Some(true), "{peaks:?}");
+    assert!(
+        peaks[1].1 > bound,
+        "without a tight budget the input fits under the bound: {peaks:?}"
+    );
+    Ok(())
+}
