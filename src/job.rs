@@ -45,7 +45,7 @@ use crate::write::manifest::{
     definition_change, Counts, Dataset, DayChange, Definition, Manifest, MergeCounts, PartialInput,
     RunRecord, Totals, RUNS_KEPT,
 };
-use crate::write::partition::dir_name;
+use crate::write::partition::{dir_name, made_from_legs};
 use crate::write::summary;
 use crate::write::{
     previous_outputs, write_by_day, write_empty_tables, write_files, Carry, Format, Grain, Output,
@@ -905,7 +905,7 @@ impl Job {
         // `write_ledgers`).
         Ok(all
             .into_iter()
-            .filter(|p| Grain::of(&p.table) == Grain::Day && p.table != LEDGERS_TABLE)
+            .filter(|p| Grain::of(&p.table) == Grain::Day && made_from_legs(&p.table))
             .collect())
     }
 
@@ -996,11 +996,11 @@ impl Job {
             .iter()
             .map(|p| (p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
             .collect();
-        // The ledgers are read, not made from the legs: an entry of theirs goes only when this
-        // run wrote the account's ledgers of that day again.
+        // A ledgers entry goes only when this run wrote the account's ledgers of that day
+        // again (`written`).
         let kept = old
             .into_iter()
-            .filter(|p| p.table == LEDGERS_TABLE || !keys.contains(&partition_dirs(p)))
+            .filter(|p| !made_from_legs(&p.table) || !keys.contains(&partition_dirs(p)))
             .filter(|p| {
                 !written.contains(&(p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
             })

@@ -60,9 +60,17 @@ pub enum Grain {
     Day,
 }
 
+/// Whether a run computes the table's rows from the legs of the partitions it rewrites (every
+/// table but the ledgers, which are read from the input and merged by their own rule,
+/// [`crate::ledgers`]): a rewritten partition's old rows of such a table go, whatever the run
+/// writes in their place.
+pub(crate) fn made_from_legs(table: &str) -> bool {
+    table != crate::ingest::ledger::LEDGERS_TABLE
+}
+
 impl Grain {
     /// The grain of the table named `table`: by account and day for the legs, interactions and
-    /// reconciliation tables, by day for every report.
+    /// reconciliation tables, by day for every report and the ledgers.
     pub fn of(table: &str) -> Grain {
         use crate::schema::{INTERACTIONS_TABLE, LEGS_TABLE, RECONCILIATION_TABLE};
         match table {
