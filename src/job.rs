@@ -831,11 +831,12 @@ impl Job {
     }
 
     /// Writes this run's ledgers (`run`, [`crate::ingest::ledger::frame`]'s columns) under
-    /// `out` as the `ledgers` table's day files: under `--mode merge` each account-day they
-    /// fall on becomes the union of its committed rows and theirs, one row per ledger
-    /// ([`ledgers::dedup`]); under `overwrite-partitions` their rows alone; the other
-    /// accounts' rows of those days are kept, unless the run replaces all. Returns the
-    /// catalog's entries written, the folders superseded and the counts.
+    /// `out` as the `ledgers` table's day files: under `--mode merge` each day they fall on
+    /// becomes the union of its committed rows and theirs, one row per ledger
+    /// ([`ledgers::dedup`]; the other accounts' rows, already one per ledger, go through
+    /// unchanged); under `overwrite-partitions` their rows alone, the other accounts' rows of
+    /// those days carried; under `replace-all` theirs alone. Returns the catalog's entries
+    /// written, the folders superseded and the counts.
     fn write_ledgers(
         &self,
         run: DataFrame,
@@ -844,7 +845,7 @@ impl Job {
         output: &Output,
     ) -> anyhow::Result<(Vec<PartitionStats>, Vec<String>, LedgerCounts)> {
         let cfg = &self.cfg;
-        let replaced = ledgers::partitions(&run)?;
+        let mut replaced = ledgers::partitions(&run)?;
         let keep = cfg.mode.keeps_other_partitions() && !previous.is_empty();
         let old: Vec<PartitionStats> = match keep {
             false => vec![],
@@ -862,7 +863,12 @@ impl Job {
         };
         let old: Vec<&PartitionStats> = old.iter().collect();
         let committed = match cfg.mode {
-            Mode::Merge => ledgers::read_committed(&cfg.out, &old, &replaced)?,
+            Mode::Merge => {
+                // The days are read once, whole, and written whole: nothing left to carry.
+                let (rows, held) = ledgers::read_committed(&cfg.out, &old)?;
+                replaced.extend(held);
+                rows
+            }
             _ => crate::ingest::ledger::frame(vec![])?,
         };
         let (rows, counts) = ledgers::dedup(committed, run)?;

@@ -43,6 +43,9 @@ pub struct LedgerCounts {
     pub dataset_ledgers_replaced: u64,
 }
 
+/// An (`account_id`, `date`) partition as the catalog names it (`_unassigned`, `YYYY-MM-DD`).
+pub(crate) type Partition = (String, Option<String>);
+
 /// The table as [`crate::write::write_by_day`] writes it: a file a day, rows by account, then
 /// by id.
 pub(crate) fn table() -> Table<'static> {
@@ -145,7 +148,7 @@ pub(crate) fn dedup(
 
 /// The (`account_id`, `date`) partitions of a frame of ledgers (`_unassigned` for none), as
 /// the catalog names them.
-pub(crate) fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option<String>)>> {
+pub(crate) fn partitions(df: &DataFrame) -> PolarsResult<HashSet<Partition>> {
     Ok(crate::spill::partition_keys(df)?
         .map(|(a, d)| {
             (
@@ -156,48 +159,37 @@ pub(crate) fn partitions(df: &DataFrame) -> PolarsResult<HashSet<(String, Option
         .collect())
 }
 
-/// The committed rows of the `wanted` account-days, from the day files `entries` (the
-/// catalog's entries of the table on their days) under `from`, with `date` from the entry.
-/// Errors name the file.
+/// The committed rows of the day files `entries` name (the catalog's entries of the table on
+/// the days a merge rewrites), every account's, with `date` from the entry, and the
+/// (`account_id`, `date`) partitions they hold. A merge rewrites those days whole from them, so
+/// each file is read once. Errors name the file.
 pub(crate) fn read_committed(
     from: &Path,
     entries: &[&PartitionStats],
-    wanted: &HashSet<(String, Option<String>)>,
-) -> anyhow::Result<DataFrame> {
-    let mut by_file: BTreeMap<&str, (Option<&str>, HashSet<&str>)> = BTreeMap::new();
-    for p in entries {
-        if wanted.contains(&(p.account_id.clone(), p.date.clone())) {
-            let e = by_file.entry(p.path.as_str()).or_default();
-            e.0 = p.date.as_deref();
-            e.1.insert(p.account_id.as_str());
-        }
-    }
-    let mut frames = Vec::new();
-    for (path, (date, accounts)) in by_file {
-        let (file, rows) = crate::write::read_rows(&from.join(path))?;
+) -> anyhow::Result<(DataFrame, HashSet<Partition>)> {
+    let days: BTreeMap<&str, Option<&str>> = entries
+        .iter()
+        .map(|p| (p.path.as_str(), p.date.as_deref()))
+        .collect();
+    let held = entries
+        .iter()
+        .map(|p| (p.account_id.clone(), p.date.clone()))
+        .collect();
+    let mut all = crate::ingest::ledger::frame(vec![])?;
+    for (path, date) in days {
+        let (file, mut rows) = crate::write::read_rows(&from.join(path))?;
         let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", file.display());
-        let ids = rows.column(ACCOUNT_ID).and_then(|c| c.str().cloned());
-        let mask: BooleanChunked = ids
-            .map_err(why)?
-            .iter()
-            .map(|a| a.is_some_and(|a| accounts.contains(a)))
-            .collect();
-        let mut rows = rows.filter(&mask).map_err(why)?;
-        let day = date.and_then(crate::time::parse_date);
-        let day = Int32Chunked::full(DATE.into(), day.unwrap_or(0), rows.height());
-        let day = match date {
-            Some(_) => day.into_date().into_column(),
+        let day = match date.and_then(crate::time::parse_date) {
+            Some(d) => Int32Chunked::full(DATE.into(), d, rows.height())
+                .into_date()
+                .into_column(),
             None => Column::full_null(DATE.into(), rows.height(), &DataType::Date),
         };
         rows.with_column(day).map_err(why)?;
-        frames.push(rows);
+        let rows = rows.select(all.get_column_names_owned()).map_err(why)?;
+        all.vstack_mut_owned(rows).map_err(why)?;
     }
-    let mut all = crate::ingest::ledger::frame(vec![])?;
-    for f in frames {
-        let f = f.select(all.get_column_names_owned())?;
-        all.vstack_mut_owned(f)?;
-    }
-    Ok(all)
+    Ok((all, held))
 }
 
 #[cfg(test)]
