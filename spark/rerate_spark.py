@@ -39,7 +39,8 @@ LEDGERS = "ledgers"
 DAY_TABLES = REPORTS + [LEDGERS]
 LEDGER_COLUMNS = [
     "ledger_id", "source_service", "source_id", "description", "usage_type", "usage_quantity", "usage_unit",
-    "ledger_type", "amount_units", "period_start", "period_end", "account_name", "metadata", "ledger_format",
+    "ledger_type", "amount_units", "period_start", "period_end", "account_name", "pvt_account_id", "metadata",
+    "ledger_format",
     "source_file", "source_line", "source_offset",
 ]
 # What makes two copies of a ledger differ: not where they were read, nor their shape.
@@ -517,8 +518,10 @@ class Job:
                 old = self.spark.createDataFrame(rows, old.schema).withColumn("__src", lit(0)) \
                     .withColumn("__file", lit(-1).cast("long")).withColumn("__pos", monotonically_increasing_id())
                 copies = copies.unionByName(old)
-        key = when(col("ledger_id").isNotNull(), col("ledger_id")).otherwise(
-            concat_ws("\x1f", *[coalesce(col(c).cast("string"), lit("")) for c in LEDGER_KEY]))
+        # The database that holds it (the account's own when unknown), then its id or source.
+        key = concat_ws("\x1e", coalesce(col("pvt_account_id"), col("account_id"), lit("")),
+                        when(col("ledger_id").isNotNull(), col("ledger_id")).otherwise(
+            concat_ws("\x1f", *[coalesce(col(c).cast("string"), lit("")) for c in LEDGER_KEY])))
         nulls = sum(when(col(c).isNull(), 1).otherwise(0) for c in LEDGER_VALUES)
         copies = copies.withColumn("__key", key).withColumn("__nulls", nulls)
         rule = ["__nulls", *[col(c).asc_nulls_last() for c in LEDGER_VALUES], "__src", "__file", "__pos"]

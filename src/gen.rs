@@ -346,7 +346,7 @@ fn modb_row(doc: &str) -> String {
 }
 
 /// The documents a month database holds beside the `k`th CDR of a file, as KAZOO writes them:
-/// its per-minute ledger when the leg was charged (`j5_per_minute:create_ledger_usage/4`:
+/// its per-minute ledgers when the leg was charged (`j5_per_minute:create_ledger_usage/4`:
 /// `source.id` the call_id, `usage.quantity` the charged seconds, `amount` in units, the rate in
 /// `metadata`); for one leg in ten a fax document (`fax_request`, the leg's `call_id` at the
 /// top), for another one in ten a call recording's metadata (`media_recording`, `call_id` and
@@ -362,9 +362,18 @@ pub(crate) fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
         billed_seconds: billed,
         cost_units: cost,
     } = leg.charge();
-    if leg.account_billing == "per_minute" && leg.answered && cost > 0 {
+    // The customer's ledger in the customer's database and, when the reseller bills per minute
+    // too, the reseller's in the reseller's (`j5_channel_destroy`): one `_id`, one `account.id`.
+    let mut held_by = Vec::new();
+    if leg.account_billing == "per_minute" {
+        held_by.push(account);
+    }
+    if leg.reseller_billing == "per_minute" && leg.reseller != *account {
+        held_by.push(&leg.reseller);
+    }
+    for db in held_by.into_iter().filter(|_| leg.answered && cost > 0) {
         docs.push(format!(
-            r#"{{"_id":"{month}-{:032x}","account":{{"id":"{account}"}},"amount":{cost},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{billed},"type":"voice","unit":"sec"}},"pvt_account_id":"{account}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
+            r#"{{"_id":"{month}-{:032x}","account":{{"id":"{account}"}},"amount":{cost},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{billed},"type":"voice","unit":"sec"}},"pvt_account_id":"{db}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
             crate::dataset::index::hash(call),
             leg.talk,
             leg.direction,

@@ -1,9 +1,11 @@
 //! The `ledgers` table across runs: one row per ledger, however many copies the inputs and the
 //! dataset hold (a month database's dump, an API page, yesterday's export).
 //!
-//! A ledger is identified by its account, its day and its id (`_id`, or a listing's `id`);
-//! one without an id by `source.service`, `source.id`, `period.start`, `period.end` and its
-//! type, the combination KAZOO's ledgers API requires to be unique. KAZOO's id hashes the
+//! A ledger is identified by its account, its day, the database that holds it
+//! (`pvt_account_id`: a call's customer and reseller ledgers share their `account.id` and
+//! `_id`) and its id (`_id`, or a listing's `id`); one without an id by `source.service`,
+//! `source.id`, `period.start`, `period.end` and its type, the combination KAZOO's ledgers API
+//! requires to be unique. KAZOO's id hashes the
 //! period (`kz_ledger:create_hash/1` over source, account, usage, period and type), so every
 //! copy of one ledger has the same day: a ledger's partition is a function of its own data,
 //! and a merge needs only the committed rows of the account-days the run brings ledgers for.
@@ -22,7 +24,7 @@ use polars::prelude::*;
 
 use crate::ingest::ledger::{
     LEDGERS_TABLE, LEDGER_COLS, LEDGER_FORMAT, LEDGER_ID, LEDGER_TYPE, PERIOD_END, PERIOD_START,
-    SOURCE_ID, SOURCE_SERVICE,
+    PVT_ACCOUNT_ID, SOURCE_ID, SOURCE_SERVICE,
 };
 use crate::merge::FROM_DATASET;
 use crate::schema::{ACCOUNT_ID, DATE, SOURCE_FILE, SOURCE_LINE, SOURCE_OFFSET};
@@ -60,11 +62,12 @@ const KEY: &str = "__ledger_key";
 const NULLS: &str = "__nulls";
 const ORDER: &str = "__order";
 
-/// What identifies a ledger within its account and day (the module's rule): its id, else its
-/// source, period and type, as one string.
+/// What identifies a ledger within its account and day (the module's rule): the database that
+/// holds it (`pvt_account_id`, the account's own when unknown, as a dataset written before the
+/// column has it), and its id, else its source, period and type, as one string.
 pub(crate) fn key() -> Expr {
     let text = |c: &str| col(c).cast(DataType::String).fill_null(lit(""));
-    when(col(LEDGER_ID).is_not_null())
+    let id = when(col(LEDGER_ID).is_not_null())
         .then(col(LEDGER_ID))
         .otherwise(concat_str(
             [
@@ -76,7 +79,9 @@ pub(crate) fn key() -> Expr {
             ],
             "\u{1f}",
             false,
-        ))
+        ));
+    let held_by = col(PVT_ACCOUNT_ID).fill_null(col(ACCOUNT_ID));
+    concat_str([held_by.fill_null(lit("")), id], "\u{1e}", false)
 }
 
 /// The columns whose values make a copy differ (not where it was read from, nor its shape).
@@ -186,6 +191,13 @@ pub(crate) fn read_committed(
             None => Column::full_null(DATE.into(), rows.height(), &DataType::Date),
         };
         rows.with_column(day).map_err(why)?;
+        // A day written before a column was added reads it as null.
+        for c in all.columns() {
+            if rows.column(c.name()).is_err() {
+                let null = Column::full_null(c.name().clone(), rows.height(), c.dtype());
+                rows.with_column(null).map_err(why)?;
+            }
+        }
         let rows = rows.select(all.get_column_names_owned()).map_err(why)?;
         all.vstack_mut_owned(rows).map_err(why)?;
     }

@@ -317,28 +317,40 @@ fn a_generated_month_database_reads_as_the_same_legs_as_its_cdrs() -> TestResult
                     *kinds.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
                 }
             }
-            // A ledger for every leg KAZOO charged (per_minute, cost above 0), read into the
-            // ledgers table, never a leg nor a skipped document: its amount is the leg's cost
-            // as a debit, its quantity the leg's billed seconds.
-            let charged: BTreeMap<&String, &LegRow> = got
-                .iter()
-                .filter(|(_, l)| l.cost.is_some_and(|c| c > 0))
-                .collect();
+            // A ledger for every leg KAZOO charged (per_minute, cost above 0), and one in the
+            // reseller's database for every leg it charged the reseller, read into the ledgers
+            // table, never a leg nor a skipped document: its amount is the leg's cost as a
+            // debit, its quantity the leg's billed seconds.
+            let charged = got
+                .values()
+                .filter(|l| l.cost.is_some_and(|c| c > 0))
+                .count()
+                + got
+                    .values()
+                    .filter(|l| l.reseller.is_some_and(|c| c > 0))
+                    .count();
             assert_eq!(kinds.get("ledger"), None, "{kinds:?}");
             let c = &m["counts"]["ledgers"];
             assert_eq!(
                 (c["read"].as_u64(), c["written"].as_u64()),
-                (Some(charged.len() as u64), Some(charged.len() as u64)),
+                (Some(charged as u64), Some(charged as u64)),
                 "{c}"
             );
             let ledgers = ledger_rows(&out);
-            assert_eq!(ledgers.len(), charged.len());
-            for (call, (units, seconds, kind)) in &ledgers {
-                let leg = charged
-                    .get(call)
-                    .ok_or(format!("a ledger of no charged leg: {call}"))?;
-                assert_eq!(*units, -leg.cost.unwrap_or(0), "{call}");
-                assert_eq!(Some(*seconds), leg.billed, "{call}");
+            assert_eq!(ledgers.len(), charged);
+            for (key, (units, seconds, kind)) in &ledgers {
+                let (call, resellers) = match key.split_once('@') {
+                    Some((call, _)) => (call, true),
+                    None => (key.as_str(), false),
+                };
+                let leg = got.get(call).ok_or(format!("a ledger of no leg: {key}"))?;
+                let cost = match resellers {
+                    true => leg.reseller,
+                    false => leg.cost,
+                };
+                assert!(cost.is_some_and(|c| c > 0), "{key}: a ledger of no charge");
+                assert_eq!(*units, -cost.unwrap_or(0), "{key}");
+                assert_eq!(Some(*seconds), leg.billed, "{key}");
                 assert_eq!(kind, "debit");
             }
             assert_eq!(kinds.get("_design"), Some(&2));
@@ -355,7 +367,8 @@ fn a_generated_month_database_reads_as_the_same_legs_as_its_cdrs() -> TestResult
     Ok(())
 }
 
-/// The ledgers table: `source_id` -> (`amount_units`, `usage_quantity`, `ledger_type`).
+/// The ledgers table: `source_id` (`source_id@pvt_account_id` for a ledger held in another
+/// account's database) -> (`amount_units`, `usage_quantity`, `ledger_type`).
 fn ledger_rows(out: &std::path::Path) -> BTreeMap<String, (i64, i64, String)> {
     let mut m = BTreeMap::new();
     for f in parquet_files(&out.join("ledgers")) {
@@ -368,8 +381,12 @@ fn ledger_rows(out: &std::path::Path) -> BTreeMap<String, (i64, i64, String)> {
             int("usage_quantity"),
             text("ledger_type"),
         );
+        let (account, held_by) = (text("account_id"), text("pvt_account_id"));
         for i in 0..df.height() {
-            let id = ids.get(i).unwrap_or_default().to_owned();
+            let mut id = ids.get(i).unwrap_or_default().to_owned();
+            if held_by.get(i).is_some_and(|h| Some(h) != account.get(i)) {
+                id = format!("{id}@{}", held_by.get(i).unwrap_or("(null)"));
+            }
             let row = (
                 units.get(i).unwrap_or(i64::MIN),
                 qty.get(i).unwrap_or(-1),
@@ -469,6 +486,57 @@ fn ledgers_from_a_month_database_and_from_the_api_are_one_table_in_units() -> Te
         rejects.contains("modb.json") && rejects.contains("source.service"),
         "{rejects}"
     );
+    Ok(())
+}
+
+/// A call's customer ledger and its reseller's (`j5_channel_destroy`: one in each account's
+/// month database, one `_id`, one `account.id`, the customer's) are two rows of the customer's
+/// account and day, told apart by `pvt_account_id`; the reseller's page of the same ledger is
+/// a copy of the reseller's, not of the customer's.
+#[test]
+fn a_calls_customer_and_reseller_ledgers_are_two_rows() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let row = |doc: &str| format!(r#"{{"id":"a","key":"a","value":{{"rev":"1-9c"}},"doc":{doc}}}"#);
+    std::fs::write(
+        dir.path().join("account-a-202611.json"),
+        format!("{{\"rows\":[\n{}\n]}}", row(STORED_LEDGER)),
+    )?;
+    let resellers = STORED_LEDGER
+        .replace(
+            r#""pvt_account_id":"acct-a""#,
+            r#""pvt_account_id":"reseller-r""#,
+        )
+        .replace(r#""amount":1250"#, r#""amount":1000"#);
+    std::fs::write(
+        dir.path().join("account-r-202611.json"),
+        format!("{{\"rows\":[\n{}\n]}}", row(&resellers)),
+    )?;
+    // GET /v2/accounts/reseller-r/ledgers/per-minute-voip, saved with the envelope's account.
+    let page = r#"{"account_id":"reseller-r","page_size":1,"data":[
+{"account":{"id":"acct-a","name":"Acme"},"amount":-0.1,"description":"US-CA","metadata":{"to":"+14155550100","rate":{"name":"US-CA","value":0.025,"increment":6,"minimum":6}},"period":{"start":63940000000},"source":{"id":"call-l1","service":"per-minute-voip"},"usage":{"quantity":30,"type":"voice","unit":"sec"},"id":"202611-5d41402abc4b2a76b9719d911017c592"}
+],"status":"success"}"#;
+    std::fs::write(dir.path().join("reseller-page.json"), page)?;
+    let out = dir.path().join("out");
+    run_ok(&[s(dir.path()), "--out", s(&out), "-q"]);
+    let want: BTreeMap<String, (i64, i64, String)> = [
+        ("call-l1".to_owned(), (-1250, 30, "debit".to_owned())),
+        (
+            "call-l1@reseller-r".to_owned(),
+            (-1000, 30, "debit".to_owned()),
+        ),
+    ]
+    .into();
+    assert_eq!(ledger_rows(&out), want);
+    let c = &json_file(&out.join("manifest.json"))["counts"]["ledgers"];
+    assert_eq!((&c["read"], &c["written"]), (&3.into(), &2.into()), "{c}");
+    assert_eq!(
+        (&c["duplicates_dropped"], &c["conflicts"]),
+        (&1.into(), &0.into()),
+        "{c}"
+    );
+    // A second night of the same three documents changes nothing.
+    run_ok(&[s(dir.path()), "--out", s(&out), "-q", "--mode", "merge"]);
+    assert_eq!(ledger_rows(&out), want);
     Ok(())
 }
 

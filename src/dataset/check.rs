@@ -127,6 +127,7 @@ pub(crate) fn check(dir: &Path) -> Result<CheckReport, CheckError> {
                 let keys = df
                     .clone()
                     .lazy()
+                    .with_column(lit(p.account_id.clone()).alias(crate::schema::ACCOUNT_ID))
                     .select([crate::ledgers::key().alias("key")])
                     .collect();
                 match keys {

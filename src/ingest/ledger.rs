@@ -52,6 +52,13 @@ pub(crate) const AMOUNT_UNITS: &str = "amount_units";
 pub(crate) const PERIOD_START: &str = "period_start";
 pub(crate) const PERIOD_END: &str = "period_end";
 pub(crate) const ACCOUNT_NAME: &str = "account_name";
+/// The account whose month database holds the ledger, whose balance it moves: KAZOO's
+/// `pvt_account_id` (`kz_ledger:save/1` sets it to the database's account,
+/// `add_account_info/2`), for a listing the account of the page's path. jonny5 writes a call's
+/// customer ledger in the customer's database and its reseller ledger in the reseller's
+/// (`j5_channel_destroy:reseller_reconcile_cdr/2`), both with `account.id` the customer's and
+/// the same `_id` (`create_hash/1` hashes neither database): this column tells them apart.
+pub(crate) const PVT_ACCOUNT_ID: &str = "pvt_account_id";
 /// `metadata` as compact JSON text (insignificant white space dropped).
 pub(crate) const METADATA: &str = "metadata";
 /// `stored` (a month database's document) or `listing` (a crossbar page).
@@ -71,6 +78,7 @@ pub(crate) const LEDGER_COLS: &[&str] = &[
     PERIOD_START,
     PERIOD_END,
     ACCOUNT_NAME,
+    PVT_ACCOUNT_ID,
     METADATA,
     LEDGER_FORMAT,
     SOURCE_FILE,
@@ -119,6 +127,8 @@ pub struct Ledger {
     pub period_start: Option<i64>,
     pub period_end: Option<i64>,
     pub account_name: Option<String>,
+    /// See [`PVT_ACCOUNT_ID`].
+    pub pvt_account_id: Option<String>,
     pub metadata: Option<String>,
     pub form: Form,
     pub line: u64,
@@ -238,10 +248,17 @@ pub(crate) fn read(
     let units = amount_units(doc.amount, form, doc.pvt_ledger_type.as_deref())?;
     let period_start = time(period.start, "period.start")?;
     let nonblank = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let (account_id, stored_in) = (nonblank(account.id), nonblank(doc.pvt_account_id));
+    let envelope = envelope_account.map(str::to_owned);
+    // Whose database: a stored document says; a listing is the page's account's.
+    let pvt_account_id = match form {
+        Form::Stored => stored_in.clone().or(envelope.clone()),
+        Form::Listing => envelope.clone().or(stored_in.clone()),
+    }
+    .or(account_id.clone());
     Ok(Ledger {
-        account_id: nonblank(account.id)
-            .or(nonblank(doc.pvt_account_id))
-            .or(envelope_account.map(str::to_owned)),
+        account_id: account_id.or(stored_in).or(envelope),
+        pvt_account_id,
         // Only `period.start`: a listing has no `pvt_created`, and a copy's day must be its
         // own data, the same in every shape.
         date: period_start.and_then(|t| tz.date_of(t)),
@@ -371,6 +388,7 @@ pub(crate) fn frame(files: Vec<(Arc<str>, Vec<Ledger>)>) -> PolarsResult<DataFra
         ),
         micros(PERIOD_END, rows.iter().map(|(_, l)| l.period_end).collect()),
         col!(ACCOUNT_NAME, |(_, l)| l.account_name.as_deref()),
+        col!(PVT_ACCOUNT_ID, |(_, l)| l.pvt_account_id.as_deref()),
         col!(METADATA, |(_, l)| l.metadata.as_deref()),
         col!(LEDGER_FORMAT, |(_, l)| l.form.name()),
         col!(SOURCE_FILE, |(f, _)| f.as_ref()),
