@@ -32,7 +32,7 @@ QUERIES = HERE.parent / "queries"
 ENGINE = QUERIES / "engine"
 
 # The built-in reports, in the order rerate runs them (src/reports/mod.rs, BUILTIN).
-REPORTS = ["daily", "hangup_causes", "top_destinations", "reconciliation_daily"]
+REPORTS = ["daily", "hangup_causes", "top_destinations", "reconciliation_daily", "revenue_leak", "margin"]
 LINEAGE = ["source_file", "source_line", "source_offset"]
 # The ledgers table (src/ingest/ledger.rs, src/ledgers.rs): a file a day like the reports.
 LEDGERS = "ledgers"

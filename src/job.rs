@@ -793,12 +793,28 @@ impl Job {
             .map(|(_, d)| cut.key(d.map(format_date).as_deref()))
             .collect();
         let wanted: HashSet<&Partition> = joined.iter().collect();
-        let touched: Vec<PartitionStats> = previous
-            .partitions_in(&self.cfg.out, &shards)?
-            .into_iter()
-            .filter(|p| p.table == LEGS_TABLE && wanted.contains(&partition_key(p)))
-            .collect();
-        if touched.len() != joined.len() {
+        // A dataset written before one of the built-in reports (or a column of the legs) existed
+        // is rewritten whole, once: every partition read back, so it then holds what one run
+        // over every night gives, the new report on every day.
+        let rebuild = self.missing_reports(previous);
+        let touched: Vec<PartitionStats> = match rebuild.is_empty() {
+            true => previous.partitions_in(&self.cfg.out, &shards)?,
+            false => previous.all_partitions(&self.cfg.out)?,
+        }
+        .into_iter()
+        .filter(|p| {
+            p.table == LEGS_TABLE && (!rebuild.is_empty() || wanted.contains(&partition_key(p)))
+        })
+        .collect();
+        if !rebuild.is_empty() && !self.cfg.quiet {
+            eprintln!(
+                "rerate: {} has no {} (written by an older rerate): every partition is rewritten once ({} of them)",
+                self.cfg.out.display(),
+                rebuild.join(", "),
+                touched.len()
+            );
+        }
+        if rebuild.is_empty() && touched.len() != joined.len() {
             bail!(
                 "{}: the legs index lists {} partitions this run must rewrite, the partition list {}; the catalog is inconsistent (rerate check {} says more); rebuild the dataset with --mode replace-all",
                 self.cfg.out.join(KEYS_DIR).display(),
@@ -828,6 +844,15 @@ impl Job {
             legs,
             first_day,
         })
+    }
+
+    /// The built-in reports `previous` (a dataset) has never had: an older rerate wrote it.
+    fn missing_reports(&self, previous: &Catalog) -> Vec<String> {
+        self.reports
+            .iter()
+            .filter(|r| r.per_account_day && !previous.outputs.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     /// Writes this run's ledgers (`run`, [`crate::ingest::ledger::frame`]'s columns) under

@@ -169,6 +169,9 @@ pub(crate) fn read_back(
     if df.column(PARSE_FLAGS).is_err() {
         parsed_columns_of_format_3(&mut df).map_err(why)?;
     }
+    if df.column(crate::schema::PVT_COST).is_err() {
+        column_from_ccvs(&mut df, crate::schema::PVT_COST).map_err(why)?;
+    }
     let n = df.height();
     let mut cols = Vec::with_capacity(schema.len() + 1);
     for (name, dtype) in schema.iter() {
@@ -216,6 +219,19 @@ pub(crate) fn parsed_columns_of_format_3(df: &mut DataFrame) -> PolarsResult<()>
     for c in cols {
         df.with_column(c)?;
     }
+    Ok(())
+}
+
+/// A custom_channel_vars integer column a legs file was written without (`pvt_cost` before it
+/// had one), read again from the leg's `custom_channel_vars` text, which keeps the whole object:
+/// the value a run over the leg's input gives.
+fn column_from_ccvs(df: &mut DataFrame, name: &str) -> PolarsResult<()> {
+    let ccvs = df.column(crate::schema::CUSTOM_CHANNEL_VARS)?.str()?;
+    let values = ccvs
+        .iter()
+        .map(|c| c.and_then(|c| crate::ingest::record::ccv_int(c, name)));
+    let column = Int64Chunked::from_iter_options(name.into(), values).into_column();
+    df.with_column(column)?;
     Ok(())
 }
 

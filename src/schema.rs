@@ -153,6 +153,7 @@ pub(crate) const INT_FIELDS: &[IntField] = &[
     int(DISCOUNT_PERCENTAGE, IntSource::Ccv, IntRole::Rating),
     int(BILLING_SECONDS_OFFSET, IntSource::Ccv, IntRole::Rating),
     int("base_cost", IntSource::Ccv, IntRole::Lenient),
+    int(PVT_COST, IntSource::Ccv, IntRole::Lenient),
 ];
 
 pub(crate) const I_BILLING_SECONDS: usize = 0;
@@ -190,6 +191,10 @@ pub(crate) const RATE_NOCHARGE_TIME: &str = "rate_nocharge_time";
 pub(crate) const DISCOUNT_PERCENTAGE: &str = "discount_percentage";
 pub(crate) const BILLING_SECONDS_OFFSET: &str = "billing_seconds_offset";
 pub(crate) const CUSTOM_CHANNEL_VARS: &str = "custom_channel_vars";
+/// The carrier's rate, units per minute: hotornot's `Pvt-Cost` (`hon_rater:rate_resp/2`,
+/// `kzd_rates:private_cost/1`: the deck row's `pvt_internal_rate_cost` in units, 0 when the row
+/// has none), set on the channel by `ecallmgr_fs_authz` among its rate variables.
+pub(crate) const PVT_COST: &str = "pvt_cost";
 pub(crate) const EXTRA: &str = "extra";
 
 /// Derived columns.
@@ -207,6 +212,9 @@ pub(crate) const BILLED_SECONDS: &str = "billed_seconds";
 pub(crate) const RATED_COST_UNITS: &str = "rated_cost_units";
 pub(crate) const COST_UNITS: &str = "cost_units";
 pub(crate) const RESELLER_COST_UNITS: &str = "reseller_cost_units";
+/// What the carrier charges for the leg, units: KAZOO's formula on the carrier's rate
+/// ([`PVT_COST`]) with the leg's seconds, increment and minimum; null when the rate is unknown.
+pub(crate) const CARRIER_COST_UNITS: &str = "carrier_cost_units";
 pub(crate) const SOURCE_FILE: &str = "source_file";
 pub(crate) const SOURCE_LINE: &str = "source_line";
 /// The decoded byte offset of the record's first byte in its file (after a UTF-8 BOM, counted
@@ -263,6 +271,7 @@ pub(crate) const RATED_COLS: &[&str] = &[
     RATED_COST_UNITS,
     COST_UNITS,
     RESELLER_COST_UNITS,
+    CARRIER_COST_UNITS,
 ];
 
 /// Interactions' own columns (see [`crate::interactions`]).

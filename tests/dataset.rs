@@ -790,6 +790,17 @@ fn check_names_what_is_wrong_with_a_dataset() -> TestResult {
 /// The reports of the dataset in `out` laid out as releases before catalog format 4 wrote them:
 /// a folder per account and day (`daily/account_id=<ID>/date=<D>/part-0.parquet`) without the
 /// `account_id` column, instead of a file a day.
+/// Reports an older release did not write.
+const TABLES_SINCE_FORMAT_4: &[&str] = &["revenue_leak", "margin"];
+
+/// `out` without the reports of [`TABLES_SINCE_FORMAT_4`], as an older release left it.
+fn without_tables_since_format_4(out: &Path) -> TestResult {
+    for t in TABLES_SINCE_FORMAT_4 {
+        std::fs::remove_dir_all(out.join(t))?;
+    }
+    Ok(())
+}
+
 fn reports_by_account_and_day(out: &Path) -> TestResult {
     for table in [
         "daily",
@@ -878,6 +889,8 @@ fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     let (out, first, second) = fixtures_first_night(dir.path());
     let catalog = rerate::internals::dataset::Catalog::read(&out)?.ok_or("a catalog")?;
     let mut parts = catalog.all_partitions(&out)?;
+    parts.retain(|p| !TABLES_SINCE_FORMAT_4.contains(&p.table.as_str()));
+    without_tables_since_format_4(&out)?;
     for p in &mut parts {
         p.path = Grain::AccountDay.folder(&p.table, &p.account_id, p.date.as_deref());
     }
@@ -891,7 +904,12 @@ fn a_format_1_dataset_merges_and_moves_to_format_4() -> TestResult {
     o.insert("format_version".into(), 1.into());
     o.insert("partitions".into(), serde_json::to_value(&parts)?);
     if let Some(outputs) = o.get_mut("outputs").and_then(|v| v.as_array_mut()) {
-        outputs.retain(|v| v != "_catalog");
+        outputs.retain(|v| {
+            v != "_catalog"
+                && !v
+                    .as_str()
+                    .is_some_and(|t| TABLES_SINCE_FORMAT_4.contains(&t))
+        });
     }
     std::fs::write(out.join("manifest.json"), serde_json::to_string_pretty(&m)?)?;
     std::fs::remove_dir_all(out.join("_catalog"))?;
@@ -930,6 +948,7 @@ fn a_format_2_or_3_dataset_merges_and_moves_to_format_4() -> TestResult {
         let dir = tempfile::tempdir()?;
         let (out, first, second) = fixtures_first_night(dir.path());
         std::fs::remove_dir_all(out.join("_catalog"))?;
+        without_tables_since_format_4(&out)?;
         reports_by_account_and_day(&out)?;
         legs_without_parsed_columns(&out)?;
         let fixture = root().join(format!("tests/catalog/format-{format}"));

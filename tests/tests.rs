@@ -11,6 +11,7 @@ mod hostile;
 mod inputs;
 mod json_shapes;
 mod kazoo_exports;
+mod money;
 mod nightly;
 mod pipeline;
 mod properties;

@@ -112,6 +112,7 @@ pub(crate) struct LegRow {
     pub rated: Option<i64>,
     pub cost: Option<i64>,
     pub reseller: Option<i64>,
+    pub carrier: Option<i64>,
     pub flags: Option<String>,
 }
 
@@ -190,11 +191,12 @@ pub(crate) fn legs(out: &Path) -> BTreeMap<String, LegRow> {
         let (account, date) = partition_of(&f);
         let df = read_parquet(&f);
         let col = |n: &str| df.column(n).expect(n).i64().expect(n).clone();
-        let (b, r, c, s) = (
+        let (b, r, c, s, carrier) = (
             col("billed_seconds"),
             col("rated_cost_units"),
             col("cost_units"),
             col("reseller_cost_units"),
+            col("carrier_cost_units"),
         );
         let ids = df
             .column("call_id")
@@ -217,6 +219,7 @@ pub(crate) fn legs(out: &Path) -> BTreeMap<String, LegRow> {
                 rated: r.get(i),
                 cost: c.get(i),
                 reseller: s.get(i),
+                carrier: carrier.get(i),
                 flags: flags.get(i).map(str::to_owned),
             };
             assert!(m.insert(id.clone(), row).is_none(), "{id} written twice");

@@ -580,6 +580,19 @@ impl<'a> RawCdr<'a> {
 
 /// A record needs a call_id that is not blank; `what` names it in the message ("field" for
 /// JSON, "column" for CSV).
+/// A custom_channel_vars integer field (`name`, one of [`INT_FIELDS`]) as the parser reads it
+/// from the object's text `ccv` (a written leg's `custom_channel_vars`): the same key ranks and
+/// `kz_term:to_integer` reading. `None` when absent or not a number. For legs written before
+/// the field had a column of its own.
+pub(crate) fn ccv_int(ccv: &str, name: &str) -> Option<i64> {
+    let i = INT_FIELDS.iter().position(|f| f.name == name)?;
+    let text = format!(r#"{{"call_id":"x","custom_channel_vars":{ccv}}}"#);
+    let leg = RawCdr::parse(&text)
+        .ok()?
+        .into_leg(&crate::time::ReportTz(chrono_tz::Tz::UTC));
+    leg.ok()?.ints[i]
+}
+
 pub(crate) fn check_call_id(call_id: Option<&str>, what: &str) -> Result<(), RejectReason> {
     match call_id {
         None => Err(RejectReason::new(
@@ -737,6 +750,19 @@ mod tests {
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .into_leg(&ReportTz(chrono_tz::Tz::UTC))
             .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    }
+
+    /// A written leg's custom_channel_vars read again give the parser's value: KAZOO's
+    /// spelling or the stored one, a string or a number; no value when it is no number.
+    #[test]
+    fn a_ccv_integer_reads_again_from_the_written_text() {
+        let pvt = |ccv: &str| ccv_int(ccv, crate::schema::PVT_COST);
+        assert_eq!(pvt(r#"{"rate":"100","pvt_cost":"40"}"#), Some(40));
+        assert_eq!(pvt(r#"{"Pvt-Cost":"41"}"#), Some(41));
+        assert_eq!(pvt(r#"{"pvt_cost":42.4}"#), Some(42));
+        assert_eq!(pvt(r#"{"pvt_cost":"n/a"}"#), None);
+        assert_eq!(pvt(r#"{"rate":"100"}"#), None);
+        assert_eq!(ccv_int(r#"{"pvt_cost":"40"}"#, "no_such_field"), None);
     }
 
     fn int(leg: &Leg, name: &str) -> Option<i64> {

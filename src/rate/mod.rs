@@ -244,6 +244,7 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         reseller.push(Some(if r_pm { c.cost_units } else { 0 }));
         new_flags.append_option(f);
     }
+    let carrier = carrier_cost(df, rounding)?;
     let cols = [
         Int64Chunked::from_iter_options(BILLED_SECONDS.into(), billed.into_iter()).into_column(),
         Int64Chunked::from_iter_options(RATED_COST_UNITS.into(), rated.into_iter()).into_column(),
@@ -251,11 +252,40 @@ pub fn rate_frame(df: &mut DataFrame, rounding: Rounding) -> PolarsResult<()> {
         Int64Chunked::from_iter_options(RESELLER_COST_UNITS.into(), reseller.into_iter())
             .into_column(),
         new_flags.finish().into_column(),
+        carrier.into_column(),
     ];
     for c in cols {
         df.with_column(c)?;
     }
     Ok(())
+}
+
+/// What the carrier charges for each leg (`carrier_cost_units`, units): KAZOO's formula
+/// (`kapps_call_util:calculate_call/1`, in the run's `--rounding`) with the carrier's rate, the
+/// leg's `pvt_cost` (units per minute, hotornot's `Pvt-Cost`), in place of the customer's, and
+/// the leg's billable seconds, `rate_increment` and `rate_minimum`; no surcharge (the deck's
+/// `pvt_rate_surcharge` is not among the rate variables ecallmgr keeps), no discount and no
+/// no-charge time (both are the customer's, not the carrier's). Null when `pvt_cost` is absent
+/// or 0: `kzd_rates:private_cost/1` gives 0 for a deck row without `pvt_internal_rate_cost`, so
+/// 0 is unknown, not free. A leg whose cost would exceed [`MAX_LEG_UNITS`] is null too.
+fn carrier_cost(df: &DataFrame, rounding: Rounding) -> PolarsResult<Int64Chunked> {
+    let inputs = InputColumns::of(df)?;
+    let pvt_cost = df.column(crate::schema::PVT_COST)?.i64()?;
+    let cost = inputs.rows().zip(pvt_cost.iter()).map(|(inp, pvt)| {
+        let pvt = pvt.filter(|r| *r != 0)?;
+        let carrier = Inputs {
+            rate: Some(pvt),
+            surcharge: None,
+            discount_percentage: None,
+            rate_nocharge_time: None,
+            ..inp
+        };
+        bounded(rate(&carrier, rounding).cost_units)
+    });
+    Ok(Int64Chunked::from_iter_options(
+        crate::schema::CARRIER_COST_UNITS.into(),
+        cost,
+    ))
 }
 
 /// A leg left unpriced: null in each of its money and billed-seconds columns.

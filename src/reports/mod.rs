@@ -38,6 +38,11 @@ const BUILTIN: &[(&str, &str)] = &[
         RECONCILIATION_DAILY,
         include_str!("../../queries/reconciliation_daily.sql"),
     ),
+    (
+        "revenue_leak",
+        include_str!("../../queries/revenue_leak.sql"),
+    ),
+    ("margin", include_str!("../../queries/margin.sql")),
 ];
 
 /// Report names the pipeline writes itself; a user's query may not take them.

@@ -1,0 +1,238 @@
+//! Revenue leak and margin (`queries/revenue_leak.sql`, `queries/margin.sql`) on legs made per
+//! test, each value worked out by hand from KAZOO's formula
+//! (`kapps_call_util:calculate_call/5`: `trunc(Sur + RM/60*R + ceil((secs - RM)/RI) * RI/60*R)`).
+
+use std::collections::BTreeMap;
+
+use crate::util::*;
+
+const ACCOUNT: &str = "acct-m";
+const RESELLER: &str = "reseller-r";
+/// 2026-11-10T12:00:00Z in Gregorian seconds (the CDR's `timestamp`, the leg's end).
+const END: i64 = 63_961_531_200;
+
+/// A stored CDR: `ccv` is the custom_channel_vars' members after the account's.
+fn cdr(call_id: &str, seconds: i64, callee: &str, ccv: &str) -> String {
+    format!(
+        r#"{{"call_id":"{call_id}","call_direction":"outbound","callee_id_number":"{callee}","billing_seconds":{seconds},"duration_seconds":{},"timestamp":{END},"custom_channel_vars":{{"account_id":"{ACCOUNT}","reseller_id":"{RESELLER}",{ccv}}}}}"#,
+        seconds + 5
+    )
+}
+
+/// Rows of a day-file table under `dir`: every column as text, per row.
+fn rows(dir: &std::path::Path, key: &[&str], cols: &[&str]) -> BTreeMap<String, Vec<String>> {
+    let mut m = BTreeMap::new();
+    for f in parquet_files(dir) {
+        let df = read_parquet(&f);
+        for i in 0..df.height() {
+            let text = |c: &str| -> String {
+                if c == "date" {
+                    return partition_of(&f).1;
+                }
+                match df.column(c).expect(c).get(i).expect(c) {
+                    polars::prelude::AnyValue::Float64(x) => x.to_string(),
+                    v => v.to_string().trim_matches('"').to_owned(),
+                }
+            };
+            let k: Vec<String> = key.iter().map(|c| text(c)).collect();
+            let v: Vec<String> = cols.iter().map(|c| text(c)).collect();
+            assert!(m.insert(k.join("/"), v).is_none(), "{k:?} twice");
+        }
+    }
+    m
+}
+
+#[test]
+fn a_leak_is_a_per_minute_leg_kazoo_charged_nothing_that_the_deck_prices() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let per_minute = r#""account_billing":"per_minute","reseller_billing":"flat_rate""#;
+    let legs = [
+        // No rate at all: 120 s at the deck's 0.05 a minute (increment 60, minimum 60) = 1000.
+        cdr("no-rate", 120, "+14155550100", per_minute),
+        // Rate 0, 61 s: two minutes at 500 = 1000.
+        cdr(
+            "zero-rate",
+            61,
+            "+14155550101",
+            &format!(r#"{per_minute},"rate":"0","rate_increment":"60","rate_minimum":"60""#),
+        ),
+        // Within its own no-charge time (20 s of 30): a legitimate 0.
+        cdr(
+            "nocharge",
+            20,
+            "+14155550102",
+            &format!(r#"{per_minute},"rate":"500","rate_nocharge_time":"30""#),
+        ),
+        // A 100% discount: a legitimate 0.
+        cdr(
+            "discount",
+            90,
+            "+14155550103",
+            &format!(r#"{per_minute},"rate":"0","discount_percentage":"100""#),
+        ),
+        // Charged: not a leak.
+        cdr(
+            "charged",
+            60,
+            "+14155550104",
+            &format!(r#"{per_minute},"rate":"500","rate_increment":"60","rate_minimum":"60""#),
+        ),
+        // Unanswered: nothing to charge.
+        cdr("unanswered", 0, "+14155550105", per_minute),
+        // The customer is on a flat rate, the reseller per minute, and the leg unrated: the
+        // reseller's leak (180 s = 1500), not the customer's.
+        cdr(
+            "resellers",
+            180,
+            "+14155550106",
+            r#""account_billing":"flat_rate","reseller_billing":"per_minute""#,
+        ),
+        // limits_disabled (an emergency call): never a leak.
+        cdr(
+            "emergency",
+            60,
+            "+14155550107",
+            r#""account_billing":"limits_disabled","reseller_billing":"limits_disabled""#,
+        ),
+    ];
+    std::fs::write(dir.path().join("cdrs.ndjson"), legs.join("\n") + "\n")?;
+    let deck = dir.path().join("deck.csv");
+    std::fs::write(
+        &deck,
+        "prefix,rate_cost,rate_increment,rate_minimum,rate_name\n1,0.05,60,60,US\n",
+    )?;
+    let out = dir.path().join("out");
+    run_ok(&[
+        s(&dir.path().join("cdrs.ndjson")),
+        "--rates",
+        s(&deck),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let got = rows(
+        &out.join("revenue_leak"),
+        &["call_id", "party"],
+        &[
+            "reason",
+            "recorded_cost_units",
+            "leaked_units",
+            "leaked",
+            "account_id",
+            "date",
+        ],
+    );
+    let want: BTreeMap<String, Vec<String>> = [
+        ("no-rate/customer", ["no_rate", "0", "1000", "0.1000"]),
+        ("resellers/reseller", ["no_rate", "0", "1500", "0.1500"]),
+        ("zero-rate/customer", ["zero_rate", "0", "1000", "0.1000"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        let mut v: Vec<String> = v.map(str::to_owned).to_vec();
+        v.extend([ACCOUNT.to_owned(), "2026-11-10".to_owned()]);
+        (k.to_owned(), v)
+    })
+    .collect();
+    assert_eq!(got, want);
+    // Without a deck nothing is priced, so nothing is said to leak.
+    let bare = dir.path().join("bare");
+    run_ok(&[s(&dir.path().join("cdrs.ndjson")), "--out", s(&bare), "-q"]);
+    assert!(rows(&bare.join("revenue_leak"), &["call_id"], &[]).is_empty());
+    Ok(())
+}
+
+#[test]
+fn margin_is_what_kazoo_charged_less_the_carriers_cost_and_an_unknown_cost_is_never_margin(
+) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let route = |name: &str, rate: i64, ri: i64, rm: i64, pvt: i64| {
+        format!(
+            r#""account_billing":"per_minute","reseller_billing":"flat_rate","rate":"{rate}","rate_increment":"{ri}","rate_minimum":"{rm}","rate_name":"{name}","pvt_cost":"{pvt}""#
+        )
+    };
+    let cdrs = [
+        // 61 s at 2262 (60/60): 4524 charged; the carrier's 1000 a minute: 2000. Margin 2524.
+        cdr("us-1", 61, "+14155550100", &route("US", 2262, 60, 60, 1000)),
+        // The same route with a Pvt-Cost of 0: unknown, its 2262 apart, never margin.
+        cdr("us-2", 7, "+14155550101", &route("US", 2262, 60, 60, 0)),
+        // 30 s at 100 in 6 s steps: 5 x 10 = 50 charged; the carrier's 300: 5 x 30 = 150.
+        // Margin -100: this route is listed first.
+        cdr("loss-1", 30, "+14155550102", &route("LOSS", 100, 6, 0, 300)),
+        // KAZOO's spelling of the rate variable reads the same: 60 s at 100, carrier 40: 100, 40.
+        cdr(
+            "loss-2",
+            60,
+            "+14155550103",
+            &route("LOSS", 100, 60, 0, 0).replace(r#""pvt_cost":"0""#, r#""Pvt-Cost":"40""#),
+        ),
+    ];
+    std::fs::write(dir.path().join("cdrs.ndjson"), cdrs.join("\n") + "\n")?;
+    let out = dir.path().join("out");
+    run_ok(&[s(&dir.path().join("cdrs.ndjson")), "--out", s(&out), "-q"]);
+    let carrier: BTreeMap<String, Option<i64>> = legs(&out)
+        .into_iter()
+        .map(|(id, l)| (id, l.carrier))
+        .collect();
+    assert_eq!(
+        carrier,
+        [
+            ("loss-1", Some(150)),
+            ("loss-2", Some(40)),
+            ("us-1", Some(2000)),
+            ("us-2", None)
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    );
+    let cols = [
+        "legs",
+        "known_cost_legs",
+        "revenue_units",
+        "carrier_cost_units",
+        "margin_units",
+        "margin_share",
+        "unknown_cost_legs",
+        "unknown_cost_revenue_units",
+    ];
+    let got = rows(&out.join("margin"), &["rate_name"], &cols);
+    let want: BTreeMap<String, Vec<String>> = [
+        (
+            "LOSS",
+            [
+                "2",
+                "2",
+                "150",
+                "190",
+                "-40",
+                &(-40.0f64 / 150.0).to_string(),
+                "0",
+                "0",
+            ],
+        ),
+        (
+            "US",
+            [
+                "2",
+                "1",
+                "4524",
+                "2000",
+                "2524",
+                &(2524.0f64 / 4524.0).to_string(),
+                "1",
+                "2262",
+            ],
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.map(str::to_owned).to_vec()))
+    .collect();
+    assert_eq!(got, want);
+    // Lowest margin first within the account and day.
+    let files = parquet_files(&out.join("margin"));
+    let df = read_parquet(&files[0]);
+    let names: Vec<Option<&str>> = df.column("rate_name")?.str()?.iter().collect();
+    assert_eq!(names, [Some("LOSS"), Some("US")]);
+    Ok(())
+}
