@@ -36,7 +36,11 @@ REPORTS = ["daily", "hangup_causes", "top_destinations", "reconciliation_daily",
 LINEAGE = ["source_file", "source_line", "source_offset"]
 # The ledgers table (src/ingest/ledger.rs, src/ledgers.rs): a file a day like the reports.
 LEDGERS = "ledgers"
-DAY_TABLES = REPORTS + [LEDGERS]
+# The ledger reconciliation's tables (queries/ledgers/, src/ledger_reconciliation.rs), over the
+# view ledger_rows.
+LEDGER_QUERIES = QUERIES / "ledgers"
+LEDGER_TABLES = ["ledger_reconciliation", "ledger_daily"]
+DAY_TABLES = REPORTS + [LEDGERS] + LEDGER_TABLES
 LEDGER_COLUMNS = [
     "ledger_id", "source_service", "source_id", "description", "usage_type", "usage_quantity", "usage_unit",
     "ledger_type", "amount_units", "period_start", "period_end", "account_name", "pvt_account_id", "metadata",
@@ -543,6 +547,33 @@ class Job:
         self.write_day_table(ordered, LEDGERS, LEDGER_COLUMNS, replace_all, replaced)
         return counts
 
+    def ledger_tables(self):
+        """The ledger reconciliation's tables over the whole dataset as written (queries/ledgers/:
+        ledger_rows.sql, then each table's SQL), every day written anew: the definition rerate's
+        incremental stage (src/ledger_reconciliation.rs) must equal. `_unassigned` stays a name
+        here, as rerate and an analyst's reader of the folder see it."""
+        from pyspark.sql.functions import col, coalesce, lit, monotonically_increasing_id
+
+        def named(df):
+            return df.withColumn("account_id", coalesce(col("account_id"), lit(UNASSIGNED)))
+
+        legs = named(self.read_table("legs"))
+        if self.has_partitions(LEDGERS):
+            ledgers = named(self.read_table(LEDGERS))
+        else:
+            ledgers = self.spark.read.parquet(self.table_path(LEDGERS) + "/part-0.parquet")
+        legs.createOrReplaceTempView("legs")
+        legs.createOrReplaceTempView("month_legs")
+        ledgers.createOrReplaceTempView("ledgers")
+        ledgers.createOrReplaceTempView("month_ledgers")
+        self.spark.sql((LEDGER_QUERIES / "ledger_rows.sql").read_text()).createOrReplaceTempView("ledger_rows")
+        for name in LEDGER_TABLES:
+            df = with_currency(self.spark.sql((LEDGER_QUERIES / f"{name}.sql").read_text()))
+            df = df.withColumn("__order", monotonically_increasing_id()).cache()
+            cols = [c for c in df.columns if c not in ("account_id", "date", "__order")]
+            self.write_day_table(df, name, cols, True, set())
+            self.empty_table_file(name, df)
+
     def remove_days(self, table, days):
         """Removes the day folders `days` of a report."""
         jvm = self.sc._jvm
@@ -648,6 +679,7 @@ class Job:
         for t in ["legs", "interactions", "reconciliation", *REPORTS, LEDGERS]:
             self.empty_table_file(t, {"legs": kept, "interactions": calls, "reconciliation": recon,
                                       LEDGERS: ledgers_new.drop("__file", "__pos"), **reports}[t])
+        self.ledger_tables()
 
         # Rejects and the manifest.
         self.write_rejects(sides)

@@ -26,6 +26,7 @@ use crate::ingest::ledger::LEDGERS_TABLE;
 use crate::ingest::rejects::RejectLog;
 use crate::ingest::{concat_frames, ingest, IngestOptions, Ingested, PARTIAL_CODES};
 use crate::interactions;
+use crate::ledger_reconciliation;
 use crate::ledgers::{self, LedgerCounts};
 use crate::merge;
 use crate::pipeline::{self, Grouped, Stages, Written};
@@ -522,16 +523,47 @@ impl Job {
         // without any has the table's empty file.
         outputs.push(LEDGERS_TABLE.to_owned());
         shapes.push((LEDGERS_TABLE.to_owned(), ledgers.clear()));
-        let ledger_counts = match ledgers.height() {
-            0 => LedgerCounts::default(),
-            _ => {
-                let (written, superseded, counts) =
-                    self.write_ledgers(ledgers, &previous, out, &legs_output)?;
-                parts.extend(written);
-                report_superseded.extend(superseded);
-                counts
-            }
+        let ledgers_written = match ledgers.height() {
+            0 => LedgersWritten::default(),
+            _ => self.write_ledgers(ledgers, &previous, out, &legs_output)?,
         };
+        let ledger_counts = ledgers_written.counts.clone();
+        // What KAZOO debited against the legs, for the account-days the run's legs and
+        // ledgers reach.
+        let keeps = cfg.mode.keeps_other_partitions() && !previous.is_empty();
+        let empty = Catalog::default();
+        let scope = ledger_reconciliation::Scope {
+            committed: &cfg.out,
+            staged: out,
+            previous: if keeps { &previous } else { &empty },
+            rebuild: keeps
+                && !previous
+                    .outputs
+                    .iter()
+                    .any(|o| o == ledger_reconciliation::LEDGER_RECONCILIATION),
+            legs: &grouped.legs,
+            legs_replaced: &replaced,
+            ledgers: &ledgers_written.partitions,
+            ledgers_changed: &ledgers_written.changed,
+        };
+        let checked = ledger_reconciliation::write(&scope, &tables.legs.columns, &legs_output)?;
+        parts.extend(ledgers_written.partitions);
+        report_superseded.extend(ledgers_written.superseded);
+        parts.extend(checked.partitions);
+        report_superseded.extend(checked.superseded);
+        for (name, shape) in checked.shapes {
+            outputs.push(name.clone());
+            shapes.push((name, shape));
+        }
+        let recomputed: HashSet<(String, String, Option<String>)> = checked
+            .recomputed
+            .iter()
+            .flat_map(|(a, d)| {
+                ledger_reconciliation::TABLES
+                    .iter()
+                    .map(move |(t, _)| ((*t).to_owned(), a.clone(), d.clone()))
+            })
+            .collect();
         let reject_log = Arc::into_inner(reject_log).context("the rejects log is in use")?;
         reject_log.push(&mut { unlogged })?;
         let rejects = reject_log.finish(&out.join(REJECTS_FILE))?;
@@ -637,6 +669,7 @@ impl Job {
             &parts,
             &read_back.partitions,
             &keys,
+            &recomputed,
             &grouped.key_rows,
         )?;
         clock.lap("7c_catalog");
@@ -861,16 +894,17 @@ impl Job {
     /// ([`ledgers::dedup`]; the other accounts' rows, already one per ledger, go through
     /// unchanged); under `overwrite-partitions` their rows alone, the other accounts' rows of
     /// those days carried; under `replace-all` theirs alone. Returns the catalog's entries
-    /// written, the folders superseded and the counts.
+    /// written, the folders superseded, the counts and the account-days whose rows changed.
     fn write_ledgers(
         &self,
         run: DataFrame,
         previous: &Catalog,
         out: &Path,
         output: &Output,
-    ) -> anyhow::Result<(Vec<PartitionStats>, Vec<String>, LedgerCounts)> {
+    ) -> anyhow::Result<LedgersWritten> {
         let cfg = &self.cfg;
         let mut replaced = ledgers::partitions(&run)?;
+        let run_partitions = replaced.clone();
         let keep = cfg.mode.keeps_other_partitions() && !previous.is_empty();
         let old: Vec<PartitionStats> = match keep {
             false => vec![],
@@ -896,14 +930,23 @@ impl Job {
             }
             _ => crate::ingest::ledger::frame(vec![])?,
         };
-        let (rows, counts) = ledgers::dedup(committed, run)?;
+        let (rows, counts, changed) = ledgers::dedup(committed, run)?;
         let carry = Carry {
             from: &cfg.out,
             old,
             replaced: &replaced,
         };
         let w = write_by_day(Some(&rows), out, &ledgers::table(), output, &carry)?;
-        Ok((w.partitions, w.superseded, counts))
+        Ok(LedgersWritten {
+            partitions: w.partitions,
+            superseded: w.superseded,
+            counts,
+            // Outside a merge the run's account-days hold its rows alone.
+            changed: match cfg.mode {
+                Mode::Merge => changed,
+                _ => run_partitions,
+            },
+        })
     }
 
     /// The previous catalog's entries of the [`Grain::Day`] tables (the reports) on `days`, the
@@ -989,7 +1032,9 @@ impl Job {
     /// files of the partition list that hold a partition it wrote or rewrote (`parts`, all
     /// tables; `read_back`, the legs partitions a merge read back; `keys`, their folders), and
     /// the legs index: the previous one without the rewritten partitions, with this run's legs
-    /// (`key_rows`). A catalog not cut by day (formats 0 to 2) has every day's files written.
+    /// (`key_rows`); `recomputed`: the (table, account, day) entries a stage recomputed, which
+    /// go whether or not it wrote rows there. A catalog not cut by day (formats 0 to 2) has
+    /// every day's files written.
     /// Returns the summary of every day now in the folder, and the catalog files of the days
     /// left without partitions, which the commit removes.
     #[allow(clippy::too_many_arguments)]
@@ -1001,6 +1046,7 @@ impl Job {
         parts: &[PartitionStats],
         read_back: &[PartitionStats],
         keys: &BTreeSet<(String, String)>,
+        recomputed: &HashSet<(String, String, Option<String>)>,
         key_rows: &[DataFrame],
     ) -> anyhow::Result<(BTreeMap<String, ShardSummary>, Vec<String>)> {
         let keeps = self.cfg.mode.keeps_other_partitions();
@@ -1034,6 +1080,10 @@ impl Job {
             .filter(|p| !made_from_legs(&p.table) || !keys.contains(&partition_dirs(p)))
             .filter(|p| {
                 !written.contains(&(p.table.as_str(), p.account_id.as_str(), p.date.as_deref()))
+            })
+            // The ledger reconciliation's recomputed account-days go, rows or not.
+            .filter(|p| {
+                !recomputed.contains(&(p.table.clone(), p.account_id.clone(), p.date.clone()))
             })
             .map(|mut p| {
                 p.path = Grain::of(&p.table).folder(&p.table, &p.account_id, p.date.as_deref());
@@ -1261,6 +1311,16 @@ fn partition_dirs(p: &PartitionStats) -> (String, String) {
         dir_name(ACCOUNT_ID, Some(&p.account_id)),
         dir_name(DATE, p.date.as_deref()),
     )
+}
+
+/// The ledgers a run wrote ([`Job::write_ledgers`]).
+#[derive(Default)]
+struct LedgersWritten {
+    partitions: Vec<PartitionStats>,
+    superseded: Vec<String>,
+    counts: LedgerCounts,
+    /// The account-days whose rows changed.
+    changed: HashSet<(String, Option<String>)>,
 }
 
 /// The legs partitions a merge read back, as the dataset's catalog listed them.

@@ -94,11 +94,13 @@ fn value_columns() -> impl Iterator<Item = &'static str> {
 
 /// One row per ledger of `committed` (the dataset's rows of the account-days the run brings
 /// ledgers for) and `run` (this run's, in the order read), both with the table's columns and
-/// `account_id`, `date`. Returns the rows kept and the counts.
+/// `account_id`, `date`. Returns the rows kept, the counts, and the (`account_id`, `date`)
+/// partitions whose rows changed (those holding a row of the run's that was kept: a committed
+/// row replaced is replaced by one of the same partition).
 pub(crate) fn dedup(
     committed: DataFrame,
     run: DataFrame,
-) -> PolarsResult<(DataFrame, LedgerCounts)> {
+) -> PolarsResult<(DataFrame, LedgerCounts, HashSet<Partition>)> {
     let (n_committed, n_run) = (committed.height() as u64, run.height() as u64);
     let mark = |mut df: DataFrame, from: bool| -> PolarsResult<LazyFrame> {
         // A ledger with no account is `_unassigned`'s, as the committed rows read back say.
@@ -147,8 +149,9 @@ pub(crate) fn dedup(
         conflicts: (distinct - kept.height()) as u64,
         dataset_ledgers_replaced: n_committed - kept_committed,
     };
+    let changed = partitions(&kept.filter(&!from)?)?;
     let kept = kept.drop_many([KEY, NULLS, ORDER, FROM_DATASET]);
-    Ok((kept, counts))
+    Ok((kept, counts, changed))
 }
 
 /// The (`account_id`, `date`) partitions of a frame of ledgers (`_unassigned` for none), as
@@ -232,7 +235,7 @@ mod tests {
     fn copies_are_one_row_and_a_conflict_is_decided_by_the_values_in_any_order() -> R {
         let (a, b, b2) = (doc("1", 600), doc("2", 100), doc("2", 120));
         let run = frame(&[("n1", &a), ("n1", &b), ("n2", &a), ("n2", &b2)])?;
-        let (kept, c) = dedup(frame(&[])?.clear(), run)?;
+        let (kept, c, _) = dedup(frame(&[])?.clear(), run)?;
         assert_eq!(kept.height(), 2);
         assert_eq!(
             (c.read, c.written, c.duplicates_dropped, c.conflicts),
@@ -240,14 +243,15 @@ mod tests {
         );
         // The same rows the other way round keep the same values.
         let rev = frame(&[("n2", &b2), ("n2", &a), ("n1", &b), ("n1", &a)])?;
-        let (kept2, _) = dedup(frame(&[])?.clear(), rev)?;
+        let (kept2, _, _) = dedup(frame(&[])?.clear(), rev)?;
         let amounts = |df: &DataFrame| -> PolarsResult<Vec<Option<i64>>> {
             Ok(df.column("amount_units")?.i64()?.iter().collect())
         };
         assert_eq!(amounts(&kept)?, amounts(&kept2)?);
         // Committed first: an identical copy keeps the dataset's row, which is not replaced.
         let committed = frame(&[("old", &a)])?;
-        let (kept, c) = dedup(committed, frame(&[("n3", &a)])?)?;
+        let (kept, c, changed) = dedup(committed, frame(&[("n3", &a)])?)?;
+        assert!(changed.is_empty(), "an identical copy changes nothing");
         assert_eq!((kept.height(), c.written, c.duplicates_dropped), (1, 0, 1));
         assert_eq!(c.dataset_ledgers_replaced, 0);
         let files: Vec<Option<&str>> = kept.column(SOURCE_FILE)?.str()?.iter().collect();

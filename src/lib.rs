@@ -14,6 +14,7 @@ mod gen;
 mod ingest;
 mod interactions;
 mod job;
+mod ledger_reconciliation;
 mod ledgers;
 mod merge;
 mod pipeline;

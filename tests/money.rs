@@ -42,6 +42,26 @@ fn rows(dir: &std::path::Path, key: &[&str], cols: &[&str]) -> BTreeMap<String, 
     m
 }
 
+/// Writes `lines` as `dir/input.ndjson` and a deck of `deck_rows` (prefix, rate_cost,
+/// rate_increment, rate_minimum, rate_name), and runs them into `dir/out`. Returns the output
+/// folder and the deck.
+fn run_priced(
+    dir: &std::path::Path,
+    lines: &[String],
+    deck_rows: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), Box<dyn std::error::Error>> {
+    let input = dir.join("input.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let deck = dir.join("deck.csv");
+    std::fs::write(
+        &deck,
+        format!("prefix,rate_cost,rate_increment,rate_minimum,rate_name\n{deck_rows}"),
+    )?;
+    let out = dir.join("out");
+    run_ok(&[s(&input), "--rates", s(&deck), "--out", s(&out), "-q"]);
+    Ok((out, deck))
+}
+
 #[test]
 fn a_leak_is_a_per_minute_leg_kazoo_charged_nothing_that_the_deck_prices() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -95,21 +115,7 @@ fn a_leak_is_a_per_minute_leg_kazoo_charged_nothing_that_the_deck_prices() -> Te
             r#""account_billing":"limits_disabled","reseller_billing":"limits_disabled""#,
         ),
     ];
-    std::fs::write(dir.path().join("cdrs.ndjson"), legs.join("\n") + "\n")?;
-    let deck = dir.path().join("deck.csv");
-    std::fs::write(
-        &deck,
-        "prefix,rate_cost,rate_increment,rate_minimum,rate_name\n1,0.05,60,60,US\n",
-    )?;
-    let out = dir.path().join("out");
-    run_ok(&[
-        s(&dir.path().join("cdrs.ndjson")),
-        "--rates",
-        s(&deck),
-        "--out",
-        s(&out),
-        "-q",
-    ]);
+    let (out, _) = run_priced(dir.path(), &legs, "1,0.05,60,60,US\n")?;
     let got = rows(
         &out.join("revenue_leak"),
         &["call_id", "party"],
@@ -137,7 +143,7 @@ fn a_leak_is_a_per_minute_leg_kazoo_charged_nothing_that_the_deck_prices() -> Te
     assert_eq!(got, want);
     // Without a deck nothing is priced, so nothing is said to leak.
     let bare = dir.path().join("bare");
-    run_ok(&[s(&dir.path().join("cdrs.ndjson")), "--out", s(&bare), "-q"]);
+    run_ok(&[s(&dir.path().join("input.ndjson")), "--out", s(&bare), "-q"]);
     assert!(rows(&bare.join("revenue_leak"), &["call_id"], &[]).is_empty());
     Ok(())
 }
@@ -234,5 +240,218 @@ fn margin_is_what_kazoo_charged_less_the_carriers_cost_and_an_unknown_cost_is_ne
     let df = read_parquet(&files[0]);
     let names: Vec<Option<&str>> = df.column("rate_name")?.str()?.iter().collect();
     assert_eq!(names, [Some("LOSS"), Some("US")]);
+    Ok(())
+}
+
+/// A stored per-minute ledger (`j5_per_minute:create_ledger_usage/4`, `kz_ledger:to_json/1`):
+/// `units` debited for `seconds`, at Gregorian second `at`, in `held_by`'s month database.
+fn ledger(id: &str, call_id: &str, units: i64, seconds: i64, at: i64, held_by: &str) -> String {
+    format!(
+        r#"{{"_id":"202611-{id}","account":{{"id":"{ACCOUNT}"}},"amount":{units},"description":"US","period":{{"start":{at}}},"source":{{"id":"{call_id}","service":"per-minute-voip"}},"usage":{{"quantity":{seconds},"type":"voice","unit":"sec"}},"pvt_account_id":"{held_by}","pvt_ledger_type":"debit","pvt_type":"ledger"}}"#
+    )
+}
+
+/// One planted error of every class, the customer's and the reseller's, beside legs that agree
+/// (one across midnight, its ledger dated the next day) and an account whose ledgers were not
+/// loaded: the table names exactly those, with both sides' values.
+#[test]
+fn the_ledger_reconciliation_names_every_planted_error_and_nothing_else() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    const PM: &str = r#""account_billing":"per_minute","reseller_billing":"flat_rate","rate":"500","rate_increment":"60","rate_minimum":"60""#;
+    let both = PM.replace(
+        r#""reseller_billing":"flat_rate""#,
+        r#""reseller_billing":"per_minute""#,
+    );
+    let flat = PM.replace(
+        r#""account_billing":"per_minute""#,
+        r#""account_billing":"flat_rate""#,
+    );
+    // 60 s at 500 a minute (increment and minimum 60): 500 units, 60 billed seconds.
+    let at = END + 1;
+    let mut lines = vec![
+        cdr("ok", 60, "+14155550100", PM),
+        ledger("a1", "ok", 500, 60, at, ACCOUNT),
+        cdr("missing", 60, "+14155550101", PM),
+        cdr("twice", 60, "+14155550102", PM),
+        ledger("t1", "twice", 500, 60, at, ACCOUNT),
+        ledger("t2", "twice", 500, 60, at + 5, ACCOUNT),
+        cdr("seconds", 60, "+14155550103", PM),
+        ledger("s1", "seconds", 500, 66, at, ACCOUNT),
+        cdr("amount", 60, "+14155550104", PM),
+        ledger("m1", "amount", 400, 60, at, ACCOUNT),
+        // The deck prices this destination at 600 a minute; KAZOO recorded and debited 500.
+        cdr("derived", 60, "+14155550199", PM),
+        ledger("d1", "derived", 500, 60, at, ACCOUNT),
+        cdr("flat", 60, "+14155550105", &flat),
+        ledger("f1", "flat", 500, 60, at, ACCOUNT),
+        ledger("g1", "ghost", 300, 60, at, ACCOUNT),
+        // The reseller's: one missing, one debited 450.
+        cdr("resold", 60, "+14155550106", &both),
+        ledger("r1", "resold", 500, 60, at, ACCOUNT),
+        cdr("resold-amount", 60, "+14155550107", &both),
+        ledger("r2", "resold-amount", 500, 60, at, ACCOUNT),
+        ledger("r2", "resold-amount", 450, 60, at, RESELLER),
+    ];
+    // Across midnight: ends 00:00:30 the next day, its ledger a second later.
+    let midnight = END + 12 * 3600 + 30;
+    lines.push(cdr("midnight", 60, "+14155550108", PM).replace(
+        &format!(r#""timestamp":{END}"#),
+        &format!(r#""timestamp":{midnight}"#),
+    ));
+    lines.push(ledger("n1", "midnight", 500, 60, midnight + 1, ACCOUNT));
+    // Another account, no ledger of it loaded: not checked.
+    lines.push(cdr("unloaded", 60, "+14155550109", PM).replace(ACCOUNT, "acct-n"));
+    let (out, deck) = run_priced(
+        dir.path(),
+        &lines,
+        "1,0.05,60,60,US\n1415555019,0.06,60,60,US-X\n",
+    )?;
+    let cols = [
+        "class",
+        "ledgers",
+        "billed_seconds",
+        "charged_seconds",
+        "recorded_cost_units",
+        "derived_cost_units",
+        "debited_units",
+        "delta_units",
+        "pvt_account_id",
+        "date",
+    ];
+    let got = rows(
+        &out.join("ledger_reconciliation"),
+        &["call_id", "party"],
+        &cols,
+    );
+    // class, ledgers, billed, charged, recorded, derived, debited, delta; then the database.
+    let d = "2026-11-10";
+    let want: BTreeMap<String, Vec<String>> = [
+        (
+            "amount/customer",
+            "amount_differs 1 60 60 500 500 400 -100",
+            ACCOUNT,
+        ),
+        (
+            "derived/customer",
+            "derived_differs 1 60 60 500 600 500 0",
+            ACCOUNT,
+        ),
+        (
+            "flat/customer",
+            "not_per_minute 1 null 60 null null 500 null",
+            ACCOUNT,
+        ),
+        (
+            "ghost/customer",
+            "ledger_without_leg 1 null 60 null null 300 null",
+            ACCOUNT,
+        ),
+        (
+            "missing/customer",
+            "ledger_missing 0 60 null 500 500 null null",
+            ACCOUNT,
+        ),
+        (
+            "resold-amount/reseller",
+            "amount_differs 1 60 60 500 500 450 -50",
+            RESELLER,
+        ),
+        (
+            "resold/reseller",
+            "ledger_missing 0 60 null 500 500 null null",
+            RESELLER,
+        ),
+        (
+            "seconds/customer",
+            "seconds_differ 1 60 66 500 500 500 0",
+            ACCOUNT,
+        ),
+        (
+            "twice/customer",
+            "charged_twice 2 60 120 500 500 1000 500",
+            ACCOUNT,
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v, held_by)| {
+        let mut v: Vec<String> = v.split(' ').map(str::to_owned).collect();
+        v.extend([held_by.to_owned(), d.to_owned()]);
+        (k.to_owned(), v)
+    })
+    .collect();
+    assert_eq!(got, want);
+    // The day's totals: 9 of the customer's legs (midnight's included, its ledger the next
+    // day's), the reseller's 2; the account without ledgers not checked.
+    let day_cols = [
+        "billable_legs",
+        "checked_legs",
+        "recorded_cost_units",
+        "derived_cost_units",
+        "debited_units",
+        "ok",
+        "not_checked",
+    ];
+    let daily = rows(
+        &out.join("ledger_daily"),
+        &["account_id", "party"],
+        &day_cols,
+    );
+    let want: BTreeMap<String, Vec<String>> = [
+        (
+            "acct-m/customer",
+            ["9", "9", "4500", "4600", "5200", "4", "0"],
+        ),
+        (
+            "acct-m/reseller",
+            ["2", "2", "1000", "1000", "450", "0", "0"],
+        ),
+        ("acct-n/customer", ["1", "0", "0", "0", "0", "0", "1"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.map(str::to_owned).to_vec()))
+    .collect();
+    assert_eq!(daily, want);
+    // The same month as two nights, ledgers first, then the legs (or the other way round),
+    // merged: what one run gives.
+    let (cdrs, docs): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|l| l.contains("\"call_id\""));
+    for (first, second) in [(&docs, &cdrs), (&cdrs, &docs)] {
+        let nights = tempfile::tempdir()?;
+        let (n1, n2) = (
+            nights.path().join("n1.ndjson"),
+            nights.path().join("n2.ndjson"),
+        );
+        let text = |v: &Vec<&String>| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+        std::fs::write(&n1, text(first))?;
+        std::fs::write(&n2, text(second))?;
+        let merged = nights.path().join("merged");
+        run_ok(&[s(&n1), "--rates", s(&deck), "--out", s(&merged), "-q"]);
+        run_ok(&[
+            s(&n2),
+            "--rates",
+            s(&deck),
+            "--out",
+            s(&merged),
+            "-q",
+            "--mode",
+            "merge",
+        ]);
+        assert_eq!(
+            rows(
+                &merged.join("ledger_reconciliation"),
+                &["call_id", "party"],
+                &cols
+            ),
+            got
+        );
+        assert_eq!(
+            rows(
+                &merged.join("ledger_daily"),
+                &["account_id", "party"],
+                &day_cols
+            ),
+            daily
+        );
+    }
     Ok(())
 }

@@ -46,6 +46,18 @@ def main(out: Path) -> None:
         rows = [tuple(r) for r in mine.collect()]
         theirs = [tuple(r) for r in parquet(out / name).select(*cols).collect()]
         assert_same_rows(f"Spark {spark.version}", name, cols, rows, theirs)
+    # The ledger reconciliation over the whole dataset: its months are the tables themselves.
+    ledgers = parquet(out / "ledgers")
+    ledgers.createOrReplaceTempView("ledgers")
+    ledgers.createOrReplaceTempView("month_ledgers")
+    legs.createOrReplaceTempView("month_legs")
+    spark.sql((QUERIES / "ledgers" / "ledger_rows.sql").read_text()).createOrReplaceTempView("ledger_rows")
+    for name in ("ledger_reconciliation", "ledger_daily"):
+        mine = spark.sql((QUERIES / "ledgers" / f"{name}.sql").read_text())
+        cols = mine.columns
+        rows = [tuple(r) for r in mine.collect()]
+        theirs = [tuple(r) for r in parquet(out / name).select(*cols).collect()]
+        assert_same_rows(f"Spark {spark.version}", name, cols, rows, theirs)
     spark.stop()
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TABLES = ["legs", "interactions", "reconciliation", "daily", "hangup_causes", "top_destinations",
-          "reconciliation_daily", "revenue_leak", "margin", "ledgers"]
+          "reconciliation_daily", "revenue_leak", "margin", "ledgers", "ledger_reconciliation", "ledger_daily"]
 MANIFEST_KEYS = ["counts", "totals", "interactions", "reconciliation", "partial_inputs"]
 
 

@@ -62,10 +62,12 @@ pub enum Grain {
 
 /// Whether a run computes the table's rows from the legs of the partitions it rewrites (every
 /// table but the ledgers, which are read from the input and merged by their own rule,
-/// [`crate::ledgers`]): a rewritten partition's old rows of such a table go, whatever the run
-/// writes in their place.
+/// [`crate::ledgers`], and the ledger reconciliation's, which reach neighbouring days,
+/// [`crate::ledger_reconciliation`]): a rewritten partition's old rows of such a table go,
+/// whatever the run writes in their place.
 pub(crate) fn made_from_legs(table: &str) -> bool {
     table != crate::ingest::ledger::LEDGERS_TABLE
+        && !crate::ledger_reconciliation::is_ledger_table(table)
 }
 
 impl Grain {
