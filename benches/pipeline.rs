@@ -39,6 +39,7 @@ static CORPUS: LazyLock<Vec<u8>> = LazyLock::new(|| {
         start_unix: 1_793_577_600,
         call_ids_start_unix: 1_793_577_600,
         header_every: 0,
+        plant_errors: false,
     };
     let report = generate(&opts, dir.path()).expect("generate");
     std::fs::read(&report.files[0]).expect("read corpus")

@@ -194,6 +194,9 @@ pub struct GenOptions {
     /// `kazoo-csv`: write the header again every this many rows, as KAZOO 4.2's chunked
     /// exports did (0: once, at the top).
     pub header_every: u64,
+    /// `modb` only: plant an error of every ledger class (see [`Planted`]) and write the answer
+    /// key, `.planted.json` (hidden: never read as input).
+    pub plant_errors: bool,
 }
 
 /// What was written.
@@ -202,14 +205,20 @@ pub struct GenReport {
     pub files: Vec<PathBuf>,
     pub legs: u64,
     pub bytes: u64,
+    /// The errors planted (`--plant-errors`), in file order.
+    pub planted: Vec<Planted>,
 }
+
+/// The answer key of a corpus with planted errors, in its folder.
+pub(crate) const PLANTED_FILE: &str = ".planted.json";
 
 /// Writes the corpus into `out` (created if needed).
 pub fn generate(opts: &GenOptions, out: &Path) -> std::io::Result<GenReport> {
     std::fs::create_dir_all(out)?;
     let files = opts.files.max(1);
     let per_file = opts.legs.div_ceil(files);
-    let results: Vec<std::io::Result<(Vec<PathBuf>, u64, u64)>> = (0..files)
+    type FileWritten = (Vec<PathBuf>, u64, u64, Vec<Planted>);
+    let results: Vec<std::io::Result<FileWritten>> = (0..files)
         .into_par_iter()
         .map(|i| {
             let legs = per_file.min(opts.legs.saturating_sub(i * per_file));
@@ -218,25 +227,31 @@ pub fn generate(opts: &GenOptions, out: &Path) -> std::io::Result<GenReport> {
                 Shape::Pages | Shape::Modb => "json",
                 Shape::KazooCsv | Shape::Listing => {
                     let (paths, bytes) = crossbar::write_file(opts, i, legs, out)?;
-                    return Ok((paths, legs, bytes));
+                    return Ok((paths, legs, bytes, vec![]));
                 }
             };
             let gz = if opts.gzip { ".gz" } else { "" };
             let path = out.join(format!("cdrs-{i:04}.{ext}{gz}"));
-            let bytes = write_file(opts, i, legs, &path)?;
-            Ok((vec![path], legs, bytes))
+            let (bytes, planted) = write_file(opts, i, legs, &path)?;
+            Ok((vec![path], legs, bytes, planted))
         })
         .collect();
     let mut report = GenReport {
         files: Vec::new(),
         legs: 0,
         bytes: 0,
+        planted: Vec::new(),
     };
     for r in results {
-        let (p, l, b) = r?;
+        let (p, l, b, planted) = r?;
         report.files.extend(p);
         report.legs += l;
         report.bytes += b;
+        report.planted.extend(planted);
+    }
+    if opts.plant_errors && opts.shape == Shape::Modb {
+        let key = serde_json::to_string_pretty(&report.planted).map_err(std::io::Error::other)?;
+        std::fs::write(out.join(PLANTED_FILE), key + "\n")?;
     }
     Ok(report)
 }
@@ -278,9 +293,15 @@ pub fn file_legs(opts: &GenOptions, index: u64, legs: u64) -> impl Iterator<Item
     .flatten()
 }
 
-fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io::Result<u64> {
+fn write_file(
+    opts: &GenOptions,
+    index: u64,
+    legs: u64,
+    path: &Path,
+) -> std::io::Result<(u64, Vec<Planted>)> {
     let mut w = create(path, opts.gzip)?;
     let mut bytes = 0u64;
+    let mut planted = Vec::new();
     let mut page: Vec<String> = Vec::with_capacity(50);
     let mut rows_written = false;
     if opts.shape == Shape::Modb {
@@ -295,7 +316,9 @@ fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io:
                 Shape::KazooCsv | Shape::Listing => {}
                 Shape::Modb => {
                     let mut docs = vec![leg];
-                    docs.extend(modb_extras(&gen_leg, k as u64));
+                    let (extras, errors) = modb_extras(&gen_leg, k as u64, opts.plant_errors);
+                    docs.extend(extras);
+                    planted.extend(errors);
                     for doc in docs {
                         let sep: &[u8] = if rows_written { b",\r\n" } else { b"" };
                         rows_written = true;
@@ -330,7 +353,7 @@ fn write_file(opts: &GenOptions, index: u64, legs: u64, path: &Path) -> std::io:
         w.write_all(tail.as_bytes())?;
     }
     w.flush()?;
-    Ok(bytes)
+    Ok((bytes, planted))
 }
 
 /// A row of `_all_docs?include_docs=true` holding `doc` (whose `_id` it lists).
@@ -345,15 +368,30 @@ fn modb_row(doc: &str) -> String {
     )
 }
 
+/// An error [`modb_extras`] planted in a month database's ledgers: the row the ledger
+/// reconciliation must report (`queries/ledgers/`), and only those. Without a rate deck no
+/// other row is reported: every other ledger is the leg's charge, as jonny5 writes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Planted {
+    pub call_id: String,
+    /// `customer` or `reseller`.
+    pub party: &'static str,
+    /// `ledger_missing`, `charged_twice`, `seconds_differ`, `amount_differs`,
+    /// `ledger_without_leg` or `not_per_minute`.
+    pub class: &'static str,
+}
+
 /// The documents a month database holds beside the `k`th CDR of a file, as KAZOO writes them:
 /// its per-minute ledgers when the leg was charged (`j5_per_minute:create_ledger_usage/4`:
 /// `source.id` the call_id, `usage.quantity` the charged seconds, `amount` in units, the rate in
 /// `metadata`); for one leg in ten a fax document (`fax_request`, the leg's `call_id` at the
 /// top), for another one in ten a call recording's metadata (`media_recording`, `call_id` and
 /// the event's `custom_channel_vars` in AMQP spelling); for one in twenty a voicemail message
-/// (`metadata.call_id`). None of them is a leg.
-pub(crate) fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
+/// (`metadata.call_id`). None of them is a leg. With `plant`, the errors it planted in the
+/// ledgers (one leg in 40 for each class).
+pub(crate) fn modb_extras(leg: &GenLeg, k: u64, plant: bool) -> (Vec<String>, Vec<Planted>) {
     let mut docs = Vec::new();
+    let mut planted = Vec::new();
     let month = chrono::DateTime::from_timestamp(leg.start_unix, 0)
         .map_or_else(String::new, |d| d.format("%Y%m").to_string());
     let (call, account) = (&leg.call_id, &leg.account);
@@ -362,25 +400,67 @@ pub(crate) fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
         billed_seconds: billed,
         cost_units: cost,
     } = leg.charge();
+    let ledger = |id: &str, call: &str, units: i64, seconds: i64, db: &str| -> String {
+        format!(
+            r#"{{"_id":"{month}-{id}","account":{{"id":"{account}"}},"amount":{units},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{seconds},"type":"voice","unit":"sec"}},"pvt_account_id":"{db}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
+            leg.talk, leg.direction, leg.rate_increment, leg.rate_minimum, leg.rate,
+        )
+    };
+    let id = format!("{:032x}", crate::dataset::index::hash(call));
+    // With `plant`, one leg in 40 of each kind gets an error of one class (see [`Planted`]).
+    let plan = match plant {
+        true => k % 40,
+        false => 0,
+    };
+    let mut plant_as = |party: &'static str, class: &'static str, call: &str| {
+        planted.push(Planted {
+            call_id: call.to_owned(),
+            party,
+            class,
+        });
+    };
     // The customer's ledger in the customer's database and, when the reseller bills per minute
     // too, the reseller's in the reseller's (`j5_channel_destroy`): one `_id`, one `account.id`.
-    let mut held_by = Vec::new();
-    if leg.account_billing == "per_minute" {
-        held_by.push(account);
+    let charged = leg.answered && cost > 0;
+    if leg.account_billing == "per_minute" && charged {
+        match plan {
+            1 => plant_as("customer", "ledger_missing", call),
+            2 => {
+                docs.push(ledger(&id, call, cost, billed, account));
+                docs.push(ledger(&format!("{id}-again"), call, cost, billed, account));
+                plant_as("customer", "charged_twice", call);
+            }
+            3 => {
+                docs.push(ledger(&id, call, cost, billed + 6, account));
+                plant_as("customer", "seconds_differ", call);
+            }
+            4 => {
+                docs.push(ledger(&id, call, cost - 1, billed, account));
+                plant_as("customer", "amount_differs", call);
+            }
+            _ => docs.push(ledger(&id, call, cost, billed, account)),
+        }
     }
-    if leg.reseller_billing == "per_minute" && leg.reseller != *account {
-        held_by.push(&leg.reseller);
+    if leg.reseller_billing == "per_minute" && leg.reseller != *account && charged {
+        match plan {
+            7 => plant_as("reseller", "ledger_missing", call),
+            8 => {
+                docs.push(ledger(&id, call, cost + 1, billed, &leg.reseller));
+                plant_as("reseller", "amount_differs", call);
+            }
+            _ => docs.push(ledger(&id, call, cost, billed, &leg.reseller)),
+        }
     }
-    for db in held_by.into_iter().filter(|_| leg.answered && cost > 0) {
-        docs.push(format!(
-            r#"{{"_id":"{month}-{:032x}","account":{{"id":"{account}"}},"amount":{cost},"description":"DEST","metadata":{{"billing_seconds":{},"direction":"{}","rate":{{"increment":{},"minimum":{},"value":{}}}}},"period":{{"start":{end}}},"source":{{"id":"{call}","service":"per-minute-voip"}},"usage":{{"quantity":{billed},"type":"voice","unit":"sec"}},"pvt_account_id":"{db}","pvt_created":{end},"pvt_ledger_type":"debit","pvt_modified":{end},"pvt_type":"ledger","pvt_vsn":"1"}}"#,
-            crate::dataset::index::hash(call),
-            leg.talk,
-            leg.direction,
-            leg.rate_increment,
-            leg.rate_minimum,
-            leg.rate,
-        ));
+    if plan == 5 {
+        // A ledger of a call the month holds no leg of.
+        let ghost = format!("{call}-ghost");
+        docs.push(ledger(&format!("{id}-ghost"), &ghost, 100, 60, account));
+        plant_as("customer", "ledger_without_leg", &ghost);
+    }
+    if plan == 6 && leg.answered && leg.account_billing != "per_minute" {
+        // A debit of a leg the customer does not pay per minute.
+        docs.push(ledger(&format!("{id}-flat"), call, 100, 60, account));
+        plant_as("customer", "not_per_minute", call);
     }
     match k % 20 {
         3 => docs.push(format!(
@@ -401,7 +481,7 @@ pub(crate) fn modb_extras(leg: &GenLeg, k: u64) -> Vec<String> {
         )),
         _ => {}
     }
-    docs
+    (docs, planted)
 }
 
 fn write_page(w: &mut dyn Write, page: &mut Vec<String>, more: bool) -> std::io::Result<u64> {
@@ -450,6 +530,9 @@ pub struct GenLeg {
     pub reseller_billing: &'static str,
     /// Whether the CCVs carry the rating inputs (a few per_minute legs are unrated).
     pub rated: bool,
+    /// The carrier's rate, units per minute (hotornot's `Pvt-Cost`): 70% of the rate on most
+    /// legs, 120% on one in ten (a route sold at a loss), 0 (unknown) on one in ten.
+    pub pvt_cost: u64,
     /// Units per minute, seconds, seconds, units, seconds.
     pub rate: u64,
     pub rate_increment: u64,
@@ -553,10 +636,11 @@ impl GenLeg {
         if self.rated {
             let _ = write!(
                 ccv,
-                r#","rate":"{rate}","rate_increment":"{ri}","rate_minimum":"{rm}","surcharge":"{sur}","rate_nocharge_time":"{nocharge}","rate_name":"DEST-{}","rate_description":"Destination {}","base_cost":"{}","pvt_cost":"0""#,
+                r#","rate":"{rate}","rate_increment":"{ri}","rate_minimum":"{rm}","surcharge":"{sur}","rate_nocharge_time":"{nocharge}","rate_name":"DEST-{}","rate_description":"Destination {}","base_cost":"{}","pvt_cost":"{}""#,
                 callee.len(),
                 &callee[..4],
                 rate * (if rm == 0 { 60 } else { rm }) / 60 + sur,
+                self.pvt_cost,
             );
         }
         ccv.push('}');
@@ -675,6 +759,12 @@ fn interaction(
             account_billing,
             reseller_billing,
             rated,
+            // From the serial, not the generator: the same seed draws the same legs as before.
+            pvt_cost: match *serial % 10 {
+                0 => 0,
+                1 => rate * 6 / 5,
+                _ => rate * 7 / 10,
+            },
             rate,
             rate_increment: ri,
             rate_minimum: rm,
@@ -749,6 +839,7 @@ mod tests {
             start_unix: 1_793_577_600,
             call_ids_start_unix: 1_793_577_600,
             header_every: 0,
+            plant_errors: false,
         };
         let a = generate(&opts, &dir.path().join("a"))?;
         let b = generate(&opts, &dir.path().join("b"))?;

@@ -546,7 +546,9 @@ impl Job {
             ledgers: &ledgers_written.partitions,
             ledgers_changed: &ledgers_written.changed,
         };
+        clock.lap("7b_write_reports");
         let checked = ledger_reconciliation::write(&scope, &tables.legs.columns, &legs_output)?;
+        clock.lap("7b_ledger_reconciliation");
         parts.extend(ledgers_written.partitions);
         report_superseded.extend(ledgers_written.superseded);
         parts.extend(checked.partitions);

@@ -118,6 +118,7 @@ fn pool(seed: u64) -> Vec<(Shape, GenLeg)> {
         start_unix: 1_793_577_600,
         call_ids_start_unix: 1_793_577_600,
         header_every: 0,
+        plant_errors: false,
     };
     rerate::internals::gen::file_legs(&opts, 0, opts.legs)
         .enumerate()

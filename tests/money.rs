@@ -455,3 +455,47 @@ fn the_ledger_reconciliation_names_every_planted_error_and_nothing_else() -> Tes
     }
     Ok(())
 }
+
+/// `rerate gen --shape modb --plant-errors`: a month database with one error of every ledger
+/// class planted, the customer's and the reseller's; the ledger reconciliation reports exactly
+/// the answer key's rows, each with its class, and nothing else.
+#[test]
+fn a_generated_month_database_reconciles_to_exactly_its_planted_ledger_errors() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let corpus = dir.path().join("modb");
+    let gen = "gen --shape modb --legs 4000 --accounts 4 --days 3 --files 2 --seed 11";
+    let args: Vec<&str> = gen
+        .split(' ')
+        .chain(["--plant-errors", "--out", s(&corpus)])
+        .collect();
+    let o = rerate(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(corpus.join(".planted.json"))?)?;
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let planted: std::collections::BTreeSet<(String, String, String)> = key
+        .iter()
+        .map(|v| (text(v, "call_id"), text(v, "party"), text(v, "class")))
+        .collect();
+    let classes: std::collections::BTreeSet<(String, String)> = planted
+        .iter()
+        .map(|(_, p, c)| (p.clone(), c.clone()))
+        .collect();
+    assert_eq!(classes.len(), 8, "one class at least of each: {classes:?}");
+    let out = dir.path().join("out");
+    run_ok(&[s(&corpus), "--out", s(&out), "-q"]);
+    let reported: std::collections::BTreeSet<(String, String, String)> = rows(
+        &out.join("ledger_reconciliation"),
+        &["call_id", "party", "class"],
+        &[],
+    )
+    .into_keys()
+    .map(|k| {
+        let mut p = k.splitn(3, '/').map(str::to_owned);
+        let mut next = || p.next().unwrap_or_default();
+        (next(), next(), next())
+    })
+    .collect();
+    assert_eq!(reported, planted);
+    Ok(())
+}

@@ -229,6 +229,7 @@ proptest! {
             start_unix: 1_793_577_600,
             call_ids_start_unix: 1_793_577_600,
             header_every: 0,
+        plant_errors: false,
         };
         let rows: Vec<KazooRow> = rerate::internals::gen::file_legs(&opts, 0, names.len() as u64)
             .zip(&names)

@@ -512,6 +512,7 @@ mod generated {
             start_unix: 1_793_577_600,
             call_ids_start_unix: 1_793_577_600,
             header_every: 0,
+            plant_errors: false,
         };
         let legs: Vec<GenLeg> = file_legs(&opts, 0, opts.legs).collect();
         let (rows, want) = plant(legs);

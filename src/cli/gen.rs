@@ -61,6 +61,13 @@ pub struct GenArgs {
     /// Compress the files with gzip.
     #[arg(long)]
     pub gzip: bool,
+    /// With --shape modb: plant one error of every ledger class, the customer's and the
+    /// reseller's (a ledger missing, charged twice, other seconds, another amount, a ledger of
+    /// no leg, a debit of a leg not billed per minute), one leg in 40 each, and write the answer
+    /// key to .planted.json in --out (call_id, party, class: the rows the ledger
+    /// reconciliation must report, and only those, without --rates).
+    #[arg(long)]
+    pub plant_errors: bool,
     /// Output folder.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
@@ -86,6 +93,7 @@ pub(super) fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         shape: args.shape,
         gzip: args.gzip,
         header_every: args.header_every,
+        plant_errors: args.plant_errors,
         start_unix: midnight(day),
         call_ids_start_unix: match &args.call_ids_from {
             None => midnight(day),
@@ -96,6 +104,9 @@ pub(super) fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
             ),
         },
     };
+    if args.plant_errors && args.shape != Shape::Modb {
+        anyhow::bail!("--plant-errors plants ledger errors: it needs --shape modb");
+    }
     let report = generate(&opts, &args.out)
         .with_context(|| format!("writing the corpus to {}", args.out.display()))?;
     let text = match args.shape {
@@ -109,5 +120,12 @@ pub(super) fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         report.bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
+    if args.plant_errors {
+        eprintln!(
+            "rerate gen: {} ledger errors planted; the answer key is {}",
+            report.planted.len(),
+            args.out.join(crate::gen::PLANTED_FILE).display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
