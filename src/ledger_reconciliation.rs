@@ -10,10 +10,11 @@
 //! - a leg's ledgers fall on its day or the next (jonny5 dates them at the call's end), so a
 //!   rewritten legs partition (A, D) changes the rows of (A, D) and (A, D + 1), and a changed
 //!   ledgers partition (A, E) those of (A, E - 1) and (A, E);
-//! - a party's legs are checked only in a month for which the dataset holds ledgers of that
-//!   party's database for the account, and a ledger only in a month with legs of its account,
-//!   so the first ledgers of a database (or the first legs) in a month make every day of that
-//!   account's month change.
+//! - a party's legs are checked (have a row) only in a month for which the dataset holds
+//!   ledgers of that party's database for the account, and a ledger only in a month with legs of
+//!   its account, so the first ledgers of a database (or the first legs) in a month make every
+//!   day of that account's month change; legs of an account without ledgers in their month (or
+//!   the next) change nothing, and cost nothing.
 //!
 //! The SQL then runs over those accounts' legs of the days before and ledgers of the days after
 //! (read from the run's staged files, else the committed ones), with the months' legs and
@@ -164,11 +165,22 @@ fn recomputed(scope: &Scope) -> anyhow::Result<(BTreeSet<DayOf>, Vec<PartitionSt
     let files = Files::of(scope, &old);
 
     let mut r: BTreeSet<DayOf> = BTreeSet::new();
+    // A leg's rows exist only where its account has ledgers in its month (the next month for
+    // the ledgers of a leg's next day): legs elsewhere change nothing.
+    let ledger_months: HashSet<(&str, String)> = files
+        .ledgers
+        .iter()
+        .flat_map(|(d, (_, held))| held.iter().map(move |a| (a.as_str(), month(*d))))
+        .collect();
+    let reaches = |a: &str, d: i32| {
+        ledger_months.contains(&(a, month(d))) || ledger_months.contains(&(a, month(d + 1)))
+    };
     if scope.rebuild {
         r.extend(
             files
                 .legs
                 .keys()
+                .filter(|(a, d)| reaches(a, *d))
                 .flat_map(|(a, d)| [(a.clone(), *d), (a.clone(), d + 1)]),
         );
         for (d, (_, accounts)) in &files.ledgers {
@@ -179,7 +191,7 @@ fn recomputed(scope: &Scope) -> anyhow::Result<(BTreeSet<DayOf>, Vec<PartitionSt
             );
         }
     }
-    for (a, d) in &touched_legs {
+    for (a, d) in touched_legs.iter().filter(|(a, d)| reaches(a, *d)) {
         r.extend([(a.clone(), *d), (a.clone(), d + 1)]);
     }
     for (a, e) in &touched_ledgers {
@@ -371,26 +383,20 @@ pub(crate) fn write(
         })
         .collect();
     let leg_cols = crate::reports::columns_named(&sql_words, legs_columns);
-    let mut legs = Vec::new();
-    for ((a, d), folder) in &files.legs {
-        if !leg_parts.contains(&(a.clone(), *d)) {
-            continue;
-        }
-        let (file, df) = crate::write::read_rows(folder)?;
-        let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", file.display());
-        let n = df.height();
-        let mut cols = Vec::with_capacity(leg_cols.len());
-        for c in &leg_cols {
-            cols.push(match *c {
-                ACCOUNT_ID => Column::new(ACCOUNT_ID.into(), vec![a.as_str(); n]),
-                DATE => Int32Chunked::full(DATE.into(), *d, n)
-                    .into_date()
-                    .into_column(),
-                c => df.column(c).map_err(why)?.clone(),
-            });
-        }
-        legs.push(DataFrame::new(n, cols).map_err(why)?.lazy());
-    }
+    let wanted: Vec<(&DayOf, &PathBuf)> = files
+        .legs
+        .iter()
+        .filter(|(k, _)| leg_parts.contains(*k))
+        .collect();
+    let legs: Vec<LazyFrame> = {
+        use rayon::prelude::*;
+        wanted
+            .par_iter()
+            .map(|((a, d), folder)| -> anyhow::Result<LazyFrame> {
+                Ok(legs_columns_of(folder, a, *d, &leg_cols)?.lazy())
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
     let mut ledgers = Vec::new();
     let mut month_ledgers = Vec::new();
     for (d, (folder, held)) in &files.ledgers {
@@ -496,6 +502,47 @@ pub(crate) fn write(
     }
     written.recomputed = keep;
     Ok(written)
+}
+
+/// `columns` of a legs partition's file (`folder`), with `account_id` and `date` from its
+/// partition: only those columns are read from Parquet.
+fn legs_columns_of(
+    folder: &Path,
+    account: &str,
+    day: i32,
+    columns: &[&str],
+) -> anyhow::Result<DataFrame> {
+    let parquet = folder.join("part-0.parquet");
+    let read: Vec<String> = columns
+        .iter()
+        .filter(|c| **c != ACCOUNT_ID && **c != DATE)
+        .map(|c| (*c).to_owned())
+        .collect();
+    let (file, df) = match parquet.exists() {
+        true => {
+            let f = std::fs::File::open(&parquet)?;
+            let df = ParquetReader::new(f)
+                .with_columns(Some(read))
+                .read_parallel(ParallelStrategy::None)
+                .finish()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", parquet.display()))?;
+            (parquet, df)
+        }
+        false => crate::write::read_rows(folder)?,
+    };
+    let why = |e: PolarsError| anyhow::anyhow!("{}: {e}", file.display());
+    let n = df.height();
+    let mut cols = Vec::with_capacity(columns.len());
+    for c in columns {
+        cols.push(match *c {
+            ACCOUNT_ID => Column::new(ACCOUNT_ID.into(), vec![account; n]),
+            DATE => Int32Chunked::full(DATE.into(), day, n)
+                .into_date()
+                .into_column(),
+            c => df.column(c).map_err(why)?.clone(),
+        });
+    }
+    DataFrame::new(n, cols).map_err(why)
 }
 
 /// The committed entries of `table` on the days of `keep`.

@@ -16,8 +16,9 @@
 -- (pvt_account_id), on the leg's day or the next (a call across midnight).
 --
 -- A party's legs are checked only in a month for which the dataset holds ledgers of that
--- database for the account (otherwise: not_checked); a ledger is checked only in a month for
--- which the dataset holds legs of its account.
+-- database for the account: the others have no row (an account whose ledgers were never loaded
+-- is not said to have missing ones); a ledger is checked only in a month for which the dataset
+-- holds legs of its account (otherwise: not_checked).
 WITH sides AS (
     SELECT
         account_id, date, call_id, 'customer' AS party, account_id AS held_by,
@@ -130,6 +131,6 @@ ledger_rows AS (
         AND w.y = EXTRACT(YEAR FROM d.date) AND w.m = EXTRACT(MONTH FROM d.date)
     WHERE b.call_id IS NULL
 )
-SELECT * FROM leg_rows
+SELECT * FROM leg_rows WHERE class <> 'not_checked'
 UNION ALL
 SELECT * FROM ledger_rows
