@@ -148,9 +148,9 @@ fn month(day: i32) -> String {
     format_date(day)[..7].to_owned()
 }
 
-/// The partitions whose rows a run changes (the module's rules), and the catalog's committed
-/// entries of the months they fall in.
-fn recomputed(scope: &Scope) -> anyhow::Result<(BTreeSet<DayOf>, Vec<PartitionStats>, Files)> {
+/// The partitions whose rows a run changes (the module's rules), and where the legs and
+/// ledgers of the months they reach are.
+fn recomputed(scope: &Scope) -> anyhow::Result<(BTreeSet<DayOf>, Files)> {
     let dated = |p: &Partition| -> Option<DayOf> {
         Some((p.0.clone(), p.1.as_deref().and_then(parse_date)?))
     };
@@ -239,10 +239,9 @@ fn recomputed(scope: &Scope) -> anyhow::Result<(BTreeSet<DayOf>, Vec<PartitionSt
         .collect();
     if !reach.is_subset(&months) {
         let old = committed_in(scope, &(&months | &reach))?;
-        let files = Files::of(scope, &old);
-        return Ok((r, old, files));
+        return Ok((r, Files::of(scope, &old)));
     }
-    Ok((r, old, files))
+    Ok((r, files))
 }
 
 /// The committed dataset's legs and ledgers entries on the days of `months` (`YYYY-MM`); every
@@ -281,7 +280,9 @@ fn new_ledger_months(
     if accounts.is_empty() {
         return Ok(out);
     }
-    // Before: the committed day files of those months; after: the files the run leaves.
+    // Before: the committed day files of those months; after: those, with the days the run
+    // staged in their place. A day the run left alone holds the same holders before and after,
+    // so only the staged days are read again.
     let committed: BTreeMap<i32, PathBuf> = old
         .iter()
         .filter(|p| p.table == LEDGERS_TABLE)
@@ -290,9 +291,10 @@ fn new_ledger_months(
             Some((d, scope.committed.join(&p.path)))
         })
         .collect();
-    let after: BTreeMap<i32, PathBuf> = files
+    let staged: BTreeMap<i32, PathBuf> = files
         .ledgers
         .iter()
+        .filter(|(_, (f, _))| f.starts_with(scope.staged))
         .map(|(d, (f, _))| (*d, f.clone()))
         .collect();
     let holders =
@@ -311,7 +313,7 @@ fn new_ledger_months(
             Ok(h)
         };
     let before = holders(&committed)?;
-    for (a, _, m) in holders(&after)?.difference(&before) {
+    for (a, _, m) in holders(&staged)?.difference(&before) {
         out.insert((a.clone(), m.clone()));
     }
     Ok(out)
@@ -353,7 +355,7 @@ pub(crate) fn write(
     legs_columns: &[&str],
     output: &Output,
 ) -> anyhow::Result<Written> {
-    let (r, old, files) = recomputed(scope)?;
+    let (r, files) = recomputed(scope)?;
     let accounts: BTreeSet<&str> = r.iter().map(|(a, _)| a.as_str()).collect();
     // Legs of the days before, ledgers of the days after, months for coverage.
     let mut leg_parts: BTreeSet<DayOf> = BTreeSet::new();
@@ -413,9 +415,13 @@ pub(crate) fn write(
                 let null = Column::full_null(PVT_ACCOUNT_ID.into(), df.height(), &DataType::String);
                 df.with_column(null).map_err(why)?;
             }
+            if in_month {
+                // The day's holders, from the rows just read (the SQL reads a null
+                // `pvt_account_id` as the account's own, as `holder_rows` fills it).
+                month_ledgers.push(df.select([ACCOUNT_ID, PVT_ACCOUNT_ID, DATE])?.lazy());
+            }
             ledgers.push(df.lazy());
-        }
-        if in_month {
+        } else if in_month {
             month_ledgers.push(holder_rows(folder, *d, &accounts)?.lazy());
         }
     }
@@ -437,7 +443,6 @@ pub(crate) fn write(
                 .into_column(),
         ],
     )?;
-    let _ = old;
     let union = |frames: Vec<LazyFrame>, empty: LazyFrame| -> PolarsResult<LazyFrame> {
         match frames.is_empty() {
             true => Ok(empty),
